@@ -1,0 +1,47 @@
+// The `tkg` command line. Owns: wiring verbs to stages; holds no logic of its own.
+// Each verb lives in src/cli/commands/<verb>.ts and exports `register(program: Command)`.
+// Exit codes: 0 ok, 1 runtime failure, 2 usage / configuration error.
+import { Command } from 'commander';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TkgError } from '../core/errors.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export async function buildProgram(): Promise<Command> {
+  const program = new Command('tkg')
+    .description('tkg-stream: temporal knowledge-graph streaming processor (NLSM on Kafka)')
+    .showHelpAfterError()
+    .exitOverride();
+  const dir = join(here, 'commands');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()) {
+    const mod = (await import(join(dir, file))) as { register?: (p: Command) => void };
+    mod.register?.(program);
+  }
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = await buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') {
+      process.exitCode = 0;
+      return;
+    }
+    if (code?.startsWith('commander.')) {
+      process.exitCode = 2;
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`tkg: ${message}\n`);
+    process.exitCode = error instanceof TkgError && error.reason === 'config' ? 2 : 1;
+  }
+}
+
+if (process.argv[1] && /(main\.ts|tkg(\.js)?)$/.test(process.argv[1])) {
+  await main();
+}

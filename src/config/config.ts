@@ -1,0 +1,65 @@
+// Typed configuration with the spec's defaults. Owns: every knob, its default, its environment
+// variable. Flags override environment, environment overrides defaults. Must not import stages.
+// Every key here is listed in README's configuration table.
+import { z } from 'zod';
+import { ConfigError } from '../core/errors.ts';
+
+export const configSchema = z.object({
+  // Kafka
+  kafkaBrokers: z.string().optional().describe('KAFKA_BROKERS: comma-separated bootstrap servers; unset = embedded local broker'),
+  kafkaClientId: z.string().default('tkg-stream').describe('TKG_KAFKA_CLIENT_ID'),
+  brokerPort: z.coerce.number().int().min(0).max(65535).default(9092).describe('TKG_BROKER_PORT: local broker port'),
+  brokerDir: z.string().default('.tkg/broker').describe('TKG_BROKER_DIR: local broker data and pid'),
+  topicPrefix: z.string().default('tkg').describe('TKG_TOPIC_PREFIX: topics are <prefix>.facts, <prefix>.queries, ...'),
+  partitions: z.coerce.number().int().min(1).default(3).describe('TKG_PARTITIONS: partitions of created topics'),
+  // State
+  stateDir: z.string().default('.tkg/state').describe('TKG_STATE_DIR: checkpoints (window, vocabulary, model)'),
+  // Window (SPEC section 3)
+  granularity: z.string().optional().describe('TKG_GRANULARITY: step length for timestamped facts, e.g. 1y, 60d, 10d'),
+  origin: z.string().optional().describe('TKG_ORIGIN: ISO-8601 time of step 0 for timestamped facts'),
+  allowedLateness: z.coerce.number().int().min(0).default(0).describe('TKG_ALLOWED_LATENESS: steps a fact may lag the watermark'),
+  idleTimeoutMs: z.coerce.number().int().min(0).default(5000).describe('TKG_IDLE_TIMEOUT_MS: idle partitions stop holding the watermark after this'),
+  // Model (SPEC section 1)
+  K: z.coerce.number().int().min(1).default(64).describe('TKG_K: latent attributes'),
+  windowSize: z.coerce.number().int().min(1).default(5).describe('TKG_WINDOW: m, snapshots per training window'),
+  sTheta: z.coerce.number().positive().default(0.1).describe('TKG_S_THETA'),
+  sPsi: z.coerce.number().positive().default(0.1).describe('TKG_S_PSI'),
+  sigmaTheta: z.coerce.number().positive().default(10).describe('TKG_SIGMA_THETA'),
+  sigmaPsi: z.coerce.number().positive().default(10).describe('TKG_SIGMA_PSI'),
+  learningRate: z.coerce.number().positive().default(0.01).describe('TKG_LR: Adam learning rate'),
+  seed: z.coerce.number().int().default(42).describe('TKG_SEED'),
+  // Serving
+  metricsPort: z.coerce.number().int().min(0).max(65535).default(9464).describe('TKG_METRICS_PORT: /metrics, /healthz, /readyz'),
+  topK: z.coerce.number().int().min(1).default(10).describe('TKG_TOP_K: forecasts per (subject, relation)'),
+});
+
+export type TkgConfig = z.infer<typeof configSchema>;
+
+/** Environment variable for each key (derived from the describe() text's first token). */
+export const envNames: Record<keyof TkgConfig, string> = Object.fromEntries(
+  Object.entries(configSchema.shape).map(([key, schema]) => [
+    key,
+    ((schema as z.ZodType).description ?? '').split(':')[0].trim(),
+  ]),
+) as Record<keyof TkgConfig, string>;
+
+/** Build the config: defaults, then environment, then explicit overrides (flags). */
+export function loadConfig(
+  overrides: Partial<Record<keyof TkgConfig, unknown>> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): TkgConfig {
+  const raw: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(envNames)) {
+    if (name && env[name] !== undefined && env[name] !== '') raw[key] = env[name];
+  }
+  for (const [key, value] of Object.entries(overrides)) if (value !== undefined) raw[key] = value;
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue.path[0]);
+    throw new ConfigError(
+      `configuration ${key} (${envNames[key as keyof TkgConfig]}): ${issue.message}; got ${JSON.stringify(raw[key])}`,
+    );
+  }
+  return parsed.data;
+}
