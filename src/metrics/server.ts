@@ -31,13 +31,17 @@ export const alwaysReady: ReadinessPredicate = () => ({ ready: true });
  * Readiness from named boolean checks, e.g. `{ modelLoaded: () => scorer.hasModel(), consumerJoined: () => joined }`.
  * Ready when every check returns true; otherwise the reason lists the failing checks in the given order.
  */
-export function readinessFromChecks(checks: Record<string, () => boolean | Promise<boolean>>): ReadinessPredicate {
+export function readinessFromChecks(
+  checks: Record<string, () => boolean | Promise<boolean>>,
+): ReadinessPredicate {
   return async () => {
     const failing: string[] = [];
     for (const [name, check] of Object.entries(checks)) {
       if (!(await check())) failing.push(name);
     }
-    return failing.length === 0 ? { ready: true } : { ready: false, reason: `waiting for: ${failing.join(', ')}` };
+    return failing.length === 0
+      ? { ready: true }
+      : { ready: false, reason: `waiting for: ${failing.join(', ')}` };
   };
 }
 
@@ -58,7 +62,9 @@ export class MetricsServer {
   constructor(options: MetricsServerOptions) {
     const port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new ConfigError(`metrics port ${JSON.stringify(port)} is not a TCP port; use 0..65535 (TKG_METRICS_PORT)`);
+      throw new ConfigError(
+        `metrics port ${JSON.stringify(port)} is not a TCP port; use 0..65535 (TKG_METRICS_PORT)`,
+      );
     }
     this.registry = options.registry;
     this.requestedPort = port;
@@ -69,7 +75,9 @@ export class MetricsServer {
   /** The bound port (after start()). */
   get port(): number {
     if (this.boundPort === undefined) {
-      throw new TkgError('MetricsServer.port read before start(); await start() first', { reason: 'not_started' });
+      throw new TkgError('MetricsServer.port read before start(); await start() first', {
+        reason: 'not_started',
+      });
     }
     return this.boundPort;
   }
@@ -82,7 +90,10 @@ export class MetricsServer {
 
   /** Bind and listen. Rejects with a TkgError (reason 'port_in_use') naming the port when it is taken. */
   async start(): Promise<{ port: number; url: string }> {
-    if (this.server) throw new TkgError('MetricsServer.start() called twice; create a new server instead', { reason: 'already_started' });
+    if (this.server)
+      throw new TkgError('MetricsServer.start() called twice; create a new server instead', {
+        reason: 'already_started',
+      });
     const server = createServer((request, response) => {
       this.handle(request, response).catch((error: unknown) => {
         // handle() answers every request itself; this is the last guard against a crashed socket.
@@ -102,7 +113,12 @@ export class MetricsServer {
             ),
           );
         } else {
-          reject(new TkgError(`metrics server could not listen on ${this.host}:${this.requestedPort}: ${error.message}`, { reason: 'listen_failed', cause: error }));
+          reject(
+            new TkgError(
+              `metrics server could not listen on ${this.host}:${this.requestedPort}: ${error.message}`,
+              { reason: 'listen_failed', cause: error },
+            ),
+          );
         }
       };
       const onListening = () => {
@@ -166,14 +182,19 @@ export class MetricsServer {
         sendJson(response, 200, { endpoints: ['/metrics', '/healthz', '/readyz'] });
         return;
       default:
-        sendJson(response, 404, { error: `no such path ${path}; try /metrics, /healthz or /readyz` });
+        sendJson(response, 404, {
+          error: `no such path ${path}; try /metrics, /healthz or /readyz`,
+        });
     }
   }
 }
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  response.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Cache-Control': 'no-store',
+  });
   response.end(text);
 }
 

@@ -20,7 +20,10 @@ test('metrics server: /metrics serves the registry text with set values', async 
     assert.match(response.headers.get('content-type') ?? '', /^text\/plain/);
     const body = await response.text();
     assert.match(body, /^tkg_facts_ingested_total 7$/m);
-    assert.match(body, /^tkg_eval_mrr\{filter="timeAware",direction="object",model="nlsm-h"\} 61\.25$/m);
+    assert.match(
+      body,
+      /^tkg_eval_mrr\{filter="timeAware",direction="object",model="nlsm-h"\} 61\.25$/m,
+    );
     assert.match(body, /^tkg_query_duration_seconds_bucket\{le="0\.0025",path="kafka"\} 1$/m);
     // values change between scrapes
     metrics.factsIngested.inc(3);
@@ -35,7 +38,11 @@ test('metrics server: /metrics serves the registry text with set values', async 
 
 test('metrics server: /healthz always 200; /readyz follows the predicate (503 with a JSON reason)', async () => {
   let state: Readiness = { ready: false, reason: 'model not loaded' };
-  const server = new MetricsServer({ registry: createMetrics().registry, host: '127.0.0.1', readiness: () => state });
+  const server = new MetricsServer({
+    registry: createMetrics().registry,
+    host: '127.0.0.1',
+    readiness: () => state,
+  });
   const { url } = await server.start();
   try {
     const health = await fetch(`${url}/healthz`);
@@ -59,8 +66,14 @@ test('metrics server: /healthz always 200; /readyz follows the predicate (503 wi
 test('metrics server: readinessFromChecks names the failing checks; a throwing predicate is not ready', async () => {
   let modelLoaded = false;
   let consumerJoined = false;
-  const predicate = readinessFromChecks({ modelLoaded: () => modelLoaded, consumerJoined: async () => consumerJoined });
-  assert.deepEqual(await predicate(), { ready: false, reason: 'waiting for: modelLoaded, consumerJoined' });
+  const predicate = readinessFromChecks({
+    modelLoaded: () => modelLoaded,
+    consumerJoined: async () => consumerJoined,
+  });
+  assert.deepEqual(await predicate(), {
+    ready: false,
+    reason: 'waiting for: modelLoaded, consumerJoined',
+  });
   modelLoaded = true;
   assert.deepEqual(await predicate(), { ready: false, reason: 'waiting for: consumerJoined' });
   consumerJoined = true;
@@ -77,7 +90,10 @@ test('metrics server: readinessFromChecks names the failing checks; a throwing p
   try {
     const response = await fetch(`${url}/readyz`);
     assert.equal(response.status, 503);
-    assert.deepEqual(await response.json(), { ready: false, reason: 'readiness check failed: scorer session crashed' });
+    assert.deepEqual(await response.json(), {
+      ready: false,
+      reason: 'readiness check failed: scorer session crashed',
+    });
   } finally {
     await server.stop();
   }
@@ -94,7 +110,11 @@ test('metrics server: unknown path 404, POST 405, port in use is a typed error, 
     assert.equal(post.status, 405);
     assert.equal(post.headers.get('allow'), 'GET, HEAD');
 
-    const clash = new MetricsServer({ registry: createMetrics().registry, host: '127.0.0.1', port });
+    const clash = new MetricsServer({
+      registry: createMetrics().registry,
+      host: '127.0.0.1',
+      port,
+    });
     await assert.rejects(clash.start(), (error: unknown) => {
       assert.ok(error instanceof TkgError);
       assert.equal(error.reason, 'port_in_use');
@@ -111,6 +131,12 @@ test('metrics server: unknown path 404, POST 405, port in use is a typed error, 
     probe.once('error', reject);
     probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
   });
-  assert.throws(() => new MetricsServer({ registry: createMetrics().registry }).port, /before start/);
-  assert.throws(() => new MetricsServer({ registry: createMetrics().registry, port: 70000 }), /TKG_METRICS_PORT/);
+  assert.throws(
+    () => new MetricsServer({ registry: createMetrics().registry }).port,
+    /before start/,
+  );
+  assert.throws(
+    () => new MetricsServer({ registry: createMetrics().registry, port: 70000 }),
+    /TKG_METRICS_PORT/,
+  );
 });
