@@ -1,0 +1,212 @@
+// ONNX export of the NLSM next-step scorer (SPEC section 1, "Efficient scoring"; issue 8 item 2's sparse history term).
+// Owns: turning a ScoringState into ONNX bytes (opset 17) and reading its metadata back.
+// Must not import onnxruntime, src/train or tfjs: a ScoringState (plain typed arrays) is all it needs.
+//
+// The graph, for a batch of B queries (direction 0 = object query (s, r, ?), 1 = subject query (?, r, o)):
+//   row      = direction * R + relation                                   // [B]   row of the stacked tables
+//   z_anchor = Z[anchor]                                                   // [B, K]
+//   w        = W_base[row] + W_slope[row] * z_anchor                       // [B, K]
+//   c        = C_base[row] + sum_k C_slope[row] * z_anchor                 // [B, 1]
+//   scores   = Gemm(w, Z_T, c)                                            // [B, N]  ONE GEMM per batch
+//   all      = ScatterND(scores, extra_index, extra_value, reduction=add)   // [B, N]  sparse history term
+//   top      = TopK(all, min(k, N))                                         // [B, k]
+// with per (r, k): A = Th00, Bs = Th10 - Th00, Co = Th01 - Th00, D = Th11 - Th10 - Th01 + Th00 and
+//   object query : w = Co_r + D_r * z_s,  c = sum(A_r + Bs_r * z_s)   (rows 0..R-1 of the stacked tables)
+//   subject query: w = Bs_r + D_r * z_o,  c = sum(A_r + Co_r * z_o)   (rows R..2R-1)
+import { createHash } from 'node:crypto';
+import type { ScoringState } from '../../core/types.ts';
+import { DataType, IR_VERSION, OPSET_VERSION, floatTensor, int64Tensor, node, onnx, valueInfo } from './onnx-builder.ts';
+
+export const SCORER_INPUTS = ['anchor', 'relation', 'direction', 'extra_index', 'extra_value', 'k'] as const;
+export const SCORER_OUTPUTS = ['indices', 'scores', 'all_scores'] as const;
+export const PRODUCER_NAME = 'tkg-stream';
+
+/** Metadata stored in the ONNX model's metadata_props (all values are strings there). */
+export interface ScoringModelMetadata {
+  version: number;
+  step: number;
+  vocabularyHash: string;
+  numEntities: number; // N
+  numRelations: number; // R
+  K: number;
+  /** Model family, e.g. 'nlsm' or 'nlsm-h' (free text). */
+  modelName: string;
+}
+
+export interface ExportOptions {
+  /** Hash of the vocabulary (names -> ids) the ids refer to; the server refuses to mix vocabularies. */
+  vocabularyHash: string;
+  modelName?: string;
+}
+
+/** Per-relation tables of the efficient form, stacked as [object rows; subject rows]. */
+export interface EfficientScoringTables {
+  wBase: Float32Array; // [2R, K]  rows r: Co_r, rows R + r: Bs_r
+  wSlope: Float32Array; // [2R, K]  D_r twice
+  cSlope: Float32Array; // [2R, K]  rows r: Bs_r, rows R + r: Co_r
+  cBase: Float32Array; // [2R, 1]  sum_k A_r twice
+}
+
+/** Pure: the efficient-form tables of a ScoringState (SPEC section 1). Sums in float64, stored as float32. */
+export function efficientScoringTables(state: ScoringState): EfficientScoringTables {
+  const { numRelations: R, K, theta } = state;
+  const wBase = new Float32Array(2 * R * K);
+  const wSlope = new Float32Array(2 * R * K);
+  const cSlope = new Float32Array(2 * R * K);
+  const cBase = new Float32Array(2 * R);
+  for (let r = 0; r < R; r++) {
+    let sumA = 0;
+    for (let k = 0; k < K; k++) {
+      const base = (r * K + k) * 4;
+      const th00 = theta[base];
+      const th01 = theta[base + 1];
+      const th10 = theta[base + 2];
+      const th11 = theta[base + 3];
+      const bs = th10 - th00;
+      const co = th01 - th00;
+      const d = th11 - th10 - th01 + th00;
+      sumA += th00;
+      const objectRow = r * K + k;
+      const subjectRow = (R + r) * K + k;
+      wBase[objectRow] = co;
+      wBase[subjectRow] = bs;
+      wSlope[objectRow] = d;
+      wSlope[subjectRow] = d;
+      cSlope[objectRow] = bs;
+      cSlope[subjectRow] = co;
+    }
+    cBase[r] = sumA;
+    cBase[R + r] = sumA;
+  }
+  return { wBase, wSlope, cSlope, cBase };
+}
+
+/** Throws a RangeError naming the inconsistent field when a ScoringState's arrays do not match its sizes. */
+export function assertScoringState(state: ScoringState): void {
+  const { numEntities: N, numRelations: R, K } = state;
+  for (const [name, value] of Object.entries({ numEntities: N, numRelations: R, K })) {
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`ScoringState.${name} must be a positive integer, got ${value}`);
+  }
+  if (state.z.length !== N * K) throw new RangeError(`ScoringState.z has ${state.z.length} values, expected N * K = ${N} * ${K}`);
+  if (state.theta.length !== R * K * 4) throw new RangeError(`ScoringState.theta has ${state.theta.length} values, expected R * K * 4 = ${R} * ${K} * 4`);
+  if (!state.z.every(Number.isFinite) || !state.theta.every(Number.isFinite)) {
+    throw new RangeError(`ScoringState (version ${state.version}) contains NaN or infinite values; refusing to export`);
+  }
+}
+
+/** Build the scorer's ONNX model (opset 17) from a ScoringState; returns the serialized bytes. */
+export function exportScoringModel(state: ScoringState, options: ExportOptions): Uint8Array {
+  assertScoringState(state);
+  const { numEntities: N, numRelations: R, K } = state;
+  const tables = efficientScoringTables(state);
+  const zTransposed = new Float32Array(K * N); // [K, N]
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) zTransposed[k * N + n] = state.z[n * K + k];
+
+  const initializer = [
+    floatTensor('Z', [N, K], state.z),
+    floatTensor('Z_T', [K, N], zTransposed),
+    floatTensor('W_base', [2 * R, K], tables.wBase),
+    floatTensor('W_slope', [2 * R, K], tables.wSlope),
+    floatTensor('C_slope', [2 * R, K], tables.cSlope),
+    floatTensor('C_base', [2 * R, 1], tables.cBase),
+    int64Tensor('num_relations', [], [R]),
+    int64Tensor('num_entities', [1], [N]),
+    int64Tensor('attribute_axis', [1], [1]),
+  ];
+  const nodes = [
+    node('Mul', ['direction', 'num_relations'], ['direction_offset']),
+    node('Add', ['direction_offset', 'relation'], ['table_row']), // [B]
+    node('Gather', ['Z', 'anchor'], ['z_anchor'], { axis: 0 }), // [B, K]
+    node('Gather', ['W_base', 'table_row'], ['w_base'], { axis: 0 }),
+    node('Gather', ['W_slope', 'table_row'], ['w_slope'], { axis: 0 }),
+    node('Mul', ['w_slope', 'z_anchor'], ['w_anchor']),
+    node('Add', ['w_base', 'w_anchor'], ['w']), // [B, K]
+    node('Gather', ['C_slope', 'table_row'], ['c_slope'], { axis: 0 }),
+    node('Mul', ['c_slope', 'z_anchor'], ['c_terms']),
+    node('ReduceSum', ['c_terms', 'attribute_axis'], ['c_anchor'], { keepdims: 1 }), // [B, 1]
+    node('Gather', ['C_base', 'table_row'], ['c_base'], { axis: 0 }), // [B, 1]
+    node('Add', ['c_base', 'c_anchor'], ['c']), // [B, 1]
+    node('Gemm', ['w', 'Z_T', 'c'], ['gemm_scores']), // [B, N]
+    node('ScatterND', ['gemm_scores', 'extra_index', 'extra_value'], ['all_scores'], { reduction: 'add' }),
+    node('Min', ['k', 'num_entities'], ['k_clamped']), // [1]
+    node('TopK', ['all_scores', 'k_clamped'], ['scores', 'indices'], { axis: 1, largest: 1, sorted: 1 }),
+  ];
+  const graph = onnx.GraphProto.create({
+    name: 'tkg_nlsm_scorer',
+    docString: 'NLSM next-step scorer: scores = (W_base + W_slope * z_anchor) Z^T + c, plus a sparse history term, then top-k.',
+    node: nodes,
+    initializer,
+    input: [
+      valueInfo('anchor', DataType.INT64, ['B'], 'subject id (direction 0) or object id (direction 1)'),
+      valueInfo('relation', DataType.INT64, ['B'], 'relation id'),
+      valueInfo('direction', DataType.INT64, ['B'], '0 = object query (s, r, ?), 1 = subject query (?, r, o)'),
+      valueInfo('extra_index', DataType.INT64, ['M', 2], '(batch row, entity) of each history term; M may be 0'),
+      valueInfo('extra_value', DataType.FLOAT, ['M'], 'value added to all_scores[row, entity]'),
+      valueInfo('k', DataType.INT64, [1], 'top-k size; clamped to N'),
+    ],
+    output: [
+      valueInfo('indices', DataType.INT64, ['B', 'k_out'], 'top-k entity ids, best first'),
+      valueInfo('scores', DataType.FLOAT, ['B', 'k_out'], 'top-k logits'),
+      valueInfo('all_scores', DataType.FLOAT, ['B', N], 'logits of every entity'),
+    ],
+  });
+  const metadata: ScoringModelMetadata = {
+    version: state.version,
+    step: state.step,
+    vocabularyHash: options.vocabularyHash,
+    numEntities: N,
+    numRelations: R,
+    K,
+    modelName: options.modelName ?? 'nlsm',
+  };
+  const model = onnx.ModelProto.create({
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: OPSET_VERSION }],
+    producerName: PRODUCER_NAME,
+    producerVersion: '1',
+    modelVersion: state.version,
+    docString: `tkg-stream ${metadata.modelName} scorer forecasting step ${state.step}`,
+    graph,
+    metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value: String(value) })),
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Read a scorer model's metadata; throws a RangeError naming the missing or malformed key. */
+export function readScoringModelMetadata(bytes: Uint8Array): ScoringModelMetadata {
+  let props: Map<string, string>;
+  try {
+    const model = onnx.ModelProto.decode(bytes);
+    props = new Map((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? '']));
+  } catch (error) {
+    throw new RangeError(`not an ONNX model (${bytes.length} bytes): ${(error as Error).message}`, { cause: error });
+  }
+  const integer = (key: string, min: number): number => {
+    const value = Number(props.get(key));
+    if (!props.has(key) || !Number.isSafeInteger(value) || value < min) {
+      throw new RangeError(`ONNX model metadata ${key} must be an integer >= ${min}, got ${JSON.stringify(props.get(key))}`);
+    }
+    return value;
+  };
+  const vocabularyHash = props.get('vocabularyHash');
+  if (vocabularyHash === undefined) throw new RangeError('ONNX model metadata vocabularyHash is missing (was it exported by tkg-stream?)');
+  return {
+    version: integer('version', 0),
+    step: integer('step', Number.MIN_SAFE_INTEGER),
+    vocabularyHash,
+    numEntities: integer('numEntities', 1),
+    numRelations: integer('numRelations', 1),
+    K: integer('K', 1),
+    modelName: props.get('modelName') ?? 'nlsm',
+  };
+}
+
+/** A stable hash of an ordered vocabulary (entity names then relation names), for ExportOptions.vocabularyHash. */
+export function vocabularyHash(entities: readonly string[], relations: readonly string[]): string {
+  const hash = createHash('sha256');
+  hash.update(`entities:${entities.length}\n`);
+  for (const name of entities) hash.update(`${JSON.stringify(name)}\n`);
+  hash.update(`relations:${relations.length}\n`);
+  for (const name of relations) hash.update(`${JSON.stringify(name)}\n`);
+  return hash.digest('hex').slice(0, 16);
+}
