@@ -31,6 +31,10 @@ export const configSchema = z.object({
   // Serving
   metricsPort: z.coerce.number().int().min(0).max(65535).default(9464).describe('TKG_METRICS_PORT: /metrics, /healthz, /readyz'),
   topK: z.coerce.number().int().min(1).default(10).describe('TKG_TOP_K: forecasts per (subject, relation)'),
+  scorerThreads: z.coerce.number().int().min(0).default(1).describe('TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)'),
+  scorerMaxBatch: z.coerce.number().int().min(1).default(64).describe('TKG_SCORER_MAX_BATCH: queries scored in one onnxruntime run (micro-batch size)'),
+  scorerMaxWaitMs: z.coerce.number().min(0).default(1).describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
+  serveModelName: z.string().default('nlsm').describe('TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves'),
 });
 
 export type TkgConfig = z.infer<typeof configSchema>;
