@@ -1,0 +1,152 @@
+// Durable byte forms and atomic files. Owns: the checkpoint container (magic, JSON header, Int32
+// blocks), the window-state codec, and `writeFileAtomic` (temp + fsync + rename + directory fsync).
+// Must not touch Kafka or the vocabulary's meaning: callers put their own JSON (offsets, vocabulary
+// sizes, clock state) in `extra`, and it is written in the same atomic file as the window state.
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync, unlinkSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+import { TkgError } from '../core/errors.ts';
+import type { WindowState } from './event-time-window.ts';
+
+const MAGIC = 0x574b4754; // 'TKGW' little-endian
+const FORMAT_VERSION = 1;
+
+/** A checkpoint file that cannot be read (truncated, wrong magic, bad header). */
+export class CorruptCheckpointError extends TkgError {
+  constructor(path: string, detail: string) {
+    super(`checkpoint ${path} is unreadable (${detail}); restore it from a backup or delete the state directory to start over`, {
+      reason: 'corrupt_checkpoint',
+    });
+  }
+}
+
+/**
+ * Container: u32 magic, u32 version, u32 headerBytes, header JSON (utf-8), zero pad to 4, then the
+ * Int32 blocks back to back (little-endian); the header lists each block's length.
+ */
+export function encodeContainer(header: Record<string, unknown>, blocks: Int32Array[]): Buffer {
+  const headerBytes = Buffer.from(JSON.stringify({ ...header, blockLengths: blocks.map((b) => b.length) }), 'utf8');
+  const headerPadded = (headerBytes.length + 3) & ~3;
+  let total = 12 + headerPadded;
+  for (const block of blocks) total += block.length * 4;
+  const out = Buffer.alloc(total);
+  out.writeUInt32LE(MAGIC, 0);
+  out.writeUInt32LE(FORMAT_VERSION, 4);
+  out.writeUInt32LE(headerBytes.length, 8);
+  headerBytes.copy(out, 12);
+  let offset = 12 + headerPadded;
+  for (const block of blocks) {
+    Buffer.from(block.buffer, block.byteOffset, block.byteLength).copy(out, offset);
+    offset += block.byteLength;
+  }
+  return out;
+}
+
+export function decodeContainer(bytes: Uint8Array, source = '<bytes>'): { header: Record<string, unknown>; blocks: Int32Array[] } {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < 12 || buf.readUInt32LE(0) !== MAGIC) throw new CorruptCheckpointError(source, 'bad magic');
+  const version = buf.readUInt32LE(4);
+  if (version !== FORMAT_VERSION) throw new CorruptCheckpointError(source, `format version ${version}, expected ${FORMAT_VERSION}`);
+  const headerLength = buf.readUInt32LE(8);
+  if (12 + headerLength > buf.length) throw new CorruptCheckpointError(source, 'truncated header');
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(buf.toString('utf8', 12, 12 + headerLength)) as Record<string, unknown>;
+  } catch {
+    throw new CorruptCheckpointError(source, 'header is not JSON');
+  }
+  const lengths = header.blockLengths;
+  if (!Array.isArray(lengths)) throw new CorruptCheckpointError(source, 'header has no blockLengths');
+  let offset = 12 + ((headerLength + 3) & ~3);
+  const blocks: Int32Array[] = [];
+  for (const length of lengths as number[]) {
+    const byteLength = length * 4;
+    if (offset + byteLength > buf.length) throw new CorruptCheckpointError(source, 'truncated block');
+    const block = new Int32Array(length);
+    Buffer.from(block.buffer).set(buf.subarray(offset, offset + byteLength));
+    blocks.push(block);
+    offset += byteLength;
+  }
+  if (offset !== buf.length) throw new CorruptCheckpointError(source, 'trailing bytes');
+  return { header, blocks };
+}
+
+/** Window state (+ caller's `extra` JSON) to bytes. ~12 bytes per open fact. */
+export function encodeWindowState(state: WindowState, extra: Record<string, unknown> = {}): Buffer {
+  return encodeContainer(
+    {
+      kind: 'window',
+      extra,
+      watermark: state.watermark,
+      nextStepToClose: state.nextStepToClose,
+      maxEntityId: state.maxEntityId,
+      maxRelationId: state.maxRelationId,
+      partitions: state.partitions,
+      steps: state.openSteps.map((s) => s.step),
+    },
+    state.openSteps.map((s) => s.triples),
+  );
+}
+
+export function decodeWindowState(bytes: Uint8Array, source = '<bytes>'): { state: WindowState; extra: Record<string, unknown> } {
+  const { header, blocks } = decodeContainer(bytes, source);
+  if (header.kind !== 'window') throw new CorruptCheckpointError(source, `kind ${String(header.kind)}, expected window`);
+  const steps = header.steps as number[];
+  if (!Array.isArray(steps) || steps.length !== blocks.length) throw new CorruptCheckpointError(source, 'steps/blocks mismatch');
+  return {
+    state: {
+      watermark: header.watermark as number | null,
+      nextStepToClose: header.nextStepToClose as number | null,
+      maxEntityId: header.maxEntityId as number,
+      maxRelationId: header.maxRelationId as number,
+      partitions: header.partitions as WindowState['partitions'],
+      openSteps: steps.map((step, i) => ({ step, triples: blocks[i] })),
+    },
+    extra: (header.extra ?? {}) as Record<string, unknown>,
+  };
+}
+
+/** Write `data` to `path` atomically and durably: temp file, fsync, rename over, fsync the directory. */
+export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const temp = join(dir, `.${basename(path)}.tmp-${process.pid}`);
+  const fd = openSync(temp, 'w');
+  try {
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let written = 0;
+    while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  fsyncDirectory(dir);
+}
+
+export function fsyncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Read a file written by writeFileAtomic, or null if absent; stray temp files of dead writers are removed. */
+export function readFileIfExists(path: string): Buffer | null {
+  if (!existsSync(path)) return null;
+  return readFileSync(path);
+}
+
+/** Remove leftover `.name.tmp-<pid>` files (a writer died between write and rename). */
+export function removeStaleTempFiles(dir: string, files: string[]): void {
+  for (const file of files) {
+    if (/^\..*\.tmp-\d+$/.test(file)) {
+      try {
+        unlinkSync(join(dir, file));
+      } catch {
+        // already gone
+      }
+    }
+  }
+}

@@ -1,0 +1,60 @@
+// Closed snapshots on disk: one atomic file per step (`<dir>/step-0000000123.snap`).
+// Owns: the snapshot file layout. Must not touch Kafka or the vocabulary. Written BEFORE the checkpoint
+// that moves nextStepToClose past the step, so a restarted process neither loses nor re-emits a step.
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Snapshot } from '../core/types.ts';
+import { decodeContainer, encodeContainer, readFileIfExists, removeStaleTempFiles, writeFileAtomic, CorruptCheckpointError } from './checkpoint.ts';
+
+const FILE_PATTERN = /^step-(\d{10})\.snap$/;
+
+export class SnapshotStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true });
+    removeStaleTempFiles(dir, readdirSync(dir));
+  }
+
+  pathOf(step: number): string {
+    return join(this.dir, `step-${String(step).padStart(10, '0')}.snap`);
+  }
+
+  write(snapshot: Snapshot): void {
+    writeFileAtomic(
+      this.pathOf(snapshot.step),
+      encodeContainer(
+        { kind: 'snapshot', step: snapshot.step, numEntities: snapshot.numEntities, numRelations: snapshot.numRelations },
+        [snapshot.triples],
+      ),
+    );
+  }
+
+  read(step: number): Snapshot | null {
+    const path = this.pathOf(step);
+    const bytes = readFileIfExists(path);
+    if (!bytes) return null;
+    const { header, blocks } = decodeContainer(bytes, path);
+    if (header.kind !== 'snapshot' || header.step !== step) throw new CorruptCheckpointError(path, 'not the snapshot of this step');
+    return { step, triples: blocks[0], numEntities: header.numEntities as number, numRelations: header.numRelations as number };
+  }
+
+  /** Persisted steps, ascending. */
+  steps(): number[] {
+    return readdirSync(this.dir)
+      .map((f) => FILE_PATTERN.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+  }
+
+  /** Every persisted snapshot with step >= fromStep, in order. */
+  *readFrom(fromStep = -Infinity): Generator<Snapshot> {
+    for (const step of this.steps()) {
+      if (step < fromStep) continue;
+      const snapshot = this.read(step);
+      if (snapshot) yield snapshot;
+    }
+  }
+}
