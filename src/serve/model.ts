@@ -1,0 +1,188 @@
+// One loaded scoring model: an onnxruntime-node session over exported ONNX bytes, its metadata and vocabulary.
+// Owns: session lifecycle (create, validate with a smoke query, release when drained) and the raw batch run.
+// Must not import src/train or tfjs (a replica needs only ONNX bytes); knows nothing about Kafka.
+import * as ort from 'onnxruntime-node';
+import { TkgError } from '../core/errors.ts';
+import { type ScoringModelMetadata, SCORER_INPUTS, SCORER_OUTPUTS, readScoringModelMetadata, vocabularyHash } from './export/scoring-model.ts';
+
+/** Names of the ids a model scores (dense ids: index = id). */
+export interface Vocabulary {
+  entities: readonly string[];
+  relations: readonly string[];
+}
+
+/** Why a model could not be loaded; `reason` is a bounded metric label (tkg_models_rejected_total). */
+export class ModelRejectedError extends TkgError {
+  constructor(message: string, reason: 'corrupt' | 'incompatible' | 'stale', cause?: unknown) {
+    super(message, { reason, retriable: false, cause });
+  }
+}
+
+export interface LoadModelOptions {
+  /** onnxruntime intra-op threads (0 = onnxruntime's default). */
+  intraOpThreads?: number;
+  /** Vocabulary the ids refer to; when given, its hash must match the model's metadata. */
+  vocabulary?: Vocabulary;
+}
+
+/** One batch of queries in model ids. direction 0 = object query (s, r, ?), 1 = subject query (?, r, o). */
+export interface ModelBatch {
+  anchors: ArrayLike<number>; // [B]
+  relations: ArrayLike<number>; // [B]
+  directions: ArrayLike<number>; // [B]
+  /** Sparse additive history term: flat (row, entity) pairs [M * 2] and values [M]. */
+  extraIndex?: ArrayLike<number>;
+  extraValue?: Float32Array;
+  k: number;
+}
+
+export interface ModelRunResult {
+  k: number; // k after clamping to N
+  indices: BigInt64Array; // [B, k]
+  scores: Float32Array; // [B, k]
+  allScores?: Float32Array; // [B, N] when requested
+}
+
+export class ServingModel {
+  readonly metadata: ScoringModelMetadata;
+  readonly vocabulary: Vocabulary | undefined;
+  private readonly session: ort.InferenceSession;
+  private readonly entityIds: Map<string, number> | undefined;
+  private readonly relationIds: Map<string, number> | undefined;
+  private inFlight = 0;
+  private retired = false;
+  private released = false;
+
+  private constructor(session: ort.InferenceSession, metadata: ScoringModelMetadata, vocabulary: Vocabulary | undefined) {
+    this.session = session;
+    this.metadata = metadata;
+    this.vocabulary = vocabulary;
+    this.entityIds = vocabulary && new Map(vocabulary.entities.map((name, id) => [name, id]));
+    this.relationIds = vocabulary && new Map(vocabulary.relations.map((name, id) => [name, id]));
+  }
+
+  /** Load and validate ONNX bytes; throws ModelRejectedError (never a half-usable model). */
+  static async load(bytes: Uint8Array, options: LoadModelOptions = {}): Promise<ServingModel> {
+    let metadata: ScoringModelMetadata;
+    try {
+      metadata = readScoringModelMetadata(bytes);
+    } catch (error) {
+      throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
+    }
+    const { vocabulary } = options;
+    if (vocabulary) {
+      if (vocabulary.entities.length !== metadata.numEntities || vocabulary.relations.length !== metadata.numRelations) {
+        throw new ModelRejectedError(
+          `model version ${metadata.version} rejected: vocabulary has ${vocabulary.entities.length} entities / ${vocabulary.relations.length} relations ` +
+            `but the model scores N = ${metadata.numEntities}, R = ${metadata.numRelations}; announce the vocabulary the model was exported with`,
+          'incompatible',
+        );
+      }
+      const hash = vocabularyHash(vocabulary.entities, vocabulary.relations);
+      if (hash !== metadata.vocabularyHash) {
+        throw new ModelRejectedError(
+          `model version ${metadata.version} rejected: vocabulary hash ${hash} differs from the model's ${metadata.vocabularyHash}`,
+          'incompatible',
+        );
+      }
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: options.intraOpThreads ?? 1,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+      });
+    } catch (error) {
+      throw new ModelRejectedError(`model version ${metadata.version} rejected by onnxruntime: ${(error as Error).message}`, 'corrupt', error);
+    }
+    const model = new ServingModel(session, metadata, vocabulary);
+    const missing = [...SCORER_INPUTS.filter((n) => !session.inputNames.includes(n)), ...SCORER_OUTPUTS.filter((n) => !session.outputNames.includes(n))];
+    try {
+      if (missing.length > 0) throw new Error(`graph lacks ${missing.join(', ')}; export it with exportScoringModel`);
+      // Smoke query: one object and one subject query must run and give finite scores.
+      const smoke = await model.run({ anchors: [0, 0], relations: [0, 0], directions: [0, 1], k: 1 }, true);
+      if (!smoke.allScores || smoke.allScores.length !== 2 * metadata.numEntities || !smoke.allScores.every(Number.isFinite)) {
+        throw new Error(`smoke query gave ${smoke.allScores?.length ?? 0} scores (expected ${2 * metadata.numEntities}, all finite)`);
+      }
+    } catch (error) {
+      await session.release();
+      throw new ModelRejectedError(`model version ${metadata.version} rejected: ${(error as Error).message}`, 'corrupt', error);
+    }
+    return model;
+  }
+
+  get version(): number {
+    return this.metadata.version;
+  }
+
+  get numEntities(): number {
+    return this.metadata.numEntities;
+  }
+
+  get numRelations(): number {
+    return this.metadata.numRelations;
+  }
+
+  entityId(name: string): number | undefined {
+    return this.entityIds?.get(name);
+  }
+
+  relationId(name: string): number | undefined {
+    return this.relationIds?.get(name);
+  }
+
+  entityName(id: number): string {
+    return this.vocabulary?.entities[id] ?? String(id);
+  }
+
+  relationName(id: number): string {
+    return this.vocabulary?.relations[id] ?? String(id);
+  }
+
+  /** Run one batch. Ids must already be validated (0 <= anchor < N, 0 <= relation < R, direction 0/1). */
+  async run(batch: ModelBatch, withAllScores: boolean): Promise<ModelRunResult> {
+    if (this.released) throw new TkgError(`model version ${this.version} was released; score with the current model`, { reason: 'released', retriable: true });
+    const B = batch.anchors.length;
+    const M = batch.extraValue?.length ?? 0;
+    const int64 = (values: ArrayLike<number>): BigInt64Array => {
+      const out = new BigInt64Array(values.length);
+      for (let i = 0; i < values.length; i++) out[i] = BigInt(values[i]);
+      return out;
+    };
+    const feeds: Record<string, ort.Tensor> = {
+      anchor: new ort.Tensor('int64', int64(batch.anchors), [B]),
+      relation: new ort.Tensor('int64', int64(batch.relations), [B]),
+      direction: new ort.Tensor('int64', int64(batch.directions), [B]),
+      extra_index: new ort.Tensor('int64', M > 0 ? int64(batch.extraIndex ?? []) : new BigInt64Array(0), [M, 2]),
+      extra_value: new ort.Tensor('float32', M > 0 ? (batch.extraValue as Float32Array) : new Float32Array(0), [M]),
+      k: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, Math.floor(batch.k)))), [1]),
+    };
+    this.inFlight++;
+    try {
+      const out = await this.session.run(feeds, withAllScores ? ['indices', 'scores', 'all_scores'] : ['indices', 'scores']);
+      return {
+        k: out.indices.dims[1] as number,
+        indices: out.indices.data as BigInt64Array,
+        scores: out.scores.data as Float32Array,
+        allScores: withAllScores ? (out.all_scores.data as Float32Array) : undefined,
+      };
+    } finally {
+      this.inFlight--;
+      if (this.retired && this.inFlight === 0) await this.releaseSession();
+    }
+  }
+
+  /** Mark as replaced: the session is released as soon as no run uses it. */
+  async retire(): Promise<void> {
+    this.retired = true;
+    if (this.inFlight === 0) await this.releaseSession();
+  }
+
+  private async releaseSession(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.session.release();
+  }
+}

@@ -1,0 +1,287 @@
+// The in-process scorer: micro-batches concurrent queries into one onnxruntime run, ranks supplied answers under
+// raw / static / time-aware filters (ties as in SPEC section 2, via src/eval/rank.ts), clamps k to N and swaps models
+// atomically (every query is scored entirely by the one model it was admitted with; results carry its version).
+// Owns: the batching queue and the current-model pointer. Must not import src/train, tfjs or Kafka.
+import type { Direction, FilterMode } from '../core/types.ts';
+import { InvalidInputError, TkgError } from '../core/errors.ts';
+import { type FilteredRanks, filteredRanks } from '../eval/rank.ts';
+import type { TkgMetrics } from '../metrics/metrics.ts';
+import { FilterIndex } from './filters.ts';
+import { type LoadModelOptions, type ModelBatch, ServingModel, type Vocabulary } from './model.ts';
+
+/** A query in model ids. */
+export interface ScoreRequest {
+  direction: Direction;
+  /** Subject id for an object query (s, r, ?), object id for a subject query (?, r, o). */
+  anchor: number;
+  relation: number;
+  /** Top-k size; clamped to N. */
+  k: number;
+  /** Filter for the top-k list and the answer's rank (default raw). */
+  filter?: FilterMode;
+  /** A true answer whose rank to report. */
+  answer?: number;
+}
+
+export interface ScoreResult {
+  modelVersion: number;
+  step: number;
+  /** Top-k entity ids, best first (filtered entities removed). */
+  entities: Int32Array; // [k']
+  scores: Float32Array; // [k']
+  /** Rank of `answer` under the requested filter (1-based, ties count half). */
+  rank?: number;
+  /** Ranks of `answer` under every filter mode. */
+  ranks?: FilteredRanks;
+}
+
+/** Sparse additive history terms for one query (issue 8: nlsm-h), computed by the server from its state. */
+export interface HistoryTermProvider {
+  terms(direction: Direction, anchor: number, relation: number): { entities: Int32Array; values: Float32Array } | undefined;
+}
+
+export interface ScorerOptions {
+  /** Most queries per onnxruntime run. */
+  maxBatch?: number;
+  /** Longest a query waits for its batch to fill, in ms (0 = next turn of the event loop). */
+  maxWaitMs?: number;
+  /** onnxruntime intra-op threads for models loaded through loadModel. */
+  intraOpThreads?: number;
+  filters?: FilterIndex;
+  history?: HistoryTermProvider;
+  metrics?: TkgMetrics;
+}
+
+interface PendingQuery {
+  request: ScoreRequest;
+  model: ServingModel;
+  resolve: (result: ScoreResult) => void;
+  reject: (error: unknown) => void;
+}
+
+export class Scorer {
+  readonly filters: FilterIndex;
+  private readonly maxBatch: number;
+  private readonly maxWaitMs: number;
+  private readonly intraOpThreads: number;
+  private readonly history: HistoryTermProvider | undefined;
+  private readonly metrics: TkgMetrics | undefined;
+  private current: ServingModel | undefined;
+  private queue: PendingQuery[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private closed = false;
+
+  constructor(options: ScorerOptions = {}) {
+    this.maxBatch = Math.max(1, options.maxBatch ?? 64);
+    this.maxWaitMs = Math.max(0, options.maxWaitMs ?? 1);
+    this.intraOpThreads = options.intraOpThreads ?? 1;
+    this.filters = options.filters ?? new FilterIndex();
+    this.history = options.history;
+    this.metrics = options.metrics;
+  }
+
+  /** The model new queries are admitted with (undefined until the first load). */
+  get model(): ServingModel | undefined {
+    return this.current;
+  }
+
+  /** Load ONNX bytes and swap to them atomically; throws ModelRejectedError and keeps the old model on failure. */
+  async loadModel(bytes: Uint8Array, vocabulary?: Vocabulary, options: LoadModelOptions = {}): Promise<ServingModel> {
+    const model = await ServingModel.load(bytes, { intraOpThreads: this.intraOpThreads, vocabulary, ...options });
+    this.swap(model);
+    return model;
+  }
+
+  /** Make `model` current. Queries already admitted finish on the old model, which is then released. */
+  swap(model: ServingModel): void {
+    const previous = this.current;
+    this.current = model;
+    this.metrics?.modelVersion.set(model.version);
+    this.metrics?.modelStep.set(model.metadata.step);
+    if (previous && previous !== model) {
+      const stillQueued = this.queue.some((p) => p.model === previous);
+      if (!stillQueued) void previous.retire();
+    }
+  }
+
+  /** Validate a request against a model; throws InvalidInputError naming the field. */
+  static validate(request: ScoreRequest, model: ServingModel): void {
+    const { numEntities: N, numRelations: R } = model;
+    if (request.direction !== 'object' && request.direction !== 'subject') {
+      throw new InvalidInputError('direction', `must be 'object' or 'subject', got ${JSON.stringify(request.direction)}`, 'invalid_direction');
+    }
+    const role = request.direction === 'object' ? 'subject' : 'object';
+    if (!Number.isInteger(request.anchor) || request.anchor < 0 || request.anchor >= N) {
+      throw new InvalidInputError(role, `entity id ${request.anchor} is outside [0, ${N}) of model version ${model.version}`, 'unknown_entity');
+    }
+    if (!Number.isInteger(request.relation) || request.relation < 0 || request.relation >= R) {
+      throw new InvalidInputError('relation', `relation id ${request.relation} is outside [0, ${R}) of model version ${model.version}`, 'unknown_relation');
+    }
+    if (!Number.isInteger(request.k) || request.k < 1) {
+      throw new InvalidInputError('k', `must be a positive integer, got ${request.k}`, 'invalid_k');
+    }
+    if (request.answer !== undefined && (!Number.isInteger(request.answer) || request.answer < 0 || request.answer >= N)) {
+      throw new InvalidInputError('answer', `entity id ${request.answer} is outside [0, ${N}) of model version ${model.version}`, 'unknown_entity');
+    }
+  }
+
+  /**
+   * Score one query through the micro-batching queue. `model` pins the model (e.g. the one whose vocabulary
+   * resolved the query's names); default: the current model at admission.
+   */
+  score(request: ScoreRequest, model: ServingModel | undefined = this.current): Promise<ScoreResult> {
+    if (this.closed) return Promise.reject(new TkgError('scorer is closed', { reason: 'closed' }));
+    if (!model) return Promise.reject(new TkgError('no model loaded yet; wait for an announcement on tkg.models', { reason: 'no_model', retriable: true }));
+    try {
+      Scorer.validate(request, model);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<ScoreResult>((resolve, reject) => {
+      this.queue.push({ request, model, resolve, reject });
+      if (this.queue.length >= this.maxBatch) this.schedule(0);
+      else this.schedule(this.maxWaitMs);
+    });
+  }
+
+  /** Score a batch directly (no queue), all with one model, in chunks of maxBatch. */
+  async scoreBatch(requests: readonly ScoreRequest[], model: ServingModel | undefined = this.current): Promise<ScoreResult[]> {
+    if (!model) throw new TkgError('no model loaded yet', { reason: 'no_model', retriable: true });
+    for (const request of requests) Scorer.validate(request, model);
+    const results: ScoreResult[] = [];
+    for (let start = 0; start < requests.length; start += this.maxBatch) {
+      results.push(...(await this.runBatch(model, requests.slice(start, start + this.maxBatch))));
+    }
+    return results;
+  }
+
+  /** Stop admitting queries; queued ones are still answered. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.queue.length > 0 || this.running) await new Promise((r) => setTimeout(r, 1));
+    await this.current?.retire();
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.running) return; // the running batch reschedules when it finishes
+    if (delayMs === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      setImmediate(() => void this.flush());
+      return;
+    }
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delayMs);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.running || this.queue.length === 0) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        // One model per run: take the oldest query's model and up to maxBatch queries admitted with it.
+        const model = this.queue[0].model;
+        const batch: PendingQuery[] = [];
+        const rest: PendingQuery[] = [];
+        for (const p of this.queue) (p.model === model && batch.length < this.maxBatch ? batch : rest).push(p);
+        this.queue = rest;
+        try {
+          const results = await this.runBatch(model, batch.map((p) => p.request));
+          batch.forEach((p, i) => p.resolve(results[i]));
+        } catch (error) {
+          for (const p of batch) p.reject(error);
+        }
+        if (model !== this.current && !this.queue.some((p) => p.model === model)) await model.retire();
+        // Let queries that arrived during the run join the next batch instead of running a tiny one.
+        if (this.queue.length > 0 && this.queue.length < this.maxBatch && this.maxWaitMs > 0) await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.running = false;
+      if (this.queue.length > 0) this.schedule(0);
+    }
+  }
+
+  private async runBatch(model: ServingModel, requests: readonly ScoreRequest[]): Promise<ScoreResult[]> {
+    const B = requests.length;
+    const N = model.numEntities;
+    const step = model.metadata.step;
+    const anchors = new Int32Array(B);
+    const relations = new Int32Array(B);
+    const directions = new Int32Array(B);
+    const excluded: Array<Int32Array | undefined> = new Array(B);
+    let kNeeded = 1;
+    let wantAll = false;
+    const extraIndex: number[] = [];
+    const extraValues: number[] = [];
+    for (let b = 0; b < B; b++) {
+      const q = requests[b];
+      anchors[b] = q.anchor;
+      relations[b] = q.relation;
+      directions[b] = q.direction === 'object' ? 0 : 1;
+      excluded[b] = this.filters.excluded(q.filter ?? 'raw', q.direction, q.anchor, q.relation, step);
+      kNeeded = Math.max(kNeeded, Math.min(N, q.k + (excluded[b]?.length ?? 0)));
+      if (q.answer !== undefined) wantAll = true;
+      const terms = this.history?.terms(q.direction, q.anchor, q.relation);
+      if (terms) {
+        for (let i = 0; i < terms.entities.length; i++) {
+          extraIndex.push(b, terms.entities[i]);
+          extraValues.push(terms.values[i]);
+        }
+      }
+    }
+    const batch: ModelBatch = { anchors, relations, directions, k: kNeeded };
+    if (extraValues.length > 0) {
+      batch.extraIndex = extraIndex;
+      batch.extraValue = Float32Array.from(extraValues);
+    }
+    const out = await model.run(batch, wantAll);
+    const results: ScoreResult[] = new Array(B);
+    for (let b = 0; b < B; b++) {
+      const q = requests[b];
+      const k = Math.min(q.k, N);
+      const skip = excluded[b];
+      const entities = new Int32Array(k);
+      const scores = new Float32Array(k);
+      let n = 0;
+      for (let j = 0; j < out.k && n < k; j++) {
+        const entity = Number(out.indices[b * out.k + j]);
+        if (skip && entity !== q.answer && binaryContains(skip, entity)) continue;
+        entities[n] = entity;
+        scores[n] = out.scores[b * out.k + j];
+        n++;
+      }
+      const result: ScoreResult = { modelVersion: model.version, step, entities: entities.subarray(0, n), scores: scores.subarray(0, n) };
+      if (q.answer !== undefined && out.allScores) {
+        const ranks = filteredRanks(
+          out.allScores,
+          b * N,
+          N,
+          q.answer,
+          this.filters.excluded('static', q.direction, q.anchor, q.relation, step),
+          this.filters.excluded('timeAware', q.direction, q.anchor, q.relation, step),
+        );
+        result.ranks = ranks;
+        result.rank = ranks[q.filter ?? 'raw'];
+      }
+      results[b] = result;
+    }
+    return results;
+  }
+}
+
+/** Membership in a sorted Int32Array. */
+function binaryContains(sorted: Int32Array, value: number): boolean {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = sorted[mid];
+    if (v === value) return true;
+    if (v < value) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
