@@ -1,0 +1,118 @@
+// Topic names and topic creation (SPEC section 4). Owns: the topic name of every role, its partition count and
+// topic-level configs, and idempotent creation. Must not touch: topic contents (producers, consumers, codecs).
+import { ConfigResourceTypes, type Admin, type ITopicConfig } from 'kafkajs';
+
+/** Role -> topic name, all under one prefix (`tkg` by default: tkg.facts, tkg.facts.dlq, ...). */
+export interface TopicNames {
+  facts: string;
+  factsDlq: string;
+  factsLate: string;
+  queries: string;
+  answers: string;
+  forecasts: string;
+  evaluations: string;
+  models: string;
+}
+
+export type TopicRole = keyof TopicNames;
+
+export function topicNames(prefix = 'tkg'): TopicNames {
+  return {
+    facts: `${prefix}.facts`,
+    factsDlq: `${prefix}.facts.dlq`,
+    factsLate: `${prefix}.facts.late`,
+    queries: `${prefix}.queries`,
+    answers: `${prefix}.answers`,
+    forecasts: `${prefix}.forecasts`,
+    evaluations: `${prefix}.evaluations`,
+    models: `${prefix}.models`,
+  };
+}
+
+/** Large enough for an inline ONNX model of a big vocabulary (the local broker allows the same). */
+export const modelsMaxMessageBytes = 64 * 1024 * 1024;
+
+/** Topic-level configs per role. tkg.models is compacted (latest announcement per model name survives). */
+export function topicConfigs(role: TopicRole): { name: string; value: string }[] {
+  if (role === 'models') {
+    return [
+      { name: 'cleanup.policy', value: 'compact' },
+      { name: 'max.message.bytes', value: String(modelsMaxMessageBytes) },
+      { name: 'min.compaction.lag.ms', value: '0' },
+      { name: 'segment.ms', value: '3600000' },
+    ];
+  }
+  // Input and dead letters are kept long (replays, audits); everything else keeps the broker default.
+  if (role === 'facts' || role === 'factsDlq' || role === 'factsLate') return [{ name: 'retention.ms', value: '-1' }];
+  return [];
+}
+
+/**
+ * Partitions per role: `partitions` for keyed traffic; 1 for tkg.models (few, large, compacted records whose
+ * versions must stay in order for every reader).
+ */
+export function topicPartitions(role: TopicRole, partitions: number): number {
+  return role === 'models' ? 1 : partitions;
+}
+
+export interface EnsureTopicsOptions {
+  prefix?: string;
+  partitions?: number;
+  replicationFactor?: number;
+  /** Only these roles (default: all). */
+  roles?: TopicRole[];
+}
+
+export interface EnsureTopicsResult {
+  created: string[];
+  existing: string[];
+  /** Existing topics whose configs were brought in line (e.g. models not compacted). */
+  updated: string[];
+}
+
+/**
+ * Create every missing topic with its partitions and configs; idempotent and safe to race with other processes
+ * (TOPIC_ALREADY_EXISTS is not an error). An existing tkg.models without compaction or with a small
+ * max.message.bytes gets its configs altered.
+ */
+export async function ensureTopics(admin: Admin, options: EnsureTopicsOptions = {}): Promise<EnsureTopicsResult> {
+  const names = topicNames(options.prefix ?? 'tkg');
+  const partitions = options.partitions ?? 3;
+  const roles = options.roles ?? (Object.keys(names) as TopicRole[]);
+  const existingTopics = new Set(await admin.listTopics());
+  const wanted: (ITopicConfig & { role: TopicRole })[] = roles.map((role) => ({
+    role,
+    topic: names[role],
+    numPartitions: topicPartitions(role, partitions),
+    replicationFactor: options.replicationFactor ?? 1,
+    configEntries: topicConfigs(role),
+  }));
+  const missing = wanted.filter((t) => !existingTopics.has(t.topic));
+  if (missing.length > 0) {
+    await admin.createTopics({
+      topics: missing.map(({ role: _role, ...topic }) => topic),
+      waitForLeaders: true,
+      timeout: 30_000,
+    });
+  }
+  const updated: string[] = [];
+  if (roles.includes('models') && existingTopics.has(names.models)) {
+    const described = await admin.describeConfigs({
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: names.models, configNames: ['cleanup.policy', 'max.message.bytes'] }],
+      includeSynonyms: false,
+    });
+    const entries = new Map(described.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
+    if (entries.get('cleanup.policy') !== 'compact' || Number(entries.get('max.message.bytes')) < modelsMaxMessageBytes) {
+      await admin.alterConfigs({
+        validateOnly: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: names.models, configEntries: topicConfigs('models') }],
+      });
+      updated.push(names.models);
+    }
+  }
+  return {
+    created: missing.map((t) => t.topic),
+    existing: wanted.filter((t) => existingTopics.has(t.topic)).map((t) => t.topic),
+    updated,
+  };
+}

@@ -1,0 +1,40 @@
+// One representative record per schema (shared by the codec unit test and the Kafka round-trip test).
+import type { SchemaName } from '../../src/schemas/codec.ts';
+
+export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
+  Fact: { subject: 'Barack_Obama', relation: 'isPresidentOf', object: 'USA', step: 2009, timestamp: null },
+  Query: { replyId: 'q-1', subject: 'Barack_Obama', relation: 'isPresidentOf', object: null, k: 5, filter: 'timeAware', answer: 'USA' },
+  Answer: {
+    replyId: 'q-1',
+    modelVersion: 7,
+    step: 2010,
+    ok: true,
+    error: null,
+    results: [
+      { entity: 'USA', score: 3.25 },
+      { entity: 'Kenya', score: -1.5 },
+    ],
+    rank: 1,
+  },
+  Forecast: { step: 2010, subject: 'Barack_Obama', relation: 'isPresidentOf', objects: [{ entity: 'USA', probability: 0.875 }], modelVersion: 7 },
+  StepMetrics: { dataset: 'yago', step: 183, model: 'nlsm', filter: 'static', direction: 'both', mrr: 69.4, hits1: 60.5, hits3: 71.25, hits10: 73.9, count: 3120, drift: null },
+  ModelAnnouncement: {
+    name: 'nlsm',
+    version: 7,
+    step: 2010,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    vocabularyHash: 'sha256:abc',
+    onnx: Buffer.from([8, 7, 18, 4, 0, 255]),
+    location: null,
+    entities: ['Barack_Obama', 'USA', 'Kenya'],
+    relations: ['isPresidentOf'],
+    metadata: { K: '64', window: '5' },
+  },
+};
+
+/** avsc decodes records as instances of generated classes; this turns them (deeply) into plain objects. */
+export function toPlain(value: unknown): unknown {
+  if (Buffer.isBuffer(value) || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(toPlain);
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]));
+}
