@@ -1,6 +1,9 @@
 // Topic names and topic creation (SPEC section 4). Owns: the topic name of every role, its partition count and
 // topic-level configs, and idempotent creation. Must not touch: topic contents (producers, consumers, codecs).
-import { ConfigResourceTypes, type Admin, type ITopicConfig } from 'kafkajs';
+import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
+
+// kafkajs is CommonJS and this enum is not visible as an ESM named export.
+const { ConfigResourceTypes } = kafkajs;
 
 /** Role -> topic name, all under one prefix (`tkg` by default: tkg.facts, tkg.facts.dlq, ...). */
 export interface TopicNames {
