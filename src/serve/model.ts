@@ -50,6 +50,7 @@ export class ServingModel {
   private readonly entityIds: Map<string, number> | undefined;
   private readonly relationIds: Map<string, number> | undefined;
   private inFlight = 0;
+  private holds = 0;
   private retired = false;
   private released = false;
 
@@ -170,14 +171,34 @@ export class ServingModel {
       };
     } finally {
       this.inFlight--;
-      if (this.retired && this.inFlight === 0) await this.releaseSession();
+      await this.releaseIfUnused();
     }
   }
 
-  /** Mark as replaced: the session is released as soon as no run uses it. */
+  /** Keep the session alive after a swap (e.g. to evaluate the step this model forecast); pair with unhold(). */
+  hold(): void {
+    if (this.released) throw new TkgError(`model version ${this.version} was already released`, { reason: 'released' });
+    this.holds++;
+  }
+
+  async unhold(): Promise<void> {
+    this.holds = Math.max(0, this.holds - 1);
+    await this.releaseIfUnused();
+  }
+
+  /** True once the session is released (no more runs possible). */
+  get isReleased(): boolean {
+    return this.released;
+  }
+
+  /** Mark as replaced: the session is released as soon as no run uses it and nobody holds it. */
   async retire(): Promise<void> {
     this.retired = true;
-    if (this.inFlight === 0) await this.releaseSession();
+    await this.releaseIfUnused();
+  }
+
+  private async releaseIfUnused(): Promise<void> {
+    if (this.retired && this.inFlight === 0 && this.holds === 0) await this.releaseSession();
   }
 
   private async releaseSession(): Promise<void> {
