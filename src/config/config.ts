@@ -30,6 +30,7 @@ export const configSchema = z.object({
   seed: z.coerce.number().int().default(42).describe('TKG_SEED'),
   // Serving
   metricsPort: z.coerce.number().int().min(0).max(65535).default(9464).describe('TKG_METRICS_PORT: /metrics, /healthz, /readyz'),
+  metricsHost: z.string().min(1).default('0.0.0.0').describe('TKG_METRICS_HOST: interface the metrics endpoint binds (127.0.0.1 = this machine only)'),
   topK: z.coerce.number().int().min(1).default(10).describe('TKG_TOP_K: forecasts per (subject, relation)'),
   scorerThreads: z.coerce.number().int().min(0).default(1).describe('TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)'),
   scorerMaxBatch: z.coerce.number().int().min(1).default(64).describe('TKG_SCORER_MAX_BATCH: queries scored in one onnxruntime run (micro-batch size)'),

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks, type Readiness } from '../../src/metrics/server.ts';
 import { TkgError } from '../../src/core/errors.ts';
+import { loadConfig } from '../../src/config/config.ts';
 
 test('metrics server: /metrics serves the registry text with set values', async () => {
   const metrics = createMetrics();
@@ -139,4 +140,21 @@ test('metrics server: unknown path 404, POST 405, port in use is a typed error, 
     () => new MetricsServer({ registry: createMetrics().registry, port: 70000 }),
     /TKG_METRICS_PORT/,
   );
+});
+
+test('metrics server: binds where the config says (TKG_METRICS_HOST, TKG_METRICS_PORT)', async () => {
+  const config = loadConfig({}, { TKG_METRICS_HOST: '127.0.0.1', TKG_METRICS_PORT: '0' });
+  assert.equal(loadConfig({}, {}).metricsHost, '0.0.0.0');
+  const server = new MetricsServer({
+    registry: createMetrics().registry,
+    host: config.metricsHost,
+    port: config.metricsPort,
+  });
+  const { port, url } = await server.start();
+  try {
+    assert.equal(url, `http://127.0.0.1:${port}`);
+    assert.equal((await fetch(`${url}/healthz`)).status, 200);
+  } finally {
+    await server.stop();
+  }
 });
