@@ -1,0 +1,193 @@
+// `tkg eval`: evaluate a model on a dataset under the SPEC section 2 protocols. Wiring only: datasets
+// from src/datasets, protocols and reports from src/eval, recurrency from src/baselines, NLSM / BAS
+// from src/train (loaded on demand). Exit codes: 0 ok, 1 failure, 2 usage / configuration.
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { LinkForecaster, TkgForecaster } from '../../core/types.ts';
+import { ConfigError } from '../../core/errors.ts';
+import { loadDataset } from '../../datasets/index.ts';
+import { evaluateLink, evaluateTkg, type EvalReport, type LinkModelFactory, type TkgModelFactory } from '../../eval/evaluate.ts';
+import { tkgProtocols, type TkgProtocol } from '../../eval/protocols.ts';
+import { recurrencyLinkModel, recurrencyTkgModel } from '../../baselines/recurrency-models.ts';
+
+interface EvalFlags {
+  dataset: string;
+  protocol: string;
+  model: string;
+  seeds?: string;
+  limitSteps?: string;
+  batchSize: string;
+  perRelation?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+const models = ['nlsm', 'bas', 'recurrency'] as const;
+type ModelName = (typeof models)[number];
+
+/** The trainer's factory, imported only when an NLSM / BAS model is asked for. */
+interface TrainModule {
+  createNlsmForecaster(options: {
+    model: 'nlsm' | 'bas';
+    numEntities: number;
+    numRelations: number;
+    directed: boolean;
+    seed?: number;
+    onProgress?: (p: { step: number; loss: number; elbo: number; seconds: number }) => void;
+  }): Promise<TkgForecaster & LinkForecaster & { dispose(): void }>;
+}
+
+async function loadTrainer(model: string): Promise<TrainModule> {
+  const file = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'train', 'index.ts');
+  if (!existsSync(file)) {
+    throw new ConfigError(`--model ${model} needs the trainer (src/train/index.ts exporting createNlsmForecaster), which is not in this build; use --model recurrency`);
+  }
+  const mod = (await import(pathToFileURL(file).href)) as Partial<TrainModule>;
+  if (typeof mod.createNlsmForecaster !== 'function') {
+    throw new ConfigError(`src/train/index.ts does not export createNlsmForecaster; cannot evaluate --model ${model}`);
+  }
+  return mod as TrainModule;
+}
+
+function parseCount(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} ${JSON.stringify(value)}: expected a positive integer`);
+  return n;
+}
+
+/** Throttled one-line progress on stderr (a script reads --json from stdout). */
+function progressPrinter(enabled: boolean): (line: string, force?: boolean) => void {
+  let last = 0;
+  return (line, force = false) => {
+    if (!enabled) return;
+    const now = Date.now();
+    if (!force && now - last < 2000) return;
+    last = now;
+    process.stderr.write(`${line}\n`);
+  };
+}
+
+const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const etaText = (s: number): string => (Number.isFinite(s) ? `${Math.round(s)}s` : '?');
+
+function humanReport(report: EvalReport): string {
+  const lines: string[] = [];
+  if (report.kind === 'tkg') {
+    lines.push(
+      `dataset ${report.dataset}  protocol ${report.protocol}  model ${report.model}  queries ${report.queries}  ` +
+        `history steps ${report.historySteps?.join('-') ?? 'none'}  test steps ${report.testSteps.join('-')}`,
+    );
+    lines.push('filter       MRR    H@1    H@3   H@10   | object MRR  subject MRR');
+    for (const mode of ['raw', 'static', 'timeAware'] as const) {
+      const m = report[mode];
+      lines.push(
+        `${mode.padEnd(10)} ${fmt(m.mrr).padStart(6)} ${fmt(m.hits1).padStart(6)} ${fmt(m.hits3).padStart(6)} ${fmt(m.hits10).padStart(6)}   | ` +
+          `${fmt(report.perDirection.object[mode].mrr).padStart(10)}  ${fmt(report.perDirection.subject[mode].mrr).padStart(11)}`,
+      );
+    }
+    lines.push(`seconds ${report.seconds.toFixed(1)} (observe ${report.observeSeconds.toFixed(1)}, score ${report.scoreSeconds.toFixed(1)})`);
+  } else {
+    lines.push(`dataset ${report.dataset}  model ${report.model}  nodes ${report.numNodes}  steps ${report.numSteps}  seeds ${report.perSeed.length}`);
+    lines.push(`Micro-AUC ${fmt(report.microAuc.mean)} ± ${fmt(report.microAuc.std)}   Macro-AUC ${fmt(report.macroAuc.mean)} ± ${fmt(report.macroAuc.std)}`);
+    lines.push(`per-step AUC: ${report.perStepAuc.map((s) => `${s.step}:${s.auc.mean.toFixed(1)}`).join(' ')}`);
+    lines.push(`seconds ${report.seconds.toFixed(1)}`);
+  }
+  for (const info of report.modelInfo.slice(0, 1)) lines.push(`model: ${JSON.stringify(info)}`);
+  for (const note of report.notes) lines.push(`note: ${note}`);
+  return lines.join('\n');
+}
+
+export function register(program: Command): void {
+  program
+    .command('eval')
+    .description('evaluate a model: TKG ranking (raw / static / time-aware MRR, Hits@1/3/10) or link forecasting (Micro / Macro AUC)')
+    .requiredOption('--dataset <name|dir|file>', 'yago, wiki, enron, uci, a RE-NET layout directory, or a named fact file (.tsv/.csv/.jsonl)')
+    .option('--protocol <p>', `TKG protocol: ${tkgProtocols.join(' | ')} (link datasets always use single-step)`, 'multi-step')
+    .option('--model <m>', `${models.join(' | ')}`, 'nlsm')
+    .option('--seeds <n>', 'runs with seeds 1..n, mean (and std for AUC) reported (default: 1 for TKGs, 10 for enron/uci)')
+    .option('--limit-steps <n>', 'TKG: score only the first n test steps (quick runs)')
+    .option('--batch-size <n>', 'queries per score() call', '512')
+    .option('--per-relation', 'recurrency: choose decay and alpha per relation on validation (default: one pair per dataset)')
+    .option('--json', 'print the report as JSON on stdout')
+    .option('--quiet', 'no progress lines on stderr')
+    .action(async (flags: EvalFlags) => {
+      if (!(models as readonly string[]).includes(flags.model)) {
+        throw new ConfigError(`--model ${flags.model}: expected one of ${models.join(', ')}`);
+      }
+      const model = flags.model as ModelName;
+      const progress = progressPrinter(!flags.quiet);
+      const log = (line: string): void => progress(line, true);
+      const dataset = loadDataset(flags.dataset);
+      let report: EvalReport;
+      if (dataset.kind === 'tkg') {
+        if (!(tkgProtocols as readonly string[]).includes(flags.protocol)) {
+          throw new ConfigError(`--protocol ${flags.protocol}: expected one of ${tkgProtocols.join(', ')}`);
+        }
+        const seedCount = parseCount(flags.seeds, '--seeds') ?? 1;
+        let createModel: TkgModelFactory;
+        if (model === 'recurrency') {
+          createModel = recurrencyTkgModel({ perRelation: flags.perRelation });
+        } else {
+          const trainer = await loadTrainer(model);
+          createModel = (context) =>
+            trainer.createNlsmForecaster({
+              model,
+              numEntities: context.numEntities,
+              numRelations: context.numRelations,
+              directed: true,
+              seed: context.seed,
+              onProgress: (p) => progress(`train step ${p.step} loss ${p.loss.toFixed(4)} elbo ${p.elbo.toFixed(4)} (${p.seconds.toFixed(1)} s)`),
+            });
+        }
+        report = await evaluateTkg({
+          dataset,
+          protocol: flags.protocol as TkgProtocol,
+          modelName: model,
+          createModel,
+          seeds: Array.from({ length: seedCount }, (_, i) => i + 1),
+          limitSteps: parseCount(flags.limitSteps, '--limit-steps'),
+          batchSize: parseCount(flags.batchSize, '--batch-size'),
+          log,
+          onProgress: (p) =>
+            progress(
+              p.phase === 'observe'
+                ? `[seed ${p.seed}] observe step ${p.step} (${p.done}/${p.total} snapshots, ETA ${etaText(p.etaSeconds)})`
+                : `[seed ${p.seed}] score step ${p.step}: ${p.done}/${p.total} queries, ${Math.round(p.done / Math.max(p.elapsedSeconds, 1e-9))} q/s, ETA ${etaText(p.etaSeconds)}`,
+              p.done === p.total,
+            ),
+        });
+      } else {
+        if (flags.protocol !== 'multi-step' && flags.protocol !== 'single-step') {
+          throw new ConfigError(`--protocol ${flags.protocol}: expected single-step for link datasets`);
+        }
+        const seedCount = parseCount(flags.seeds, '--seeds') ?? 10;
+        let createModel: LinkModelFactory;
+        if (model === 'recurrency') {
+          createModel = recurrencyLinkModel();
+        } else {
+          const trainer = await loadTrainer(model);
+          createModel = (context) =>
+            trainer.createNlsmForecaster({
+              model,
+              numEntities: context.numNodes,
+              numRelations: 1,
+              directed: true,
+              seed: context.seed,
+              onProgress: (p) => progress(`train step ${p.step} loss ${p.loss.toFixed(4)} (${p.seconds.toFixed(1)} s)`),
+            });
+        }
+        report = await evaluateLink({
+          dataset,
+          modelName: model,
+          createModel,
+          seeds: Array.from({ length: seedCount }, (_, i) => i + 1),
+          log,
+          onProgress: (p) => progress(`[seed ${p.seedIndex + 1}/${p.seeds}] forecast step ${p.step} (${p.done}/${p.total}, ETA ${etaText(p.etaSeconds)})`, p.done === p.total),
+        });
+      }
+      process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${humanReport(report)}\n`);
+    });
+}
