@@ -88,9 +88,14 @@ export class Scorer {
 
   /** Load ONNX bytes and swap to them atomically; throws ModelRejectedError and keeps the old model on failure. */
   async loadModel(bytes: Uint8Array, vocabulary?: Vocabulary, options: LoadModelOptions = {}): Promise<ServingModel> {
-    const model = await ServingModel.load(bytes, { intraOpThreads: this.intraOpThreads, vocabulary, ...options });
+    const model = await this.prepare(bytes, vocabulary, options);
     this.swap(model);
     return model;
+  }
+
+  /** Load and validate a model with this scorer's session options, without swapping to it. */
+  prepare(bytes: Uint8Array, vocabulary?: Vocabulary, options: LoadModelOptions = {}): Promise<ServingModel> {
+    return ServingModel.load(bytes, { intraOpThreads: this.intraOpThreads, vocabulary, ...options });
   }
 
   /** Make `model` current. Queries already admitted finish on the old model, which is then released. */
