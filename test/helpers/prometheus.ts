@@ -16,6 +16,11 @@ export interface StartPrometheusOptions {
   scrapeIntervalSeconds?: number;
   /** Job label of the targets. Default 'tkg'. */
   jobName?: string;
+  /**
+   * Extra target labels. The deploy rules read the model step from `stage=~"serve|all"`, so a test of a
+   * whole `tkg run` process passes { stage: 'all' } as deploy/prometheus/prometheus.local.yml does.
+   */
+  labels?: Record<string, string>;
   /** Rule files (absolute paths) copied next to the config and loaded, e.g. deploy/prometheus/recording.yml. */
   ruleFiles?: string[];
   /** How long to wait for /-/ready. Default 30 s. */
@@ -81,7 +86,12 @@ export async function startPrometheus(options: StartPrometheusOptions): Promise<
     global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
     ...(ruleFiles.length > 0 ? { rule_files: ruleFiles } : {}),
     scrape_configs: [
-      { job_name: options.jobName ?? 'tkg', static_configs: [{ targets: options.targets }] },
+      {
+        job_name: options.jobName ?? 'tkg',
+        static_configs: [
+          { targets: options.targets, ...(options.labels ? { labels: options.labels } : {}) },
+        ],
+      },
     ],
   };
   const configPath = join(dir, 'prometheus.yml');

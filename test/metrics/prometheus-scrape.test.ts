@@ -28,6 +28,7 @@ test('real Prometheus scrapes /metrics: series exist with the values set, and fo
   const prometheus = await startPrometheus({
     targets: [`127.0.0.1:${port}`],
     scrapeIntervalSeconds: 1,
+    labels: { stage: 'all' },
     ruleFiles: [join(deployPrometheus, 'recording.yml'), join(deployPrometheus, 'alerts.yml')],
   });
   try {
@@ -57,6 +58,7 @@ test('real Prometheus scrapes /metrics: series exist with the values set, and fo
     const labels = (await prometheus.query('tkg_eval_mrr{filter="timeAware"}'))[0].metric;
     assert.equal(labels.instance, `127.0.0.1:${port}`);
     assert.equal(labels.job, 'tkg');
+    assert.equal(labels.stage, 'all');
 
     // The next scrapes see new values.
     metrics.factsIngested.inc(8);
