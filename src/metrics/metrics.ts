@@ -1,6 +1,6 @@
 // Prometheus metrics of SPEC section 5. Owns: every metric name, type, help text and label set.
 // No global registry: `createMetrics()` makes a fresh Registry per process (or per test).
-// deploy/ (alerts, Grafana) must use exactly these names; test/unit/deploy-names.test.ts checks it.
+// deploy/ (alerts, Grafana) must use exactly these names; test/deploy/metric-names.test.ts checks it.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
