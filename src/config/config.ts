@@ -19,6 +19,14 @@ export const configSchema = z.object({
   origin: z.string().optional().describe('TKG_ORIGIN: ISO-8601 time of step 0 for timestamped facts'),
   allowedLateness: z.coerce.number().int().min(0).default(0).describe('TKG_ALLOWED_LATENESS: steps a fact may lag the watermark'),
   idleTimeoutMs: z.coerce.number().int().min(0).default(5000).describe('TKG_IDLE_TIMEOUT_MS: idle partitions stop holding the watermark after this'),
+  // Ingest (src/ingest, `tkg ingest`)
+  foldAfter: z.string().optional().describe('TKG_FOLD_AFTER: ISO-8601 time; later events go into the step containing it (DySAT slicing)'),
+  beforeOrigin: z.enum(['reject', 'skip']).default('reject').describe('TKG_BEFORE_ORIGIN: events before the origin: reject (dead letter) or skip'),
+  ingestGroup: z.string().optional().describe('TKG_INGEST_GROUP: consumer group of tkg ingest (default <prefix>.ingest)'),
+  checkpointEveryMessages: z.coerce.number().int().min(1).default(20000).describe('TKG_CHECKPOINT_EVERY_MESSAGES: ingest checkpoints after this many messages'),
+  checkpointIntervalMs: z.coerce.number().int().min(1).default(1000).describe('TKG_CHECKPOINT_INTERVAL_MS: ... or after this long with changes (and at every step close)'),
+  maxFactBytes: z.coerce.number().int().min(64).default(16384).describe('TKG_MAX_FACT_BYTES: larger fact messages are dead-lettered (oversized)'),
+  maxNameBytes: z.coerce.number().int().min(1).default(1024).describe('TKG_MAX_NAME_BYTES: longer entity/relation names are dead-lettered (name_too_long)'),
   // Model (SPEC section 1)
   K: z.coerce.number().int().min(1).default(64).describe('TKG_K: latent attributes'),
   windowSize: z.coerce.number().int().min(1).default(5).describe('TKG_WINDOW: m, snapshots per training window'),

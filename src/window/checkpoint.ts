@@ -105,8 +105,11 @@ export function decodeWindowState(bytes: Uint8Array, source = '<bytes>'): { stat
   };
 }
 
-/** Write `data` to `path` atomically and durably: temp file, fsync, rename over, fsync the directory. */
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+/**
+ * Write `data` to `path` atomically and durably: temp file, fsync, rename over, fsync the directory
+ * (skip the last with `fsyncDirectory: false` when the caller fsyncs the directory once for many files).
+ */
+export function writeFileAtomic(path: string, data: Uint8Array | string, options: { fsyncDirectory?: boolean } = {}): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const temp = join(dir, `.${basename(path)}.tmp-${process.pid}`);
@@ -120,7 +123,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
     closeSync(fd);
   }
   renameSync(temp, path);
-  fsyncDirectory(dir);
+  if (options.fsyncDirectory ?? true) fsyncDirectory(dir);
 }
 
 export function fsyncDirectory(dir: string): void {

@@ -50,6 +50,8 @@ type LateListener = (fact: EncodedFact, partition: number, info: LateFactInfo) =
 interface PartitionClock {
   maxStep: number | null;
   lastActivityMs: number;
+  /** The source still has unread records for this partition (e.g. Kafka lag > 0): never idle then. */
+  backlog: boolean;
 }
 
 export class EventTimeWindow {
@@ -140,8 +142,18 @@ export class EventTimeWindow {
   /** Register a partition (e.g. on assignment): it holds the watermark until it sends facts or goes idle. */
   addPartition(partition: number): void {
     if (!this.partitions.has(partition)) {
-      this.partitions.set(partition, { maxStep: null, lastActivityMs: this.now() });
+      this.partitions.set(partition, { maxStep: null, lastActivityMs: this.now(), backlog: false });
     }
+  }
+
+  /**
+   * Tell the window whether the source still has unread records for `partition` (Kafka: position <
+   * high watermark). A partition with a backlog is never idle: a slow reader must not make its own
+   * data late. Only a caught-up partition that stays quiet for idleTimeoutMs is idle.
+   */
+  setBacklog(partition: number, backlog: boolean): void {
+    this.addPartition(partition);
+    (this.partitions.get(partition) as PartitionClock).backlog = backlog;
   }
 
   /** Forget a partition (revoked): it no longer holds the watermark. */
@@ -157,7 +169,7 @@ export class EventTimeWindow {
   add(fact: EncodedFact, partition = 0): AddOutcome {
     let clock = this.partitions.get(partition);
     if (!clock) {
-      clock = { maxStep: null, lastActivityMs: 0 };
+      clock = { maxStep: null, lastActivityMs: 0, backlog: false };
       this.partitions.set(partition, clock);
     }
     clock.lastActivityMs = this.now();
@@ -260,12 +272,12 @@ export class EventTimeWindow {
     this.maxEntityId = state.maxEntityId;
     this.maxRelationId = state.maxRelationId;
     const now = this.now();
-    for (const { partition, maxStep } of state.partitions) this.partitions.set(partition, { maxStep, lastActivityMs: now });
+    for (const { partition, maxStep } of state.partitions) this.partitions.set(partition, { maxStep, lastActivityMs: now, backlog: false });
     for (const { step, triples } of state.openSteps) this.open.set(step, TripleSet.fromTriples(triples));
   }
 
   private isIdle(clock: PartitionClock, now: number): boolean {
-    return this.idleTimeoutMs > 0 && now - clock.lastActivityMs >= this.idleTimeoutMs;
+    return !clock.backlog && this.idleTimeoutMs > 0 && now - clock.lastActivityMs >= this.idleTimeoutMs;
   }
 
   /** Recompute the watermark (monotone) and close the steps it passes. */

@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Snapshot } from '../core/types.ts';
-import { decodeContainer, encodeContainer, readFileIfExists, removeStaleTempFiles, writeFileAtomic, CorruptCheckpointError } from './checkpoint.ts';
+import { decodeContainer, encodeContainer, fsyncDirectory, readFileIfExists, removeStaleTempFiles, writeFileAtomic, CorruptCheckpointError } from './checkpoint.ts';
 
 const FILE_PATTERN = /^step-(\d{10})\.snap$/;
 
@@ -21,13 +21,26 @@ export class SnapshotStore {
     return join(this.dir, `step-${String(step).padStart(10, '0')}.snap`);
   }
 
+  /** Write one snapshot atomically and durably. */
   write(snapshot: Snapshot): void {
+    this.writeMany([snapshot]);
+  }
+
+  /** Write snapshots atomically (each file) and durably, with one directory fsync for all of them. */
+  writeMany(snapshots: readonly Snapshot[]): void {
+    if (snapshots.length === 0) return;
+    for (const snapshot of snapshots) this.writeOne(snapshot);
+    fsyncDirectory(this.dir);
+  }
+
+  private writeOne(snapshot: Snapshot): void {
     writeFileAtomic(
       this.pathOf(snapshot.step),
       encodeContainer(
         { kind: 'snapshot', step: snapshot.step, numEntities: snapshot.numEntities, numRelations: snapshot.numRelations },
         [snapshot.triples],
       ),
+      { fsyncDirectory: false },
     );
   }
 

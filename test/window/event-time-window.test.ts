@@ -140,6 +140,22 @@ test('idle partitions stop holding the watermark after the timeout (injected clo
   assert.equal(window.watermark(), 2, 'the watermark never goes back');
 });
 
+test('a partition with a backlog (unread records) is never idle, however long it is quiet', () => {
+  let now = 0;
+  const window = new EventTimeWindow({ idleTimeoutMs: 1000, now: () => now });
+  const closed = collect(window);
+  window.add(fact(1, 0, 1, 0), 0);
+  window.add(fact(2, 0, 2, 0), 1);
+  window.setBacklog(1, true);
+  window.add(fact(1, 0, 1, 5), 0);
+  now = 10_000;
+  window.tick();
+  assert.equal(closed.length, 0, 'partition 1 is behind, not idle');
+  window.setBacklog(1, false);
+  window.tick();
+  assert.deepEqual(closed.map((s) => s.step), [0, 1, 2, 3, 4]);
+});
+
 test('async iterator yields closed snapshots and ends after end()', async () => {
   const window = new EventTimeWindow();
   const iterator = window.snapshots();

@@ -1,0 +1,497 @@
+// The Kafka ingest consumer (issue 3 item 4): a kafkajs consumer group on `<prefix>.facts` ->
+// IngestState (decode, validate, vocabulary, window) -> durable snapshots -> sinks.
+// Owns: the consume loop, dead-lettering to `<prefix>.facts.dlq` (original key/value/headers plus
+// tkg.error.* and tkg.source.* headers), late facts to `<prefix>.facts.late`, checkpoint scheduling
+// (every N messages, every T ms, at each step close), committing offsets only after the checkpoint
+// that covers them, seeking to the checkpoint's offsets on start, and ingest metrics.
+// Must not import src/serve, src/train or tfjs. Run ONE ingest process per facts topic: the window's
+// watermark is a minimum over all partitions, so one process must see every partition (the consumer
+// group gives offset storage and fail-over, not parallelism).
+import type { Admin, Consumer, IHeaders, KafkaMessage, Kafka, Message, Producer } from 'kafkajs';
+import { pino, type Logger } from 'pino';
+import type { Snapshot } from '../core/types.ts';
+import { TkgError } from '../core/errors.ts';
+import type { TkgMetrics } from '../metrics/metrics.ts';
+import { createKafkaClient, createProducer } from '../kafka/client.ts';
+import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
+import { SchemaCodec } from '../schemas/codec.ts';
+import type { StepClockSpec } from '../window/step-clock.ts';
+import { IngestState } from './ingest-state.ts';
+import type { FactLimits } from './validate.ts';
+
+export interface IngestPipelineOptions {
+  /** Bootstrap servers (ignored when `kafka` is given). */
+  brokers?: string[];
+  kafka?: Kafka;
+  topicPrefix?: string;
+  /** Consumer group id (default `<prefix>.ingest`). */
+  groupId?: string;
+  stateDir: string;
+  clock?: StepClockSpec;
+  allowedLateness?: number;
+  idleTimeoutMs?: number;
+  /** Checkpoint after this many messages (default 20,000). */
+  checkpointEveryMessages?: number;
+  /** ... or when this much time passed with changes (default 1000 ms). */
+  checkpointIntervalMs?: number;
+  limits?: Partial<FactLimits>;
+  metrics?: TkgMetrics;
+  logger?: Logger;
+  codec?: SchemaCodec;
+  /** Create the facts/dlq/late topics if missing (default true) with this many partitions (default 3). */
+  createTopics?: boolean;
+  partitions?: number;
+  /** kafkajs consumer session timeout (default 10,000 ms; the broker's minimum is usually 6,000). */
+  sessionTimeoutMs?: number;
+  /** On start, hand persisted snapshots with step >= this to the sinks first (a restarted trainer catching up). */
+  replayPersistedFrom?: number;
+  emitEmptySteps?: boolean;
+  now?: () => number;
+}
+
+export interface IngestStats {
+  messages: number;
+  factsAdded: number;
+  factsDuplicate: number;
+  factsSkipped: number;
+  rejected: number;
+  rejectedByReason: Record<string, number>;
+  late: number;
+  stepsClosed: number;
+  checkpoints: number;
+  watermark: number | null;
+  nextStepToClose: number | null;
+  openSteps: number[];
+  numEntities: number;
+  numRelations: number;
+  offsets: Record<string, number>;
+  lag: number;
+  restoredFromCheckpoint: boolean;
+}
+
+type SnapshotSink = (snapshot: Snapshot) => void | Promise<void>;
+
+const OUTBOX_MAX_MESSAGES = 500;
+const OUTBOX_MAX_BYTES = 512 * 1024;
+const MAX_HEADER_MESSAGE_CHARS = 1000;
+
+/** The ingest stage as an object: `await start()`, snapshots arrive at `onSnapshot` sinks, `await stop()`. */
+export class IngestPipeline {
+  readonly topics: TopicNames;
+  readonly groupId: string;
+  private readonly options: IngestPipelineOptions;
+  private readonly logger: Logger;
+  private readonly metrics: TkgMetrics | undefined;
+  private kafka: Kafka | undefined;
+  private state: IngestState | undefined;
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private readonly sinks = new Set<SnapshotSink>();
+  private outbox: Array<{ topic: string; message: Message }> = [];
+  private outboxBytes = 0;
+  private lane: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private messagesSinceCheckpoint = 0;
+  private lastCheckpointMs = 0;
+  private readonly highWatermarks = new Map<number, number>();
+  private running = false;
+  private failure: Error | undefined;
+  private readonly counts = {
+    messages: 0,
+    factsAdded: 0,
+    factsDuplicate: 0,
+    factsSkipped: 0,
+    rejected: 0,
+    late: 0,
+    stepsClosed: 0,
+    checkpoints: 0,
+    rejectedByReason: {} as Record<string, number>,
+  };
+
+  constructor(options: IngestPipelineOptions) {
+    this.options = options;
+    this.topics = topicNames(options.topicPrefix ?? 'tkg');
+    this.groupId = options.groupId ?? `${options.topicPrefix ?? 'tkg'}.ingest`;
+    this.logger = options.logger ?? pino({ level: 'silent' });
+    this.metrics = options.metrics;
+  }
+
+  /** Add a sink for closed snapshots: called in step order, after the snapshot is durable. */
+  onSnapshot(sink: SnapshotSink): () => void {
+    this.sinks.add(sink);
+    return () => this.sinks.delete(sink);
+  }
+
+  /** The durable state (vocabulary, window, snapshot store); available after start(). */
+  get ingestState(): IngestState {
+    if (!this.state) throw new TkgError('IngestPipeline.ingestState read before start()', { reason: 'not_started' });
+    return this.state;
+  }
+
+  /** A fatal error (disk, broker gone for good), if the pipeline stopped because of one. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  async start(): Promise<void> {
+    const options = this.options;
+    const codec = options.codec ?? SchemaCodec.load();
+    const state = new IngestState({
+      stateDir: options.stateDir,
+      codec,
+      topic: this.topics.facts,
+      clock: options.clock,
+      allowedLateness: options.allowedLateness,
+      idleTimeoutMs: options.idleTimeoutMs,
+      limits: options.limits,
+      emitEmptySteps: options.emitEmptySteps,
+      now: options.now,
+    });
+    this.state = state;
+    this.kafka = options.kafka ?? createKafkaClient({ brokers: options.brokers ?? [], logger: this.logger });
+    const admin = this.kafka.admin();
+    this.admin = admin;
+    await admin.connect();
+    if (options.createTopics ?? true) {
+      await ensureTopics(admin, {
+        prefix: options.topicPrefix ?? 'tkg',
+        partitions: options.partitions ?? 3,
+        roles: ['facts', 'factsDlq', 'factsLate'],
+      });
+    }
+    // Where to start each partition: the checkpoint's offset, else the log start. The checkpoint is the truth.
+    const topicOffsets = await admin.fetchTopicOffsets(this.topics.facts);
+    for (const { partition, low, high } of topicOffsets) {
+      const logStart = Number(low);
+      let next = state.nextOffset(partition);
+      if (next === undefined || next < logStart) {
+        if (next !== undefined) this.logger.warn({ partition, checkpoint: next, logStart }, 'records below the log start were deleted by retention before ingest read them');
+        next = logStart;
+      }
+      state.setNextOffset(partition, next);
+      this.highWatermarks.set(partition, Number(high));
+      state.window.setBacklog(partition, next < Number(high));
+    }
+    await this.resetGroupIfAhead(admin);
+
+    this.producer = createProducer(this.kafka, { idempotent: false });
+    await this.producer.connect();
+    if (options.replayPersistedFrom !== undefined) {
+      for (const snapshot of state.store.readFrom(options.replayPersistedFrom)) await this.deliver(snapshot);
+    }
+    const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
+    const consumer = this.kafka.consumer({
+      groupId: this.groupId,
+      sessionTimeout,
+      rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+      heartbeatInterval: Math.min(1000, Math.floor(sessionTimeout / 3)),
+      allowAutoTopicCreation: false,
+      maxBytesPerPartition: 1024 * 1024,
+      maxWaitTimeInMs: 100,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      const assigned = payload.memberAssignment[this.topics.facts] ?? [];
+      for (const partition of assigned) state.window.addPartition(partition);
+      this.logger.info({ groupId: this.groupId, assigned }, 'joined the ingest group');
+    });
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      this.logger.error({ err: payload.error, restart: payload.restart }, 'ingest consumer crashed');
+      if (!payload.restart) this.fail(payload.error);
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.topics.facts, fromBeginning: true });
+    this.lastCheckpointMs = Date.now();
+    this.running = true;
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        await this.exclusive(async () => {
+          const partition = batch.partition;
+          let processed = 0;
+          for (const message of batch.messages) {
+            if (!isRunning() || isStale() || !this.running) break;
+            const offset = Number(message.offset);
+            const next = state.nextOffset(partition) ?? 0;
+            if (offset >= next) {
+              this.handleMessage(partition, message);
+              state.setNextOffset(partition, offset + 1);
+              this.messagesSinceCheckpoint += 1;
+            }
+            resolveOffset(message.offset);
+            if (++processed % 2000 === 0) await heartbeat();
+            if (this.outbox.length >= OUTBOX_MAX_MESSAGES || this.outboxBytes >= OUTBOX_MAX_BYTES) await this.flushOutbox();
+            if (this.checkpointDue(false)) await this.checkpointNow();
+          }
+          const high = Number(batch.highWatermark);
+          this.highWatermarks.set(partition, high);
+          state.window.setBacklog(partition, (state.nextOffset(partition) ?? 0) < high);
+          this.updateLag();
+          // Steps closed by this batch become durable (and reach the sinks) at its end: one checkpoint per batch.
+          if (this.checkpointDue(true)) await this.checkpointNow();
+        });
+      },
+    });
+    for (const [partition, offset] of state.offsetEntries()) {
+      consumer.seek({ topic: this.topics.facts, partition, offset: String(offset) });
+    }
+    const tickMs = Math.max(50, Math.min(1000, Math.floor((options.idleTimeoutMs ?? 1000) / 4) || 1000));
+    this.timer = setInterval(() => {
+      void this.exclusive(async () => {
+        if (!this.running) return;
+        state.window.tick();
+        if (state.pendingSnapshots().length > 0 || (state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())) {
+          await this.checkpointNow();
+        }
+      }).catch((error: unknown) => this.fail(error));
+    }, tickMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Resolve once every partition's position reached the log end offsets of the moment of the call
+   * (and that state is checkpointed). Rejects after `timeoutMs`.
+   */
+  async waitUntilCaughtUp(options: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
+    const admin = this.admin;
+    const state = this.state;
+    if (!admin || !state) throw new TkgError('waitUntilCaughtUp() before start()', { reason: 'not_started' });
+    const targets = (await admin.fetchTopicOffsets(this.topics.facts)).map(({ partition, high }) => [partition, Number(high)] as const);
+    const deadline = Date.now() + (options.timeoutMs ?? 600_000);
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (targets.every(([partition, high]) => (state.nextOffset(partition) ?? 0) >= high)) break;
+      if (Date.now() > deadline) {
+        const behind = targets.filter(([p, high]) => (state.nextOffset(p) ?? 0) < high).map(([p, high]) => `${p}: ${state.nextOffset(p)}/${high}`);
+        throw new TkgError(`ingest did not catch up within ${options.timeoutMs} ms (partition position/end: ${behind.join(', ')})`, {
+          reason: 'timeout',
+          retriable: true,
+        });
+      }
+      await new Promise((r) => setTimeout(r, options.pollMs ?? 50));
+    }
+    await this.exclusive(() => this.checkpointNow());
+  }
+
+  /** End of stream: close every open step (later facts for them are late), make it durable, deliver it. */
+  async flush(): Promise<void> {
+    const state = this.ingestState;
+    await this.exclusive(async () => {
+      state.window.flush();
+      await this.checkpointNow();
+    });
+  }
+
+  /** Stop consuming, write a final checkpoint, commit its offsets, disconnect. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const wasRunning = this.running;
+    this.running = false;
+    await this.consumer?.stop().catch((error: unknown) => this.logger.warn({ err: error }, 'consumer stop failed'));
+    if (wasRunning && this.state && !this.failure) {
+      await this.exclusive(() => this.checkpointNow()).catch((error: unknown) => this.fail(error));
+    }
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+    this.consumer = undefined;
+    this.producer = undefined;
+    this.admin = undefined;
+    this.state?.close();
+  }
+
+  stats(): IngestStats {
+    const state = this.ingestState;
+    return {
+      ...this.counts,
+      rejectedByReason: { ...this.counts.rejectedByReason },
+      watermark: state.window.watermark(),
+      nextStepToClose: state.window.nextStepToClose(),
+      openSteps: state.window.openSteps(),
+      numEntities: state.vocabulary.numEntities,
+      numRelations: state.vocabulary.numRelations,
+      offsets: Object.fromEntries(state.offsetEntries().map(([p, o]) => [String(p), o])),
+      lag: this.lag(),
+      restoredFromCheckpoint: state.restoredFromCheckpoint,
+    };
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  private checkpointIntervalMs(): number {
+    return this.options.checkpointIntervalMs ?? 1000;
+  }
+
+  private checkpointDue(onStepClose: boolean): boolean {
+    const state = this.state as IngestState;
+    if (onStepClose && state.pendingSnapshots().length > 0) return true;
+    if (this.messagesSinceCheckpoint >= (this.options.checkpointEveryMessages ?? 20_000)) return true;
+    return state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs();
+  }
+
+  /** Run `work` after everything queued before it (batches, timer ticks, flushes never interleave). */
+  private exclusive<T>(work: () => Promise<T> | T): Promise<T> {
+    const result = this.lane.then(work);
+    this.lane = result.catch(() => undefined);
+    return result;
+  }
+
+  private handleMessage(partition: number, message: KafkaMessage): void {
+    const state = this.state as IngestState;
+    this.counts.messages += 1;
+    const outcome = state.ingest(message.value, partition);
+    switch (outcome.kind) {
+      case 'added':
+        this.counts.factsAdded += 1;
+        break;
+      case 'duplicate':
+        this.counts.factsDuplicate += 1;
+        break;
+      case 'skipped':
+        this.counts.factsSkipped += 1;
+        break;
+      case 'late':
+        this.counts.late += 1;
+        this.enqueue(this.topics.factsLate, message, partition, {
+          'tkg.late.step': String(outcome.fact.step),
+          'tkg.late.next_step_to_close': String(outcome.info.nextStepToClose),
+        });
+        break;
+      case 'rejected': {
+        this.counts.rejected += 1;
+        this.counts.rejectedByReason[outcome.reason] = (this.counts.rejectedByReason[outcome.reason] ?? 0) + 1;
+        this.metrics?.factsRejected.inc({ reason: outcome.reason });
+        const text = outcome.message.length > MAX_HEADER_MESSAGE_CHARS ? `${outcome.message.slice(0, MAX_HEADER_MESSAGE_CHARS)}...` : outcome.message;
+        this.enqueue(this.topics.factsDlq, message, partition, {
+          'tkg.error.reason': outcome.reason,
+          'tkg.error.field': outcome.field,
+          'tkg.error.message': text,
+        });
+        break;
+      }
+    }
+    if (this.metrics) {
+      if (outcome.kind === 'added' || outcome.kind === 'duplicate') this.metrics.factsIngested.inc();
+      if (outcome.kind === 'duplicate') this.metrics.factsDuplicate.inc();
+      if (outcome.kind === 'late') this.metrics.factsLate.inc();
+    }
+  }
+
+  /** Queue the ORIGINAL key, value and headers plus ours for the DLQ / late topic. */
+  private enqueue(topic: string, message: KafkaMessage, partition: number, extra: Record<string, string>): void {
+    const headers: IHeaders = { ...(message.headers ?? {}) };
+    for (const [key, value] of Object.entries(extra)) headers[key] = value;
+    headers['tkg.source.topic'] = this.topics.facts;
+    headers['tkg.source.partition'] = String(partition);
+    headers['tkg.source.offset'] = message.offset;
+    this.outbox.push({ topic, message: { key: message.key, value: message.value, headers, timestamp: message.timestamp } });
+    this.outboxBytes += (message.value?.length ?? 0) + (message.key?.length ?? 0) + 256;
+  }
+
+  private async flushOutbox(): Promise<void> {
+    if (this.outbox.length === 0) return;
+    const producer = this.producer as Producer;
+    const byTopic = new Map<string, Message[]>();
+    for (const { topic, message } of this.outbox) {
+      let list = byTopic.get(topic);
+      if (!list) byTopic.set(topic, (list = []));
+      list.push(message);
+    }
+    await producer.sendBatch({ acks: -1, topicMessages: [...byTopic.entries()].map(([topic, messages]) => ({ topic, messages })) });
+    this.outbox = [];
+    this.outboxBytes = 0;
+  }
+
+  /** DLQ/late sends acked -> snapshots + vocabulary + checkpoint durable -> commit offsets -> sinks. */
+  private async checkpointNow(): Promise<void> {
+    const state = this.state as IngestState;
+    const started = performance.now();
+    await this.flushOutbox();
+    if (!state.hasChanges()) {
+      this.messagesSinceCheckpoint = 0;
+      this.lastCheckpointMs = Date.now();
+      return;
+    }
+    const { snapshots, offsets } = state.checkpoint();
+    this.counts.checkpoints += 1;
+    this.messagesSinceCheckpoint = 0;
+    this.lastCheckpointMs = Date.now();
+    this.metrics?.checkpointSeconds.observe((performance.now() - started) / 1000);
+    this.metrics?.vocabularySize.set({ kind: 'entity' }, state.vocabulary.numEntities);
+    this.metrics?.vocabularySize.set({ kind: 'relation' }, state.vocabulary.numRelations);
+    const watermark = state.window.watermark();
+    if (watermark !== null) this.metrics?.watermarkStep.set(watermark);
+    if (this.consumer && offsets.length > 0) {
+      // Best effort: the checkpoint, not the group, is the truth on restart.
+      await this.consumer
+        .commitOffsets(offsets.map(([partition, offset]) => ({ topic: this.topics.facts, partition, offset: String(offset) })))
+        .catch((error: unknown) => this.logger.warn({ err: error }, 'offset commit failed (the checkpoint still holds the offsets)'));
+    }
+    for (const snapshot of snapshots) {
+      this.counts.stepsClosed += 1;
+      this.metrics?.stepsClosed.inc();
+      this.metrics?.snapshotFacts.set(snapshot.triples.length / 3);
+      await this.deliver(snapshot);
+    }
+  }
+
+  private async deliver(snapshot: Snapshot): Promise<void> {
+    for (const sink of this.sinks) {
+      try {
+        await sink(snapshot);
+      } catch (error) {
+        // A sink's failure is not the input's fault and must not stop ingest; the snapshot stays on disk.
+        this.logger.error({ err: error, step: snapshot.step }, 'snapshot sink failed');
+      }
+    }
+  }
+
+  private lag(): number {
+    const state = this.state as IngestState;
+    let lag = 0;
+    for (const [partition, high] of this.highWatermarks) lag += Math.max(0, high - (state.nextOffset(partition) ?? 0));
+    return lag;
+  }
+
+  private updateLag(): void {
+    this.metrics?.consumerLag.set({ topic: this.topics.facts }, this.lag());
+  }
+
+  /**
+   * If the group's committed offsets are AHEAD of the checkpoint (e.g. the state directory was replaced),
+   * rewind the group to the checkpoint so no record is skipped. Needs the group to be empty: waits for a
+   * dead member's session to expire.
+   */
+  private async resetGroupIfAhead(admin: Admin): Promise<void> {
+    const state = this.state as IngestState;
+    const committed = await admin.fetchOffsets({ groupId: this.groupId, topics: [this.topics.facts] });
+    const partitions = committed[0]?.partitions ?? [];
+    const ahead = partitions.filter(({ partition, offset }) => Number(offset) >= 0 && Number(offset) > (state.nextOffset(partition) ?? 0));
+    if (ahead.length === 0) return;
+    this.logger.warn({ ahead }, 'group offsets are ahead of the checkpoint; rewinding the group to the checkpoint');
+    const deadline = Date.now() + 2 * (this.options.sessionTimeoutMs ?? 10_000) + 10_000;
+    for (;;) {
+      try {
+        await admin.setOffsets({
+          groupId: this.groupId,
+          topic: this.topics.facts,
+          partitions: state.offsetEntries().map(([partition, offset]) => ({ partition, offset: String(offset) })),
+        });
+        return;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (this.failure) return;
+    this.failure = error instanceof Error ? error : new Error(String(error));
+    this.logger.error({ err: this.failure }, 'ingest pipeline failed');
+    this.running = false;
+  }
+}

@@ -1,0 +1,228 @@
+// The ingest stage's durable state, without Kafka: decode -> validate -> step clock -> vocabulary ->
+// window, plus the per-partition next offsets and the checkpoint that binds them together.
+// Owns: `<stateDir>/checkpoint.bin` (window state + offsets + vocabulary sizes + clock state, one
+// atomic file), `<stateDir>/vocabulary/` and `<stateDir>/snapshots/`. Must not import kafkajs or
+// src/kafka (the consumer in consumer.ts drives it), nor src/serve or src/train.
+//
+// Recovery contract: a checkpoint is written only after (1) every closed snapshot it counts as closed
+// is in snapshots/, (2) every vocabulary name its open facts use is fsynced; and offsets are committed
+// to Kafka only after the checkpoint. On restart the checkpoint's offsets are the truth: the vocabulary
+// is truncated to its sizes, snapshot files of steps it still has open are deleted, and consumption
+// resumes at its offsets. Re-delivered facts are harmless (snapshots are sets).
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EncodedFact, Snapshot } from '../core/types.ts';
+import { ConfigError, InvalidInputError } from '../core/errors.ts';
+import type { SchemaCodec } from '../schemas/codec.ts';
+import { EventTimeWindow, type LateFactInfo } from '../window/event-time-window.ts';
+import { StepClock, type StepClockSpec } from '../window/step-clock.ts';
+import { decodeWindowState, encodeWindowState, readFileIfExists, removeStaleTempFiles, writeFileAtomic } from '../window/checkpoint.ts';
+import { SnapshotStore } from '../window/snapshot-store.ts';
+import { PersistentVocabulary } from './vocabulary.ts';
+import { checkMessageSize, defaultFactLimits, reasonOf, validateFact, type FactLimits, type RejectionReason } from './validate.ts';
+
+export type IngestOutcome =
+  | { kind: 'added' | 'duplicate'; fact: EncodedFact }
+  | { kind: 'skipped' } // deliberately outside the sliced range (beforeOrigin: 'skip')
+  | { kind: 'late'; fact: EncodedFact; info: LateFactInfo }
+  | { kind: 'rejected'; reason: RejectionReason; field: string; message: string };
+
+export interface IngestStateOptions {
+  stateDir: string;
+  codec: SchemaCodec;
+  clock?: StepClockSpec;
+  allowedLateness?: number;
+  idleTimeoutMs?: number;
+  now?: () => number;
+  limits?: Partial<FactLimits>;
+  emitEmptySteps?: boolean;
+  /** The facts topic; a checkpoint of another topic is refused. */
+  topic: string;
+}
+
+interface CheckpointExtra {
+  format: 'tkg-ingest-checkpoint';
+  topic: string;
+  offsets: Record<string, number>;
+  vocabulary: { numEntities: number; numRelations: number };
+  clockSpec: StepClockSpec;
+  clockState: { originMs: number | null };
+  writtenAt: string;
+}
+
+const sameSpec = (a: StepClockSpec, b: StepClockSpec) =>
+  (a.granularity ?? '') === (b.granularity ?? '') &&
+  (a.origin ?? '') === (b.origin ?? '') &&
+  (a.foldAfter ?? '') === (b.foldAfter ?? '') &&
+  (a.beforeOrigin ?? 'reject') === (b.beforeOrigin ?? 'reject');
+
+export class IngestState {
+  readonly stateDir: string;
+  readonly topic: string;
+  readonly codec: SchemaCodec;
+  readonly vocabulary: PersistentVocabulary;
+  readonly clock: StepClock;
+  readonly window: EventTimeWindow;
+  readonly store: SnapshotStore;
+  readonly limits: FactLimits;
+  /** partition -> next offset to process (everything below is in the state). */
+  private readonly offsets = new Map<number, number>();
+  /** Closed snapshots not yet durable (written at the next checkpoint). */
+  private pending: Snapshot[] = [];
+  private lastLate: LateFactInfo | null = null;
+  /** Whether anything changed since the last checkpoint. */
+  private dirty = false;
+  readonly restoredFromCheckpoint: boolean;
+
+  constructor(options: IngestStateOptions) {
+    this.stateDir = options.stateDir;
+    this.topic = options.topic;
+    this.codec = options.codec;
+    this.limits = { ...defaultFactLimits, ...options.limits };
+    removeStaleTempFiles(this.stateDir, safeList(this.stateDir));
+    const bytes = readFileIfExists(this.checkpointPath);
+    let clockSpec = options.clock ?? {};
+    let restored: ReturnType<typeof decodeWindowState> | null = null;
+    if (bytes) {
+      restored = decodeWindowState(bytes, this.checkpointPath);
+      const extra = restored.extra as unknown as CheckpointExtra;
+      if (extra.topic !== options.topic) {
+        throw new ConfigError(`state directory ${this.stateDir} holds the checkpoint of topic ${extra.topic}, not ${options.topic}; use another --state-dir`);
+      }
+      const empty = !clockSpec.granularity && !clockSpec.origin && !clockSpec.foldAfter;
+      if (empty) clockSpec = extra.clockSpec;
+      else if (!sameSpec(clockSpec, extra.clockSpec)) {
+        throw new ConfigError(
+          `state directory ${this.stateDir} was created with step clock ${JSON.stringify(extra.clockSpec)}, now ${JSON.stringify(clockSpec)}: steps would change meaning; use the same --granularity/--origin or a new --state-dir`,
+        );
+      }
+    }
+    this.clock = new StepClock(clockSpec, restored ? (restored.extra as unknown as CheckpointExtra).clockState : undefined);
+    this.vocabulary = new PersistentVocabulary(join(this.stateDir, 'vocabulary'));
+    this.store = new SnapshotStore(join(this.stateDir, 'snapshots'));
+    this.window = new EventTimeWindow(
+      {
+        allowedLateness: options.allowedLateness ?? 0,
+        idleTimeoutMs: options.idleTimeoutMs ?? 0,
+        now: options.now,
+        emitEmptySteps: options.emitEmptySteps,
+        vocabularySizes: () => this.vocabulary.sizes(),
+      },
+      restored?.state,
+    );
+    if (restored) {
+      const extra = restored.extra as unknown as CheckpointExtra;
+      this.vocabulary.truncateTo(extra.vocabulary);
+      for (const [partition, offset] of Object.entries(extra.offsets)) this.offsets.set(Number(partition), offset);
+      // Steps closed after this checkpoint by a process that then died will close again: drop their files.
+      const next = restored.state.nextStepToClose;
+      for (const step of this.store.steps()) if (next === null || step >= next) rmSync(this.store.pathOf(step), { force: true });
+    } else {
+      // No checkpoint: whatever is in the directory is not covered by one; start clean.
+      for (const step of this.store.steps()) rmSync(this.store.pathOf(step), { force: true });
+      this.vocabulary.truncateTo({ numEntities: 0, numRelations: 0 });
+    }
+    this.restoredFromCheckpoint = restored !== null;
+    this.window.onSnapshot((snapshot) => {
+      this.pending.push(snapshot);
+    });
+    this.window.onLate((_fact, _partition, info) => {
+      this.lastLate = info;
+    });
+  }
+
+  get checkpointPath(): string {
+    return join(this.stateDir, 'checkpoint.bin');
+  }
+
+  /** Next offset to process for `partition` (undefined if the checkpoint does not know it). */
+  nextOffset(partition: number): number | undefined {
+    return this.offsets.get(partition);
+  }
+
+  setNextOffset(partition: number, offset: number): void {
+    this.offsets.set(partition, offset);
+    this.dirty = true;
+  }
+
+  offsetEntries(): Array<[number, number]> {
+    return [...this.offsets.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Closed snapshots waiting for the next checkpoint. */
+  pendingSnapshots(): readonly Snapshot[] {
+    return this.pending;
+  }
+
+  hasChanges(): boolean {
+    return this.dirty || this.pending.length > 0;
+  }
+
+  /**
+   * One message value from `partition`: never throws for bad input (returns a rejection instead).
+   * Does NOT advance the offset; call setNextOffset after handling the outcome.
+   */
+  ingest(value: Buffer | null, partition: number): IngestOutcome {
+    this.dirty = true;
+    let fact: EncodedFact;
+    try {
+      checkMessageSize(value?.length ?? 0, this.limits);
+      const decoded = this.codec.decodeValue(value, { expect: 'Fact' });
+      const valid = validateFact(decoded.value, this.limits);
+      const step = this.clock.stepOf(valid);
+      if (step === null) return { kind: 'skipped' };
+      fact = {
+        subject: this.vocabulary.entityId(valid.subject),
+        relation: this.vocabulary.relationId(valid.relation),
+        object: this.vocabulary.entityId(valid.object),
+        step,
+      };
+    } catch (error) {
+      const reason = reasonOf(error);
+      const field = error instanceof InvalidInputError ? error.field : 'value';
+      const message = error instanceof Error ? error.message : String(error);
+      return { kind: 'rejected', reason, field, message };
+    }
+    this.lastLate = null;
+    const outcome = this.window.add(fact, partition);
+    if (outcome === 'late') return { kind: 'late', fact, info: this.lastLate as unknown as LateFactInfo };
+    return { kind: outcome, fact };
+  }
+
+  /**
+   * Make the state durable: closed snapshots to files, vocabulary fsync, then the checkpoint file
+   * (window + offsets + vocabulary sizes + clock) atomically. Returns the snapshots that just became
+   * durable (hand them to sinks now) and the offsets the checkpoint covers (commit them now).
+   */
+  checkpoint(): { snapshots: Snapshot[]; offsets: Array<[number, number]>; bytes: number } {
+    const snapshots = this.pending;
+    this.store.writeMany(snapshots);
+    this.vocabulary.sync();
+    const extra: CheckpointExtra = {
+      format: 'tkg-ingest-checkpoint',
+      topic: this.topic,
+      offsets: Object.fromEntries(this.offsetEntries().map(([p, o]) => [String(p), o])),
+      vocabulary: this.vocabulary.sizes(),
+      clockSpec: this.clock.spec,
+      clockState: this.clock.state(),
+      writtenAt: new Date().toISOString(),
+    };
+    const bytes = encodeWindowState(this.window.state(), extra as unknown as Record<string, unknown>);
+    writeFileAtomic(this.checkpointPath, bytes);
+    this.pending = [];
+    this.dirty = false;
+    return { snapshots, offsets: this.offsetEntries(), bytes: bytes.length };
+  }
+
+  close(): void {
+    this.vocabulary.close();
+  }
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
