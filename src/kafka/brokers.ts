@@ -67,15 +67,29 @@ interface StartedKafkaContainer {
 /** Start a KRaft Kafka testcontainer; `@testcontainers/kafka` is an optional dependency, imported only here. */
 async function startKafkaContainer(): Promise<ResolvedBrokers> {
   const moduleName = '@testcontainers/kafka';
-  let module: { KafkaContainer: new (image: string) => { withKraft(): { start(): Promise<StartedKafkaContainer> } } };
+  interface KafkaContainerBuilder {
+    withKraft(): KafkaContainerBuilder;
+    withEnvironment(env: Record<string, string>): KafkaContainerBuilder;
+    start(): Promise<StartedKafkaContainer>;
+  }
+  let module: { KafkaContainer: new (image: string) => KafkaContainerBuilder };
   try {
     module = (await import(moduleName)) as typeof module;
   } catch (error) {
     throw new ConfigError(
-      `a Docker engine answers but ${moduleName} is not installed (${(error as Error).message}): run \`npm install --no-save testcontainers @testcontainers/kafka\`, set KAFKA_BROKERS, or set TKG_NO_DOCKER=1 to use the local broker`,
+      `a Docker engine answers but ${moduleName} (an optional dependency) is not installed (${(error as Error).message}): run \`npm install\` (it needs Node >= 20), set KAFKA_BROKERS, or set TKG_NO_DOCKER=1 to use the local broker`,
     );
   }
-  const container = await new module.KafkaContainer('confluentinc/cp-kafka:7.9.0').withKraft().start();
+  // Same broker settings as the local broker where they matter: no auto-created topics, 64 MiB messages.
+  const container = await new module.KafkaContainer('confluentinc/cp-kafka:7.9.0')
+    .withKraft()
+    .withEnvironment({
+      KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'false',
+      KAFKA_MESSAGE_MAX_BYTES: String(64 * 1024 * 1024),
+      KAFKA_REPLICA_FETCH_MAX_BYTES: String(64 * 1024 * 1024),
+      KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: '0',
+    })
+    .start();
   return {
     brokers: [`${container.getHost()}:${container.getMappedPort(9093)}`],
     source: 'testcontainers',
