@@ -57,19 +57,38 @@ export class HistoryIndex {
   /** Distinct facts observed (a fact seen at k steps counts k times). */
   factsObserved = 0;
 
-  private readonly strict: Record<Direction, Map<number, Map<number, DecayedCount>>> = { object: new Map(), subject: new Map() };
-  private readonly relaxed: Record<Direction, Map<number, Map<number, DecayedCount>>> = { object: new Map(), subject: new Map() };
-  private readonly relaxedTotal: Record<Direction, Map<number, DecayedCount>> = { object: new Map(), subject: new Map() };
-  private readonly relaxedCache: Record<Direction, Map<number, RelaxedDistribution>> = { object: new Map(), subject: new Map() };
+  private readonly strict: Record<Direction, Map<number, Map<number, DecayedCount>>> = {
+    object: new Map(),
+    subject: new Map(),
+  };
+  private readonly relaxed: Record<Direction, Map<number, Map<number, DecayedCount>>> = {
+    object: new Map(),
+    subject: new Map(),
+  };
+  private readonly relaxedTotal: Record<Direction, Map<number, DecayedCount>> = {
+    object: new Map(),
+    subject: new Map(),
+  };
+  private readonly relaxedCache: Record<Direction, Map<number, RelaxedDistribution>> = {
+    object: new Map(),
+    subject: new Map(),
+  };
 
   constructor(options: HistoryIndexOptions) {
-    for (const [name, value] of [['decay', options.decay], ['relaxedDecay', options.relaxedDecay ?? options.decay]] as const) {
+    for (const [name, value] of [
+      ['decay', options.decay],
+      ['relaxedDecay', options.relaxedDecay ?? options.decay],
+    ] as const) {
       if (!(value > 0 && value <= 1)) {
         throw new InvalidInputError(name, `must be in (0, 1], got ${value}`, 'invalid_argument');
       }
     }
     if (!Number.isInteger(options.numRelations) || options.numRelations < 1) {
-      throw new InvalidInputError('numRelations', `must be a positive integer, got ${options.numRelations}`, 'invalid_argument');
+      throw new InvalidInputError(
+        'numRelations',
+        `must be a positive integer, got ${options.numRelations}`,
+        'invalid_argument',
+      );
     }
     this.numRelations = options.numRelations;
     this.decay = options.decay;
@@ -86,7 +105,10 @@ export class HistoryIndex {
     return e;
   }
 
-  private static inner(map: Map<number, Map<number, DecayedCount>>, key: number): Map<number, DecayedCount> {
+  private static inner(
+    map: Map<number, Map<number, DecayedCount>>,
+    key: number,
+  ): Map<number, DecayedCount> {
     let m = map.get(key);
     if (m === undefined) map.set(key, (m = new Map()));
     return m;
@@ -101,7 +123,11 @@ export class HistoryIndex {
   observe(snapshot: Snapshot): void {
     const t = snapshot.step;
     if (t < this.lastStep) {
-      throw new InvalidInputError('snapshot.step', `${t} is before the last observed step ${this.lastStep}; observe snapshots in step order`, 'out_of_order');
+      throw new InvalidInputError(
+        'snapshot.step',
+        `${t} is before the last observed step ${this.lastStep}; observe snapshots in step order`,
+        'out_of_order',
+      );
     }
     const triples = snapshot.triples;
     for (let i = 0; i < triples.length; i += 3) {
@@ -109,15 +135,35 @@ export class HistoryIndex {
       const r = triples[i + 1];
       const o = triples[i + 2];
       if (r < 0 || r >= this.numRelations) {
-        throw new InvalidInputError('relation', `id ${r} outside [0, ${this.numRelations}) in step ${t}`, 'invalid_argument');
+        throw new InvalidInputError(
+          'relation',
+          `id ${r} outside [0, ${this.numRelations}) in step ${t}`,
+          'invalid_argument',
+        );
       }
-      const forward = HistoryIndex.entry(HistoryIndex.inner(this.strict.object, this.key(s, r)), o, t);
+      const forward = HistoryIndex.entry(
+        HistoryIndex.inner(this.strict.object, this.key(s, r)),
+        o,
+        t,
+      );
       if (forward.step === t && forward.value > 0) continue; // duplicate within this step: sets, not multisets
       HistoryIndex.bump(forward, t, this.decay);
-      HistoryIndex.bump(HistoryIndex.entry(HistoryIndex.inner(this.strict.subject, this.key(o, r)), s, t), t, this.decay);
-      HistoryIndex.bump(HistoryIndex.entry(HistoryIndex.inner(this.relaxed.object, r), o, t), t, this.relaxedDecay);
+      HistoryIndex.bump(
+        HistoryIndex.entry(HistoryIndex.inner(this.strict.subject, this.key(o, r)), s, t),
+        t,
+        this.decay,
+      );
+      HistoryIndex.bump(
+        HistoryIndex.entry(HistoryIndex.inner(this.relaxed.object, r), o, t),
+        t,
+        this.relaxedDecay,
+      );
       HistoryIndex.bump(HistoryIndex.entry(this.relaxedTotal.object, r, t), t, this.relaxedDecay);
-      HistoryIndex.bump(HistoryIndex.entry(HistoryIndex.inner(this.relaxed.subject, r), s, t), t, this.relaxedDecay);
+      HistoryIndex.bump(
+        HistoryIndex.entry(HistoryIndex.inner(this.relaxed.subject, r), s, t),
+        t,
+        this.relaxedDecay,
+      );
       HistoryIndex.bump(HistoryIndex.entry(this.relaxedTotal.subject, r, t), t, this.relaxedDecay);
       this.factsObserved++;
     }
@@ -131,7 +177,13 @@ export class HistoryIndex {
    * object direction (anchor, relation, entity); subject direction (entity, relation, anchor).
    * strictValue = sum over past steps t_i of decay^(step - t_i).
    */
-  forEachStrict(step: number, direction: Direction, anchor: number, relation: number, visit: (entity: number, value: number) => void): void {
+  forEachStrict(
+    step: number,
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    visit: (entity: number, value: number) => void,
+  ): void {
     const entries = this.strict[direction].get(this.key(anchor, relation)) ?? emptyEntries;
     for (const [entity, e] of entries) visit(entity, e.value * Math.pow(this.decay, step - e.step));
   }
@@ -142,7 +194,13 @@ export class HistoryIndex {
   }
 
   /** The strict value of one candidate (0 if never seen). */
-  strictValue(step: number, direction: Direction, anchor: number, relation: number, entity: number): number {
+  strictValue(
+    step: number,
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    entity: number,
+  ): number {
     const e = this.strict[direction].get(this.key(anchor, relation))?.get(entity);
     return e === undefined ? 0 : e.value * Math.pow(this.decay, step - e.step);
   }
@@ -156,7 +214,10 @@ export class HistoryIndex {
     const pairs: Array<[number, number]> = [];
     if (total !== undefined && total.value > 0) {
       for (const [entity, e] of entries) {
-        pairs.push([entity, (e.value * Math.pow(this.relaxedDecay, total.step - e.step)) / total.value]);
+        pairs.push([
+          entity,
+          (e.value * Math.pow(this.relaxedDecay, total.step - e.step)) / total.value,
+        ]);
       }
     }
     pairs.sort((a, b) => b[1] - a[1] || a[0] - b[0]);

@@ -4,7 +4,11 @@
 import type { LinkForecaster, Snapshot } from '../core/types.ts';
 import type { LinkModelFactory, TkgModelFactory } from '../eval/evaluate.ts';
 import { HistoryIndex } from './history-index.ts';
-import { RecurrencyForecaster, selectRecurrencyParams, type RecurrencyParams } from './recurrency.ts';
+import {
+  RecurrencyForecaster,
+  selectRecurrencyParams,
+  type RecurrencyParams,
+} from './recurrency.ts';
 
 /** Recurrency for TKGs: decay and alpha chosen on the selection splits (time-aware MRR, same protocol). */
 export function recurrencyTkgModel(options: { perRelation?: boolean } = {}): TkgModelFactory {
@@ -29,7 +33,9 @@ export function recurrencyTkgModel(options: { perRelation?: boolean } = {}): Tkg
         perRelation: options.perRelation ?? false,
         selection: context.selection.description,
         selectionCriterion: `time-aware filtered MRR, ${context.protocol}`,
-        validationMrr: options.perRelation ? selection.validationMrr.perRelation : selection.validationMrr.global,
+        validationMrr: options.perRelation
+          ? selection.validationMrr.perRelation
+          : selection.validationMrr.global,
         selectionSeconds: selection.seconds,
       }),
     });
@@ -46,11 +52,17 @@ export class RecurrencyLinkForecaster implements LinkForecaster {
   async observe(snapshot: Snapshot): Promise<void> {
     this.index.observe(snapshot);
   }
-  async linkProbability(step: number, sources: Int32Array, targets: Int32Array): Promise<Float32Array> {
+  async linkProbability(
+    step: number,
+    sources: Int32Array,
+    targets: Int32Array,
+  ): Promise<Float32Array> {
     const dist = this.index.relaxedDistribution('object', 0);
     const out = new Float32Array(sources.length);
     for (let i = 0; i < sources.length; i++) {
-      out[i] = this.index.strictValue(step, 'object', sources[i], 0, targets[i]) + this.params.alpha * (dist.valueOf.get(targets[i]) ?? 0);
+      out[i] =
+        this.index.strictValue(step, 'object', sources[i], 0, targets[i]) +
+        this.params.alpha * (dist.valueOf.get(targets[i]) ?? 0);
     }
     return out;
   }
@@ -68,11 +80,22 @@ export function recurrencyLinkModel(): LinkModelFactory {
         numEntities: context.numNodes,
         numRelations: 1,
       });
-      chosen = { params: selection.params.global, mrr: selection.validationMrr.global, seconds: selection.seconds };
-      context.log(`recurrency: selected decay ${chosen.params.decay}, alpha ${chosen.params.alpha} on ${context.selection.description}`);
+      chosen = {
+        params: selection.params.global,
+        mrr: selection.validationMrr.global,
+        seconds: selection.seconds,
+      };
+      context.log(
+        `recurrency: selected decay ${chosen.params.decay}, alpha ${chosen.params.alpha} on ${context.selection.description}`,
+      );
     }
     const params = chosen.params;
-    const info = { model: 'recurrency', params, selection: context.selection.description, validationMrr: chosen.mrr };
+    const info = {
+      model: 'recurrency',
+      params,
+      selection: context.selection.description,
+      validationMrr: chosen.mrr,
+    };
     return Object.assign(new RecurrencyLinkForecaster(params), { describe: () => info });
   };
 }

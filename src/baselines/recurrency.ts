@@ -22,7 +22,9 @@ export interface RecurrencyModelParams {
   perRelation: RecurrencyParams[];
 }
 
-export const defaultDecayGrid: readonly number[] = [1, 0.99, 0.95, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.03];
+export const defaultDecayGrid: readonly number[] = [
+  1, 0.99, 0.95, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.03,
+];
 export const defaultAlphaGrid: readonly number[] = [0, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1, 3];
 
 /** fround(alpha * relaxed) per entity of a distribution, descending (the relaxed-only scores). */
@@ -69,7 +71,10 @@ export function recurrencyRank(
   numEntities: number,
   excluded: Int32Array | undefined,
 ): number {
-  const scoreOf = (e: number): number => Math.fround(index.strictValue(step, direction, anchor, relation, e) + alpha * (dist.valueOf.get(e) ?? 0));
+  const scoreOf = (e: number): number =>
+    Math.fround(
+      index.strictValue(step, direction, anchor, relation, e) + alpha * (dist.valueOf.get(e) ?? 0),
+    );
   const targetScore = scoreOf(target);
   let { above: better, equal } = countAboveEqual(scaled, targetScore);
   let unseen = numEntities - dist.entities.length;
@@ -109,11 +114,16 @@ export class RecurrencyForecaster implements TkgForecaster {
 
   constructor(params: RecurrencyModelParams, numRelations: number) {
     if (params.perRelation.length !== numRelations) {
-      throw new InvalidInputError('perRelation', `has ${params.perRelation.length} entries, expected one per relation (${numRelations})`, 'invalid_argument');
+      throw new InvalidInputError(
+        'perRelation',
+        `has ${params.perRelation.length} entries, expected one per relation (${numRelations})`,
+        'invalid_argument',
+      );
     }
     this.params = params;
     for (const p of [params.global, ...params.perRelation]) {
-      if (!this.indexes.has(p.decay)) this.indexes.set(p.decay, new HistoryIndex({ numRelations, decay: p.decay }));
+      if (!this.indexes.has(p.decay))
+        this.indexes.set(p.decay, new HistoryIndex({ numRelations, decay: p.decay }));
     }
   }
 
@@ -126,7 +136,13 @@ export class RecurrencyForecaster implements TkgForecaster {
     for (const index of this.indexes.values()) index.observe(snapshot);
   }
 
-  async score(step: number, direction: Direction, anchors: Int32Array, relations: Int32Array, numEntities: number): Promise<Float32Array> {
+  async score(
+    step: number,
+    direction: Direction,
+    anchors: Int32Array,
+    relations: Int32Array,
+    numEntities: number,
+  ): Promise<Float32Array> {
     const B = anchors.length;
     const out = new Float32Array(B * numEntities); // [B, N]
     for (let b = 0; b < B; b++) {
@@ -135,7 +151,8 @@ export class RecurrencyForecaster implements TkgForecaster {
       const index = this.indexFor(r);
       const dist = index.relaxedDistribution(direction, r);
       const offset = b * numEntities;
-      for (let i = 0; i < dist.entities.length; i++) out[offset + dist.entities[i]] = alpha * dist.values[i];
+      for (let i = 0; i < dist.entities.length; i++)
+        out[offset + dist.entities[i]] = alpha * dist.values[i];
       index.forEachStrict(step, direction, anchors[b], r, (e, strictValue) => {
         out[offset + e] = strictValue + alpha * (dist.valueOf.get(e) ?? 0);
       });
@@ -178,7 +195,11 @@ export function selectRecurrencyParams(input: {
   const R = input.numRelations;
   const N = input.numEntities;
   if (input.validation.length === 0) {
-    throw new InvalidInputError('validation', 'no validation snapshots: parameters cannot be selected', 'invalid_argument');
+    throw new InvalidInputError(
+      'validation',
+      'no validation snapshots: parameters cannot be selected',
+      'invalid_argument',
+    );
   }
   // reciprocal-rank sums [decay][alpha][relation] and query counts per relation
   const sums = decays.map(() => alphas.map(() => new Float64Array(R)));
@@ -202,8 +223,21 @@ export function selectRecurrencyParams(input: {
           for (let ai = 0; ai < alphas.length; ai++) {
             const cacheKey = `${direction}:${r}:${ai}`;
             let scaled = scaledCache.get(cacheKey);
-            if (scaled === undefined) scaledCache.set(cacheKey, (scaled = scaledRelaxed(dist, alphas[ai])));
-            const rank = recurrencyRank(index, dist, scaled, alphas[ai], target.step, direction, anchor, r, answer, N, excluded);
+            if (scaled === undefined)
+              scaledCache.set(cacheKey, (scaled = scaledRelaxed(dist, alphas[ai])));
+            const rank = recurrencyRank(
+              index,
+              dist,
+              scaled,
+              alphas[ai],
+              target.step,
+              direction,
+              anchor,
+              r,
+              answer,
+              N,
+              excluded,
+            );
             sums[di][ai][r] += 1 / rank;
           }
         }
@@ -251,6 +285,12 @@ export function selectRecurrencyParams(input: {
 }
 
 /** Fixed parameters for every relation (no selection). */
-export function uniformRecurrencyParams(params: RecurrencyParams, numRelations: number): RecurrencyModelParams {
-  return { global: params, perRelation: Array.from({ length: numRelations }, () => ({ ...params })) };
+export function uniformRecurrencyParams(
+  params: RecurrencyParams,
+  numRelations: number,
+): RecurrencyModelParams {
+  return {
+    global: params,
+    perRelation: Array.from({ length: numRelations }, () => ({ ...params })),
+  };
 }

@@ -56,7 +56,11 @@ export function parseEnronCsv(text: string, file = 'emails.csv'): TimedEvent[] {
     const f = line.split(',');
     const timeMs = Date.parse(f[2] ?? '');
     if (f.length < 3 || !Number.isFinite(timeMs)) {
-      throw new InvalidInputError(`${file}:${i + 1}`, `expected "from,to,ISO-time", got ${JSON.stringify(line)}`, 'dataset_line');
+      throw new InvalidInputError(
+        `${file}:${i + 1}`,
+        `expected "from,to,ISO-time", got ${JSON.stringify(line)}`,
+        'dataset_line',
+      );
     }
     events.push({ source: f[0], target: f[1], timeMs });
   }
@@ -73,7 +77,11 @@ export function parseKonect(text: string, file = 'out.konect'): TimedEvent[] {
     const f = line.split(/\s+/);
     const seconds = Number(f[3]);
     if (f.length < 4 || !Number.isFinite(seconds)) {
-      throw new InvalidInputError(`${file}:${i + 1}`, `expected "from to weight unix_time", got ${JSON.stringify(line)}`, 'dataset_line');
+      throw new InvalidInputError(
+        `${file}:${i + 1}`,
+        `expected "from to weight unix_time", got ${JSON.stringify(line)}`,
+        'dataset_line',
+      );
     }
     events.push({ source: f[0], target: f[1], timeMs: seconds * 1000 });
   }
@@ -108,7 +116,10 @@ export function sliceEvents(
     facts[n++] = step;
     if (step > maxStep) maxStep = step;
   }
-  const notes = [...(meta.notes ?? []), `${dropped} events before the origin ${rule.origin} are outside the series`];
+  const notes = [
+    ...(meta.notes ?? []),
+    `${dropped} events before the origin ${rule.origin} are outside the series`,
+  ];
   return {
     kind: 'link',
     name: meta.name,
@@ -138,7 +149,8 @@ function firstLast(events: readonly TimedEvent[]): [number, number] {
 /** Enron from `<dir>/emails.csv[.gz]`, sliced as DySAT / the paper (expect 143 nodes, 16 steps). */
 export function loadEnron(directory: string): LinkDataset {
   const file = findMaybeGzipped(directory, 'emails.csv');
-  if (!file) throw new InvalidInputError('dataset', `${directory} has no emails.csv(.gz)`, 'dataset_layout');
+  if (!file)
+    throw new InvalidInputError('dataset', `${directory} has no emails.csv(.gz)`, 'dataset_layout');
   const events = parseEnronCsv(readText(file), file);
   const [first, last] = firstLast(events);
   return sliceEvents(events, dysatSlicing(first, last, enronSlicingParams), {
@@ -151,7 +163,12 @@ export function loadEnron(directory: string): LinkDataset {
 /** UCI from `<dir>/out.opsahl-ucsocial[.gz]`, sliced as DySAT / the paper (13 steps). */
 export function loadUci(directory: string): LinkDataset {
   const file = findMaybeGzipped(directory, 'out.opsahl-ucsocial');
-  if (!file) throw new InvalidInputError('dataset', `${directory} has no out.opsahl-ucsocial(.gz)`, 'dataset_layout');
+  if (!file)
+    throw new InvalidInputError(
+      'dataset',
+      `${directory} has no out.opsahl-ucsocial(.gz)`,
+      'dataset_layout',
+    );
   const events = parseKonect(readText(file), file);
   const [first, last] = firstLast(events);
   return sliceEvents(events, dysatSlicing(first, last, uciSlicingParams), {
@@ -162,11 +179,19 @@ export function loadUci(directory: string): LinkDataset {
 }
 
 /** Raw kept events as named FactEvents with ISO timestamps (what `tkg publish` sends for Enron / UCI). */
-export function linkFactEvents(dataset: LinkDataset, options: { includeBeforeOrigin?: boolean } = {}): FactEvent[] {
+export function linkFactEvents(
+  dataset: LinkDataset,
+  options: { includeBeforeOrigin?: boolean } = {},
+): FactEvent[] {
   const originMs = Date.parse(dataset.slicing.origin);
   return dataset.events
     .filter((e) => options.includeBeforeOrigin || e.timeMs >= originMs)
-    .map((e) => ({ subject: e.source, relation: dataset.relationName, object: e.target, timestamp: new Date(e.timeMs).toISOString() }));
+    .map((e) => ({
+      subject: e.source,
+      relation: dataset.relationName,
+      object: e.target,
+      timestamp: new Date(e.timeMs).toISOString(),
+    }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,20 +212,35 @@ export function readNamedFactFile(path: string): FactEvent[] {
       try {
         value = JSON.parse(line);
       } catch (error) {
-        throw new InvalidInputError(`${path}:${i + 1}`, `invalid JSON: ${(error as Error).message}`, 'dataset_line');
+        throw new InvalidInputError(
+          `${path}:${i + 1}`,
+          `invalid JSON: ${(error as Error).message}`,
+          'dataset_line',
+        );
       }
       events.push(toFactEvent(value as Record<string, unknown>, `${path}:${i + 1}`));
       continue;
     }
     const f = (ext === '.csv' ? line.split(',') : line.split('\t')).map((x) => x.trim());
     if (f.length < 4) {
-      throw new InvalidInputError(`${path}:${i + 1}`, `expected "subject relation object step|timestamp", got ${JSON.stringify(line)}`, 'dataset_line');
+      throw new InvalidInputError(
+        `${path}:${i + 1}`,
+        `expected "subject relation object step|timestamp", got ${JSON.stringify(line)}`,
+        'dataset_line',
+      );
     }
     if (i === 0 && /^(subject|s|head)$/i.test(f[0]) && /^(relation|r|rel)$/i.test(f[1])) continue; // header
     const when = f[3];
-    events.push(/^-?\d+$/.test(when) && when.length < 10
-      ? { subject: f[0], relation: f[1], object: f[2], step: Number(when) }
-      : { subject: f[0], relation: f[1], object: f[2], timestamp: /^-?\d+$/.test(when) ? Number(when) : when });
+    events.push(
+      /^-?\d+$/.test(when) && when.length < 10
+        ? { subject: f[0], relation: f[1], object: f[2], step: Number(when) }
+        : {
+            subject: f[0],
+            relation: f[1],
+            object: f[2],
+            timestamp: /^-?\d+$/.test(when) ? Number(when) : when,
+          },
+    );
   }
   return events;
 }
@@ -208,14 +248,24 @@ export function readNamedFactFile(path: string): FactEvent[] {
 function toFactEvent(v: Record<string, unknown>, where: string): FactEvent {
   const str = (k: string): string => {
     if (typeof v[k] !== 'string' || (v[k] as string).length === 0) {
-      throw new InvalidInputError(where, `field ${k} must be a non-empty string, got ${JSON.stringify(v[k])}`, 'dataset_line');
+      throw new InvalidInputError(
+        where,
+        `field ${k} must be a non-empty string, got ${JSON.stringify(v[k])}`,
+        'dataset_line',
+      );
     }
     return v[k] as string;
   };
-  const event: FactEvent = { subject: str('subject'), relation: str('relation'), object: str('object') };
+  const event: FactEvent = {
+    subject: str('subject'),
+    relation: str('relation'),
+    object: str('object'),
+  };
   if (typeof v.step === 'number' && Number.isInteger(v.step)) event.step = v.step;
-  else if (typeof v.timestamp === 'string' || typeof v.timestamp === 'number') event.timestamp = v.timestamp;
-  else throw new InvalidInputError(where, `needs an integer "step" or a "timestamp"`, 'dataset_line');
+  else if (typeof v.timestamp === 'string' || typeof v.timestamp === 'number')
+    event.timestamp = v.timestamp;
+  else
+    throw new InvalidInputError(where, `needs an integer "step" or a "timestamp"`, 'dataset_line');
   return event;
 }
 
@@ -226,7 +276,13 @@ function toFactEvent(v: Record<string, unknown>, where: string): FactEvent {
  */
 export function encodeNamedFacts(
   events: readonly FactEvent[],
-  options: { name: string; directory: string; slicing?: SlicingRule; testSteps?: number; validSteps?: number },
+  options: {
+    name: string;
+    directory: string;
+    slicing?: SlicingRule;
+    testSteps?: number;
+    validSteps?: number;
+  },
 ): TkgDataset {
   const entities = new Vocabulary();
   const relations = new Vocabulary();
@@ -234,11 +290,15 @@ export function encodeNamedFacts(
   let rule = options.slicing;
   if (rule === undefined && events.some((e) => e.step === undefined)) {
     let first = Infinity;
-    for (const e of events) if (e.step === undefined && e.timestamp !== undefined) first = Math.min(first, parseInstant(e.timestamp));
+    for (const e of events)
+      if (e.step === undefined && e.timestamp !== undefined)
+        first = Math.min(first, parseInstant(e.timestamp));
     const midnight = new Date(first);
     midnight.setUTCHours(0, 0, 0, 0);
     rule = { origin: midnight.toISOString(), granularity: '1d' };
-    notes.push(`timestamps sliced with origin ${rule.origin}, granularity 1d (pass a slicing rule to change)`);
+    notes.push(
+      `timestamps sliced with origin ${rule.origin}, granularity 1d (pass a slicing rule to change)`,
+    );
   }
   const compiled = rule ? compileSlicing(rule) : undefined;
   const facts = new Int32Array(events.length * 4);
@@ -247,7 +307,11 @@ export function encodeNamedFacts(
     let step = e.step;
     if (step === undefined) {
       if (e.timestamp === undefined || compiled === undefined) {
-        throw new InvalidInputError('fact', `${JSON.stringify(e)} has neither step nor timestamp`, 'dataset_line');
+        throw new InvalidInputError(
+          'fact',
+          `${JSON.stringify(e)} has neither step nor timestamp`,
+          'dataset_line',
+        );
       }
       step = stepOfTime(parseInstant(e.timestamp), compiled);
       if (step === undefined) continue; // before the origin
@@ -258,18 +322,25 @@ export function encodeNamedFacts(
     facts[n++] = step;
   }
   const all = facts.slice(0, n);
-  const steps = [...new Set(Array.from({ length: n / 4 }, (_, i) => all[4 * i + 3]))].sort((a, b) => a - b);
+  const steps = [...new Set(Array.from({ length: n / 4 }, (_, i) => all[4 * i + 3]))].sort(
+    (a, b) => a - b,
+  );
   const tenth = Math.max(1, Math.round(steps.length / 10));
   const testSteps = options.testSteps ?? tenth;
   const validSteps = options.validSteps ?? tenth;
   if (steps.length < testSteps + validSteps + 1) {
-    throw new InvalidInputError('dataset', `${options.name} has ${steps.length} steps; need more than ${testSteps + validSteps} to split train/valid/test`, 'dataset_layout');
+    throw new InvalidInputError(
+      'dataset',
+      `${options.name} has ${steps.length} steps; need more than ${testSteps + validSteps} to split train/valid/test`,
+      'dataset_layout',
+    );
   }
   const testFrom = steps[steps.length - testSteps];
   const validFrom = steps[steps.length - testSteps - validSteps];
   const pick = (lo: number, hi: number): Int32Array => {
     const out: number[] = [];
-    for (let i = 0; i < all.length; i += 4) if (all[i + 3] >= lo && all[i + 3] < hi) out.push(all[i], all[i + 1], all[i + 2], all[i + 3]);
+    for (let i = 0; i < all.length; i += 4)
+      if (all[i + 3] >= lo && all[i + 3] < hi) out.push(all[i], all[i + 1], all[i + 2], all[i + 3]);
     return Int32Array.from(out);
   };
   notes.push(`split by step: train < ${validFrom} <= valid < ${testFrom} <= test`);
@@ -281,12 +352,20 @@ export function encodeNamedFacts(
     numRelations: relations.size,
     entityNames: entities.names,
     relationNames: relations.names,
-    splits: { train: pick(-Infinity, validFrom), valid: pick(validFrom, testFrom), test: pick(testFrom, Infinity) },
+    splits: {
+      train: pick(-Infinity, validFrom),
+      valid: pick(validFrom, testFrom),
+      test: pick(testFrom, Infinity),
+    },
     notes,
   };
 }
 
 /** Loads a named fact file as a TkgDataset (see encodeNamedFacts). */
 export function loadNamedFactFile(path: string, slicing?: SlicingRule): TkgDataset {
-  return encodeNamedFacts(readNamedFactFile(path), { name: basename(path), directory: join(path, '..'), slicing });
+  return encodeNamedFacts(readNamedFactFile(path), {
+    name: basename(path),
+    directory: join(path, '..'),
+    slicing,
+  });
 }

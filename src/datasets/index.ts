@@ -5,7 +5,13 @@ import { statSync } from 'node:fs';
 import type { FactEvent, Snapshot } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import { findMaybeGzipped, resolveDatasetDirectory } from './files.ts';
-import { linkFactEvents, loadEnron, loadNamedFactFile, loadUci, type LinkDataset } from './events.ts';
+import {
+  linkFactEvents,
+  loadEnron,
+  loadNamedFactFile,
+  loadUci,
+  type LinkDataset,
+} from './events.ts';
 import { loadRenetDataset, tkgFactEvents, type SplitName, type TkgDataset } from './renet.ts';
 import type { SlicingRule } from './slicing.ts';
 import { concatFacts, toSnapshots, type FactArray } from './snapshots.ts';
@@ -28,14 +34,20 @@ export function loadDataset(nameOrPath: string, options: { slicing?: SlicingRule
   if (statSync(path).isFile()) return loadNamedFactFile(path, options.slicing);
   if (findMaybeGzipped(path, 'emails.csv')) return loadEnron(path);
   if (findMaybeGzipped(path, 'out.opsahl-ucsocial')) return loadUci(path);
-  const builtin = ['yago', 'wiki'].includes(nameOrPath.toLowerCase()) ? nameOrPath.toLowerCase() : undefined;
+  const builtin = ['yago', 'wiki'].includes(nameOrPath.toLowerCase())
+    ? nameOrPath.toLowerCase()
+    : undefined;
   return loadRenetDataset(path, builtin);
 }
 
 export function loadTkgDataset(nameOrPath: string): TkgDataset {
   const dataset = loadDataset(nameOrPath);
   if (dataset.kind !== 'tkg') {
-    throw new InvalidInputError('dataset', `${nameOrPath} is a homogeneous network (link forecasting), not a TKG`, 'dataset_kind');
+    throw new InvalidInputError(
+      'dataset',
+      `${nameOrPath} is a homogeneous network (link forecasting), not a TKG`,
+      'dataset_kind',
+    );
   }
   return dataset;
 }
@@ -52,7 +64,10 @@ export function linkSnapshots(dataset: LinkDataset): Snapshot[] {
 }
 
 /** Named FactEvents of a dataset (for `tkg publish`): a TKG's splits with steps, or a network's timestamped events. */
-export function datasetFactEvents(dataset: Dataset, splits: readonly SplitName[] = ['train', 'valid', 'test']): FactEvent[] {
+export function datasetFactEvents(
+  dataset: Dataset,
+  splits: readonly SplitName[] = ['train', 'valid', 'test'],
+): FactEvent[] {
   if (dataset.kind === 'link') return linkFactEvents(dataset);
   return splits.flatMap((s) => tkgFactEvents(dataset, s));
 }

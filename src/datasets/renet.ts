@@ -43,7 +43,10 @@ function readIdFile(path: string): Array<[string, number]> {
 }
 
 /** Loads a RE-NET layout directory. At least one of train/valid/test must exist. */
-export function loadRenetDataset(directory: string, name: string = basename(directory)): TkgDataset {
+export function loadRenetDataset(
+  directory: string,
+  name: string = basename(directory),
+): TkgDataset {
   const files: Partial<Record<SplitName, string>> = {};
   for (const split of splitNames) {
     const file = findMaybeGzipped(directory, `${split}.txt`);
@@ -89,7 +92,11 @@ export function loadRenetDataset(directory: string, name: string = basename(dire
       if (line.length === 0 || line.startsWith('#')) continue;
       const f = line.includes('\t') ? line.split('\t') : line.trim().split(/\s+/);
       if (f.length < 4) {
-        throw new InvalidInputError(`${file}:${li + 1}`, `expected "subject relation object step", got ${JSON.stringify(line)}`, 'dataset_line');
+        throw new InvalidInputError(
+          `${file}:${li + 1}`,
+          `expected "subject relation object step", got ${JSON.stringify(line)}`,
+          'dataset_line',
+        );
       }
       const stepToken = f[3].trim();
       if (!isInteger(stepToken)) {
@@ -106,7 +113,11 @@ export function loadRenetDataset(directory: string, name: string = basename(dire
       const r = isInteger(rTok) ? Number(rTok) : relations.idOf(rTok);
       const o = isInteger(oTok) ? Number(oTok) : entities.idOf(oTok);
       if (s < 0 || r < 0 || o < 0) {
-        throw new InvalidInputError(`${file}:${li + 1}`, `negative id in ${JSON.stringify(line)}`, 'dataset_line');
+        throw new InvalidInputError(
+          `${file}:${li + 1}`,
+          `negative id in ${JSON.stringify(line)}`,
+          'dataset_line',
+        );
       }
       out[n++] = s;
       out[n++] = r;
@@ -121,8 +132,21 @@ export function loadRenetDataset(directory: string, name: string = basename(dire
   const numEntities = Math.max(statEntities, maxEntity + 1, entities.size);
   const numRelations = Math.max(statRelations, maxRelation + 1, relations.size);
   const entityNames = Array.from({ length: numEntities }, (_, i) => entities.names[i] ?? String(i));
-  const relationNames = Array.from({ length: numRelations }, (_, i) => relations.names[i] ?? String(i));
-  return { kind: 'tkg', name, directory, numEntities, numRelations, entityNames, relationNames, splits, notes };
+  const relationNames = Array.from(
+    { length: numRelations },
+    (_, i) => relations.names[i] ?? String(i),
+  );
+  return {
+    kind: 'tkg',
+    name,
+    directory,
+    numEntities,
+    numRelations,
+    entityNames,
+    relationNames,
+    splits,
+    notes,
+  };
 }
 
 /** The facts of one split as named FactEvents with integer steps (what `tkg publish` sends). */

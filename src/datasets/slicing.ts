@@ -17,7 +17,14 @@ export interface SlicingRule {
   foldAfter?: string;
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const unitMs: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
 
 /** A parsed granularity: fixed milliseconds, or calendar years. */
 export type Granularity = { kind: 'fixed'; ms: number } | { kind: 'years'; years: number };
@@ -25,11 +32,14 @@ export type Granularity = { kind: 'fixed'; ms: number } | { kind: 'years'; years
 export function parseGranularity(text: string): Granularity {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$/.exec(text);
   if (!match || Number(match[1]) <= 0) {
-    throw new ConfigError(`granularity ${JSON.stringify(text)}: expected <number><unit> with unit ms|s|m|h|d|w|y, e.g. 60d`);
+    throw new ConfigError(
+      `granularity ${JSON.stringify(text)}: expected <number><unit> with unit ms|s|m|h|d|w|y, e.g. 60d`,
+    );
   }
   const amount = Number(match[1]);
   if (match[2] === 'y') {
-    if (!Number.isInteger(amount)) throw new ConfigError(`granularity ${text}: years must be a whole number`);
+    if (!Number.isInteger(amount))
+      throw new ConfigError(`granularity ${text}: years must be a whole number`);
     return { kind: 'years', years: amount };
   }
   return { kind: 'fixed', ms: amount * unitMs[match[2]] };
@@ -37,9 +47,12 @@ export function parseGranularity(text: string): Granularity {
 
 /** Milliseconds since the epoch of an ISO-8601 string or epoch-milliseconds number. */
 export function parseInstant(value: string | number, what = 'timestamp'): number {
-  const ms = typeof value === 'number' ? value : /^-?\d+$/.test(value) ? Number(value) : Date.parse(value);
+  const ms =
+    typeof value === 'number' ? value : /^-?\d+$/.test(value) ? Number(value) : Date.parse(value);
   if (!Number.isFinite(ms)) {
-    throw new ConfigError(`${what} ${JSON.stringify(value)}: not an ISO-8601 time or epoch milliseconds`);
+    throw new ConfigError(
+      `${what} ${JSON.stringify(value)}: not an ISO-8601 time or epoch milliseconds`,
+    );
   }
   return ms;
 }
@@ -55,7 +68,8 @@ export function compileSlicing(rule: SlicingRule): CompiledSlicing {
   return {
     originMs: parseInstant(rule.origin, 'origin'),
     granularity: parseGranularity(rule.granularity),
-    foldAfterMs: rule.foldAfter === undefined ? undefined : parseInstant(rule.foldAfter, 'foldAfter'),
+    foldAfterMs:
+      rule.foldAfter === undefined ? undefined : parseInstant(rule.foldAfter, 'foldAfter'),
   };
 }
 
@@ -73,7 +87,10 @@ function rawStep(timeMs: number, c: CompiledSlicing): number {
 /** Step of an event time, or undefined when it is before the origin. */
 export function stepOfTime(timeMs: number, slicing: CompiledSlicing): number | undefined {
   if (timeMs < slicing.originMs) return undefined;
-  const t = slicing.foldAfterMs !== undefined && timeMs > slicing.foldAfterMs ? slicing.foldAfterMs : timeMs;
+  const t =
+    slicing.foldAfterMs !== undefined && timeMs > slicing.foldAfterMs
+      ? slicing.foldAfterMs
+      : timeMs;
   return rawStep(t, slicing);
 }
 
@@ -100,6 +117,10 @@ export function dysatSlicing(
 }
 
 /** Enron (DySAT / the paper): 60-day steps from first + 200 days, tail after last - 200 days folded. */
-export const enronSlicingParams = { startAfterDays: 200, stepDays: 60, foldBeforeEndDays: 200 } as const;
+export const enronSlicingParams = {
+  startAfterDays: 200,
+  stepDays: 60,
+  foldBeforeEndDays: 200,
+} as const;
 /** UCI (DySAT / the paper): 10-day steps from first + 5 days, tail after last - 60 days folded. */
 export const uciSlicingParams = { startAfterDays: 5, stepDays: 10, foldBeforeEndDays: 60 } as const;

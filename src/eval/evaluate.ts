@@ -4,9 +4,21 @@
 // Models are passed in as factories: src/eval never imports src/train, kafkajs or src/kafka.
 import type { LinkForecaster, Snapshot, TkgForecaster } from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
-import { linkSnapshots, tkgSnapshots, type Dataset, type LinkDataset, type TkgDataset } from '../datasets/index.ts';
+import {
+  linkSnapshots,
+  tkgSnapshots,
+  type Dataset,
+  type LinkDataset,
+  type TkgDataset,
+} from '../datasets/index.ts';
 import { runLinkProtocol, type LinkEvaluation, type LinkProgress } from './link.ts';
-import { runTkgProtocol, type ProtocolProgress, type StepRanking, type TkgEvaluation, type TkgProtocol } from './protocols.ts';
+import {
+  runTkgProtocol,
+  type ProtocolProgress,
+  type StepRanking,
+  type TkgEvaluation,
+  type TkgProtocol,
+} from './protocols.ts';
 import { averageMetrics, buildAnswerFilter, type RankMetrics } from './rank.ts';
 
 /** Splits a TKG model may use to choose its hyperparameters (never the test split). */
@@ -33,8 +45,12 @@ export interface LinkModelContext {
   log: (line: string) => void;
 }
 
-export type TkgModelFactory = (context: TkgModelContext) => Promise<TkgForecaster & { dispose?: () => void; describe?: () => unknown }>;
-export type LinkModelFactory = (context: LinkModelContext) => Promise<LinkForecaster & { dispose?: () => void; describe?: () => unknown }>;
+export type TkgModelFactory = (
+  context: TkgModelContext,
+) => Promise<TkgForecaster & { dispose?: () => void; describe?: () => unknown }>;
+export type LinkModelFactory = (
+  context: LinkModelContext,
+) => Promise<LinkForecaster & { dispose?: () => void; describe?: () => unknown }>;
 
 export type Metrics4 = Pick<RankMetrics, 'mrr' | 'hits1' | 'hits3' | 'hits10'>;
 
@@ -46,7 +62,10 @@ export interface TkgEvalReport {
   raw: Metrics4;
   static: Metrics4;
   timeAware: Metrics4;
-  perDirection: { object: Record<'raw' | 'static' | 'timeAware', Metrics4>; subject: Record<'raw' | 'static' | 'timeAware', Metrics4> };
+  perDirection: {
+    object: Record<'raw' | 'static' | 'timeAware', Metrics4>;
+    subject: Record<'raw' | 'static' | 'timeAware', Metrics4>;
+  };
   queries: number;
   historySteps: [number, number] | null;
   testSteps: [number, number];
@@ -70,14 +89,25 @@ export interface LinkEvalReport {
   microAuc: { mean: number; std: number };
   macroAuc: { mean: number; std: number };
   perStepAuc: LinkEvaluation['perStepAuc'];
-  perSeed: Array<{ seed: number; microAuc: number; macroAuc: number; steps: Array<{ step: number; positives: number; auc: number }> }>;
+  perSeed: Array<{
+    seed: number;
+    microAuc: number;
+    macroAuc: number;
+    steps: Array<{ step: number; positives: number; auc: number }>;
+  }>;
   modelInfo: unknown[];
   notes: string[];
   seconds: number;
 }
 
-const strip = (m: RankMetrics): Metrics4 => ({ mrr: m.mrr, hits1: m.hits1, hits3: m.hits3, hits10: m.hits10 });
-const range = (s: readonly Snapshot[]): [number, number] | null => (s.length === 0 ? null : [s[0].step, s[s.length - 1].step]);
+const strip = (m: RankMetrics): Metrics4 => ({
+  mrr: m.mrr,
+  hits1: m.hits1,
+  hits3: m.hits3,
+  hits10: m.hits10,
+});
+const range = (s: readonly Snapshot[]): [number, number] | null =>
+  s.length === 0 ? null : [s[0].step, s[s.length - 1].step];
 
 /**
  * History / targets / selection of a TKG dataset:
@@ -85,7 +115,12 @@ const range = (s: readonly Snapshot[]): [number, number] | null => (s.length ===
  * without (WIKI here): history = valid, targets = test, selection = the valid split's earlier steps -> its
  * last 30% of steps (at least 1).
  */
-export function tkgSplits(dataset: TkgDataset): { history: Snapshot[]; targets: Snapshot[]; selection: SelectionSplits; notes: string[] } {
+export function tkgSplits(dataset: TkgDataset): {
+  history: Snapshot[];
+  targets: Snapshot[];
+  selection: SelectionSplits;
+  notes: string[];
+} {
   const notes: string[] = [];
   if (dataset.splits.test === undefined) {
     throw new ConfigError(`dataset ${dataset.name} has no test split; evaluation needs test.txt`);
@@ -95,13 +130,30 @@ export function tkgSplits(dataset: TkgDataset): { history: Snapshot[]; targets: 
     const train = tkgSnapshots(dataset, ['train']);
     const valid = dataset.splits.valid !== undefined ? tkgSnapshots(dataset, ['valid']) : [];
     if (valid.length > 0) {
-      return { history: [...train, ...valid], targets, selection: { history: train, validation: valid, description: 'train -> valid' }, notes };
+      return {
+        history: [...train, ...valid],
+        targets,
+        selection: { history: train, validation: valid, description: 'train -> valid' },
+        notes,
+      };
     }
     const k = Math.max(1, Math.round(train.length * 0.1));
     notes.push(`no valid split: hyperparameters selected on the last ${k} train steps`);
-    return { history: train, targets, selection: { history: train.slice(0, -k), validation: train.slice(-k), description: `train[..-${k}] -> train[-${k}..]` }, notes };
+    return {
+      history: train,
+      targets,
+      selection: {
+        history: train.slice(0, -k),
+        validation: train.slice(-k),
+        description: `train[..-${k}] -> train[-${k}..]`,
+      },
+      notes,
+    };
   }
-  if (dataset.splits.valid === undefined) throw new ConfigError(`dataset ${dataset.name} has only a test split; need train or valid as history`);
+  if (dataset.splits.valid === undefined)
+    throw new ConfigError(
+      `dataset ${dataset.name} has only a test split; need train or valid as history`,
+    );
   const valid = tkgSnapshots(dataset, ['valid']);
   const k = Math.max(1, Math.round(valid.length * 0.3));
   notes.push(
@@ -111,7 +163,11 @@ export function tkgSplits(dataset: TkgDataset): { history: Snapshot[]; targets: 
   return {
     history: valid,
     targets,
-    selection: { history: valid.slice(0, valid.length - k), validation: valid.slice(valid.length - k), description: `valid[..-${k}] -> valid[-${k}..]` },
+    selection: {
+      history: valid.slice(0, valid.length - k),
+      validation: valid.slice(valid.length - k),
+      description: `valid[..-${k}] -> valid[-${k}..]`,
+    },
     notes,
   };
 }
@@ -136,9 +192,16 @@ export async function evaluateTkg(input: {
   const { dataset } = input;
   const log = input.log ?? (() => {});
   const { history, targets: allTargets, selection, notes } = tkgSplits(dataset);
-  const targets = input.limitSteps !== undefined ? allTargets.slice(0, input.limitSteps) : allTargets;
-  if (targets.length < allTargets.length) notes.push(`--limit-steps ${input.limitSteps}: ${targets.length} of ${allTargets.length} test steps scored`);
-  const staticFilter = buildAnswerFilter(tkgSnapshots(dataset, ['train', 'valid', 'test']).map((s) => s.triples), dataset.numRelations);
+  const targets =
+    input.limitSteps !== undefined ? allTargets.slice(0, input.limitSteps) : allTargets;
+  if (targets.length < allTargets.length)
+    notes.push(
+      `--limit-steps ${input.limitSteps}: ${targets.length} of ${allTargets.length} test steps scored`,
+    );
+  const staticFilter = buildAnswerFilter(
+    tkgSnapshots(dataset, ['train', 'valid', 'test']).map((s) => s.triples),
+    dataset.numRelations,
+  );
   const runs: TkgEvaluation[] = [];
   const modelInfo: unknown[] = [];
   for (const seed of input.seeds) {
@@ -171,7 +234,9 @@ export async function evaluateTkg(input: {
   }
   const modes = ['raw', 'static', 'timeAware'] as const;
   const per = (direction: 'object' | 'subject') =>
-    Object.fromEntries(modes.map((m) => [m, averageOverSeeds(runs.map((r) => r.perDirection[direction][m]))])) as Record<(typeof modes)[number], Metrics4>;
+    Object.fromEntries(
+      modes.map((m) => [m, averageOverSeeds(runs.map((r) => r.perDirection[direction][m]))]),
+    ) as Record<(typeof modes)[number], Metrics4>;
   return {
     kind: 'tkg',
     dataset: dataset.name,
@@ -187,7 +252,12 @@ export async function evaluateTkg(input: {
     steps: runs[0].steps,
     seeds: input.seeds,
     modelInfo,
-    notes: [...dataset.notes.filter((n) => !notes.some((m) => m.includes('train split'))), ...notes, `hyperparameter selection: ${selection.description}`],
+    // the split chooser's notes supersede the loader's "train split not available" remark
+    notes: [
+      ...dataset.notes.filter(() => !notes.some((m) => m.includes('train split'))),
+      ...notes,
+      `hyperparameter selection: ${selection.description}`,
+    ],
     observeSeconds: runs.reduce((a, r) => a + r.observeSeconds, 0),
     scoreSeconds: runs.reduce((a, r) => a + r.scoreSeconds, 0),
     seconds: (performance.now() - t0) / 1000,
@@ -228,7 +298,12 @@ export async function evaluateLink(input: {
     seeds: input.seeds,
     onProgress: input.onProgress,
     createForecaster: async (seed) => {
-      const model = await input.createModel({ numNodes: dataset.numNodes, seed, selection, log: input.log ?? (() => {}) });
+      const model = await input.createModel({
+        numNodes: dataset.numNodes,
+        seed,
+        selection,
+        log: input.log ?? (() => {}),
+      });
       if (model.describe) modelInfo.push(model.describe());
       return model;
     },

@@ -21,7 +21,7 @@ export function aucWithTies(positives: ArrayLike<number>, negatives: ArrayLike<n
   for (let i = 0; i < n; i++) order[i] = i;
   order.sort((a, b) => values[a] - values[b] || 0);
   let positiveRankSum = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && values[order[j + 1]] === values[order[i]]) j++;
     const averageRank = (i + j) / 2 + 1; // 1-based
@@ -59,7 +59,11 @@ export interface LinkTestPairs {
  * Positives = distinct links i -> j (i != j) of `next` between nodes in `seen`; negatives = the same
  * number of distinct sampled pairs i -> j (i != j, both seen) that are not links of `next`.
  */
-export function linkTestPairs(next: Snapshot, seen: ReadonlySet<number>, random: () => number): LinkTestPairs {
+export function linkTestPairs(
+  next: Snapshot,
+  seen: ReadonlySet<number>,
+  random: () => number,
+): LinkTestPairs {
   const seenNodes = Int32Array.from(seen);
   const links = new Set<number>();
   const pos: number[] = [];
@@ -149,7 +153,11 @@ export async function runLinkProtocol(input: {
 }): Promise<LinkEvaluation> {
   const { snapshots, seeds } = input;
   if (snapshots.length < 2) {
-    throw new InvalidInputError('snapshots', `need at least 2 steps to forecast, got ${snapshots.length}`, 'invalid_argument');
+    throw new InvalidInputError(
+      'snapshots',
+      `need at least 2 steps to forecast, got ${snapshots.length}`,
+      'invalid_argument',
+    );
   }
   const t0 = performance.now();
   const total = seeds.length * (snapshots.length - 1);
@@ -172,16 +180,33 @@ export async function runLinkProtocol(input: {
       const next = snapshots[t + 1];
       const pairs = linkTestPairs(next, seen, seededRandom(mixSeed(seed, next.step)));
       if (pairs.positives > 0) {
-        const probability = await forecaster.linkProbability(next.step, pairs.sources, pairs.targets);
+        const probability = await forecaster.linkProbability(
+          next.step,
+          pairs.sources,
+          pairs.targets,
+        );
         const positives = probability.subarray(0, pairs.positives);
         const negatives = probability.subarray(pairs.positives);
-        steps.push({ step: next.step, positives: pairs.positives, auc: 100 * aucWithTies(positives, negatives) });
+        steps.push({
+          step: next.step,
+          positives: pairs.positives,
+          auc: 100 * aucWithTies(positives, negatives),
+        });
         for (const v of positives) pooledPositive.push(v);
         for (const v of negatives) pooledNegative.push(v);
       }
       done++;
       const elapsed = (performance.now() - t0) / 1000;
-      input.onProgress?.({ seed, seedIndex: si, seeds: seeds.length, step: next.step, done, total, elapsedSeconds: elapsed, etaSeconds: ((total - done) * elapsed) / done });
+      input.onProgress?.({
+        seed,
+        seedIndex: si,
+        seeds: seeds.length,
+        step: next.step,
+        done,
+        total,
+        elapsedSeconds: elapsed,
+        etaSeconds: ((total - done) * elapsed) / done,
+      });
     }
     (forecaster as { dispose?: () => void }).dispose?.();
     results.push({
@@ -191,13 +216,17 @@ export async function runLinkProtocol(input: {
       steps,
     });
   }
-  const stepNumbers = [...new Set(results.flatMap((r) => r.steps.map((s) => s.step)))].sort((a, b) => a - b);
+  const stepNumbers = [...new Set(results.flatMap((r) => r.steps.map((s) => s.step)))].sort(
+    (a, b) => a - b,
+  );
   return {
     microAuc: meanStd(results.map((r) => r.microAuc)),
     macroAuc: meanStd(results.map((r) => r.macroAuc)),
     perStepAuc: stepNumbers.map((step) => ({
       step,
-      auc: meanStd(results.flatMap((r) => r.steps.filter((s) => s.step === step).map((s) => s.auc))),
+      auc: meanStd(
+        results.flatMap((r) => r.steps.filter((s) => s.step === step).map((s) => s.auc)),
+      ),
     })),
     seeds: results,
     seconds: (performance.now() - t0) / 1000,

@@ -99,7 +99,13 @@ export async function rankSnapshot(
         relations[b] = r;
         answers[b] = direction === 'object' ? o : s;
       }
-      const scores = await forecaster.score(target.step, direction, anchors, relations, numEntities); // [B * N]
+      const scores = await forecaster.score(
+        target.step,
+        direction,
+        anchors,
+        relations,
+        numEntities,
+      ); // [B * N]
       if (scores.length !== B * numEntities) {
         throw new InvalidInputError(
           'scores',
@@ -124,8 +130,14 @@ export async function rankSnapshot(
     }
   }
   const mrrOf = (mode: 'raw' | 'static' | 'timeAware'): number =>
-    (summarizeRanks(stepCollector.ranksOf('object', mode)).mrr + summarizeRanks(stepCollector.ranksOf('subject', mode)).mrr) / 2;
-  return { step: target.step, queries: 2 * F, mrr: { raw: mrrOf('raw'), static: mrrOf('static'), timeAware: mrrOf('timeAware') } };
+    (summarizeRanks(stepCollector.ranksOf('object', mode)).mrr +
+      summarizeRanks(stepCollector.ranksOf('subject', mode)).mrr) /
+    2;
+  return {
+    step: target.step,
+    queries: 2 * F,
+    mrr: { raw: mrrOf('raw'), static: mrrOf('static'), timeAware: mrrOf('timeAware') },
+  };
 }
 
 /**
@@ -137,12 +149,20 @@ export async function rankSnapshot(
 export async function runTkgProtocol(input: TkgProtocolInput): Promise<TkgEvaluation> {
   const { forecaster, history, targets, protocol, staticFilter, numEntities } = input;
   if (!['multi-step', 'single-step'].includes(protocol)) {
-    throw new InvalidInputError('protocol', `${protocol} is not one of multi-step, single-step`, 'invalid_argument');
+    throw new InvalidInputError(
+      'protocol',
+      `${protocol} is not one of multi-step, single-step`,
+      'invalid_argument',
+    );
   }
   const lastHistory = history.length > 0 ? history[history.length - 1].step : -Infinity;
   for (let i = 0; i < targets.length; i++) {
     if (targets[i].step <= (i === 0 ? lastHistory : targets[i - 1].step)) {
-      throw new InvalidInputError('targets', `target step ${targets[i].step} is not after the previous step; targets must follow the history in ascending order`, 'invalid_argument');
+      throw new InvalidInputError(
+        'targets',
+        `target step ${targets[i].step} is not after the previous step; targets must follow the history in ascending order`,
+        'invalid_argument',
+      );
     }
   }
   const t0 = performance.now();
@@ -150,7 +170,14 @@ export async function runTkgProtocol(input: TkgProtocolInput): Promise<TkgEvalua
   for (let i = 0; i < history.length; i++) {
     await forecaster.observe(history[i]);
     const elapsed = seconds(t0);
-    input.onProgress?.({ phase: 'observe', step: history[i].step, done: i + 1, total: history.length, elapsedSeconds: elapsed, etaSeconds: eta(i + 1, history.length, elapsed) });
+    input.onProgress?.({
+      phase: 'observe',
+      step: history[i].step,
+      done: i + 1,
+      total: history.length,
+      elapsedSeconds: elapsed,
+      etaSeconds: eta(i + 1, history.length, elapsed),
+    });
   }
   const observeEnd = performance.now();
   let observeSeconds = seconds(t0);
@@ -160,14 +187,28 @@ export async function runTkgProtocol(input: TkgProtocolInput): Promise<TkgEvalua
   let observedDuringScoring = 0;
   const steps: StepRanking[] = [];
   for (const target of targets) {
-    const stepRanking = await rankSnapshot(forecaster, target, staticFilter, numEntities, collector, {
-      batchSize: input.batchSize,
-      onBatch: (done) => {
-        const elapsed = seconds(observeEnd) - observedDuringScoring;
-        const queriesDone = queriesBefore + done;
-        input.onProgress?.({ phase: 'score', step: target.step, done: queriesDone, total: totalQueries, elapsedSeconds: elapsed, etaSeconds: eta(queriesDone, totalQueries, elapsed) });
+    const stepRanking = await rankSnapshot(
+      forecaster,
+      target,
+      staticFilter,
+      numEntities,
+      collector,
+      {
+        batchSize: input.batchSize,
+        onBatch: (done) => {
+          const elapsed = seconds(observeEnd) - observedDuringScoring;
+          const queriesDone = queriesBefore + done;
+          input.onProgress?.({
+            phase: 'score',
+            step: target.step,
+            done: queriesDone,
+            total: totalQueries,
+            elapsedSeconds: elapsed,
+            etaSeconds: eta(queriesDone, totalQueries, elapsed),
+          });
+        },
       },
-    });
+    );
     steps.push(stepRanking);
     queriesBefore += stepRanking.queries;
     if (protocol === 'single-step') {
@@ -179,5 +220,12 @@ export async function runTkgProtocol(input: TkgProtocolInput): Promise<TkgEvalua
     }
   }
   const scoreSeconds = seconds(observeEnd) - observedDuringScoring;
-  return { ...collector.summary(), protocol, queries: totalQueries, steps, observeSeconds, scoreSeconds };
+  return {
+    ...collector.summary(),
+    protocol,
+    queries: totalQueries,
+    steps,
+    observeSeconds,
+    scoreSeconds,
+  };
 }

@@ -41,9 +41,16 @@ export function filterKey(anchor: number, relation: number, numRelations: number
  * Builds the answer sets from flat triple arrays ([s0, r0, o0, s1, ...], e.g. Snapshot.triples).
  * Static filter: pass every split's triples of every step. Time-aware filter: pass one step's triples.
  */
-export function buildAnswerFilter(tripleArrays: readonly Int32Array[], numRelations: number): AnswerFilter {
+export function buildAnswerFilter(
+  tripleArrays: readonly Int32Array[],
+  numRelations: number,
+): AnswerFilter {
   if (!Number.isInteger(numRelations) || numRelations < 1) {
-    throw new InvalidInputError('numRelations', `must be a positive integer, got ${numRelations}`, 'invalid_argument');
+    throw new InvalidInputError(
+      'numRelations',
+      `must be a positive integer, got ${numRelations}`,
+      'invalid_argument',
+    );
   }
   const objects = new Map<number, Set<number>>();
   const subjects = new Map<number, Set<number>>();
@@ -54,14 +61,22 @@ export function buildAnswerFilter(tripleArrays: readonly Int32Array[], numRelati
   };
   for (const triples of tripleArrays) {
     if (triples.length % 3 !== 0) {
-      throw new InvalidInputError('triples', `length ${triples.length} is not a multiple of 3; pass flat [s, r, o, ...]`, 'invalid_argument');
+      throw new InvalidInputError(
+        'triples',
+        `length ${triples.length} is not a multiple of 3; pass flat [s, r, o, ...]`,
+        'invalid_argument',
+      );
     }
     for (let i = 0; i < triples.length; i += 3) {
       const s = triples[i];
       const r = triples[i + 1];
       const o = triples[i + 2];
       if (r < 0 || r >= numRelations) {
-        throw new InvalidInputError('relation', `id ${r} outside [0, ${numRelations}); pass the dataset's relation count`, 'invalid_argument');
+        throw new InvalidInputError(
+          'relation',
+          `id ${r} outside [0, ${numRelations}); pass the dataset's relation count`,
+          'invalid_argument',
+        );
       }
       add(objects, filterKey(s, r, numRelations), o);
       add(subjects, filterKey(o, r, numRelations), s);
@@ -76,7 +91,12 @@ export function buildAnswerFilter(tripleArrays: readonly Int32Array[], numRelati
 }
 
 /** Entities that are true answers of (anchor, relation, ?) [object] or (?, relation, anchor) [subject]. */
-export function trueAnswers(filter: AnswerFilter, direction: Direction, anchor: number, relation: number): Int32Array | undefined {
+export function trueAnswers(
+  filter: AnswerFilter,
+  direction: Direction,
+  anchor: number,
+  relation: number,
+): Int32Array | undefined {
   const map = direction === 'object' ? filter.object : filter.subject;
   return map.get(filterKey(anchor, relation, filter.numRelations));
 }
@@ -97,10 +117,18 @@ export function countBetterEqual(
   target: number,
 ): { better: number; equal: number } {
   if (target < 0 || target >= numEntities) {
-    throw new InvalidInputError('target', `entity ${target} outside [0, ${numEntities})`, 'invalid_argument');
+    throw new InvalidInputError(
+      'target',
+      `entity ${target} outside [0, ${numEntities})`,
+      'invalid_argument',
+    );
   }
   if (offset < 0 || offset + numEntities > scores.length) {
-    throw new InvalidInputError('offset', `row [${offset}, ${offset + numEntities}) outside scores of length ${scores.length}`, 'invalid_argument');
+    throw new InvalidInputError(
+      'offset',
+      `row [${offset}, ${offset + numEntities}) outside scores of length ${scores.length}`,
+      'invalid_argument',
+    );
   }
   const targetScore = sanitize(scores[offset + target]);
   let better = 0;
@@ -159,7 +187,13 @@ export function rankOfTarget(
   target: number,
   excluded?: Int32Array,
 ): number {
-  const counts = filterCounts(scores, offset, target, countBetterEqual(scores, offset, numEntities, target), excluded);
+  const counts = filterCounts(
+    scores,
+    offset,
+    target,
+    countBetterEqual(scores, offset, numEntities, target),
+    excluded,
+  );
   return tieAveragedRank(counts.better, counts.equal);
 }
 
@@ -255,13 +289,20 @@ export function summarizeRanks(ranks: ArrayLike<number>): RankMetrics {
     if (r <= 3) h3++;
     if (r <= 10) h10++;
   }
-  return { mrr: (100 * rr) / n, hits1: (100 * h1) / n, hits3: (100 * h3) / n, hits10: (100 * h10) / n, count: n };
+  return {
+    mrr: (100 * rr) / n,
+    hits1: (100 * h1) / n,
+    hits3: (100 * h3) / n,
+    hits10: (100 * h10) / n,
+    count: n,
+  };
 }
 
 /** Mean of per-direction metrics (SPEC: "each direction and their mean"); count is the total. */
 export function averageMetrics(parts: readonly RankMetrics[]): RankMetrics {
   if (parts.length === 0) return { mrr: 0, hits1: 0, hits3: 0, hits10: 0, count: 0 };
-  const mean = (f: (m: RankMetrics) => number): number => parts.reduce((acc, m) => acc + f(m), 0) / parts.length;
+  const mean = (f: (m: RankMetrics) => number): number =>
+    parts.reduce((acc, m) => acc + f(m), 0) / parts.length;
   return {
     mrr: mean((m) => m.mrr),
     hits1: mean((m) => m.hits1),

@@ -12,10 +12,15 @@ import { RecurrencyLinkForecaster } from '../../src/baselines/recurrency-models.
 import { rankOfTarget } from '../../src/eval/rank.ts';
 import { seededRandom } from '../../src/eval/random.ts';
 
-const close = (a: number, b: number, what = ''): void => assert.ok(Math.abs(a - b) < 1e-6, `${what} ${a} vs ${b}`);
+const close = (a: number, b: number, what = ''): void =>
+  assert.ok(Math.abs(a - b) < 1e-6, `${what} ${a} vs ${b}`);
 
 // step 0: (0,0,1); step 1: (0,0,1), (0,0,2), (3,0,2) and a duplicate (0,0,2). decay 0.5, query step 2.
-const snaps = toSnapshots(Int32Array.from([0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 2, 1, 3, 0, 2, 1, 0, 0, 2, 1]), 5, 1);
+const snaps = toSnapshots(
+  Int32Array.from([0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 2, 1, 3, 0, 2, 1, 0, 0, 2, 1]),
+  5,
+  1,
+);
 
 test('history index: decayed strict and relaxed counts by hand', () => {
   const index = new HistoryIndex({ numRelations: 1, decay: 0.5 });
@@ -35,9 +40,14 @@ test('history index: decayed strict and relaxed counts by hand', () => {
   close(subjects.valueOf.get(0)!, 2.5 / 3.5);
   close(subjects.valueOf.get(3)!, 1 / 3.5);
   assert.equal(index.factsObserved, 4);
-  assert.throws(() => index.observe({ step: 0, triples: new Int32Array(0), numEntities: 5, numRelations: 1 }), /before the last observed step/);
+  assert.throws(
+    () => index.observe({ step: 0, triples: new Int32Array(0), numEntities: 5, numRelations: 1 }),
+    /before the last observed step/,
+  );
   // sparse terms: row 0 = (0,0,?), row 1 = (?,0,2) strict only
-  const terms = index.historyTerms(2, 'object', Int32Array.from([0, 3]), Int32Array.from([0, 0]), { relaxed: false });
+  const terms = index.historyTerms(2, 'object', Int32Array.from([0, 3]), Int32Array.from([0, 0]), {
+    relaxed: false,
+  });
   assert.deepEqual([...terms.rowOffsets], [0, 2, 3]);
   assert.deepEqual([...terms.rows], [0, 0, 1]);
   assert.deepEqual([...terms.entities.subarray(0, 2)].sort(), [1, 2]);
@@ -63,10 +73,15 @@ test('recurrency forecaster scores = strict + alpha * relaxed, and the sparse ra
   const N = 30;
   const R = 3;
   const facts: number[] = [];
-  for (let t = 0; t < 12; t++) for (let k = 0; k < 25; k++) facts.push(Math.floor(random() * 8), Math.floor(random() * R), Math.floor(random() * 8), t);
+  for (let t = 0; t < 12; t++)
+    for (let k = 0; k < 25; k++)
+      facts.push(Math.floor(random() * 8), Math.floor(random() * R), Math.floor(random() * 8), t);
   const history = toSnapshots(Int32Array.from(facts), N, R);
   for (const alpha of [0, 0.01, 1]) {
-    const forecaster = new RecurrencyForecaster(uniformRecurrencyParams({ decay: 0.8, alpha }, R), R);
+    const forecaster = new RecurrencyForecaster(
+      uniformRecurrencyParams({ decay: 0.8, alpha }, R),
+      R,
+    );
     for (const s of history) await forecaster.observe(s);
     const index = forecaster.indexFor(0);
     for (let q = 0; q < 200; q++) {
@@ -74,11 +89,31 @@ test('recurrency forecaster scores = strict + alpha * relaxed, and the sparse ra
       const anchor = Math.floor(random() * 10);
       const r = Math.floor(random() * R);
       const target = Math.floor(random() * N);
-      const excluded = Int32Array.from(new Set([Math.floor(random() * 10), Math.floor(random() * 10), target])).sort();
-      const dense = await forecaster.score(14, direction, Int32Array.from([anchor]), Int32Array.from([r]), N);
+      const excluded = Int32Array.from(
+        new Set([Math.floor(random() * 10), Math.floor(random() * 10), target]),
+      ).sort();
+      const dense = await forecaster.score(
+        14,
+        direction,
+        Int32Array.from([anchor]),
+        Int32Array.from([r]),
+        N,
+      );
       const dist = index.relaxedDistribution(direction, r);
       const scaled = Float32Array.from(dist.values, (v) => alpha * v);
-      const sparse = recurrencyRank(index, dist, scaled, alpha, 14, direction, anchor, r, target, N, excluded);
+      const sparse = recurrencyRank(
+        index,
+        dist,
+        scaled,
+        alpha,
+        14,
+        direction,
+        anchor,
+        r,
+        target,
+        N,
+        excluded,
+      );
       assert.equal(sparse, rankOfTarget(dense, 0, N, target, excluded), `q ${q} alpha ${alpha}`);
     }
   }
@@ -90,7 +125,13 @@ test('selection picks a short memory after a regime change, and is deterministic
   const facts: number[] = [];
   for (let t = 0; t < 30; t++) facts.push(0, 0, t < 20 ? 2 : 1, t);
   const all = toSnapshots(Int32Array.from(facts), 6, 1);
-  const input = { history: all.slice(0, 24), validation: all.slice(24), protocol: 'single-step' as const, numEntities: 6, numRelations: 1 };
+  const input = {
+    history: all.slice(0, 24),
+    validation: all.slice(24),
+    protocol: 'single-step' as const,
+    numEntities: 6,
+    numRelations: 1,
+  };
   const a = selectRecurrencyParams(input);
   const b = selectRecurrencyParams(input);
   assert.deepEqual(a.params, b.params);

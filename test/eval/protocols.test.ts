@@ -13,7 +13,8 @@ const R = 2;
 /** Steps 0..5; each step has (0, 0, a_t) and (2, 1, b_t): one answer per query and step. */
 function tinyTkg(): Snapshot[] {
   const facts: number[] = [];
-  for (let t = 0; t < 6; t++) facts.push(0, 0, 1 + (t % 3), t, 2, 1, 3 + (t % 2), t, 0, 0, 1 + (t % 3), t); // last one duplicates
+  for (let t = 0; t < 6; t++)
+    facts.push(0, 0, 1 + (t % 3), t, 2, 1, 3 + (t % 2), t, 0, 0, 1 + (t % 3), t); // last one duplicates
   return toSnapshots(Int32Array.from(facts), N, R);
 }
 
@@ -25,7 +26,13 @@ class OracleForecaster implements TkgForecaster {
   async observe(snapshot: Snapshot): Promise<void> {
     this.calls.push(`observe ${snapshot.step}`);
   }
-  async score(step: number, direction: Direction, anchors: Int32Array, relations: Int32Array, numEntities: number): Promise<Float32Array> {
+  async score(
+    step: number,
+    direction: Direction,
+    anchors: Int32Array,
+    relations: Int32Array,
+    numEntities: number,
+  ): Promise<Float32Array> {
     this.calls.push(`score ${step}`);
     const out = new Float32Array(anchors.length * numEntities);
     const t = this.truth.find((s) => s.step === step)!.triples;
@@ -44,26 +51,66 @@ class OracleForecaster implements TkgForecaster {
 class ConstantForecaster implements TkgForecaster {
   readonly name = 'constant';
   async observe(): Promise<void> {}
-  async score(_step: number, _d: Direction, anchors: Int32Array, _r: Int32Array, numEntities: number): Promise<Float32Array> {
+  async score(
+    _step: number,
+    _d: Direction,
+    anchors: Int32Array,
+    _r: Int32Array,
+    numEntities: number,
+  ): Promise<Float32Array> {
     return new Float32Array(anchors.length * numEntities).fill(0.25);
   }
 }
 
 test('oracle forecaster: MRR 100 in every filter mode; multi-step never observes targets, single-step scores before observing', async () => {
   const snaps = tinyTkg();
-  const staticFilter = buildAnswerFilter(snaps.map((s) => s.triples), R);
+  const staticFilter = buildAnswerFilter(
+    snaps.map((s) => s.triples),
+    R,
+  );
   for (const protocol of ['multi-step', 'single-step'] as const) {
     const oracle = new OracleForecaster(snaps);
-    const result = await runTkgProtocol({ forecaster: oracle, history: snaps.slice(0, 3), targets: snaps.slice(3), protocol, staticFilter, numEntities: N, numRelations: R, batchSize: 1 });
+    const result = await runTkgProtocol({
+      forecaster: oracle,
+      history: snaps.slice(0, 3),
+      targets: snaps.slice(3),
+      protocol,
+      staticFilter,
+      numEntities: N,
+      numRelations: R,
+      batchSize: 1,
+    });
     for (const mode of ['raw', 'static', 'timeAware'] as const) {
       assert.equal(result[mode].mrr, 100, `${protocol} ${mode}`);
       assert.equal(result[mode].hits1, 100);
     }
     assert.equal(result.queries, 3 * 2 * 2); // 3 steps x 2 distinct facts x 2 directions
     const calls = [...new Set(oracle.calls)];
-    if (protocol === 'multi-step') assert.deepEqual(calls, ['observe 0', 'observe 1', 'observe 2', 'score 3', 'score 4', 'score 5']);
-    else assert.deepEqual(calls, ['observe 0', 'observe 1', 'observe 2', 'score 3', 'observe 3', 'score 4', 'observe 4', 'score 5', 'observe 5']);
-    assert.deepEqual(result.steps.map((s) => s.mrr.raw), [100, 100, 100]);
+    if (protocol === 'multi-step')
+      assert.deepEqual(calls, [
+        'observe 0',
+        'observe 1',
+        'observe 2',
+        'score 3',
+        'score 4',
+        'score 5',
+      ]);
+    else
+      assert.deepEqual(calls, [
+        'observe 0',
+        'observe 1',
+        'observe 2',
+        'score 3',
+        'observe 3',
+        'score 4',
+        'observe 4',
+        'score 5',
+        'observe 5',
+      ]);
+    assert.deepEqual(
+      result.steps.map((s) => s.mrr.raw),
+      [100, 100, 100],
+    );
   }
 });
 
@@ -71,8 +118,19 @@ test('constant forecaster: ties give the expected middle ranks under each filter
   // history step 0: (1,0,4), (5,0,2); test step 3: (1,0,2).
   const history = toSnapshots(Int32Array.from([1, 0, 4, 0, 5, 0, 2, 0]), N, R);
   const target = toSnapshots(Int32Array.from([1, 0, 2, 3]), N, R);
-  const staticFilter = buildAnswerFilter([...history, ...target].map((s) => s.triples), R);
-  const result = await runTkgProtocol({ forecaster: new ConstantForecaster(), history, targets: target, protocol: 'multi-step', staticFilter, numEntities: N, numRelations: R });
+  const staticFilter = buildAnswerFilter(
+    [...history, ...target].map((s) => s.triples),
+    R,
+  );
+  const result = await runTkgProtocol({
+    forecaster: new ConstantForecaster(),
+    history,
+    targets: target,
+    protocol: 'multi-step',
+    staticFilter,
+    numEntities: N,
+    numRelations: R,
+  });
   // raw: 5 ties -> 1 + 5/2 = 3.5. static: object (1,0,?) ever {2,4} and subject (?,0,2) ever {1,5}: 4 ties -> 3.
   // time-aware: only the target is true at step 3 -> 3.5.
   const close = (a: number, b: number): void => assert.ok(Math.abs(a - b) < 1e-9, `${a} vs ${b}`);
@@ -85,9 +143,20 @@ test('constant forecaster: ties give the expected middle ranks under each filter
 
 test('protocol rejects targets that do not follow the history', async () => {
   const snaps = tinyTkg();
-  const staticFilter = buildAnswerFilter(snaps.map((s) => s.triples), R);
+  const staticFilter = buildAnswerFilter(
+    snaps.map((s) => s.triples),
+    R,
+  );
   await assert.rejects(
-    runTkgProtocol({ forecaster: new ConstantForecaster(), history: snaps.slice(2, 4), targets: snaps.slice(0, 1), protocol: 'multi-step', staticFilter, numEntities: N, numRelations: R }),
+    runTkgProtocol({
+      forecaster: new ConstantForecaster(),
+      history: snaps.slice(2, 4),
+      targets: snaps.slice(0, 1),
+      protocol: 'multi-step',
+      staticFilter,
+      numEntities: N,
+      numRelations: R,
+    }),
     /not after/,
   );
 });
@@ -135,12 +204,20 @@ test('link protocol: positives only between seen nodes, oracle AUC 100, constant
       });
     },
   });
-  const good = await runLinkProtocol({ createForecaster: async () => oracle(), snapshots: snaps, seeds: [1, 2, 3] });
+  const good = await runLinkProtocol({
+    createForecaster: async () => oracle(),
+    snapshots: snaps,
+    seeds: [1, 2, 3],
+  });
   assert.deepEqual(good.microAuc, { mean: 100, std: 0 });
   assert.equal(good.macroAuc.mean, 100);
   assert.equal(good.perStepAuc.length, 4);
   const flat = await runLinkProtocol({
-    createForecaster: async () => ({ name: 'c', observe: async () => {}, linkProbability: async (_s, sources) => new Float32Array(sources.length) }),
+    createForecaster: async () => ({
+      name: 'c',
+      observe: async () => {},
+      linkProbability: async (_s, sources) => new Float32Array(sources.length),
+    }),
     snapshots: snaps,
     seeds: [1],
   });

@@ -55,7 +55,7 @@ test('rows at an offset, NaN counts as worst, constant scores give the middle ra
 test('sparse rank equals the dense rank of the same row', () => {
   const N = 50;
   let seed = 12345;
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
   const lookup = new Map<number, number>();
   for (let trial = 0; trial < 200; trial++) {
     const dense = new Float32Array(N);
@@ -70,9 +70,21 @@ test('sparse rank equals the dense rank of the same row', () => {
       }
     }
     const target = Math.floor(rand() * N);
-    const excl = Int32Array.from(new Set([target, Math.floor(rand() * N), Math.floor(rand() * N)])).sort();
+    const excl = Int32Array.from(
+      new Set([target, Math.floor(rand() * N), Math.floor(rand() * N)]),
+    ).sort();
     const expected = filteredRanks(dense, 0, N, target, excl, undefined);
-    const got = sparseFilteredRanks(Int32Array.from(entities), Float32Array.from(values), entities.length, N, target, 0, excl, undefined, lookup);
+    const got = sparseFilteredRanks(
+      Int32Array.from(entities),
+      Float32Array.from(values),
+      entities.length,
+      N,
+      target,
+      0,
+      excl,
+      undefined,
+      lookup,
+    );
     assert.deepEqual(got, expected);
   }
 });

@@ -8,7 +8,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LinkForecaster, TkgForecaster } from '../../core/types.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { loadDataset } from '../../datasets/index.ts';
-import { evaluateLink, evaluateTkg, type EvalReport, type LinkModelFactory, type TkgModelFactory } from '../../eval/evaluate.ts';
+import {
+  evaluateLink,
+  evaluateTkg,
+  type EvalReport,
+  type LinkModelFactory,
+  type TkgModelFactory,
+} from '../../eval/evaluate.ts';
 import { tkgProtocols, type TkgProtocol } from '../../eval/protocols.ts';
 import { recurrencyLinkModel, recurrencyTkgModel } from '../../baselines/recurrency-models.ts';
 
@@ -42,11 +48,15 @@ interface TrainModule {
 async function loadTrainer(model: string): Promise<TrainModule> {
   const file = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'train', 'index.ts');
   if (!existsSync(file)) {
-    throw new ConfigError(`--model ${model} needs the trainer (src/train/index.ts exporting createNlsmForecaster), which is not in this build; use --model recurrency`);
+    throw new ConfigError(
+      `--model ${model} needs the trainer (src/train/index.ts exporting createNlsmForecaster), which is not in this build; use --model recurrency`,
+    );
   }
   const mod = (await import(pathToFileURL(file).href)) as Partial<TrainModule>;
   if (typeof mod.createNlsmForecaster !== 'function') {
-    throw new ConfigError(`src/train/index.ts does not export createNlsmForecaster; cannot evaluate --model ${model}`);
+    throw new ConfigError(
+      `src/train/index.ts does not export createNlsmForecaster; cannot evaluate --model ${model}`,
+    );
   }
   return mod as TrainModule;
 }
@@ -54,7 +64,8 @@ async function loadTrainer(model: string): Promise<TrainModule> {
 function parseCount(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} ${JSON.stringify(value)}: expected a positive integer`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new ConfigError(`${flag} ${JSON.stringify(value)}: expected a positive integer`);
   return n;
 }
 
@@ -88,11 +99,19 @@ function humanReport(report: EvalReport): string {
           `${fmt(report.perDirection.object[mode].mrr).padStart(10)}  ${fmt(report.perDirection.subject[mode].mrr).padStart(11)}`,
       );
     }
-    lines.push(`seconds ${report.seconds.toFixed(1)} (observe ${report.observeSeconds.toFixed(1)}, score ${report.scoreSeconds.toFixed(1)})`);
+    lines.push(
+      `seconds ${report.seconds.toFixed(1)} (observe ${report.observeSeconds.toFixed(1)}, score ${report.scoreSeconds.toFixed(1)})`,
+    );
   } else {
-    lines.push(`dataset ${report.dataset}  model ${report.model}  nodes ${report.numNodes}  steps ${report.numSteps}  seeds ${report.perSeed.length}`);
-    lines.push(`Micro-AUC ${fmt(report.microAuc.mean)} ± ${fmt(report.microAuc.std)}   Macro-AUC ${fmt(report.macroAuc.mean)} ± ${fmt(report.macroAuc.std)}`);
-    lines.push(`per-step AUC: ${report.perStepAuc.map((s) => `${s.step}:${s.auc.mean.toFixed(1)}`).join(' ')}`);
+    lines.push(
+      `dataset ${report.dataset}  model ${report.model}  nodes ${report.numNodes}  steps ${report.numSteps}  seeds ${report.perSeed.length}`,
+    );
+    lines.push(
+      `Micro-AUC ${fmt(report.microAuc.mean)} ± ${fmt(report.microAuc.std)}   Macro-AUC ${fmt(report.macroAuc.mean)} ± ${fmt(report.macroAuc.std)}`,
+    );
+    lines.push(
+      `per-step AUC: ${report.perStepAuc.map((s) => `${s.step}:${s.auc.mean.toFixed(1)}`).join(' ')}`,
+    );
     lines.push(`seconds ${report.seconds.toFixed(1)}`);
   }
   for (const info of report.modelInfo.slice(0, 1)) lines.push(`model: ${JSON.stringify(info)}`);
@@ -103,14 +122,29 @@ function humanReport(report: EvalReport): string {
 export function register(program: Command): void {
   program
     .command('eval')
-    .description('evaluate a model: TKG ranking (raw / static / time-aware MRR, Hits@1/3/10) or link forecasting (Micro / Macro AUC)')
-    .requiredOption('--dataset <name|dir|file>', 'yago, wiki, enron, uci, a RE-NET layout directory, or a named fact file (.tsv/.csv/.jsonl)')
-    .option('--protocol <p>', `TKG protocol: ${tkgProtocols.join(' | ')} (link datasets always use single-step)`, 'multi-step')
+    .description(
+      'evaluate a model: TKG ranking (raw / static / time-aware MRR, Hits@1/3/10) or link forecasting (Micro / Macro AUC)',
+    )
+    .requiredOption(
+      '--dataset <name|dir|file>',
+      'yago, wiki, enron, uci, a RE-NET layout directory, or a named fact file (.tsv/.csv/.jsonl)',
+    )
+    .option(
+      '--protocol <p>',
+      `TKG protocol: ${tkgProtocols.join(' | ')} (link datasets always use single-step)`,
+      'multi-step',
+    )
     .option('--model <m>', `${models.join(' | ')}`, 'nlsm')
-    .option('--seeds <n>', 'runs with seeds 1..n, mean (and std for AUC) reported (default: 1 for TKGs, 10 for enron/uci)')
+    .option(
+      '--seeds <n>',
+      'runs with seeds 1..n, mean (and std for AUC) reported (default: 1 for TKGs, 10 for enron/uci)',
+    )
     .option('--limit-steps <n>', 'TKG: score only the first n test steps (quick runs)')
     .option('--batch-size <n>', 'queries per score() call', '512')
-    .option('--per-relation', 'recurrency: choose decay and alpha per relation on validation (default: one pair per dataset)')
+    .option(
+      '--per-relation',
+      'recurrency: choose decay and alpha per relation on validation (default: one pair per dataset)',
+    )
     .option('--json', 'print the report as JSON on stdout')
     .option('--quiet', 'no progress lines on stderr')
     .action(async (flags: EvalFlags) => {
@@ -124,7 +158,9 @@ export function register(program: Command): void {
       let report: EvalReport;
       if (dataset.kind === 'tkg') {
         if (!(tkgProtocols as readonly string[]).includes(flags.protocol)) {
-          throw new ConfigError(`--protocol ${flags.protocol}: expected one of ${tkgProtocols.join(', ')}`);
+          throw new ConfigError(
+            `--protocol ${flags.protocol}: expected one of ${tkgProtocols.join(', ')}`,
+          );
         }
         const seedCount = parseCount(flags.seeds, '--seeds') ?? 1;
         let createModel: TkgModelFactory;
@@ -139,7 +175,10 @@ export function register(program: Command): void {
               numRelations: context.numRelations,
               directed: true,
               seed: context.seed,
-              onProgress: (p) => progress(`train step ${p.step} loss ${p.loss.toFixed(4)} elbo ${p.elbo.toFixed(4)} (${p.seconds.toFixed(1)} s)`),
+              onProgress: (p) =>
+                progress(
+                  `train step ${p.step} loss ${p.loss.toFixed(4)} elbo ${p.elbo.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
+                ),
             });
         }
         report = await evaluateTkg({
@@ -161,7 +200,9 @@ export function register(program: Command): void {
         });
       } else {
         if (flags.protocol !== 'multi-step' && flags.protocol !== 'single-step') {
-          throw new ConfigError(`--protocol ${flags.protocol}: expected single-step for link datasets`);
+          throw new ConfigError(
+            `--protocol ${flags.protocol}: expected single-step for link datasets`,
+          );
         }
         const seedCount = parseCount(flags.seeds, '--seeds') ?? 10;
         let createModel: LinkModelFactory;
@@ -176,7 +217,10 @@ export function register(program: Command): void {
               numRelations: 1,
               directed: true,
               seed: context.seed,
-              onProgress: (p) => progress(`train step ${p.step} loss ${p.loss.toFixed(4)} (${p.seconds.toFixed(1)} s)`),
+              onProgress: (p) =>
+                progress(
+                  `train step ${p.step} loss ${p.loss.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
+                ),
             });
         }
         report = await evaluateLink({
@@ -185,7 +229,11 @@ export function register(program: Command): void {
           createModel,
           seeds: Array.from({ length: seedCount }, (_, i) => i + 1),
           log,
-          onProgress: (p) => progress(`[seed ${p.seedIndex + 1}/${p.seeds}] forecast step ${p.step} (${p.done}/${p.total}, ETA ${etaText(p.etaSeconds)})`, p.done === p.total),
+          onProgress: (p) =>
+            progress(
+              `[seed ${p.seedIndex + 1}/${p.seeds}] forecast step ${p.step} (${p.done}/${p.total}, ETA ${etaText(p.etaSeconds)})`,
+              p.done === p.total,
+            ),
         });
       }
       process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${humanReport(report)}\n`);
