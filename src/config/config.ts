@@ -26,6 +26,7 @@ export const configSchema = z.object({
   checkpointEveryMessages: z.coerce.number().int().min(1).default(20000).describe('TKG_CHECKPOINT_EVERY_MESSAGES: ingest checkpoints after this many messages'),
   checkpointIntervalMs: z.coerce.number().int().min(1).default(1000).describe('TKG_CHECKPOINT_INTERVAL_MS: ... or after this long with changes (and at every step close)'),
   maxFactBytes: z.coerce.number().int().min(64).default(16384).describe('TKG_MAX_FACT_BYTES: larger fact messages are dead-lettered (oversized)'),
+  ingestSessionTimeoutMs: z.coerce.number().int().min(1000).default(10000).describe('TKG_INGEST_SESSION_TIMEOUT_MS: consumer session timeout; a restart after a crash waits about this long for the dead member'),
   maxNameBytes: z.coerce.number().int().min(1).default(1024).describe('TKG_MAX_NAME_BYTES: longer entity/relation names are dead-lettered (name_too_long)'),
   // Model (SPEC section 1)
   K: z.coerce.number().int().min(1).default(64).describe('TKG_K: latent attributes'),

@@ -79,6 +79,7 @@ export function register(program: Command): void {
         checkpointIntervalMs: config.checkpointIntervalMs,
         limits: { maxMessageBytes: config.maxFactBytes, maxNameBytes: config.maxNameBytes },
         partitions: config.partitions,
+        sessionTimeoutMs: config.ingestSessionTimeoutMs,
         metrics,
         logger,
       });
