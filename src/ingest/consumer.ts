@@ -125,7 +125,10 @@ export class IngestPipeline {
 
   /** The durable state (vocabulary, window, snapshot store); available after start(). */
   get ingestState(): IngestState {
-    if (!this.state) throw new TkgError('IngestPipeline.ingestState read before start()', { reason: 'not_started' });
+    if (!this.state)
+      throw new TkgError('IngestPipeline.ingestState read before start()', {
+        reason: 'not_started',
+      });
     return this.state;
   }
 
@@ -149,7 +152,8 @@ export class IngestPipeline {
       now: options.now,
     });
     this.state = state;
-    this.kafka = options.kafka ?? createKafkaClient({ brokers: options.brokers ?? [], logger: this.logger });
+    this.kafka =
+      options.kafka ?? createKafkaClient({ brokers: options.brokers ?? [], logger: this.logger });
     const admin = this.kafka.admin();
     this.admin = admin;
     await admin.connect();
@@ -166,7 +170,11 @@ export class IngestPipeline {
       const logStart = Number(low);
       let next = state.nextOffset(partition);
       if (next === undefined || next < logStart) {
-        if (next !== undefined) this.logger.warn({ partition, checkpoint: next, logStart }, 'records below the log start were deleted by retention before ingest read them');
+        if (next !== undefined)
+          this.logger.warn(
+            { partition, checkpoint: next, logStart },
+            'records below the log start were deleted by retention before ingest read them',
+          );
         next = logStart;
       }
       state.setNextOffset(partition, next);
@@ -178,7 +186,8 @@ export class IngestPipeline {
     this.producer = createProducer(this.kafka, { idempotent: false });
     await this.producer.connect();
     if (options.replayPersistedFrom !== undefined) {
-      for (const snapshot of state.store.readFrom(options.replayPersistedFrom)) await this.deliver(snapshot);
+      for (const snapshot of state.store.readFrom(options.replayPersistedFrom))
+        await this.deliver(snapshot);
     }
     const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
     const consumer = this.kafka.consumer({
@@ -197,7 +206,10 @@ export class IngestPipeline {
       this.logger.info({ groupId: this.groupId, assigned }, 'joined the ingest group');
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {
-      this.logger.error({ err: payload.error, restart: payload.restart }, 'ingest consumer crashed');
+      this.logger.error(
+        { err: payload.error, restart: payload.restart },
+        'ingest consumer crashed',
+      );
       if (!payload.restart) this.fail(payload.error);
     });
     await consumer.connect();
@@ -222,7 +234,8 @@ export class IngestPipeline {
             }
             resolveOffset(message.offset);
             if (++processed % 2000 === 0) await heartbeat();
-            if (this.outbox.length >= OUTBOX_MAX_MESSAGES || this.outboxBytes >= OUTBOX_MAX_BYTES) await this.flushOutbox();
+            if (this.outbox.length >= OUTBOX_MAX_MESSAGES || this.outboxBytes >= OUTBOX_MAX_BYTES)
+              await this.flushOutbox();
             if (this.checkpointDue(false)) await this.checkpointNow();
           }
           const high = Number(batch.highWatermark);
@@ -237,12 +250,18 @@ export class IngestPipeline {
     for (const [partition, offset] of state.offsetEntries()) {
       consumer.seek({ topic: this.topics.facts, partition, offset: String(offset) });
     }
-    const tickMs = Math.max(50, Math.min(1000, Math.floor((options.idleTimeoutMs ?? 1000) / 4) || 1000));
+    const tickMs = Math.max(
+      50,
+      Math.min(1000, Math.floor((options.idleTimeoutMs ?? 1000) / 4) || 1000),
+    );
     this.timer = setInterval(() => {
       void this.exclusive(async () => {
         if (!this.running) return;
         state.window.tick();
-        if (state.pendingSnapshots().length > 0 || (state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())) {
+        if (
+          state.pendingSnapshots().length > 0 ||
+          (state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())
+        ) {
           await this.checkpointNow();
         }
       }).catch((error: unknown) => this.fail(error));
@@ -257,18 +276,26 @@ export class IngestPipeline {
   async waitUntilCaughtUp(options: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
     const admin = this.admin;
     const state = this.state;
-    if (!admin || !state) throw new TkgError('waitUntilCaughtUp() before start()', { reason: 'not_started' });
-    const targets = (await admin.fetchTopicOffsets(this.topics.facts)).map(({ partition, high }) => [partition, Number(high)] as const);
+    if (!admin || !state)
+      throw new TkgError('waitUntilCaughtUp() before start()', { reason: 'not_started' });
+    const targets = (await admin.fetchTopicOffsets(this.topics.facts)).map(
+      ({ partition, high }) => [partition, Number(high)] as const,
+    );
     const deadline = Date.now() + (options.timeoutMs ?? 600_000);
     for (;;) {
       if (this.failure) throw this.failure;
       if (targets.every(([partition, high]) => (state.nextOffset(partition) ?? 0) >= high)) break;
       if (Date.now() > deadline) {
-        const behind = targets.filter(([p, high]) => (state.nextOffset(p) ?? 0) < high).map(([p, high]) => `${p}: ${state.nextOffset(p)}/${high}`);
-        throw new TkgError(`ingest did not catch up within ${options.timeoutMs} ms (partition position/end: ${behind.join(', ')})`, {
-          reason: 'timeout',
-          retriable: true,
-        });
+        const behind = targets
+          .filter(([p, high]) => (state.nextOffset(p) ?? 0) < high)
+          .map(([p, high]) => `${p}: ${state.nextOffset(p)}/${high}`);
+        throw new TkgError(
+          `ingest did not catch up within ${options.timeoutMs} ms (partition position/end: ${behind.join(', ')})`,
+          {
+            reason: 'timeout',
+            retriable: true,
+          },
+        );
       }
       await new Promise((r) => setTimeout(r, options.pollMs ?? 50));
     }
@@ -290,7 +317,9 @@ export class IngestPipeline {
     this.timer = undefined;
     const wasRunning = this.running;
     this.running = false;
-    await this.consumer?.stop().catch((error: unknown) => this.logger.warn({ err: error }, 'consumer stop failed'));
+    await this.consumer
+      ?.stop()
+      .catch((error: unknown) => this.logger.warn({ err: error }, 'consumer stop failed'));
     if (wasRunning && this.state && !this.failure) {
       await this.exclusive(() => this.checkpointNow()).catch((error: unknown) => this.fail(error));
     }
@@ -328,7 +357,8 @@ export class IngestPipeline {
   private checkpointDue(onStepClose: boolean): boolean {
     const state = this.state as IngestState;
     if (onStepClose && state.pendingSnapshots().length > 0) return true;
-    if (this.messagesSinceCheckpoint >= (this.options.checkpointEveryMessages ?? 20_000)) return true;
+    if (this.messagesSinceCheckpoint >= (this.options.checkpointEveryMessages ?? 20_000))
+      return true;
     return state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs();
   }
 
@@ -362,9 +392,13 @@ export class IngestPipeline {
         break;
       case 'rejected': {
         this.counts.rejected += 1;
-        this.counts.rejectedByReason[outcome.reason] = (this.counts.rejectedByReason[outcome.reason] ?? 0) + 1;
+        this.counts.rejectedByReason[outcome.reason] =
+          (this.counts.rejectedByReason[outcome.reason] ?? 0) + 1;
         this.metrics?.factsRejected.inc({ reason: outcome.reason });
-        const text = outcome.message.length > MAX_HEADER_MESSAGE_CHARS ? `${outcome.message.slice(0, MAX_HEADER_MESSAGE_CHARS)}...` : outcome.message;
+        const text =
+          outcome.message.length > MAX_HEADER_MESSAGE_CHARS
+            ? `${outcome.message.slice(0, MAX_HEADER_MESSAGE_CHARS)}...`
+            : outcome.message;
         this.enqueue(this.topics.factsDlq, message, partition, {
           'tkg.error.reason': outcome.reason,
           'tkg.error.field': outcome.field,
@@ -374,20 +408,29 @@ export class IngestPipeline {
       }
     }
     if (this.metrics) {
-      if (outcome.kind === 'added' || outcome.kind === 'duplicate') this.metrics.factsIngested.inc();
+      if (outcome.kind === 'added' || outcome.kind === 'duplicate')
+        this.metrics.factsIngested.inc();
       if (outcome.kind === 'duplicate') this.metrics.factsDuplicate.inc();
       if (outcome.kind === 'late') this.metrics.factsLate.inc();
     }
   }
 
   /** Queue the ORIGINAL key, value and headers plus ours for the DLQ / late topic. */
-  private enqueue(topic: string, message: KafkaMessage, partition: number, extra: Record<string, string>): void {
+  private enqueue(
+    topic: string,
+    message: KafkaMessage,
+    partition: number,
+    extra: Record<string, string>,
+  ): void {
     const headers: IHeaders = { ...(message.headers ?? {}) };
     for (const [key, value] of Object.entries(extra)) headers[key] = value;
     headers['tkg.source.topic'] = this.topics.facts;
     headers['tkg.source.partition'] = String(partition);
     headers['tkg.source.offset'] = message.offset;
-    this.outbox.push({ topic, message: { key: message.key, value: message.value, headers, timestamp: message.timestamp } });
+    this.outbox.push({
+      topic,
+      message: { key: message.key, value: message.value, headers, timestamp: message.timestamp },
+    });
     this.outboxBytes += (message.value?.length ?? 0) + (message.key?.length ?? 0) + 256;
   }
 
@@ -400,7 +443,10 @@ export class IngestPipeline {
       if (!list) byTopic.set(topic, (list = []));
       list.push(message);
     }
-    await producer.sendBatch({ acks: -1, topicMessages: [...byTopic.entries()].map(([topic, messages]) => ({ topic, messages })) });
+    await producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic.entries()].map(([topic, messages]) => ({ topic, messages })),
+    });
     this.outbox = [];
     this.outboxBytes = 0;
   }
@@ -427,8 +473,19 @@ export class IngestPipeline {
     if (this.consumer && offsets.length > 0) {
       // Best effort: the checkpoint, not the group, is the truth on restart.
       await this.consumer
-        .commitOffsets(offsets.map(([partition, offset]) => ({ topic: this.topics.facts, partition, offset: String(offset) })))
-        .catch((error: unknown) => this.logger.warn({ err: error }, 'offset commit failed (the checkpoint still holds the offsets)'));
+        .commitOffsets(
+          offsets.map(([partition, offset]) => ({
+            topic: this.topics.facts,
+            partition,
+            offset: String(offset),
+          })),
+        )
+        .catch((error: unknown) =>
+          this.logger.warn(
+            { err: error },
+            'offset commit failed (the checkpoint still holds the offsets)',
+          ),
+        );
     }
     for (const snapshot of snapshots) {
       this.counts.stepsClosed += 1;
@@ -452,7 +509,8 @@ export class IngestPipeline {
   private lag(): number {
     const state = this.state as IngestState;
     let lag = 0;
-    for (const [partition, high] of this.highWatermarks) lag += Math.max(0, high - (state.nextOffset(partition) ?? 0));
+    for (const [partition, high] of this.highWatermarks)
+      lag += Math.max(0, high - (state.nextOffset(partition) ?? 0));
     return lag;
   }
 
@@ -467,18 +525,29 @@ export class IngestPipeline {
    */
   private async resetGroupIfAhead(admin: Admin): Promise<void> {
     const state = this.state as IngestState;
-    const committed = await admin.fetchOffsets({ groupId: this.groupId, topics: [this.topics.facts] });
+    const committed = await admin.fetchOffsets({
+      groupId: this.groupId,
+      topics: [this.topics.facts],
+    });
     const partitions = committed[0]?.partitions ?? [];
-    const ahead = partitions.filter(({ partition, offset }) => Number(offset) >= 0 && Number(offset) > (state.nextOffset(partition) ?? 0));
+    const ahead = partitions.filter(
+      ({ partition, offset }) =>
+        Number(offset) >= 0 && Number(offset) > (state.nextOffset(partition) ?? 0),
+    );
     if (ahead.length === 0) return;
-    this.logger.warn({ ahead }, 'group offsets are ahead of the checkpoint; rewinding the group to the checkpoint');
+    this.logger.warn(
+      { ahead },
+      'group offsets are ahead of the checkpoint; rewinding the group to the checkpoint',
+    );
     const deadline = Date.now() + 2 * (this.options.sessionTimeoutMs ?? 10_000) + 10_000;
     for (;;) {
       try {
         await admin.setOffsets({
           groupId: this.groupId,
           topic: this.topics.facts,
-          partitions: state.offsetEntries().map(([partition, offset]) => ({ partition, offset: String(offset) })),
+          partitions: state
+            .offsetEntries()
+            .map(([partition, offset]) => ({ partition, offset: String(offset) })),
         });
         return;
       } catch (error) {

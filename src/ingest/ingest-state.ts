@@ -16,10 +16,23 @@ import { ConfigError, InvalidInputError } from '../core/errors.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
 import { EventTimeWindow, type LateFactInfo } from '../window/event-time-window.ts';
 import { StepClock, type StepClockSpec } from '../window/step-clock.ts';
-import { decodeWindowState, encodeWindowState, readFileIfExists, removeStaleTempFiles, writeFileAtomic } from '../window/checkpoint.ts';
+import {
+  decodeWindowState,
+  encodeWindowState,
+  readFileIfExists,
+  removeStaleTempFiles,
+  writeFileAtomic,
+} from '../window/checkpoint.ts';
 import { SnapshotStore } from '../window/snapshot-store.ts';
 import { PersistentVocabulary } from './vocabulary.ts';
-import { checkMessageSize, defaultFactLimits, reasonOf, validateFact, type FactLimits, type RejectionReason } from './validate.ts';
+import {
+  checkMessageSize,
+  defaultFactLimits,
+  reasonOf,
+  validateFact,
+  type FactLimits,
+  type RejectionReason,
+} from './validate.ts';
 
 export type IngestOutcome =
   | { kind: 'added' | 'duplicate'; fact: EncodedFact }
@@ -87,7 +100,9 @@ export class IngestState {
       restored = decodeWindowState(bytes, this.checkpointPath);
       const extra = restored.extra as unknown as CheckpointExtra;
       if (extra.topic !== options.topic) {
-        throw new ConfigError(`state directory ${this.stateDir} holds the checkpoint of topic ${extra.topic}, not ${options.topic}; use another --state-dir`);
+        throw new ConfigError(
+          `state directory ${this.stateDir} holds the checkpoint of topic ${extra.topic}, not ${options.topic}; use another --state-dir`,
+        );
       }
       const empty = !clockSpec.granularity && !clockSpec.origin && !clockSpec.foldAfter;
       if (empty) clockSpec = extra.clockSpec;
@@ -97,7 +112,10 @@ export class IngestState {
         );
       }
     }
-    this.clock = new StepClock(clockSpec, restored ? (restored.extra as unknown as CheckpointExtra).clockState : undefined);
+    this.clock = new StepClock(
+      clockSpec,
+      restored ? (restored.extra as unknown as CheckpointExtra).clockState : undefined,
+    );
     this.vocabulary = new PersistentVocabulary(join(this.stateDir, 'vocabulary'));
     this.store = new SnapshotStore(join(this.stateDir, 'snapshots'));
     this.window = new EventTimeWindow(
@@ -113,10 +131,12 @@ export class IngestState {
     if (restored) {
       const extra = restored.extra as unknown as CheckpointExtra;
       this.vocabulary.truncateTo(extra.vocabulary);
-      for (const [partition, offset] of Object.entries(extra.offsets)) this.offsets.set(Number(partition), offset);
+      for (const [partition, offset] of Object.entries(extra.offsets))
+        this.offsets.set(Number(partition), offset);
       // Steps closed after this checkpoint by a process that then died will close again: drop their files.
       const next = restored.state.nextStepToClose;
-      for (const step of this.store.steps()) if (next === null || step >= next) rmSync(this.store.pathOf(step), { force: true });
+      for (const step of this.store.steps())
+        if (next === null || step >= next) rmSync(this.store.pathOf(step), { force: true });
     } else {
       // No checkpoint: whatever is in the directory is not covered by one; start clean.
       for (const step of this.store.steps()) rmSync(this.store.pathOf(step), { force: true });
@@ -185,7 +205,8 @@ export class IngestState {
     }
     this.lastLate = null;
     const outcome = this.window.add(fact, partition);
-    if (outcome === 'late') return { kind: 'late', fact, info: this.lastLate as unknown as LateFactInfo };
+    if (outcome === 'late')
+      return { kind: 'late', fact, info: this.lastLate as unknown as LateFactInfo };
     return { kind: outcome, fact };
   }
 
@@ -207,7 +228,10 @@ export class IngestState {
       clockState: this.clock.state(),
       writtenAt: new Date().toISOString(),
     };
-    const bytes = encodeWindowState(this.window.state(), extra as unknown as Record<string, unknown>);
+    const bytes = encodeWindowState(
+      this.window.state(),
+      extra as unknown as Record<string, unknown>,
+    );
     writeFileAtomic(this.checkpointPath, bytes);
     this.pending = [];
     this.dirty = false;

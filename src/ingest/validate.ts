@@ -37,7 +37,9 @@ const knownReasons = new Set<string>(rejectionReasons);
 /** Maps any error to a bounded reason label. */
 export function reasonOf(error: unknown): RejectionReason {
   const reason = (error as { reason?: unknown })?.reason;
-  return typeof reason === 'string' && knownReasons.has(reason) ? (reason as RejectionReason) : 'internal_error';
+  return typeof reason === 'string' && knownReasons.has(reason)
+    ? (reason as RejectionReason)
+    : 'internal_error';
 }
 
 export interface FactLimits {
@@ -69,10 +71,18 @@ export function checkMessageSize(bytes: number, limits: FactLimits = defaultFact
   }
 }
 
-function checkName(record: Record<string, unknown>, field: 'subject' | 'relation' | 'object', limits: FactLimits): string {
+function checkName(
+  record: Record<string, unknown>,
+  field: 'subject' | 'relation' | 'object',
+  limits: FactLimits,
+): string {
   const value = record[field];
   if (value === undefined || value === null) {
-    throw new InvalidInputError(field, 'is missing; every fact needs subject, relation and object names', 'missing_field');
+    throw new InvalidInputError(
+      field,
+      'is missing; every fact needs subject, relation and object names',
+      'missing_field',
+    );
   }
   if (typeof value !== 'string') {
     throw new InvalidInputError(field, `expected a string name, got ${typeof value}`, 'wrong_type');
@@ -80,7 +90,10 @@ function checkName(record: Record<string, unknown>, field: 'subject' | 'relation
   if (value.trim().length === 0) {
     throw new InvalidInputError(field, 'is empty or blank; send a non-empty name', 'empty_name');
   }
-  if (value.length > limits.maxNameBytes || Buffer.byteLength(value, 'utf8') > limits.maxNameBytes) {
+  if (
+    value.length > limits.maxNameBytes ||
+    Buffer.byteLength(value, 'utf8') > limits.maxNameBytes
+  ) {
     throw new InvalidInputError(
       field,
       `name of ${Buffer.byteLength(value, 'utf8')} bytes exceeds the ${limits.maxNameBytes}-byte limit; shorten it or raise TKG_MAX_NAME_BYTES`,
@@ -97,7 +110,11 @@ function checkName(record: Record<string, unknown>, field: 'subject' | 'relation
  */
 export function validateFact(value: unknown, limits: FactLimits = defaultFactLimits): ValidFact {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidInputError('value', `expected a fact object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`, 'wrong_type');
+    throw new InvalidInputError(
+      'value',
+      `expected a fact object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`,
+      'wrong_type',
+    );
   }
   const record = value as Record<string, unknown>;
   const subject = checkName(record, 'subject', limits);
@@ -106,16 +123,28 @@ export function validateFact(value: unknown, limits: FactLimits = defaultFactLim
   const step = record.step;
   if (step !== undefined && step !== null) {
     if (typeof step !== 'number') {
-      throw new InvalidInputError('step', `expected an integer step, got ${typeof step}`, 'wrong_type');
+      throw new InvalidInputError(
+        'step',
+        `expected an integer step, got ${typeof step}`,
+        'wrong_type',
+      );
     }
     if (!Number.isSafeInteger(step) || step < 0) {
-      throw new InvalidInputError('step', `${String(step)} is not a non-negative integer step (NaN, Infinity, fractions and negatives are rejected)`, 'invalid_step');
+      throw new InvalidInputError(
+        'step',
+        `${String(step)} is not a non-negative integer step (NaN, Infinity, fractions and negatives are rejected)`,
+        'invalid_step',
+      );
     }
     return { subject, relation, object, step };
   }
   const timestamp = record.timestamp;
   if (timestamp === undefined || timestamp === null) {
-    throw new InvalidInputError('step', 'the fact has neither step nor timestamp; send an integer step or an ISO-8601 / epoch-ms timestamp', 'missing_field');
+    throw new InvalidInputError(
+      'step',
+      'the fact has neither step nor timestamp; send an integer step or an ISO-8601 / epoch-ms timestamp',
+      'missing_field',
+    );
   }
   return { subject, relation, object, timestampMs: parseEventTime(timestamp, 'timestamp') };
 }

@@ -3,7 +3,16 @@
 // `<dir>/entities.log` and `<dir>/relations.log` (one JSON string per line), fsync on `sync()`,
 // and truncation back to a checkpoint's sizes on restore. Grows while running; no restart needed.
 // Must not touch Kafka, the window or the model (the trainer grows its rows from `numEntities`).
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError, TkgError } from '../core/errors.ts';
 import { fsyncDirectory } from '../window/checkpoint.ts';
@@ -73,7 +82,10 @@ class NameLog {
   /** Append names not yet on disk and fsync. */
   sync(): void {
     if (this.persisted === this.names.length) return;
-    const lines = this.names.slice(this.persisted).map((n) => JSON.stringify(n) + '\n').join('');
+    const lines = this.names
+      .slice(this.persisted)
+      .map((n) => JSON.stringify(n) + '\n')
+      .join('');
     if (this.fd === null) {
       const created = !existsSync(this.path);
       this.fd = openSync(this.path, 'a');
@@ -81,7 +93,8 @@ class NameLog {
     }
     const bytes = Buffer.from(lines, 'utf8');
     let written = 0;
-    while (written < bytes.length) written += writeSync(this.fd, bytes, written, bytes.length - written);
+    while (written < bytes.length)
+      written += writeSync(this.fd, bytes, written, bytes.length - written);
     fsyncSync(this.fd);
     this.persisted = this.names.length;
   }
@@ -98,7 +111,8 @@ class NameLog {
     for (const name of this.names.splice(size)) this.ids.delete(name);
     if (this.persisted > size) {
       let bytes = 0;
-      for (const name of this.names) bytes += Buffer.byteLength(JSON.stringify(name) + '\n', 'utf8');
+      for (const name of this.names)
+        bytes += Buffer.byteLength(JSON.stringify(name) + '\n', 'utf8');
       this.truncateFile(bytes);
       this.persisted = size;
     }
@@ -139,8 +153,16 @@ export class PersistentVocabulary {
   constructor(dir: string, options: { maxEntities?: number; maxRelations?: number } = {}) {
     this.dir = dir;
     mkdirSync(dir, { recursive: true });
-    this.entities = new NameLog(join(dir, 'entities.log'), 'entity', Math.min(options.maxEntities ?? MAX_ENTITY_ID + 1, MAX_ENTITY_ID + 1));
-    this.relations = new NameLog(join(dir, 'relations.log'), 'relation', options.maxRelations ?? 1_000_000);
+    this.entities = new NameLog(
+      join(dir, 'entities.log'),
+      'entity',
+      Math.min(options.maxEntities ?? MAX_ENTITY_ID + 1, MAX_ENTITY_ID + 1),
+    );
+    this.relations = new NameLog(
+      join(dir, 'relations.log'),
+      'relation',
+      options.maxRelations ?? 1_000_000,
+    );
   }
 
   entityId(name: string): number {

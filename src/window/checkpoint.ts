@@ -2,7 +2,17 @@
 // blocks), the window-state codec, and `writeFileAtomic` (temp + fsync + rename + directory fsync).
 // Must not touch Kafka or the vocabulary's meaning: callers put their own JSON (offsets, vocabulary
 // sizes, clock state) in `extra`, and it is written in the same atomic file as the window state.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+  existsSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { TkgError } from '../core/errors.ts';
 import type { WindowState } from './event-time-window.ts';
@@ -13,9 +23,12 @@ const FORMAT_VERSION = 1;
 /** A checkpoint file that cannot be read (truncated, wrong magic, bad header). */
 export class CorruptCheckpointError extends TkgError {
   constructor(path: string, detail: string) {
-    super(`checkpoint ${path} is unreadable (${detail}); restore it from a backup or delete the state directory to start over`, {
-      reason: 'corrupt_checkpoint',
-    });
+    super(
+      `checkpoint ${path} is unreadable (${detail}); restore it from a backup or delete the state directory to start over`,
+      {
+        reason: 'corrupt_checkpoint',
+      },
+    );
   }
 }
 
@@ -24,7 +37,10 @@ export class CorruptCheckpointError extends TkgError {
  * Int32 blocks back to back (little-endian); the header lists each block's length.
  */
 export function encodeContainer(header: Record<string, unknown>, blocks: Int32Array[]): Buffer {
-  const headerBytes = Buffer.from(JSON.stringify({ ...header, blockLengths: blocks.map((b) => b.length) }), 'utf8');
+  const headerBytes = Buffer.from(
+    JSON.stringify({ ...header, blockLengths: blocks.map((b) => b.length) }),
+    'utf8',
+  );
   const headerPadded = (headerBytes.length + 3) & ~3;
   let total = 12 + headerPadded;
   for (const block of blocks) total += block.length * 4;
@@ -41,11 +57,19 @@ export function encodeContainer(header: Record<string, unknown>, blocks: Int32Ar
   return out;
 }
 
-export function decodeContainer(bytes: Uint8Array, source = '<bytes>'): { header: Record<string, unknown>; blocks: Int32Array[] } {
+export function decodeContainer(
+  bytes: Uint8Array,
+  source = '<bytes>',
+): { header: Record<string, unknown>; blocks: Int32Array[] } {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < 12 || buf.readUInt32LE(0) !== MAGIC) throw new CorruptCheckpointError(source, 'bad magic');
+  if (buf.length < 12 || buf.readUInt32LE(0) !== MAGIC)
+    throw new CorruptCheckpointError(source, 'bad magic');
   const version = buf.readUInt32LE(4);
-  if (version !== FORMAT_VERSION) throw new CorruptCheckpointError(source, `format version ${version}, expected ${FORMAT_VERSION}`);
+  if (version !== FORMAT_VERSION)
+    throw new CorruptCheckpointError(
+      source,
+      `format version ${version}, expected ${FORMAT_VERSION}`,
+    );
   const headerLength = buf.readUInt32LE(8);
   if (12 + headerLength > buf.length) throw new CorruptCheckpointError(source, 'truncated header');
   let header: Record<string, unknown>;
@@ -55,12 +79,14 @@ export function decodeContainer(bytes: Uint8Array, source = '<bytes>'): { header
     throw new CorruptCheckpointError(source, 'header is not JSON');
   }
   const lengths = header.blockLengths;
-  if (!Array.isArray(lengths)) throw new CorruptCheckpointError(source, 'header has no blockLengths');
+  if (!Array.isArray(lengths))
+    throw new CorruptCheckpointError(source, 'header has no blockLengths');
   let offset = 12 + ((headerLength + 3) & ~3);
   const blocks: Int32Array[] = [];
   for (const length of lengths as number[]) {
     const byteLength = length * 4;
-    if (offset + byteLength > buf.length) throw new CorruptCheckpointError(source, 'truncated block');
+    if (offset + byteLength > buf.length)
+      throw new CorruptCheckpointError(source, 'truncated block');
     const block = new Int32Array(length);
     Buffer.from(block.buffer).set(buf.subarray(offset, offset + byteLength));
     blocks.push(block);
@@ -87,11 +113,16 @@ export function encodeWindowState(state: WindowState, extra: Record<string, unkn
   );
 }
 
-export function decodeWindowState(bytes: Uint8Array, source = '<bytes>'): { state: WindowState; extra: Record<string, unknown> } {
+export function decodeWindowState(
+  bytes: Uint8Array,
+  source = '<bytes>',
+): { state: WindowState; extra: Record<string, unknown> } {
   const { header, blocks } = decodeContainer(bytes, source);
-  if (header.kind !== 'window') throw new CorruptCheckpointError(source, `kind ${String(header.kind)}, expected window`);
+  if (header.kind !== 'window')
+    throw new CorruptCheckpointError(source, `kind ${String(header.kind)}, expected window`);
   const steps = header.steps as number[];
-  if (!Array.isArray(steps) || steps.length !== blocks.length) throw new CorruptCheckpointError(source, 'steps/blocks mismatch');
+  if (!Array.isArray(steps) || steps.length !== blocks.length)
+    throw new CorruptCheckpointError(source, 'steps/blocks mismatch');
   return {
     state: {
       watermark: header.watermark as number | null,
@@ -109,7 +140,11 @@ export function decodeWindowState(bytes: Uint8Array, source = '<bytes>'): { stat
  * Write `data` to `path` atomically and durably: temp file, fsync, rename over, fsync the directory
  * (skip the last with `fsyncDirectory: false` when the caller fsyncs the directory once for many files).
  */
-export function writeFileAtomic(path: string, data: Uint8Array | string, options: { fsyncDirectory?: boolean } = {}): void {
+export function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string,
+  options: { fsyncDirectory?: boolean } = {},
+): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const temp = join(dir, `.${basename(path)}.tmp-${process.pid}`);

@@ -60,7 +60,8 @@ export class EventTimeWindow {
   private readonly now: () => number;
   private readonly emitEmptySteps: boolean;
   private readonly maxConsecutiveEmptySteps: number;
-  private readonly vocabularySizes: (() => { numEntities: number; numRelations: number }) | undefined;
+  private readonly vocabularySizes:
+    (() => { numEntities: number; numRelations: number }) | undefined;
   private readonly partitions = new Map<number, PartitionClock>();
   private readonly open = new Map<number, TripleSet>();
   private currentWatermark: number | null = null;
@@ -77,10 +78,13 @@ export class EventTimeWindow {
   constructor(options: EventTimeWindowOptions = {}, state?: WindowState) {
     const lateness = options.allowedLateness ?? 0;
     if (!Number.isSafeInteger(lateness) || lateness < 0) {
-      throw new ConfigError(`allowedLateness ${lateness} must be a non-negative integer number of steps`);
+      throw new ConfigError(
+        `allowedLateness ${lateness} must be a non-negative integer number of steps`,
+      );
     }
     const idle = options.idleTimeoutMs ?? 0;
-    if (!(idle >= 0)) throw new ConfigError(`idleTimeoutMs ${idle} must be >= 0 (0 disables idleness)`);
+    if (!(idle >= 0))
+      throw new ConfigError(`idleTimeoutMs ${idle} must be >= 0 (0 disables idleness)`);
     this.allowedLateness = lateness;
     this.idleTimeoutMs = idle;
     this.now = options.now ?? Date.now;
@@ -113,23 +117,25 @@ export class EventTimeWindow {
       buffer.push(snapshot);
       wake?.();
     });
-    const self = this;
     const endListener = () => wake?.();
     this.endListeners.add(endListener);
+    const isEnded = () => this.ended;
+    const detach = () => {
+      unsubscribe();
+      this.endListeners.delete(endListener);
+    };
     const iterator: AsyncIterableIterator<Snapshot> = {
       async next(): Promise<IteratorResult<Snapshot>> {
-        while (buffer.length === 0 && !self.ended) {
+        while (buffer.length === 0 && !isEnded()) {
           await new Promise<void>((resolve) => (wake = resolve));
           wake = null;
         }
         if (buffer.length > 0) return { value: buffer.shift() as Snapshot, done: false };
-        unsubscribe();
-        self.endListeners.delete(endListener);
+        detach();
         return { value: undefined, done: true };
       },
       async return(): Promise<IteratorResult<Snapshot>> {
-        unsubscribe();
-        self.endListeners.delete(endListener);
+        detach();
         return { value: undefined, done: true };
       },
       [Symbol.asyncIterator]() {
@@ -178,7 +184,10 @@ export class EventTimeWindow {
     if (this.nextStep !== null && fact.step < this.nextStep) {
       outcome = 'late';
       this.counts.late += 1;
-      const info: LateFactInfo = { nextStepToClose: this.nextStep, watermark: this.currentWatermark ?? -Infinity };
+      const info: LateFactInfo = {
+        nextStepToClose: this.nextStep,
+        watermark: this.currentWatermark ?? -Infinity,
+      };
       for (const listener of this.lateListeners) listener(fact, partition, info);
     } else {
       let set = this.open.get(fact.step);
@@ -212,7 +221,8 @@ export class EventTimeWindow {
     for (const step of this.open.keys()) if (maxOpen === null || step > maxOpen) maxOpen = step;
     if (maxOpen === null) return;
     this.closeThrough(maxOpen + 1);
-    if (this.currentWatermark === null || this.currentWatermark < maxOpen + 1) this.currentWatermark = maxOpen + 1;
+    if (this.currentWatermark === null || this.currentWatermark < maxOpen + 1)
+      this.currentWatermark = maxOpen + 1;
   }
 
   /** Flush and end the async iterators. */
@@ -249,7 +259,11 @@ export class EventTimeWindow {
     const now = this.now();
     return [...this.partitions.entries()]
       .sort((a, b) => a[0] - b[0])
-      .map(([partition, clock]) => ({ partition, maxStep: clock.maxStep, idle: this.isIdle(clock, now) }));
+      .map(([partition, clock]) => ({
+        partition,
+        maxStep: clock.maxStep,
+        idle: this.isIdle(clock, now),
+      }));
   }
 
   /** The durable state; open steps as sorted triples. */
@@ -262,7 +276,10 @@ export class EventTimeWindow {
       partitions: [...this.partitions.entries()]
         .sort((a, b) => a[0] - b[0])
         .map(([partition, clock]) => ({ partition, maxStep: clock.maxStep })),
-      openSteps: this.openSteps().map((step) => ({ step, triples: (this.open.get(step) as TripleSet).toSortedTriples() })),
+      openSteps: this.openSteps().map((step) => ({
+        step,
+        triples: (this.open.get(step) as TripleSet).toSortedTriples(),
+      })),
     };
   }
 
@@ -272,12 +289,16 @@ export class EventTimeWindow {
     this.maxEntityId = state.maxEntityId;
     this.maxRelationId = state.maxRelationId;
     const now = this.now();
-    for (const { partition, maxStep } of state.partitions) this.partitions.set(partition, { maxStep, lastActivityMs: now, backlog: false });
-    for (const { step, triples } of state.openSteps) this.open.set(step, TripleSet.fromTriples(triples));
+    for (const { partition, maxStep } of state.partitions)
+      this.partitions.set(partition, { maxStep, lastActivityMs: now, backlog: false });
+    for (const { step, triples } of state.openSteps)
+      this.open.set(step, TripleSet.fromTriples(triples));
   }
 
   private isIdle(clock: PartitionClock, now: number): boolean {
-    return !clock.backlog && this.idleTimeoutMs > 0 && now - clock.lastActivityMs >= this.idleTimeoutMs;
+    return (
+      !clock.backlog && this.idleTimeoutMs > 0 && now - clock.lastActivityMs >= this.idleTimeoutMs
+    );
   }
 
   /** Recompute the watermark (monotone) and close the steps it passes. */
@@ -287,7 +308,8 @@ export class EventTimeWindow {
     let anyActive = false;
     let maxAll = -Infinity;
     for (const clock of this.partitions.values()) {
-      const partitionWatermark = clock.maxStep === null ? -Infinity : clock.maxStep - this.allowedLateness;
+      const partitionWatermark =
+        clock.maxStep === null ? -Infinity : clock.maxStep - this.allowedLateness;
       if (partitionWatermark > maxAll) maxAll = partitionWatermark;
       if (this.isIdle(clock, now)) continue;
       anyActive = true;
@@ -339,7 +361,12 @@ export class EventTimeWindow {
       numEntities: this.maxEntityId + 1,
       numRelations: this.maxRelationId + 1,
     };
-    const snapshot: Snapshot = { step, triples, numEntities: sizes.numEntities, numRelations: sizes.numRelations };
+    const snapshot: Snapshot = {
+      step,
+      triples,
+      numEntities: sizes.numEntities,
+      numRelations: sizes.numRelations,
+    };
     this.counts.stepsClosed += 1;
     for (const listener of this.snapshotListeners) listener(snapshot);
   }

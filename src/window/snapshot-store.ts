@@ -4,7 +4,15 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Snapshot } from '../core/types.ts';
-import { decodeContainer, encodeContainer, fsyncDirectory, readFileIfExists, removeStaleTempFiles, writeFileAtomic, CorruptCheckpointError } from './checkpoint.ts';
+import {
+  decodeContainer,
+  encodeContainer,
+  fsyncDirectory,
+  readFileIfExists,
+  removeStaleTempFiles,
+  writeFileAtomic,
+  CorruptCheckpointError,
+} from './checkpoint.ts';
 
 const FILE_PATTERN = /^step-(\d{10})\.snap$/;
 
@@ -37,7 +45,12 @@ export class SnapshotStore {
     writeFileAtomic(
       this.pathOf(snapshot.step),
       encodeContainer(
-        { kind: 'snapshot', step: snapshot.step, numEntities: snapshot.numEntities, numRelations: snapshot.numRelations },
+        {
+          kind: 'snapshot',
+          step: snapshot.step,
+          numEntities: snapshot.numEntities,
+          numRelations: snapshot.numRelations,
+        },
         [snapshot.triples],
       ),
       { fsyncDirectory: false },
@@ -49,8 +62,14 @@ export class SnapshotStore {
     const bytes = readFileIfExists(path);
     if (!bytes) return null;
     const { header, blocks } = decodeContainer(bytes, path);
-    if (header.kind !== 'snapshot' || header.step !== step) throw new CorruptCheckpointError(path, 'not the snapshot of this step');
-    return { step, triples: blocks[0], numEntities: header.numEntities as number, numRelations: header.numRelations as number };
+    if (header.kind !== 'snapshot' || header.step !== step)
+      throw new CorruptCheckpointError(path, 'not the snapshot of this step');
+    return {
+      step,
+      triples: blocks[0],
+      numEntities: header.numEntities as number,
+      numRelations: header.numRelations as number,
+    };
   }
 
   /** Persisted steps, ascending. */

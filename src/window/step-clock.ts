@@ -81,7 +81,15 @@ export function parseEventTime(value: unknown, field = 'timestamp'): number {
     );
   }
   const [, y, mo, d, h = '0', mi = '0', s = '0', frac = '', zone] = match;
-  let ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), Number(frac.padEnd(3, '0').slice(0, 3)));
+  let ms = Date.UTC(
+    Number(y),
+    Number(mo) - 1,
+    Number(d),
+    Number(h),
+    Number(mi),
+    Number(s),
+    Number(frac.padEnd(3, '0').slice(0, 3)),
+  );
   const check = new Date(ms);
   if (
     check.getUTCFullYear() !== Number(y) ||
@@ -91,7 +99,11 @@ export function parseEventTime(value: unknown, field = 'timestamp'): number {
     Number(mi) > 59 ||
     Number(s) > 59
   ) {
-    throw new InvalidInputError(field, `${shown} is not a valid calendar date-time`, 'invalid_timestamp');
+    throw new InvalidInputError(
+      field,
+      `${shown} is not a valid calendar date-time`,
+      'invalid_timestamp',
+    );
   }
   if (zone && zone !== 'Z') {
     const sign = zone[0] === '-' ? -1 : 1;
@@ -191,12 +203,20 @@ export class StepClock {
   stepOf(event: { step?: number; timestampMs?: number }): number | null {
     if (event.step !== undefined) {
       if (!Number.isSafeInteger(event.step) || event.step < 0) {
-        throw new InvalidInputError('step', `${String(event.step)} is not a non-negative safe integer`, 'invalid_step');
+        throw new InvalidInputError(
+          'step',
+          `${String(event.step)} is not a non-negative safe integer`,
+          'invalid_step',
+        );
       }
       return event.step;
     }
     if (event.timestampMs === undefined) {
-      throw new InvalidInputError('step', 'the fact has neither step nor timestamp; send one of them', 'missing_field');
+      throw new InvalidInputError(
+        'step',
+        'the fact has neither step nor timestamp; send one of them',
+        'missing_field',
+      );
     }
     if (!this.granularity) {
       throw new InvalidInputError(
@@ -205,7 +225,8 @@ export class StepClock {
         'unmapped_timestamp',
       );
     }
-    if (this.originMs === null) this.originMs = event.timestampMs + (this.relativeOriginOffsetMs ?? 0);
+    if (this.originMs === null)
+      this.originMs = event.timestampMs + (this.relativeOriginOffsetMs ?? 0);
     return this.stepOfTime(event.timestampMs);
   }
 
@@ -224,7 +245,8 @@ export class StepClock {
         'before_origin',
       );
     }
-    const effective = this.foldAfterMs !== null && timeMs > this.foldAfterMs ? this.foldAfterMs : timeMs;
+    const effective =
+      this.foldAfterMs !== null && timeMs > this.foldAfterMs ? this.foldAfterMs : timeMs;
     if (granularity.unit === 'fixed') return Math.floor((effective - originMs) / granularity.ms);
     return Math.floor(wholeMonthsBetween(originMs, effective) / granularity.months);
   }

@@ -64,7 +64,11 @@ export function sortTriples(triples: Int32Array): Int32Array {
   order.sort((a, b) => {
     const a3 = a * 3;
     const b3 = b * 3;
-    return triples[a3] - triples[b3] || triples[a3 + 1] - triples[b3 + 1] || triples[a3 + 2] - triples[b3 + 2];
+    return (
+      triples[a3] - triples[b3] ||
+      triples[a3 + 1] - triples[b3 + 1] ||
+      triples[a3 + 2] - triples[b3 + 2]
+    );
   });
   const sorted = new Int32Array(n * 3);
   for (let i = 0; i < n; i++) {

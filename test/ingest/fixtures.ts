@@ -34,10 +34,15 @@ export function expectedSnapshots(facts: readonly FactEvent[]): NamedSnapshots {
   return out;
 }
 
-export function namedSnapshot(snapshot: Snapshot, entityNames: readonly string[], relationNames: readonly string[]): Set<string> {
+export function namedSnapshot(
+  snapshot: Snapshot,
+  entityNames: readonly string[],
+  relationNames: readonly string[],
+): Set<string> {
   const set = new Set<string>();
   const t = snapshot.triples;
-  for (let i = 0; i < t.length; i += 3) set.add(`${entityNames[t[i]]}\t${relationNames[t[i + 1]]}\t${entityNames[t[i + 2]]}`);
+  for (let i = 0; i < t.length; i += 3)
+    set.add(`${entityNames[t[i]]}\t${relationNames[t[i + 1]]}\t${entityNames[t[i + 2]]}`);
   return set;
 }
 
@@ -46,13 +51,20 @@ export function persistedSnapshots(stateDir: string): NamedSnapshots {
   const vocabulary = new PersistentVocabulary(join(stateDir, 'vocabulary'));
   const store = new SnapshotStore(join(stateDir, 'snapshots'));
   const out: NamedSnapshots = new Map();
-  for (const snapshot of store.readFrom()) out.set(snapshot.step, namedSnapshot(snapshot, vocabulary.entityNames, vocabulary.relationNames));
+  for (const snapshot of store.readFrom())
+    out.set(
+      snapshot.step,
+      namedSnapshot(snapshot, vocabulary.entityNames, vocabulary.relationNames),
+    );
   vocabulary.close();
   return out;
 }
 
 /** First difference between two named snapshot maps, or null if equal. */
-export function snapshotDifference(expected: NamedSnapshots, actual: NamedSnapshots): string | null {
+export function snapshotDifference(
+  expected: NamedSnapshots,
+  actual: NamedSnapshots,
+): string | null {
   const steps = [...new Set([...expected.keys(), ...actual.keys()])].sort((a, b) => a - b);
   for (const step of steps) {
     const e = expected.get(step);
@@ -60,12 +72,17 @@ export function snapshotDifference(expected: NamedSnapshots, actual: NamedSnapsh
     if (!e) return `step ${step}: unexpected snapshot with ${a?.size} facts`;
     if (!a) return `step ${step}: missing (expected ${e.size} facts)`;
     if (e.size !== a.size) return `step ${step}: ${a.size} facts, expected ${e.size}`;
-    for (const triple of e) if (!a.has(triple)) return `step ${step}: missing ${JSON.stringify(triple)}`;
+    for (const triple of e)
+      if (!a.has(triple)) return `step ${step}: missing ${JSON.stringify(triple)}`;
   }
   return null;
 }
 
-export async function createFactTopics(kafka: Kafka, prefix: string, partitions = 3): Promise<void> {
+export async function createFactTopics(
+  kafka: Kafka,
+  prefix: string,
+  partitions = 3,
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -75,7 +92,13 @@ export async function createFactTopics(kafka: Kafka, prefix: string, partitions 
   }
 }
 
-export async function publish(kafka: Kafka, codec: SchemaCodec, topic: string, facts: readonly FactEvent[], format: 'json' | 'avro' = 'avro'): Promise<void> {
+export async function publish(
+  kafka: Kafka,
+  codec: SchemaCodec,
+  topic: string,
+  facts: readonly FactEvent[],
+  format: 'json' | 'avro' = 'avro',
+): Promise<void> {
   const producer = createProducer(kafka);
   await producer.connect();
   try {
@@ -87,7 +110,12 @@ export async function publish(kafka: Kafka, codec: SchemaCodec, topic: string, f
 }
 
 /** Send raw messages in order (batches of `batchSize`, each acknowledged before the next). */
-export async function sendRaw(kafka: Kafka, topic: string, messages: Message[], batchSize = 1000): Promise<void> {
+export async function sendRaw(
+  kafka: Kafka,
+  topic: string,
+  messages: Message[],
+  batchSize = 1000,
+): Promise<void> {
   const producer = createProducer(kafka);
   await producer.connect();
   try {

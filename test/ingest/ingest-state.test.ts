@@ -6,13 +6,22 @@ import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { IngestState } from '../../src/ingest/ingest-state.ts';
 import { ConfigError } from '../../src/core/errors.ts';
 import type { FactEvent } from '../../src/core/types.ts';
-import { expectedSnapshots, persistedSnapshots, seededRandom, snapshotDifference, tempStateDir } from './fixtures.ts';
+import {
+  expectedSnapshots,
+  persistedSnapshots,
+  seededRandom,
+  snapshotDifference,
+  tempStateDir,
+} from './fixtures.ts';
 
 const codec = SchemaCodec.load();
 const topic = 'unit.facts';
 
 /** A seeded stream of facts over 3 partitions, steps in order per partition. */
-function stream(n: number, seed: number): Array<{ partition: number; value: Buffer; fact: FactEvent }> {
+function stream(
+  n: number,
+  seed: number,
+): Array<{ partition: number; value: Buffer; fact: FactEvent }> {
   const random = seededRandom(seed);
   const out: Array<{ partition: number; value: Buffer; fact: FactEvent }> = [];
   for (let i = 0; i < n; i++) {
@@ -23,12 +32,20 @@ function stream(n: number, seed: number): Array<{ partition: number; value: Buff
       step: Math.floor(i / 500),
     };
     const format = random() < 0.5 ? 'avro' : 'json';
-    out.push({ partition: Math.floor(random() * 3), value: codec.encodeValue('Fact', { ...fact, timestamp: null }, format), fact });
+    out.push({
+      partition: Math.floor(random() * 3),
+      value: codec.encodeValue('Fact', { ...fact, timestamp: null }, format),
+      fact,
+    });
   }
   return out;
 }
 
-function feed(state: IngestState, messages: ReturnType<typeof stream>, from: Map<number, number>): void {
+function feed(
+  state: IngestState,
+  messages: ReturnType<typeof stream>,
+  from: Map<number, number>,
+): void {
   // offsets are per partition: the k-th message of partition p has offset k
   const seen = new Map<number, number>();
   for (const { partition, value } of messages) {
@@ -44,18 +61,37 @@ test('ingest state: outcomes for valid, duplicate, late and rejected values', ()
   const dir = tempStateDir('state-outcomes');
   try {
     const state = new IngestState({ stateDir: dir, codec, topic });
-    const fact = (s: string, step: number) => codec.encodeValue('Fact', { subject: s, relation: 'r', object: 'o', step, timestamp: null }, 'avro');
+    const fact = (s: string, step: number) =>
+      codec.encodeValue(
+        'Fact',
+        { subject: s, relation: 'r', object: 'o', step, timestamp: null },
+        'avro',
+      );
     assert.equal(state.ingest(fact('a', 0), 0).kind, 'added');
     assert.equal(state.ingest(fact('a', 0), 0).kind, 'duplicate');
     assert.equal(state.ingest(fact('b', 1), 0).kind, 'added'); // closes step 0
     const late = state.ingest(fact('c', 0), 0);
     assert.equal(late.kind, 'late');
     assert.equal(late.kind === 'late' && late.info.nextStepToClose, 1);
-    const rejected = state.ingest(Buffer.from('{"subject": 5, "relation": "r", "object": "o", "step": 1}'), 0);
-    assert.deepEqual(rejected.kind === 'rejected' && [rejected.reason, rejected.field], ['wrong_type', 'subject']);
-    const before = state.ingest(Buffer.from(JSON.stringify({ subject: 'a', relation: 'r', object: 'o', timestamp: '2001-01-01' })), 0);
+    const rejected = state.ingest(
+      Buffer.from('{"subject": 5, "relation": "r", "object": "o", "step": 1}'),
+      0,
+    );
+    assert.deepEqual(rejected.kind === 'rejected' && [rejected.reason, rejected.field], [
+      'wrong_type',
+      'subject',
+    ]);
+    const before = state.ingest(
+      Buffer.from(
+        JSON.stringify({ subject: 'a', relation: 'r', object: 'o', timestamp: '2001-01-01' }),
+      ),
+      0,
+    );
     assert.equal(before.kind === 'rejected' && before.reason, 'unmapped_timestamp');
-    assert.deepEqual(state.pendingSnapshots().map((s) => s.step), [0]);
+    assert.deepEqual(
+      state.pendingSnapshots().map((s) => s.step),
+      [0],
+    );
     state.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -93,7 +129,8 @@ test('ingest state: a crash after snapshot files but before the checkpoint recov
     assert.equal(restarted.restoredFromCheckpoint, true);
     assert.deepEqual(new Map(restarted.offsetEntries()), checkpointOffsets);
     assert.deepEqual(restarted.vocabulary.sizes(), vocabularyAtCheckpoint);
-    for (const step of staleSteps) assert.equal(existsSync(restarted.store.pathOf(step)), false, `stale step ${step} removed`);
+    for (const step of staleSteps)
+      assert.equal(existsSync(restarted.store.pathOf(step)), false, `stale step ${step} removed`);
     feed(restarted, messages, checkpointOffsets); // the broker re-delivers from the checkpoint's offsets
     restarted.window.flush();
     restarted.checkpoint();
@@ -108,19 +145,41 @@ test('ingest state: a crash after snapshot files but before the checkpoint recov
 test('ingest state: a checkpoint keeps its step clock; a different clock or topic is refused', () => {
   const dir = tempStateDir('state-clock');
   try {
-    const state = new IngestState({ stateDir: dir, codec, topic, clock: { granularity: '60d', origin: 'first+200d', beforeOrigin: 'skip' } });
-    const at = (iso: string) => Buffer.from(JSON.stringify({ subject: 'a', relation: 'r', object: 'b', timestamp: iso }));
+    const state = new IngestState({
+      stateDir: dir,
+      codec,
+      topic,
+      clock: { granularity: '60d', origin: 'first+200d', beforeOrigin: 'skip' },
+    });
+    const at = (iso: string) =>
+      Buffer.from(JSON.stringify({ subject: 'a', relation: 'r', object: 'b', timestamp: iso }));
     assert.equal(state.ingest(at('1999-01-01T00:00:00Z'), 0).kind, 'skipped');
     assert.equal(state.clock.origin(), Date.UTC(1999, 0, 1) + 200 * 86_400_000);
     state.checkpoint();
     state.close();
     const resumed = new IngestState({ stateDir: dir, codec, topic });
-    assert.equal(resumed.clock.origin(), Date.UTC(1999, 0, 1) + 200 * 86_400_000, 'resolved origin restored');
+    assert.equal(
+      resumed.clock.origin(),
+      Date.UTC(1999, 0, 1) + 200 * 86_400_000,
+      'resolved origin restored',
+    );
     const outcome = resumed.ingest(at('1999-10-01T00:00:00Z'), 0);
     assert.equal(outcome.kind === 'added' && outcome.fact.step, 1);
     resumed.close();
-    assert.throws(() => new IngestState({ stateDir: dir, codec, topic, clock: { granularity: '10d', origin: 'first' } }), ConfigError);
-    assert.throws(() => new IngestState({ stateDir: dir, codec, topic: 'other.facts' }), ConfigError);
+    assert.throws(
+      () =>
+        new IngestState({
+          stateDir: dir,
+          codec,
+          topic,
+          clock: { granularity: '10d', origin: 'first' },
+        }),
+      ConfigError,
+    );
+    assert.throws(
+      () => new IngestState({ stateDir: dir, codec, topic: 'other.facts' }),
+      ConfigError,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

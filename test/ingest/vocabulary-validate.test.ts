@@ -4,7 +4,12 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersistentVocabulary } from '../../src/ingest/vocabulary.ts';
-import { checkMessageSize, reasonOf, rejectionReasons, validateFact } from '../../src/ingest/validate.ts';
+import {
+  checkMessageSize,
+  reasonOf,
+  rejectionReasons,
+  validateFact,
+} from '../../src/ingest/validate.ts';
 import { InvalidInputError } from '../../src/core/errors.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 
@@ -54,14 +59,21 @@ test('vocabulary: truncateTo a checkpoint drops later names (memory and disk); a
     assert.equal(restored.numEntities, 150);
     restored.truncateTo(checkpointSizes);
     assert.deepEqual(restored.sizes(), { numEntities: 100, numRelations: 1 });
-    assert.equal(restored.entityId('e120'), 100, 're-delivered names get fresh ids after the checkpoint');
+    assert.equal(
+      restored.entityId('e120'),
+      100,
+      're-delivered names get fresh ids after the checkpoint',
+    );
     restored.sync();
     restored.close();
     const lines = readFileSync(join(dir, 'entities.log'), 'utf8').trimEnd().split('\n');
     assert.equal(lines.length, 101);
     assert.equal(lines[100], '"e120"');
     const again = new PersistentVocabulary(dir);
-    assert.throws(() => again.truncateTo({ numEntities: 500, numRelations: 1 }), /checkpoint expects 500/);
+    assert.throws(
+      () => again.truncateTo({ numEntities: 500, numRelations: 1 }),
+      /checkpoint expects 500/,
+    );
     again.close();
   });
 });
@@ -71,22 +83,39 @@ test('vocabulary: a full vocabulary rejects new names with a typed reason', () =
     const vocabulary = new PersistentVocabulary(dir, { maxEntities: 2 });
     vocabulary.entityId('a');
     vocabulary.entityId('b');
-    assert.throws(() => vocabulary.entityId('c'), (e: InvalidInputError) => e.reason === 'vocabulary_full');
+    assert.throws(
+      () => vocabulary.entityId('c'),
+      (e: InvalidInputError) => e.reason === 'vocabulary_full',
+    );
     assert.equal(vocabulary.entityId('a'), 0);
     vocabulary.close();
   });
 });
 
 test('validateFact: accepts steps and timestamps; step wins when both are present', () => {
-  assert.deepEqual(validateFact({ subject: 'a', relation: 'r', object: 'b', step: 3 }), { subject: 'a', relation: 'r', object: 'b', step: 3 });
-  assert.deepEqual(validateFact({ subject: 'a', relation: 'r', object: 'b', step: null, timestamp: '2001-01-01' }), {
+  assert.deepEqual(validateFact({ subject: 'a', relation: 'r', object: 'b', step: 3 }), {
     subject: 'a',
     relation: 'r',
     object: 'b',
-    timestampMs: Date.UTC(2001, 0, 1),
+    step: 3,
   });
-  assert.equal(validateFact({ subject: 'a', relation: 'r', object: 'b', timestamp: 5000 }).timestampMs, 5000);
-  assert.equal(validateFact({ subject: 'a', relation: 'r', object: 'b', step: 7, timestamp: 'garbage' }).step, 7);
+  assert.deepEqual(
+    validateFact({ subject: 'a', relation: 'r', object: 'b', step: null, timestamp: '2001-01-01' }),
+    {
+      subject: 'a',
+      relation: 'r',
+      object: 'b',
+      timestampMs: Date.UTC(2001, 0, 1),
+    },
+  );
+  assert.equal(
+    validateFact({ subject: 'a', relation: 'r', object: 'b', timestamp: 5000 }).timestampMs,
+    5000,
+  );
+  assert.equal(
+    validateFact({ subject: 'a', relation: 'r', object: 'b', step: 7, timestamp: 'garbage' }).step,
+    7,
+  );
 });
 
 test('validateFact: every bad input is an InvalidInputError with a bounded reason and the field', () => {
@@ -108,18 +137,33 @@ test('validateFact: every bad input is an InvalidInputError with a bounded reaso
     [{ ...base, step: 2 ** 60 }, 'step', 'invalid_step'],
     [{ ...base, step: '3' }, 'step', 'wrong_type'],
     [{ subject: 'a', relation: 'r', object: 'b' }, 'step', 'missing_field'],
-    [{ subject: 'a', relation: 'r', object: 'b', timestamp: 'next tuesday' }, 'timestamp', 'invalid_timestamp'],
-    [{ subject: 'a', relation: 'r', object: 'b', timestamp: Number.NaN }, 'timestamp', 'invalid_timestamp'],
+    [
+      { subject: 'a', relation: 'r', object: 'b', timestamp: 'next tuesday' },
+      'timestamp',
+      'invalid_timestamp',
+    ],
+    [
+      { subject: 'a', relation: 'r', object: 'b', timestamp: Number.NaN },
+      'timestamp',
+      'invalid_timestamp',
+    ],
     [{ subject: 'a', relation: 'r', object: 'b', timestamp: { at: 1 } }, 'timestamp', 'wrong_type'],
   ];
   for (const [input, field, reason] of cases) {
     assert.throws(
       () => validateFact(input),
-      (e: unknown) => e instanceof InvalidInputError && e.field === field && e.reason === reason && (rejectionReasons as readonly string[]).includes(e.reason),
+      (e: unknown) =>
+        e instanceof InvalidInputError &&
+        e.field === field &&
+        e.reason === reason &&
+        (rejectionReasons as readonly string[]).includes(e.reason),
       JSON.stringify(input)?.slice(0, 80),
     );
   }
-  assert.throws(() => checkMessageSize(20_000), (e: InvalidInputError) => e.reason === 'oversized');
+  assert.throws(
+    () => checkMessageSize(20_000),
+    (e: InvalidInputError) => e.reason === 'oversized',
+  );
   checkMessageSize(100);
   assert.equal(reasonOf(new Error('boom')), 'internal_error');
 });
@@ -130,6 +174,11 @@ test('codec + validateFact: JSON and Avro facts decode to the same valid fact', 
   for (const format of ['json', 'avro'] as const) {
     const bytes = codec.encodeValue('Fact', fact, format);
     const decoded = codec.decodeValue(bytes, { expect: 'Fact' });
-    assert.deepEqual(validateFact(decoded.value), { subject: 's', relation: 'r', object: 'o', step: 4 });
+    assert.deepEqual(validateFact(decoded.value), {
+      subject: 's',
+      relation: 'r',
+      object: 'o',
+      step: 4,
+    });
   }
 });

@@ -4,12 +4,22 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventTimeWindow } from '../../src/window/event-time-window.ts';
-import { decodeWindowState, encodeWindowState, writeFileAtomic, decodeContainer } from '../../src/window/checkpoint.ts';
+import {
+  decodeWindowState,
+  encodeWindowState,
+  writeFileAtomic,
+  decodeContainer,
+} from '../../src/window/checkpoint.ts';
 import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import { sortTriples, TripleSet } from '../../src/window/triple-set.ts';
 import type { EncodedFact, Snapshot } from '../../src/core/types.ts';
 
-const fact = (subject: number, relation: number, object: number, step: number): EncodedFact => ({ subject, relation, object, step });
+const fact = (subject: number, relation: number, object: number, step: number): EncodedFact => ({
+  subject,
+  relation,
+  object,
+  step,
+});
 
 function collect(window: EventTimeWindow): Snapshot[] {
   const out: Snapshot[] = [];
@@ -37,7 +47,10 @@ test('triples: a snapshot is sorted by (s, r, o) and deduplicated', () => {
   assert.equal(set.add(5, 1, 2), false);
   assert.equal(set.add(1, 0, 3), true);
   assert.deepEqual([...set.toSortedTriples()], [1, 0, 3, 1, 0, 7, 1, 3, 9, 5, 1, 2]);
-  assert.deepEqual([...sortTriples(new Int32Array([2, 0, 0, 1, 5, 5, 1, 5, 4]))], [1, 5, 4, 1, 5, 5, 2, 0, 0]);
+  assert.deepEqual(
+    [...sortTriples(new Int32Array([2, 0, 0, 1, 5, 5, 1, 5, 4]))],
+    [1, 5, 4, 1, 5, 5, 2, 0, 0],
+  );
   assert.equal(set.has(1, 3, 9) && !set.has(9, 3, 1), true);
 });
 
@@ -52,12 +65,18 @@ test('watermark: with lateness 0, step t closes when step t+1 is seen on every p
   assert.equal(closed.length, 0, 'partition 1 has not moved past step 0 yet');
   assert.equal(window.watermark(), 0);
   window.add(fact(3, 0, 4, 1), 1);
-  assert.deepEqual(closed.map((s) => s.step), [0]);
+  assert.deepEqual(
+    closed.map((s) => s.step),
+    [0],
+  );
   assert.deepEqual([...closed[0].triples], [1, 0, 2, 3, 0, 4]);
   assert.equal(closed[0].numEntities, 6);
   assert.equal(window.nextStepToClose(), 1);
   window.flush();
-  assert.deepEqual(closed.map((s) => s.step), [0, 1]);
+  assert.deepEqual(
+    closed.map((s) => s.step),
+    [0, 1],
+  );
   assert.deepEqual([...closed[1].triples], [1, 0, 5, 3, 0, 4]);
 });
 
@@ -71,14 +90,23 @@ test('lateness: allowed lateness L keeps step t open until a step > t + L is see
   assert.equal(closed.length, 0);
   assert.equal(window.add(fact(2, 0, 2, 1)), 'added', 'step 1 within lateness still counts');
   window.add(fact(1, 0, 1, 3)); // watermark 3 - 2 = 1: closes step 0
-  assert.deepEqual(closed.map((s) => s.step), [0]);
+  assert.deepEqual(
+    closed.map((s) => s.step),
+    [0],
+  );
   assert.equal(window.add(fact(9, 0, 9, 0)), 'late');
   assert.equal(window.add(fact(2, 0, 3, 1)), 'added');
   window.add(fact(1, 0, 1, 6)); // watermark 4: closes 1, 2, 3
-  assert.deepEqual(closed.map((s) => s.step), [0, 1, 2, 3]);
+  assert.deepEqual(
+    closed.map((s) => s.step),
+    [0, 1, 2, 3],
+  );
   assert.deepEqual([...closed[1].triples], [2, 0, 2, 2, 0, 3]);
   assert.equal(window.add(fact(7, 0, 7, 3)), 'late');
-  assert.deepEqual(late.map(([f]) => f.subject), [9, 7]);
+  assert.deepEqual(
+    late.map(([f]) => f.subject),
+    [9, 7],
+  );
   assert.equal(window.counts.late, 2);
 });
 
@@ -89,7 +117,13 @@ test('duplicates change nothing and are counted', () => {
   assert.equal(window.add(fact(1, 2, 3, 0)), 'duplicate');
   assert.equal(window.add(fact(1, 2, 3, 1)), 'added', 'same triple, other step');
   window.flush();
-  assert.deepEqual(closed.map((s) => [s.step, s.triples.length]), [[0, 3], [1, 3]]);
+  assert.deepEqual(
+    closed.map((s) => [s.step, s.triples.length]),
+    [
+      [0, 3],
+      [1, 3],
+    ],
+  );
   assert.equal(window.counts.duplicate, 1);
 });
 
@@ -98,19 +132,33 @@ test('steps close in order; empty steps between facts are emitted as empty snaps
   const closed = collect(window);
   window.add(fact(1, 0, 1, 2));
   window.add(fact(1, 0, 1, 5));
-  assert.deepEqual(closed.map((s) => [s.step, s.triples.length / 3]), [[2, 1], [3, 0], [4, 0]]);
+  assert.deepEqual(
+    closed.map((s) => [s.step, s.triples.length / 3]),
+    [
+      [2, 1],
+      [3, 0],
+      [4, 0],
+    ],
+  );
   const noEmpty = new EventTimeWindow({ emitEmptySteps: false });
   const closedNoEmpty = collect(noEmpty);
   noEmpty.add(fact(1, 0, 1, 2));
   noEmpty.add(fact(1, 0, 1, 5));
   noEmpty.flush();
-  assert.deepEqual(closedNoEmpty.map((s) => s.step), [2, 5]);
+  assert.deepEqual(
+    closedNoEmpty.map((s) => s.step),
+    [2, 5],
+  );
   const typo = new EventTimeWindow({ maxConsecutiveEmptySteps: 100 });
   const closedTypo = collect(typo);
   typo.add(fact(1, 0, 1, 0));
   typo.add(fact(1, 0, 1, 1_000_000));
   typo.flush();
-  assert.deepEqual(closedTypo.map((s) => s.step), [0, 1_000_000], 'a huge gap is skipped, not a million empty snapshots');
+  assert.deepEqual(
+    closedTypo.map((s) => s.step),
+    [0, 1_000_000],
+    'a huge gap is skipped, not a million empty snapshots',
+  );
 });
 
 test('idle partitions stop holding the watermark after the timeout (injected clock); an all-idle window follows the max', () => {
@@ -131,12 +179,22 @@ test('idle partitions stop holding the watermark after the timeout (injected clo
   window.add(fact(1, 0, 1, 2), 0); // partition 0 active at 999
   now = 1000;
   window.tick(); // partition 2 idle (1000 - 0), partition 1 idle too (last fact at 0); 0 active at step 2
-  assert.deepEqual(closed.map((s) => s.step), [0, 1]);
-  assert.deepEqual(window.partitionStatus().map((p) => p.idle), [false, true, true]);
+  assert.deepEqual(
+    closed.map((s) => s.step),
+    [0, 1],
+  );
+  assert.deepEqual(
+    window.partitionStatus().map((p) => p.idle),
+    [false, true, true],
+  );
   now = 5000;
   window.tick(); // all idle: watermark follows the most advanced partition (step 2), still open
   assert.equal(window.watermark(), 2);
-  assert.equal(window.add(fact(2, 0, 9, 1), 1), 'late', 'an idle partition that wakes up behind the watermark gets late facts');
+  assert.equal(
+    window.add(fact(2, 0, 9, 1), 1),
+    'late',
+    'an idle partition that wakes up behind the watermark gets late facts',
+  );
   assert.equal(window.watermark(), 2, 'the watermark never goes back');
 });
 
@@ -153,7 +211,10 @@ test('a partition with a backlog (unread records) is never idle, however long it
   assert.equal(closed.length, 0, 'partition 1 is behind, not idle');
   window.setBacklog(1, false);
   window.tick();
-  assert.deepEqual(closed.map((s) => s.step), [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    closed.map((s) => s.step),
+    [0, 1, 2, 3, 4],
+  );
 });
 
 test('async iterator yields closed snapshots and ends after end()', async () => {
@@ -179,7 +240,15 @@ test('checkpoint round trip: a restored window continues exactly like an uninter
   for (let i = 0; i < 20_000; i++) {
     const partition = Math.floor(random() * partitions);
     const step = Math.floor(i / 1000) + Math.floor(random() * 3) - 1; // slightly out of order
-    facts.push([fact(Math.floor(random() * 500), Math.floor(random() * 5), Math.floor(random() * 500), Math.max(0, step)), partition]);
+    facts.push([
+      fact(
+        Math.floor(random() * 500),
+        Math.floor(random() * 5),
+        Math.floor(random() * 500),
+        Math.max(0, step),
+      ),
+      partition,
+    ]);
   }
   const run = (cutAt: number | null) => {
     let window = new EventTimeWindow({ allowedLateness: 1 });
@@ -202,11 +271,20 @@ test('checkpoint round trip: a restored window continues exactly like an uninter
     return { closed, lateCount };
   };
   const clean = run(null);
-  assert.ok(clean.closed.length >= 19 && clean.lateCount > 0, `closed ${clean.closed.length}, late ${clean.lateCount}`);
+  assert.ok(
+    clean.closed.length >= 19 && clean.lateCount > 0,
+    `closed ${clean.closed.length}, late ${clean.lateCount}`,
+  );
   for (const cut of [1, 4321, 9999, 15_000]) {
     const resumed = run(cut);
-    assert.deepEqual(resumed.closed.map((s) => s.step), clean.closed.map((s) => s.step));
-    assert.deepEqual(resumed.closed.map((s) => [...s.triples].join(',')), clean.closed.map((s) => [...s.triples].join(',')));
+    assert.deepEqual(
+      resumed.closed.map((s) => s.step),
+      clean.closed.map((s) => s.step),
+    );
+    assert.deepEqual(
+      resumed.closed.map((s) => [...s.triples].join(',')),
+      clean.closed.map((s) => [...s.triples].join(',')),
+    );
     assert.equal(resumed.lateCount, clean.lateCount);
   }
 });
@@ -215,7 +293,14 @@ test('checkpoint of ~200k open facts encodes and decodes quickly; atomic file wr
   const window = new EventTimeWindow({ allowedLateness: 1000 });
   const random = rng(3);
   for (let i = 0; i < 200_000; i++) {
-    window.add(fact(Math.floor(random() * 10_000), Math.floor(random() * 10), Math.floor(random() * 10_000), Math.floor(i / 2000)));
+    window.add(
+      fact(
+        Math.floor(random() * 10_000),
+        Math.floor(random() * 10),
+        Math.floor(random() * 10_000),
+        Math.floor(i / 2000),
+      ),
+    );
   }
   const n = window.openFactCount();
   assert.ok(n > 199_000, `open facts ${n}`);
@@ -243,9 +328,17 @@ test('snapshot store: one file per closed step, read back identical', () => {
     store.write({ step: 3, triples: new Int32Array([1, 0, 2]), numEntities: 3, numRelations: 1 });
     store.write({ step: 1, triples: new Int32Array(0), numEntities: 3, numRelations: 1 });
     assert.deepEqual(store.steps(), [1, 3]);
-    assert.deepEqual(store.read(3), { step: 3, triples: new Int32Array([1, 0, 2]), numEntities: 3, numRelations: 1 });
+    assert.deepEqual(store.read(3), {
+      step: 3,
+      triples: new Int32Array([1, 0, 2]),
+      numEntities: 3,
+      numRelations: 1,
+    });
     assert.equal(store.read(2), null);
-    assert.deepEqual([...store.readFrom(2)].map((s) => s.step), [3]);
+    assert.deepEqual(
+      [...store.readFrom(2)].map((s) => s.step),
+      [3],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -2,7 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
 import { existsSync, readFileSync } from 'node:fs';
-import { StepClock, parseEventTime, parseGranularity, dysatClockSpec } from '../../src/window/step-clock.ts';
+import {
+  StepClock,
+  parseEventTime,
+  parseGranularity,
+  dysatClockSpec,
+} from '../../src/window/step-clock.ts';
 import { ConfigError, InvalidInputError } from '../../src/core/errors.ts';
 
 test('parseGranularity: fixed units and calendar months/years', () => {
@@ -10,14 +15,22 @@ test('parseGranularity: fixed units and calendar months/years', () => {
   assert.deepEqual(parseGranularity('6h'), { unit: 'fixed', ms: 6 * 3_600_000 });
   assert.deepEqual(parseGranularity('1y'), { unit: 'months', months: 12 });
   assert.deepEqual(parseGranularity('3mo'), { unit: 'months', months: 3 });
-  for (const bad of ['', 'd', '0d', '1.5d', '10x', '-1d']) assert.throws(() => parseGranularity(bad), ConfigError, bad);
+  for (const bad of ['', 'd', '0d', '1.5d', '10x', '-1d'])
+    assert.throws(() => parseGranularity(bad), ConfigError, bad);
 });
 
 test('parseEventTime: ISO-8601 forms, epoch ms, and typed rejections', () => {
   assert.equal(parseEventTime('2001-11-27T20:39:55Z'), Date.UTC(2001, 10, 27, 20, 39, 55));
   assert.equal(parseEventTime('2001-11-27'), Date.UTC(2001, 10, 27));
-  assert.equal(parseEventTime('2001-11-27T20:39:55'), Date.UTC(2001, 10, 27, 20, 39, 55), 'no zone = UTC');
-  assert.equal(parseEventTime('2001-11-27T20:39:55.250+02:00'), Date.UTC(2001, 10, 27, 18, 39, 55, 250));
+  assert.equal(
+    parseEventTime('2001-11-27T20:39:55'),
+    Date.UTC(2001, 10, 27, 20, 39, 55),
+    'no zone = UTC',
+  );
+  assert.equal(
+    parseEventTime('2001-11-27T20:39:55.250+02:00'),
+    Date.UTC(2001, 10, 27, 18, 39, 55, 250),
+  );
   assert.equal(parseEventTime(1082008561000), 1082008561000);
   assert.equal(parseEventTime('1082008561000'), 1082008561000);
   const reasons = (v: unknown) => {
@@ -41,9 +54,18 @@ test('StepClock: integer steps pass through; bad steps are typed errors', () => 
   const clock = new StepClock();
   assert.equal(clock.stepOf({ step: 0 }), 0);
   assert.equal(clock.stepOf({ step: 177 }), 177);
-  assert.throws(() => clock.stepOf({ step: -1 }), (e: InvalidInputError) => e.reason === 'invalid_step');
-  assert.throws(() => clock.stepOf({ step: 1.5 }), (e: InvalidInputError) => e.reason === 'invalid_step');
-  assert.throws(() => clock.stepOf({ timestampMs: 0 }), (e: InvalidInputError) => e.reason === 'unmapped_timestamp');
+  assert.throws(
+    () => clock.stepOf({ step: -1 }),
+    (e: InvalidInputError) => e.reason === 'invalid_step',
+  );
+  assert.throws(
+    () => clock.stepOf({ step: 1.5 }),
+    (e: InvalidInputError) => e.reason === 'invalid_step',
+  );
+  assert.throws(
+    () => clock.stepOf({ timestampMs: 0 }),
+    (e: InvalidInputError) => e.reason === 'unmapped_timestamp',
+  );
 });
 
 test('StepClock: fixed granularity buckets [origin + k*g, origin + (k+1)*g)', () => {
@@ -54,7 +76,10 @@ test('StepClock: fixed granularity buckets [origin + k*g, origin + (k+1)*g)', ()
   assert.equal(clock.stepOf({ timestampMs: origin + 10 * day - 1 }), 0);
   assert.equal(clock.stepOf({ timestampMs: origin + 10 * day }), 1);
   assert.equal(clock.stepOf({ timestampMs: origin + 95 * day }), 9);
-  assert.throws(() => clock.stepOf({ timestampMs: origin - 1 }), (e: InvalidInputError) => e.reason === 'before_origin');
+  assert.throws(
+    () => clock.stepOf({ timestampMs: origin - 1 }),
+    (e: InvalidInputError) => e.reason === 'before_origin',
+  );
 });
 
 test('StepClock: calendar years follow UTC year boundaries (leap years included)', () => {
@@ -64,14 +89,27 @@ test('StepClock: calendar years follow UTC year boundaries (leap years included)
   assert.equal(clock.stepOf({ timestampMs: parseEventTime('2007-06-15') }), 177);
   const months = new StepClock({ granularity: '2mo', origin: '2000-01-31' });
   assert.equal(months.stepOf({ timestampMs: parseEventTime('2000-03-30') }), 0);
-  assert.equal(months.stepOf({ timestampMs: parseEventTime('2000-04-01') }), 1, 'Jan 31 + 2 months = Mar 31');
+  assert.equal(
+    months.stepOf({ timestampMs: parseEventTime('2000-04-01') }),
+    1,
+    'Jan 31 + 2 months = Mar 31',
+  );
 });
 
 test('StepClock: relative origin "first+offset", skip before origin, fold after X into the last step', () => {
   const day = 86_400_000;
-  const clock = new StepClock({ granularity: '60d', origin: 'first+200d', foldAfter: '2002-01-01', beforeOrigin: 'skip' });
+  const clock = new StepClock({
+    granularity: '60d',
+    origin: 'first+200d',
+    foldAfter: '2002-01-01',
+    beforeOrigin: 'skip',
+  });
   const first = Date.UTC(1999, 0, 1);
-  assert.equal(clock.stepOf({ timestampMs: first }), null, 'the first event resolves the origin and is itself before it');
+  assert.equal(
+    clock.stepOf({ timestampMs: first }),
+    null,
+    'the first event resolves the origin and is itself before it',
+  );
   assert.equal(clock.origin(), first + 200 * day);
   assert.equal(clock.stepOf({ timestampMs: first + 200 * day }), 0);
   const lastStep = clock.stepOfTime(Date.UTC(2002, 0, 1));
@@ -82,10 +120,11 @@ test('StepClock: relative origin "first+offset", skip before origin, fold after 
   assert.throws(() => new StepClock({ granularity: '1y' }), ConfigError);
 });
 
-test('StepClock: DySAT slicing of the raw Enron and UCI data gives the paper\'s 16 and 13 steps', (t) => {
+test("StepClock: DySAT slicing of the raw Enron and UCI data gives the paper's 16 and 13 steps", (t) => {
   const enronPath = '../shared/datasets/enron/emails.csv.gz';
   const uciPath = '../shared/datasets/uci/out.opsahl-ucsocial.gz';
-  if (!existsSync(enronPath) || !existsSync(uciPath)) return t.skip('raw Enron/UCI data not available');
+  if (!existsSync(enronPath) || !existsSync(uciPath))
+    return t.skip('raw Enron/UCI data not available');
   const enronTimes = gunzipSync(readFileSync(enronPath))
     .toString('utf8')
     .split('\n')
@@ -97,14 +136,21 @@ test('StepClock: DySAT slicing of the raw Enron and UCI data gives the paper\'s 
     .split('\n')
     .filter((l) => l && !l.startsWith('%'))
     .map((l) => Number(l.trim().split(/\s+/)[3]) * 1000);
-  const count = (times: number[], stepDays: number, startOffsetDays: number, foldBeforeEndDays: number) => {
+  const count = (
+    times: number[],
+    stepDays: number,
+    startOffsetDays: number,
+    foldBeforeEndDays: number,
+  ) => {
     let firstMs = Infinity;
     let lastMs = -Infinity;
     for (const time of times) {
       firstMs = Math.min(firstMs, time);
       lastMs = Math.max(lastMs, time);
     }
-    const clock = new StepClock(dysatClockSpec({ firstMs, lastMs, stepDays, startOffsetDays, foldBeforeEndDays }));
+    const clock = new StepClock(
+      dysatClockSpec({ firstMs, lastMs, stepDays, startOffsetDays, foldBeforeEndDays }),
+    );
     const steps = new Set<number>();
     for (const time of times) {
       const step = clock.stepOf({ timestampMs: time });

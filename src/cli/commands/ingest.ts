@@ -33,20 +33,58 @@ interface IngestFlags {
 export function register(program: Command): void {
   program
     .command('ingest')
-    .description('consume <prefix>.facts into per-step snapshots (event time, watermarks, checkpoints, dead letters)')
-    .option('--state-dir <path>', 'checkpoint, vocabulary and closed snapshots (TKG_STATE_DIR, default .tkg/state)')
-    .option('--granularity <g>', 'step length for timestamped facts: 1y, 3mo, 60d, 10d, 6h, ... (TKG_GRANULARITY)')
-    .option('--origin <time>', 'start of step 0: ISO-8601, epoch ms, or first[+offset] e.g. first+200d (TKG_ORIGIN)')
-    .option('--fold-after <time>', 'events after this time go into the step containing it (TKG_FOLD_AFTER)')
-    .option('--before-origin <mode>', 'events before the origin: reject (dead letter) or skip (TKG_BEFORE_ORIGIN)')
-    .option('--allowed-lateness <steps>', 'steps a fact may lag its partition and still count (TKG_ALLOWED_LATENESS, default 0)')
-    .option('--idle-timeout-ms <ms>', 'a caught-up partition quiet this long stops holding the watermark; 0 = never (TKG_IDLE_TIMEOUT_MS)')
+    .description(
+      'consume <prefix>.facts into per-step snapshots (event time, watermarks, checkpoints, dead letters)',
+    )
+    .option(
+      '--state-dir <path>',
+      'checkpoint, vocabulary and closed snapshots (TKG_STATE_DIR, default .tkg/state)',
+    )
+    .option(
+      '--granularity <g>',
+      'step length for timestamped facts: 1y, 3mo, 60d, 10d, 6h, ... (TKG_GRANULARITY)',
+    )
+    .option(
+      '--origin <time>',
+      'start of step 0: ISO-8601, epoch ms, or first[+offset] e.g. first+200d (TKG_ORIGIN)',
+    )
+    .option(
+      '--fold-after <time>',
+      'events after this time go into the step containing it (TKG_FOLD_AFTER)',
+    )
+    .option(
+      '--before-origin <mode>',
+      'events before the origin: reject (dead letter) or skip (TKG_BEFORE_ORIGIN)',
+    )
+    .option(
+      '--allowed-lateness <steps>',
+      'steps a fact may lag its partition and still count (TKG_ALLOWED_LATENESS, default 0)',
+    )
+    .option(
+      '--idle-timeout-ms <ms>',
+      'a caught-up partition quiet this long stops holding the watermark; 0 = never (TKG_IDLE_TIMEOUT_MS)',
+    )
     .option('--group <id>', 'consumer group (TKG_INGEST_GROUP, default <prefix>.ingest)')
-    .option('--topic-prefix <prefix>', 'topics are <prefix>.facts, <prefix>.facts.dlq, <prefix>.facts.late (TKG_TOPIC_PREFIX)')
-    .option('--checkpoint-every <n>', 'checkpoint after n messages (TKG_CHECKPOINT_EVERY_MESSAGES, default 20000)')
-    .option('--checkpoint-interval-ms <ms>', 'checkpoint after this long with changes (TKG_CHECKPOINT_INTERVAL_MS, default 1000)')
-    .option('--until-caught-up', 'exit once everything in the topic at start has been read (a replay)')
-    .option('--flush-at-end', 'with --until-caught-up: close every open step before exiting (end of stream)')
+    .option(
+      '--topic-prefix <prefix>',
+      'topics are <prefix>.facts, <prefix>.facts.dlq, <prefix>.facts.late (TKG_TOPIC_PREFIX)',
+    )
+    .option(
+      '--checkpoint-every <n>',
+      'checkpoint after n messages (TKG_CHECKPOINT_EVERY_MESSAGES, default 20000)',
+    )
+    .option(
+      '--checkpoint-interval-ms <ms>',
+      'checkpoint after this long with changes (TKG_CHECKPOINT_INTERVAL_MS, default 1000)',
+    )
+    .option(
+      '--until-caught-up',
+      'exit once everything in the topic at start has been read (a replay)',
+    )
+    .option(
+      '--flush-at-end',
+      'with --until-caught-up: close every open step before exiting (end of stream)',
+    )
     .option('--no-metrics', 'do not serve /metrics (TKG_METRICS_PORT otherwise)')
     .option('--json-summary', 'print a JSON summary (counts, watermark, offsets) on exit')
     .action(async (flags: IngestFlags) => {
@@ -63,16 +101,28 @@ export function register(program: Command): void {
         checkpointEveryMessages: flags.checkpointEvery,
         checkpointIntervalMs: flags.checkpointIntervalMs,
       });
-      if (flags.flushAtEnd && !flags.untilCaughtUp) throw new ConfigError('--flush-at-end needs --until-caught-up (a stream that runs forever has no end to flush at)');
+      if (flags.flushAtEnd && !flags.untilCaughtUp)
+        throw new ConfigError(
+          '--flush-at-end needs --until-caught-up (a stream that runs forever has no end to flush at)',
+        );
       const logger = pino({ level: process.env.TKG_LOG_LEVEL ?? 'info' }, pino.destination(2));
       const brokers = await resolveBrokerSource(config, process.env, (line) => logger.info(line));
       const metrics = createMetrics({ defaultMetrics: true });
       const pipeline = new IngestPipeline({
-        kafka: createKafkaClient({ brokers: brokers.brokers, clientId: `${config.kafkaClientId}-ingest`, logger }),
+        kafka: createKafkaClient({
+          brokers: brokers.brokers,
+          clientId: `${config.kafkaClientId}-ingest`,
+          logger,
+        }),
         topicPrefix: config.topicPrefix,
         groupId: config.ingestGroup,
         stateDir: config.stateDir,
-        clock: { granularity: config.granularity, origin: config.origin, foldAfter: config.foldAfter, beforeOrigin: config.beforeOrigin },
+        clock: {
+          granularity: config.granularity,
+          origin: config.origin,
+          foldAfter: config.foldAfter,
+          beforeOrigin: config.beforeOrigin,
+        },
         allowedLateness: config.allowedLateness,
         idleTimeoutMs: config.idleTimeoutMs,
         checkpointEveryMessages: config.checkpointEveryMessages,
@@ -84,14 +134,24 @@ export function register(program: Command): void {
         logger,
       });
       pipeline.onSnapshot((snapshot) => {
-        logger.info({ step: snapshot.step, facts: snapshot.triples.length / 3, entities: snapshot.numEntities }, 'step closed');
+        logger.info(
+          {
+            step: snapshot.step,
+            facts: snapshot.triples.length / 3,
+            entities: snapshot.numEntities,
+          },
+          'step closed',
+        );
       });
       let started = false;
-      const server = flags.metrics === false ? undefined : new MetricsServer({
-        registry: metrics.registry,
-        port: config.metricsPort,
-        readiness: readinessFromChecks({ consumerStarted: () => started && !pipeline.error }),
-      });
+      const server =
+        flags.metrics === false
+          ? undefined
+          : new MetricsServer({
+              registry: metrics.registry,
+              port: config.metricsPort,
+              readiness: readinessFromChecks({ consumerStarted: () => started && !pipeline.error }),
+            });
       if (server) {
         const { url } = await server.start();
         logger.info({ url }, 'metrics server listening');
@@ -107,7 +167,15 @@ export function register(program: Command): void {
       try {
         await pipeline.start();
         started = true;
-        logger.info({ topic: pipeline.topics.facts, group: pipeline.groupId, stateDir: config.stateDir, resumed: pipeline.stats().restoredFromCheckpoint }, 'ingest running');
+        logger.info(
+          {
+            topic: pipeline.topics.facts,
+            group: pipeline.groupId,
+            stateDir: config.stateDir,
+            resumed: pipeline.stats().restoredFromCheckpoint,
+          },
+          'ingest running',
+        );
         if (flags.untilCaughtUp) {
           await pipeline.waitUntilCaughtUp();
           if (flags.flushAtEnd) await pipeline.flush();
