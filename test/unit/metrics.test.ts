@@ -8,7 +8,7 @@ test('metrics: names follow the tkg_ prefix and Prometheus conventions', async (
   assert.ok(all.length >= 20);
   for (const metric of all) {
     assert.match(metric.name, /^tkg_[a-z_]+$/);
-    if (metric.type === 'counter') assert.match(metric.name, /_total$/);
+    if (String(metric.type) === 'counter') assert.match(metric.name, /_total$/);
   }
   metrics.factsRejected.inc({ reason: 'bad_json' });
   assert.match(await metrics.registry.metrics(), /tkg_facts_rejected_total\{reason="bad_json"\} 1/);
