@@ -258,6 +258,33 @@ async function canConnect(bootstrap: string, timeoutMs = 3000): Promise<boolean>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Wait until the group coordinator answers offset fetches for a group. On a fresh broker the first group request
+ * creates __consumer_offsets and, while its partitions load, the broker answers NOT_COORDINATOR /
+ * COORDINATOR_LOAD_IN_PROGRESS, which kafkajs's admin does not retry. Returns false on timeout.
+ */
+export async function waitForGroupCoordinator(bootstrap: string, timeoutMs: number): Promise<boolean> {
+  const kafka = new Kafka({ clientId: 'tkg-broker-warmup', brokers: [bootstrap], retry: { retries: 0 }, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  const deadline = Date.now() + timeoutMs;
+  try {
+    await admin.connect();
+    while (Date.now() < deadline) {
+      try {
+        await admin.fetchOffsets({ groupId: 'tkg-broker-warmup', topics: [] });
+        return true;
+      } catch {
+        await sleep(250);
+      }
+    }
+    return false;
+  } catch {
+    return false;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
 /** Status of the broker in `dir`: is its process alive, does it answer a kafkajs admin. */
 export async function localBrokerStatus(dir?: string): Promise<LocalBrokerStatus> {
   const absolute = brokerDirOf(dir);
@@ -371,7 +398,11 @@ async function waitUntilReady(state: LocalBrokerState, timeoutMs: number): Promi
         'broker_exited',
       );
     }
-    if (await canConnect(state.bootstrap, 2000)) return;
+    if (await canConnect(state.bootstrap, 2000)) {
+      // Ready means consumer groups work too (fresh brokers load __consumer_offsets on first use).
+      if (await waitForGroupCoordinator(state.bootstrap, Math.max(1000, deadline - Date.now()))) return;
+      break;
+    }
     await sleep(500);
   }
   throw new BrokerError(

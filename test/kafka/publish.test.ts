@@ -9,20 +9,20 @@ import type { Kafka } from 'kafkajs';
 import type { FactEvent } from '../../src/core/types.ts';
 import { createKafkaClient, createProducer } from '../../src/kafka/client.ts';
 import { projectRoot } from '../../src/kafka/local-broker.ts';
-import { publishFacts } from '../../src/kafka/publisher.ts';
+import { keyPartitioner, publishFacts } from '../../src/kafka/publisher.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 
-async function readAll(kafka: Kafka, topic: string, count: number): Promise<{ key: string; value: Buffer }[]> {
+async function readAll(kafka: Kafka, topic: string, count: number): Promise<{ key: string; value: Buffer; partition: number }[]> {
   const consumer = kafka.consumer({ groupId: `${topic}-reader` });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
-  const out: { key: string; value: Buffer }[] = [];
+  const out: { key: string; value: Buffer; partition: number }[] = [];
   await new Promise<void>((resolve, reject) => {
     consumer
       .run({
         eachBatch: async ({ batch }) => {
-          for (const m of batch.messages) out.push({ key: m.key!.toString(), value: m.value! });
+          for (const m of batch.messages) out.push({ key: m.key!.toString(), value: m.value!, partition: batch.partition });
           if (out.length >= count) resolve();
         },
       })
@@ -32,7 +32,7 @@ async function readAll(kafka: Kafka, topic: string, count: number): Promise<{ ke
   return out;
 }
 
-test('publishFacts: every fact arrives once, keyed by subject, decodable as a Fact; --rate limits the rate', { timeout: 120_000 }, async () => {
+test('publishFacts: every fact arrives once, keyed by subject, in publish order within its partition (1 and 2 lanes); --rate limits the rate', { timeout: 120_000 }, async () => {
   const brokers = await testBrokers();
   const kafka = createKafkaClient({ brokers });
   const topic = `${uniqueTopicPrefix('publish')}.facts`;
@@ -44,20 +44,31 @@ test('publishFacts: every fact arrives once, keyed by subject, decodable as a Fa
   const facts: FactEvent[] = Array.from({ length: 2500 }, (_, i) => ({ subject: `s${i % 97}`, relation: `r${i % 5}`, object: `o${i}`, step: Math.floor(i / 100) }));
   const codec = SchemaCodec.load();
   const producer = createProducer(kafka);
+  const second = createProducer(kafka);
   await producer.connect();
-  const first = await publishFacts(producer, codec, facts.slice(0, 2000), { topic, format: 'avro' });
+  await second.connect();
+  const first = await publishFacts(producer, codec, facts.slice(0, 1000), { topic, format: 'avro', batchSize: 100 });
+  const twoLanes = await publishFacts([producer, second], codec, facts.slice(1000, 2000), { topic, format: 'avro', batchSize: 50, partitions: 3 });
   const limited = await publishFacts(producer, codec, facts.slice(2000), { topic, format: 'json', rate: 1000 });
   await producer.disconnect();
-  assert.equal(first.sent, 2000);
+  await second.disconnect();
+  assert.equal(first.sent, 1000);
+  assert.equal(twoLanes.sent, 1000);
   assert.equal(limited.sent, 500);
   assert.ok(limited.seconds >= 0.4, `500 facts at 1000/s took ${limited.seconds} s`);
 
   const messages = await readAll(kafka, topic, facts.length);
   assert.equal(messages.length, facts.length);
   const seen = new Set<string>();
-  for (const { key, value } of messages) {
+  const lastIndex = new Map<number, number>();
+  const partitionOf = keyPartitioner(3);
+  for (const { key, value, partition } of messages) {
     const fact = codec.decodeValue<FactEvent>(value, { expect: 'Fact' }).value;
     assert.equal(key, fact.subject);
+    assert.equal(partition, partitionOf(key), 'murmur2 key partitioning, same as the Java client');
+    const index = Number(fact.object.slice(1));
+    assert.ok(index > (lastIndex.get(partition) ?? -1), `o${index} arrived after a later fact in partition ${partition}`);
+    lastIndex.set(partition, index);
     seen.add(fact.object);
   }
   assert.equal(seen.size, facts.length);
