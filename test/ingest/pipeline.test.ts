@@ -11,6 +11,9 @@ import { IngestPipeline } from '../../src/ingest/consumer.ts';
 import type { FactEvent, Snapshot } from '../../src/core/types.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { sampleRecords } from '../schemas/samples.ts';
+import { loadDataset } from '../../src/datasets/index.ts';
+import { linkFactEvents } from '../../src/datasets/events.ts';
+import type { StepClockSpec } from '../../src/window/step-clock.ts';
 import {
   createFactTopics,
   expectedSnapshots,
@@ -26,8 +29,15 @@ import {
 
 const codec = SchemaCodec.load();
 
-async function runToEnd(kafka: Kafka, prefix: string, stateDir: string, metrics = createMetrics()) {
+async function runToEnd(
+  kafka: Kafka,
+  prefix: string,
+  stateDir: string,
+  metrics = createMetrics(),
+  clock?: StepClockSpec,
+) {
   const pipeline = new IngestPipeline({
+    clock,
     kafka,
     topicPrefix: prefix,
     stateDir,
@@ -409,3 +419,51 @@ async function readTopic(kafka: Kafka, topic: string, count: number): Promise<Re
   await consumer.disconnect();
   return out;
 }
+
+test(
+  "Enron with ISO timestamps: the DySAT slicing as origin/granularity/fold-after gives the offline loader's 16 snapshots",
+  { timeout: 120_000 },
+  async (t) => {
+    let dataset;
+    try {
+      dataset = loadDataset('enron');
+    } catch {
+      return t.skip('Enron data not available');
+    }
+    assert.equal(dataset.kind, 'link');
+    if (dataset.kind !== 'link') return;
+    const kafka = createKafkaClient({ brokers: await testBrokers() });
+    const prefix = uniqueTopicPrefix('ingest-enron');
+    await createFactTopics(kafka, prefix);
+    const events = linkFactEvents(dataset, { includeBeforeOrigin: true }); // time order
+    await publish(kafka, codec, topicNames(prefix).facts, events, 'json');
+    const expected = new Map<number, Set<string>>();
+    for (let i = 0; i < dataset.facts.length; i += 4) {
+      const step = dataset.facts[i + 3];
+      if (!expected.has(step)) expected.set(step, new Set());
+      expected
+        .get(step)
+        ?.add(
+          `${dataset.nodeNames[dataset.facts[i]]}\t${dataset.relationName}\t${dataset.nodeNames[dataset.facts[i + 2]]}`,
+        );
+    }
+    const stateDir = tempStateDir('ingest-enron');
+    try {
+      const { stats } = await runToEnd(kafka, prefix, stateDir, createMetrics(), {
+        ...dataset.slicing,
+        beforeOrigin: 'skip',
+      });
+      const actual = persistedSnapshots(stateDir);
+      assert.equal(snapshotDifference(expected, actual), null);
+      assert.equal(actual.size, 16);
+      assert.equal(
+        stats.factsSkipped,
+        events.length - dataset.facts.length / 4,
+        'events before the origin are skipped',
+      );
+      assert.equal(stats.late + stats.rejected, 0);
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  },
+);
