@@ -71,6 +71,7 @@ export class Scorer {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private closed = false;
+  private lastBatchSize = 0;
 
   constructor(options: ScorerOptions = {}) {
     this.maxBatch = Math.max(1, options.maxBatch ?? 64);
@@ -145,7 +146,10 @@ export class Scorer {
     }
     return new Promise<ScoreResult>((resolve, reject) => {
       this.queue.push({ request, model, resolve, reject });
-      if (this.queue.length >= this.maxBatch) this.schedule(0);
+      // Full batch: go now. Traffic one query at a time (the last batch held one query): do not make a lone query
+      // wait for company that is not coming; it still runs on the next turn of the event loop, so queries issued
+      // in the same turn share its run. Otherwise wait up to maxWaitMs for the batch to fill.
+      if (this.queue.length >= this.maxBatch || (this.queue.length === 1 && this.lastBatchSize <= 1)) this.schedule(0);
       else this.schedule(this.maxWaitMs);
     });
   }
@@ -193,6 +197,7 @@ export class Scorer {
         const rest: PendingQuery[] = [];
         for (const p of this.queue) (p.model === model && batch.length < this.maxBatch ? batch : rest).push(p);
         this.queue = rest;
+        this.lastBatchSize = batch.length;
         try {
           const results = await this.runBatch(model, batch.map((p) => p.request));
           batch.forEach((p, i) => p.resolve(results[i]));
