@@ -24,10 +24,15 @@ export function parseBrokerList(value: string): string[] {
     .filter((b) => b.length > 0);
   for (const broker of brokers) {
     if (!/^[^\s:]+:\d{1,5}$/.test(broker) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(broker)) {
-      throw new ConfigError(`KAFKA_BROKERS entry ${JSON.stringify(broker)} is not host:port (e.g. KAFKA_BROKERS=127.0.0.1:9092)`);
+      throw new ConfigError(
+        `KAFKA_BROKERS entry ${JSON.stringify(broker)} is not host:port (e.g. KAFKA_BROKERS=127.0.0.1:9092)`,
+      );
     }
   }
-  if (brokers.length === 0) throw new ConfigError(`KAFKA_BROKERS=${JSON.stringify(value)} lists no broker; unset it to use the local broker`);
+  if (brokers.length === 0)
+    throw new ConfigError(
+      `KAFKA_BROKERS=${JSON.stringify(value)} lists no broker; unset it to use the local broker`,
+    );
   return brokers;
 }
 
@@ -40,15 +45,21 @@ function dockerSocketPath(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 /** True when a Docker engine answers GET /_ping within `timeoutMs` (no docker CLI needed). */
-export async function dockerEngineAnswers(env: NodeJS.ProcessEnv = process.env, timeoutMs = 1500): Promise<boolean> {
+export async function dockerEngineAnswers(
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 1500,
+): Promise<boolean> {
   const socketPath = dockerSocketPath(env);
   if (!socketPath && !env.DOCKER_HOST) return false;
   if (!socketPath) return true; // a remote engine is configured explicitly: let testcontainers try it
   return new Promise((resolveAnswer) => {
-    const req = request({ socketPath, path: '/_ping', method: 'GET', timeout: timeoutMs }, (res) => {
-      res.resume();
-      resolveAnswer(res.statusCode === 200);
-    });
+    const req = request(
+      { socketPath, path: '/_ping', method: 'GET', timeout: timeoutMs },
+      (res) => {
+        res.resume();
+        resolveAnswer(res.statusCode === 200);
+      },
+    );
     req.on('timeout', () => {
       req.destroy();
       resolveAnswer(false);
@@ -110,18 +121,26 @@ export async function resolveBrokerSource(
   onProgress?: (line: string) => void,
 ): Promise<ResolvedBrokers> {
   const noop = async () => undefined;
-  if (config.kafkaBrokers) return { brokers: parseBrokerList(config.kafkaBrokers), source: 'env', release: noop };
+  if (config.kafkaBrokers)
+    return { brokers: parseBrokerList(config.kafkaBrokers), source: 'env', release: noop };
   if (env.TKG_NO_DOCKER !== '1' && (await dockerEngineAnswers(env))) {
     onProgress?.('Docker engine found: starting a Kafka testcontainer');
     return startKafkaContainer();
   }
   const status = await localBrokerStatus(config.brokerDir);
-  if (status.running && status.state) return { brokers: [status.state.bootstrap], source: 'local', release: noop };
-  const state = await startLocalBroker({ dir: config.brokerDir, port: config.brokerPort, onProgress });
+  if (status.running && status.state)
+    return { brokers: [status.state.bootstrap], source: 'local', release: noop };
+  const state = await startLocalBroker({
+    dir: config.brokerDir,
+    port: config.brokerPort,
+    onProgress,
+  });
   return { brokers: [state.bootstrap], source: 'local', release: noop };
 }
 
 /** Bootstrap servers to use (see resolveBrokerSource). */
-export async function resolveBrokers(config: Pick<TkgConfig, 'kafkaBrokers' | 'brokerDir' | 'brokerPort'>): Promise<string[]> {
+export async function resolveBrokers(
+  config: Pick<TkgConfig, 'kafkaBrokers' | 'brokerDir' | 'brokerPort'>,
+): Promise<string[]> {
   return (await resolveBrokerSource(config)).brokers;
 }

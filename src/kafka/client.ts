@@ -1,6 +1,14 @@
 // kafkajs client factory. Owns: one place that builds Kafka clients (client id, retry policy, timeouts) and the
 // bridge from kafkajs's logger to pino. Must not touch: topics' contents, stage logic, broker processes.
-import { Kafka, Partitioners, logLevel, type KafkaConfig, type LogEntry, type Producer, type ProducerConfig } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type KafkaConfig,
+  type LogEntry,
+  type Producer,
+  type ProducerConfig,
+} from 'kafkajs';
 import { pino, type Logger } from 'pino';
 
 export interface KafkaClientOptions {
@@ -32,7 +40,13 @@ export function pinoLogCreator(logger: Logger) {
 }
 
 /** Retry policy for transient broker errors: ~100 ms doubling, capped at 5 s, 8 retries (about 20 s in all). */
-export const defaultRetry = { initialRetryTime: 100, maxRetryTime: 5000, retries: 8, factor: 0.2, multiplier: 2 };
+export const defaultRetry = {
+  initialRetryTime: 100,
+  maxRetryTime: 5000,
+  retries: 8,
+  factor: 0.2,
+  multiplier: 2,
+};
 
 /** A kafkajs client for `brokers` with the project's retry, timeouts and log bridge. */
 export function createKafkaClient(options: KafkaClientOptions): Kafka {

@@ -4,7 +4,18 @@
 // Must not touch: topics, producers, consumers (see topics.ts, client.ts) or any stage logic.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readSync,
+  statSync,
+  writeFileSync,
+  rmSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,7 +156,9 @@ export function ensureBrokerJars(onProgress?: (line: string) => void): string {
       'java not found: the local Kafka broker needs a Java 17+ runtime; install it (Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless) or set KAFKA_BROKERS to an existing broker',
     );
   }
-  const hasJars = existsSync(brokerLibDir) && readdirSync(brokerLibDir).some((f) => /^kafka_2\.13-.*\.jar$/.test(f));
+  const hasJars =
+    existsSync(brokerLibDir) &&
+    readdirSync(brokerLibDir).some((f) => /^kafka_2\.13-.*\.jar$/.test(f));
   if (!hasJars) {
     if (!commandExists('mvn', ['-v'])) {
       throw new ConfigError(
@@ -153,7 +166,10 @@ export function ensureBrokerJars(onProgress?: (line: string) => void): string {
       );
     }
     onProgress?.('fetching Kafka jars with Maven (deploy/kafka, mvn -q -B package)');
-    const result = spawnSync('mvn', ['-q', '-B', 'package'], { cwd: dirname(brokerLibDir), encoding: 'utf8' });
+    const result = spawnSync('mvn', ['-q', '-B', 'package'], {
+      cwd: dirname(brokerLibDir),
+      encoding: 'utf8',
+    });
     if (result.status !== 0) {
       throw new BrokerError(
         `mvn -q -B package in ${dirname(brokerLibDir)} failed (exit ${result.status}): ${(result.stdout + result.stderr).slice(-2000)}`,
@@ -263,8 +279,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * creates __consumer_offsets and, while its partitions load, the broker answers NOT_COORDINATOR /
  * COORDINATOR_LOAD_IN_PROGRESS, which kafkajs's admin does not retry. Returns false on timeout.
  */
-export async function waitForGroupCoordinator(bootstrap: string, timeoutMs: number): Promise<boolean> {
-  const kafka = new Kafka({ clientId: 'tkg-broker-warmup', brokers: [bootstrap], retry: { retries: 0 }, logLevel: logLevel.NOTHING });
+export async function waitForGroupCoordinator(
+  bootstrap: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  const kafka = new Kafka({
+    clientId: 'tkg-broker-warmup',
+    brokers: [bootstrap],
+    retry: { retries: 0 },
+    logLevel: logLevel.NOTHING,
+  });
   const admin = kafka.admin();
   const deadline = Date.now() + timeoutMs;
   try {
@@ -289,7 +313,8 @@ export async function waitForGroupCoordinator(bootstrap: string, timeoutMs: numb
 export async function localBrokerStatus(dir?: string): Promise<LocalBrokerStatus> {
   const absolute = brokerDirOf(dir);
   const state = readBrokerState(absolute);
-  if (!state || !isBrokerProcess(state.pid, absolute)) return { running: false, reachable: false, dir: absolute, state };
+  if (!state || !isBrokerProcess(state.pid, absolute))
+    return { running: false, reachable: false, dir: absolute, state };
   return { running: true, reachable: await canConnect(state.bootstrap), state, dir: absolute };
 }
 
@@ -298,7 +323,9 @@ export async function localBrokerStatus(dir?: string): Promise<LocalBrokerStatus
  * Formats KRaft storage on first use; runs detached with a pid file and a log file; resolves when a kafkajs
  * admin connects. Throws BrokerError with the log tail when it does not come up within readyTimeoutMs.
  */
-export async function startLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBrokerState> {
+export async function startLocalBroker(
+  options: LocalBrokerOptions = {},
+): Promise<LocalBrokerState> {
   const dir = brokerDirOf(options.dir);
   const progress = options.onProgress ?? (() => undefined);
   const existing = await localBrokerStatus(dir);
@@ -326,9 +353,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     );
   }
   const previous = readBrokerState(dir);
-  let controllerPort = previous?.controllerPort && previous.controllerPort !== port && (await isPortFree(previous.controllerPort))
-    ? previous.controllerPort
-    : await findFreePort();
+  let controllerPort =
+    previous?.controllerPort &&
+    previous.controllerPort !== port &&
+    (await isPortFree(previous.controllerPort))
+      ? previous.controllerPort
+      : await findFreePort();
   while (controllerPort === port) controllerPort = await findFreePort();
 
   writeFileSync(join(dir, 'server.properties'), serverProperties(dir, port, controllerPort));
@@ -344,7 +374,15 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     rmSync(join(dir, 'data'), { recursive: true, force: true });
     const format = spawnSync(
       'java',
-      [...javaBaseArgs(dir, 256, classpath), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', join(dir, 'server.properties')],
+      [
+        ...javaBaseArgs(dir, 256, classpath),
+        'kafka.tools.StorageTool',
+        'format',
+        '-t',
+        clusterId,
+        '-c',
+        join(dir, 'server.properties'),
+      ],
       { encoding: 'utf8' },
     );
     if (format.status !== 0) {
@@ -357,16 +395,23 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     clusterId = /cluster\.id=(\S+)/.exec(readFileSync(metaFile, 'utf8'))?.[1] ?? 'unknown';
   }
 
-  progress(`starting Kafka on 127.0.0.1:${port} (controller ${controllerPort}), log ${join(dir, logFileName)}`);
+  progress(
+    `starting Kafka on 127.0.0.1:${port} (controller ${controllerPort}), log ${join(dir, logFileName)}`,
+  );
   const logFile = join(dir, logFileName);
   const logFd = openSync(logFile, 'a');
-  const child = spawn('java', [...javaBaseArgs(dir, heapMb, classpath), 'kafka.Kafka', join(dir, 'server.properties')], {
-    detached: true,
-    stdio: ['ignore', logFd, logFd],
-    cwd: dir,
-  });
+  const child = spawn(
+    'java',
+    [...javaBaseArgs(dir, heapMb, classpath), 'kafka.Kafka', join(dir, 'server.properties')],
+    {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      cwd: dir,
+    },
+  );
   closeSync(logFd);
-  if (child.pid === undefined) throw new BrokerError('could not spawn java for the Kafka broker', 'spawn_failed', true);
+  if (child.pid === undefined)
+    throw new BrokerError('could not spawn java for the Kafka broker', 'spawn_failed', true);
   child.unref();
   const state: LocalBrokerState = {
     pid: child.pid,
@@ -400,7 +445,8 @@ async function waitUntilReady(state: LocalBrokerState, timeoutMs: number): Promi
     }
     if (await canConnect(state.bootstrap, 2000)) {
       // Ready means consumer groups work too (fresh brokers load __consumer_offsets on first use).
-      if (await waitForGroupCoordinator(state.bootstrap, Math.max(1000, deadline - Date.now()))) return;
+      if (await waitForGroupCoordinator(state.bootstrap, Math.max(1000, deadline - Date.now())))
+        return;
       break;
     }
     await sleep(500);
@@ -416,7 +462,10 @@ async function waitUntilReady(state: LocalBrokerState, timeoutMs: number): Promi
  * Stop the broker in `dir` by pid: SIGTERM (controlled shutdown), then SIGKILL after `graceMs`.
  * Returns whether a process was stopped. Leaves data in place (restart keeps topics).
  */
-export async function stopLocalBroker(dir?: string, graceMs = 20_000): Promise<{ stopped: boolean; pid?: number }> {
+export async function stopLocalBroker(
+  dir?: string,
+  graceMs = 20_000,
+): Promise<{ stopped: boolean; pid?: number }> {
   const absolute = brokerDirOf(dir);
   const state = readBrokerState(absolute);
   const cleanup = () => rmSync(join(absolute, pidFileName), { force: true });

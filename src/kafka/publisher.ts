@@ -36,13 +36,28 @@ export interface PublishResult {
 }
 
 /** The Fact record of a FactEvent (absent time fields become null). */
-export function factRecord(fact: FactEvent): { subject: string; relation: string; object: string; step: number | null; timestamp: string | number | null } {
-  return { subject: fact.subject, relation: fact.relation, object: fact.object, step: fact.step ?? null, timestamp: fact.timestamp ?? null };
+export function factRecord(fact: FactEvent): {
+  subject: string;
+  relation: string;
+  object: string;
+  step: number | null;
+  timestamp: string | number | null;
+} {
+  return {
+    subject: fact.subject,
+    relation: fact.relation,
+    object: fact.object,
+    step: fact.step ?? null,
+    timestamp: fact.timestamp ?? null,
+  };
 }
 
 /** Encode one fact as a Kafka message keyed by subject, in plain JSON or Avro single-object encoding. */
 export function factMessage(fact: FactEvent, format: FactFormat, codec: SchemaCodec): Message {
-  const value = format === 'avro' ? codec.encodeValue('Fact', factRecord(fact), 'avro') : Buffer.from(JSON.stringify(fact));
+  const value =
+    format === 'avro'
+      ? codec.encodeValue('Fact', factRecord(fact), 'avro')
+      : Buffer.from(JSON.stringify(fact));
   return { key: fact.subject, value };
 }
 
@@ -51,8 +66,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Partition of `key` as the Java client and kafkajs's DefaultPartitioner choose it (murmur2, positive, mod n). */
 export function keyPartitioner(partitions: number): (key: string) => number {
   const partitioner = Partitioners.DefaultPartitioner();
-  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0] }));
-  return (key) => partitioner({ topic: '', partitionMetadata: partitionMetadata as never, message: { key, value: null } });
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({
+    partitionId,
+    leader: 0,
+    replicas: [0],
+    isr: [0],
+  }));
+  return (key) =>
+    partitioner({
+      topic: '',
+      partitionMetadata: partitionMetadata as never,
+      message: { key, value: null },
+    });
 }
 
 /**
@@ -71,15 +96,27 @@ export async function publishFacts(
   options: PublishOptions,
 ): Promise<PublishResult> {
   const format = options.format ?? 'json';
-  if (format !== 'json' && format !== 'avro') throw new ConfigError(`--format ${String(format)}: use json or avro`);
+  if (format !== 'json' && format !== 'avro')
+    throw new ConfigError(`--format ${String(format)}: use json or avro`);
   const rate = options.rate ?? 0;
-  if (!(rate >= 0) || !Number.isFinite(rate)) throw new ConfigError(`--rate ${rate}: use a positive number of facts per second (0 = unlimited)`);
-  const lanes = rate > 0 ? [Array.isArray(producers) ? producers[0] : producers] : Array.isArray(producers) ? producers : [producers];
+  if (!(rate >= 0) || !Number.isFinite(rate))
+    throw new ConfigError(
+      `--rate ${rate}: use a positive number of facts per second (0 = unlimited)`,
+    );
+  const lanes =
+    rate > 0
+      ? [Array.isArray(producers) ? producers[0] : producers]
+      : Array.isArray(producers)
+        ? producers
+        : [producers];
   if (lanes.length === 0) throw new ConfigError('publishFacts needs at least one producer');
   if (lanes.length > 1 && !(options.partitions && options.partitions > 0)) {
-    throw new ConfigError(`publishFacts with ${lanes.length} producers needs options.partitions (the topic's partition count)`);
+    throw new ConfigError(
+      `publishFacts with ${lanes.length} producers needs options.partitions (the topic's partition count)`,
+    );
   }
-  const batchSize = options.batchSize ?? (rate > 0 ? Math.max(1, Math.min(1000, Math.floor(rate / 20))) : 1000);
+  const batchSize =
+    options.batchSize ?? (rate > 0 ? Math.max(1, Math.min(1000, Math.floor(rate / 20))) : 1000);
   const acks = options.acks ?? -1;
 
   const started = performance.now();

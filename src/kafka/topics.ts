@@ -46,7 +46,8 @@ export function topicConfigs(role: TopicRole): { name: string; value: string }[]
     ];
   }
   // Input and dead letters are kept long (replays, audits); everything else keeps the broker default.
-  if (role === 'facts' || role === 'factsDlq' || role === 'factsLate') return [{ name: 'retention.ms', value: '-1' }];
+  if (role === 'facts' || role === 'factsDlq' || role === 'factsLate')
+    return [{ name: 'retention.ms', value: '-1' }];
   return [];
 }
 
@@ -78,7 +79,10 @@ export interface EnsureTopicsResult {
  * (TOPIC_ALREADY_EXISTS is not an error). An existing tkg.models without compaction or with a small
  * max.message.bytes gets its configs altered.
  */
-export async function ensureTopics(admin: Admin, options: EnsureTopicsOptions = {}): Promise<EnsureTopicsResult> {
+export async function ensureTopics(
+  admin: Admin,
+  options: EnsureTopicsOptions = {},
+): Promise<EnsureTopicsResult> {
   const names = topicNames(options.prefix ?? 'tkg');
   const partitions = options.partitions ?? 3;
   const roles = options.roles ?? (Object.keys(names) as TopicRole[]);
@@ -101,14 +105,31 @@ export async function ensureTopics(admin: Admin, options: EnsureTopicsOptions = 
   const updated: string[] = [];
   if (roles.includes('models') && existingTopics.has(names.models)) {
     const described = await admin.describeConfigs({
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: names.models, configNames: ['cleanup.policy', 'max.message.bytes'] }],
+      resources: [
+        {
+          type: ConfigResourceTypes.TOPIC,
+          name: names.models,
+          configNames: ['cleanup.policy', 'max.message.bytes'],
+        },
+      ],
       includeSynonyms: false,
     });
-    const entries = new Map(described.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
-    if (entries.get('cleanup.policy') !== 'compact' || Number(entries.get('max.message.bytes')) < modelsMaxMessageBytes) {
+    const entries = new Map(
+      described.resources[0].configEntries.map((e) => [e.configName, e.configValue]),
+    );
+    if (
+      entries.get('cleanup.policy') !== 'compact' ||
+      Number(entries.get('max.message.bytes')) < modelsMaxMessageBytes
+    ) {
       await admin.alterConfigs({
         validateOnly: false,
-        resources: [{ type: ConfigResourceTypes.TOPIC, name: names.models, configEntries: topicConfigs('models') }],
+        resources: [
+          {
+            type: ConfigResourceTypes.TOPIC,
+            name: names.models,
+            configEntries: topicConfigs('models'),
+          },
+        ],
       });
       updated.push(names.models);
     }

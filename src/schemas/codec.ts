@@ -15,13 +15,25 @@ import { fileURLToPath } from 'node:url';
 import { InvalidInputError } from '../core/errors.ts';
 import { fingerprintBytes, parsingCanonicalForm, schemaFingerprint64 } from './fingerprint.ts';
 
-export const schemaNames = ['Fact', 'Query', 'Answer', 'Forecast', 'StepMetrics', 'ModelAnnouncement'] as const;
+export const schemaNames = [
+  'Fact',
+  'Query',
+  'Answer',
+  'Forecast',
+  'StepMetrics',
+  'ModelAnnouncement',
+] as const;
 export type SchemaName = (typeof schemaNames)[number];
 export type WireFormat = 'avro' | 'json' | 'confluent';
 export const schemaNamespace = 'dev.tkgstream';
 
 /** schemas/ at the project root (this file is src/schemas/codec.ts). */
-export const defaultSchemaDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'schemas');
+export const defaultSchemaDir = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'schemas',
+);
 
 /** Reasons a value cannot be decoded (bounded set: used as DLQ header and metric label). */
 export type CodecErrorReason =
@@ -86,16 +98,26 @@ function convertJson(type: avro.Type, value: unknown, direction: 'toJson' | 'fro
       if (typeof value !== 'object' || Array.isArray(value)) return value;
       const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
       for (const field of (type as avro.types.RecordType).fields) {
-        if (field.name in out) out[field.name] = convertJson(field.type, out[field.name], direction);
+        if (field.name in out)
+          out[field.name] = convertJson(field.type, out[field.name], direction);
       }
       return out;
     }
     case 'array':
-      return Array.isArray(value) ? value.map((item) => convertJson((type as avro.types.ArrayType).itemsType, item, direction)) : value;
+      return Array.isArray(value)
+        ? value.map((item) =>
+            convertJson((type as avro.types.ArrayType).itemsType, item, direction),
+          )
+        : value;
     case 'map': {
       if (typeof value !== 'object' || Array.isArray(value)) return value;
       const valuesType = (type as avro.types.MapType).valuesType;
-      return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, convertJson(valuesType, v, direction)]));
+      return Object.fromEntries(
+        Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+          k,
+          convertJson(valuesType, v, direction),
+        ]),
+      );
     }
     case 'union:unwrapped': {
       const branches = (type as avro.types.UnwrappedUnionType).types;
@@ -105,7 +127,11 @@ function convertJson(type: avro.Type, value: unknown, direction: 'toJson' | 'fro
         return branch ? convertJson(branch, value, direction) : value;
       }
       if (direction === 'toJson' && Buffer.isBuffer(value)) return value.toString('base64');
-      if (direction === 'fromJson' && typeof value === 'string' && !branches.some((b) => b.typeName === 'string')) {
+      if (
+        direction === 'fromJson' &&
+        typeof value === 'string' &&
+        !branches.some((b) => b.typeName === 'string')
+      ) {
         return Buffer.from(value, 'base64');
       }
       return value;
@@ -116,13 +142,20 @@ function convertJson(type: avro.Type, value: unknown, direction: 'toJson' | 'fro
 }
 
 /** Fills defaults for missing fields of a JSON record and throws a typed error naming the first bad field. */
-function checkRecord(type: avro.types.RecordType, raw: Record<string, unknown>): Record<string, unknown> {
+function checkRecord(
+  type: avro.types.RecordType,
+  raw: Record<string, unknown>,
+): Record<string, unknown> {
   const value: Record<string, unknown> = { ...raw };
   for (const field of type.fields) {
     if (value[field.name] === undefined) {
       const fallback = field.defaultValue();
       if (fallback === undefined) {
-        throw new CodecError(field.name, `required field of ${type.name} is missing`, 'missing_field');
+        throw new CodecError(
+          field.name,
+          `required field of ${type.name} is missing`,
+          'missing_field',
+        );
       }
       value[field.name] = fallback;
     }
@@ -135,7 +168,11 @@ function checkRecord(type: avro.types.RecordType, raw: Record<string, unknown>):
   });
   if (!valid && problem) {
     const field = problem.path.join('.') || 'value';
-    throw new CodecError(field, `expected ${typeLabel(problem.type)}, got ${describe(problem.value)}`, 'wrong_type');
+    throw new CodecError(
+      field,
+      `expected ${typeLabel(problem.type)}, got ${describe(problem.value)}`,
+      'wrong_type',
+    );
   }
   return value;
 }
@@ -159,10 +196,19 @@ export class SchemaCodec {
     const types = {} as Record<SchemaName, avro.types.RecordType>;
     const headers = {} as Record<SchemaName, Buffer>;
     for (const name of schemaNames) {
-      types[name] = avro.Type.forSchema(schemas[name] as avro.Schema, { wrapUnions: 'auto' }) as avro.types.RecordType;
+      types[name] = avro.Type.forSchema(schemas[name] as avro.Schema, {
+        wrapUnions: 'auto',
+      }) as avro.types.RecordType;
       const fingerprint = fingerprintBytes(schemaFingerprint64(schemas[name]));
-      headers[name] = Buffer.concat([Buffer.from([singleObjectMagic0, singleObjectMagic1]), fingerprint]);
-      this.writersByFingerprint.set(fingerprint.toString('hex'), { schema: name, version: 'current', resolver: undefined });
+      headers[name] = Buffer.concat([
+        Buffer.from([singleObjectMagic0, singleObjectMagic1]),
+        fingerprint,
+      ]);
+      this.writersByFingerprint.set(fingerprint.toString('hex'), {
+        schema: name,
+        version: 'current',
+        resolver: undefined,
+      });
     }
     this.types = types;
     this.headers = headers;
@@ -176,16 +222,27 @@ export class SchemaCodec {
     const schemas = {} as Record<SchemaName, object>;
     for (const name of schemaNames) {
       const file = join(schemaDir, `${name}.avsc`);
-      if (!existsSync(file)) throw new CodecError('schema', `${file} is missing: every schema in ${schemaNames.join(', ')} needs a .avsc file`, 'unknown_format');
+      if (!existsSync(file))
+        throw new CodecError(
+          'schema',
+          `${file} is missing: every schema in ${schemaNames.join(', ')} needs a .avsc file`,
+          'unknown_format',
+        );
       schemas[name] = JSON.parse(readFileSync(file, 'utf8')) as object;
     }
     const codec = new SchemaCodec(schemas);
     const historyDir = join(schemaDir, 'history');
     if (existsSync(historyDir)) {
-      for (const file of readdirSync(historyDir).filter((f) => f.endsWith('.avsc')).sort()) {
+      for (const file of readdirSync(historyDir)
+        .filter((f) => f.endsWith('.avsc'))
+        .sort()) {
         const [name, version] = file.replace(/\.avsc$/, '').split('.');
         if (!(schemaNames as readonly string[]).includes(name)) continue;
-        codec.registerVersion(name as SchemaName, JSON.parse(readFileSync(join(historyDir, file), 'utf8')), version ?? file);
+        codec.registerVersion(
+          name as SchemaName,
+          JSON.parse(readFileSync(join(historyDir, file), 'utf8')),
+          version ?? file,
+        );
       }
     }
     return codec;
@@ -212,7 +269,11 @@ export class SchemaCodec {
     try {
       resolver = this.types[name].createResolver(writer);
     } catch (error) {
-      throw new CodecError('schema', `writer schema ${name} version ${version} cannot be read as the current ${name}: ${(error as Error).message}`, 'schema_mismatch');
+      throw new CodecError(
+        'schema',
+        `writer schema ${name} version ${version} cannot be read as the current ${name}: ${(error as Error).message}`,
+        'schema_mismatch',
+      );
     }
     const key = fingerprintBytes(schemaFingerprint64(writerSchema)).toString('hex');
     const existing = this.writersByFingerprint.get(key);
@@ -222,17 +283,31 @@ export class SchemaCodec {
   }
 
   /** Map a Confluent schema-registry id to a schema (the current one, or an older writer schema). */
-  registerConfluentId(id: number, name: SchemaName, writerSchema?: object, version = `confluent-${id}`): void {
+  registerConfluentId(
+    id: number,
+    name: SchemaName,
+    writerSchema?: object,
+    version = `confluent-${id}`,
+  ): void {
     if (!writerSchema) {
       this.writersByConfluentId.set(id, { schema: name, version: 'current', resolver: undefined });
       return;
     }
     const writer = avro.Type.forSchema(writerSchema as avro.Schema, { wrapUnions: 'auto' });
-    this.writersByConfluentId.set(id, { schema: name, version, resolver: this.types[name].createResolver(writer) });
+    this.writersByConfluentId.set(id, {
+      schema: name,
+      version,
+      resolver: this.types[name].createResolver(writer),
+    });
   }
 
   /** Encode `value` as `name` in the given wire format. Throws CodecError naming the bad field. */
-  encodeValue(name: SchemaName, value: object, format: WireFormat = 'avro', options: { confluentId?: number } = {}): Buffer {
+  encodeValue(
+    name: SchemaName,
+    value: object,
+    format: WireFormat = 'avro',
+    options: { confluentId?: number } = {},
+  ): Buffer {
     const type = this.types[name];
     if (format === 'json') {
       const checked = checkRecord(type, value as Record<string, unknown>);
@@ -246,7 +321,12 @@ export class SchemaCodec {
       throw new CodecError('value', `cannot encode as ${name}: ${describe(value)}`, 'wrong_type');
     }
     if (format === 'confluent') {
-      if (options.confluentId === undefined) throw new CodecError('confluentId', 'Confluent framing needs a schema id (options.confluentId)', 'unknown_schema_id');
+      if (options.confluentId === undefined)
+        throw new CodecError(
+          'confluentId',
+          'Confluent framing needs a schema id (options.confluentId)',
+          'unknown_schema_id',
+        );
       const out = Buffer.allocUnsafe(5 + body.length);
       out[0] = 0;
       out.writeInt32BE(options.confluentId, 1);
@@ -265,51 +345,118 @@ export class SchemaCodec {
    * `expect` names the schema the caller wants: required to read JSON as a record (defaults filled, types checked);
    * an Avro value of another schema is a schema_mismatch. Throws CodecError (never anything else) on bad input.
    */
-  decodeValue<T = Record<string, unknown>>(bytes: Uint8Array | null | undefined, options: { expect?: SchemaName } = {}): DecodedValue<T> {
-    if (!bytes || bytes.length === 0) throw new CodecError('value', 'empty message (null or zero bytes)', 'empty_message');
-    const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  decodeValue<T = Record<string, unknown>>(
+    bytes: Uint8Array | null | undefined,
+    options: { expect?: SchemaName } = {},
+  ): DecodedValue<T> {
+    if (!bytes || bytes.length === 0)
+      throw new CodecError('value', 'empty message (null or zero bytes)', 'empty_message');
+    const buffer = Buffer.isBuffer(bytes)
+      ? bytes
+      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const first = buffer[0];
     if (first === singleObjectMagic0) {
       if (buffer.length < 10 || buffer[1] !== singleObjectMagic1) {
-        throw new CodecError('value', `truncated Avro single-object header (${buffer.length} bytes: ${hexPreview(buffer)})`, 'bad_avro');
+        throw new CodecError(
+          'value',
+          `truncated Avro single-object header (${buffer.length} bytes: ${hexPreview(buffer)})`,
+          'bad_avro',
+        );
       }
       const key = buffer.toString('hex', 2, 10);
       const writer = this.writersByFingerprint.get(key);
       if (!writer) {
-        throw new CodecError('value', `unknown Avro schema fingerprint ${key} (little-endian CRC-64-AVRO); known: ${[...this.writersByFingerprint.keys()].join(', ')}`, 'unknown_fingerprint');
+        throw new CodecError(
+          'value',
+          `unknown Avro schema fingerprint ${key} (little-endian CRC-64-AVRO); known: ${[...this.writersByFingerprint.keys()].join(', ')}`,
+          'unknown_fingerprint',
+        );
       }
       return this.decodeAvroBody<T>(buffer, 10, writer, 'avro', options.expect);
     }
     if (first === 0) {
-      if (buffer.length < 5) throw new CodecError('value', `truncated Confluent header (${buffer.length} bytes)`, 'bad_avro');
+      if (buffer.length < 5)
+        throw new CodecError(
+          'value',
+          `truncated Confluent header (${buffer.length} bytes)`,
+          'bad_avro',
+        );
       const id = buffer.readInt32BE(1);
       const writer = this.writersByConfluentId.get(id);
-      if (!writer) throw new CodecError('value', `unknown Confluent schema id ${id}: register it with registerConfluentId`, 'unknown_schema_id');
+      if (!writer)
+        throw new CodecError(
+          'value',
+          `unknown Confluent schema id ${id}: register it with registerConfluentId`,
+          'unknown_schema_id',
+        );
       return this.decodeAvroBody<T>(buffer, 5, writer, 'confluent', options.expect);
     }
     let position = 0;
-    while (position < buffer.length && (buffer[position] === 0x20 || buffer[position] === 0x0a || buffer[position] === 0x0d || buffer[position] === 0x09)) position++;
-    if (buffer[position] === 0x7b /* { */ || buffer[position] === 0x5b /* [ */ || buffer[position] === 0x22 /* " */) {
+    while (
+      position < buffer.length &&
+      (buffer[position] === 0x20 ||
+        buffer[position] === 0x0a ||
+        buffer[position] === 0x0d ||
+        buffer[position] === 0x09)
+    )
+      position++;
+    if (
+      buffer[position] === 0x7b /* { */ ||
+      buffer[position] === 0x5b /* [ */ ||
+      buffer[position] === 0x22 /* " */
+    ) {
       return this.decodeJson<T>(buffer, options.expect);
     }
-    throw new CodecError('value', `unknown wire format (first bytes ${hexPreview(buffer)}): expected Avro single-object (c301), Confluent (00) or a JSON object`, 'unknown_format');
+    throw new CodecError(
+      'value',
+      `unknown wire format (first bytes ${hexPreview(buffer)}): expected Avro single-object (c301), Confluent (00) or a JSON object`,
+      'unknown_format',
+    );
   }
 
-  private decodeAvroBody<T>(buffer: Buffer, offset: number, writer: WriterEntry, format: WireFormat, expect: SchemaName | undefined): DecodedValue<T> {
+  private decodeAvroBody<T>(
+    buffer: Buffer,
+    offset: number,
+    writer: WriterEntry,
+    format: WireFormat,
+    expect: SchemaName | undefined,
+  ): DecodedValue<T> {
     if (expect && writer.schema !== expect) {
-      throw new CodecError('value', `expected a ${expect} but the value is a ${writer.schema} (${format})`, 'schema_mismatch');
+      throw new CodecError(
+        'value',
+        `expected a ${expect} but the value is a ${writer.schema} (${format})`,
+        'schema_mismatch',
+      );
     }
     let decoded: { value: unknown; offset: number };
     try {
       decoded = this.types[writer.schema].decode(buffer, offset, writer.resolver);
     } catch (error) {
-      throw new CodecError('value', `bad Avro body for ${writer.schema} (${writer.version}): ${(error as Error).message}`, 'bad_avro');
+      throw new CodecError(
+        'value',
+        `bad Avro body for ${writer.schema} (${writer.version}): ${(error as Error).message}`,
+        'bad_avro',
+      );
     }
-    if (decoded.offset < 0) throw new CodecError('value', `truncated Avro body for ${writer.schema} (${buffer.length - offset} bytes)`, 'bad_avro');
+    if (decoded.offset < 0)
+      throw new CodecError(
+        'value',
+        `truncated Avro body for ${writer.schema} (${buffer.length - offset} bytes)`,
+        'bad_avro',
+      );
     if (decoded.offset !== buffer.length) {
-      throw new CodecError('value', `${buffer.length - decoded.offset} trailing bytes after the ${writer.schema} Avro body`, 'bad_avro');
+      throw new CodecError(
+        'value',
+        `${buffer.length - decoded.offset} trailing bytes after the ${writer.schema} Avro body`,
+        'bad_avro',
+      );
     }
-    return { schema: writer.schema, value: decoded.value as T, format, writerVersion: writer.version };
+    return {
+      schema: writer.schema,
+      value: decoded.value as T,
+      format,
+      writerVersion: writer.version,
+    };
   }
 
   private decodeJson<T>(buffer: Buffer, expect: SchemaName | undefined): DecodedValue<T> {
@@ -317,14 +464,27 @@ export class SchemaCodec {
     try {
       parsed = JSON.parse(buffer.toString('utf8'));
     } catch (error) {
-      throw new CodecError('value', `bad JSON (${(error as Error).message}): ${describe(buffer.toString('utf8', 0, 80))}`, 'bad_json');
+      throw new CodecError(
+        'value',
+        `bad JSON (${(error as Error).message}): ${describe(buffer.toString('utf8', 0, 80))}`,
+        'bad_json',
+      );
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw new CodecError('value', `expected a JSON object, got ${describe(parsed)}`, 'wrong_type');
+      throw new CodecError(
+        'value',
+        `expected a JSON object, got ${describe(parsed)}`,
+        'wrong_type',
+      );
     }
     if (!expect) return { schema: null, value: parsed as T, format: 'json', writerVersion: 'json' };
     const type = this.types[expect];
     const converted = convertJson(type, parsed, 'fromJson') as Record<string, unknown>;
-    return { schema: expect, value: checkRecord(type, converted) as T, format: 'json', writerVersion: 'json' };
+    return {
+      schema: expect,
+      value: checkRecord(type, converted) as T,
+      format: 'json',
+      writerVersion: 'json',
+    };
   }
 }

@@ -2,7 +2,16 @@
 // ("Schema Resolution" / "Parsing Canonical Form for Schemas" / "Schema Fingerprints").
 // Owns: pure functions over schema JSON. Must not touch: encoding, Kafka, files.
 
-const primitives = new Set(['null', 'boolean', 'int', 'long', 'float', 'double', 'bytes', 'string']);
+const primitives = new Set([
+  'null',
+  'boolean',
+  'int',
+  'long',
+  'float',
+  'double',
+  'bytes',
+  'string',
+]);
 
 type SchemaJson = string | SchemaJson[] | { [key: string]: unknown };
 
@@ -20,7 +29,8 @@ function canonical(schema: SchemaJson, namespace: string | undefined, seen: Set<
   if (typeof schema === 'string') {
     return JSON.stringify(primitives.has(schema) ? schema : fullName(schema, namespace));
   }
-  if (Array.isArray(schema)) return `[${schema.map((branch) => canonical(branch, namespace, seen)).join(',')}]`;
+  if (Array.isArray(schema))
+    return `[${schema.map((branch) => canonical(branch, namespace, seen)).join(',')}]`;
   const type = schema.type as SchemaJson;
   if (typeof type !== 'string') return canonical(type, namespace, seen); // {"type": {...}} or {"type": [...]}
   if (primitives.has(type)) return JSON.stringify(type); // [PRIMITIVES] (logicalType and other attributes are stripped)
@@ -33,7 +43,10 @@ function canonical(schema: SchemaJson, namespace: string | undefined, seen: Set<
     case 'error':
     case 'enum':
     case 'fixed': {
-      const full = fullName(String(schema.name), (schema.namespace as string | undefined) ?? namespace);
+      const full = fullName(
+        String(schema.name),
+        (schema.namespace as string | undefined) ?? namespace,
+      );
       if (seen.has(full)) return JSON.stringify(full);
       seen.add(full);
       const inner = namespaceOf(full);
@@ -41,7 +54,8 @@ function canonical(schema: SchemaJson, namespace: string | undefined, seen: Set<
       if (type === 'enum') return `${head},"symbols":${JSON.stringify(schema.symbols)}}`;
       if (type === 'fixed') return `${head},"size":${Number(schema.size)}}`;
       const fields = (schema.fields as { name: string; type: SchemaJson }[]).map(
-        (field) => `{"name":${JSON.stringify(field.name)},"type":${canonical(field.type, inner, seen)}}`,
+        (field) =>
+          `{"name":${JSON.stringify(field.name)},"type":${canonical(field.type, inner, seen)}}`,
       );
       return `${head},"fields":[${fields.join(',')}]}`;
     }

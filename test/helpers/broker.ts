@@ -21,14 +21,17 @@ async function withStartLock<T>(work: () => Promise<T>): Promise<T> {
       closeSync(openSync(lock, 'wx'));
       break;
     } catch {
-      let age = 0;
+      let age: number;
       try {
         age = Date.now() - statSync(lock).mtimeMs;
       } catch {
         continue; // released between open and stat
       }
       if (age > 120_000) rmSync(lock, { force: true }); // a crashed starter left it
-      if (Date.now() > deadline) throw new Error(`test broker lock ${lock} held for over 3 minutes; delete it if no test runs`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `test broker lock ${lock} held for over 3 minutes; delete it if no test runs`,
+        );
       await sleep(250);
     }
   }

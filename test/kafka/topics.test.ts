@@ -8,40 +8,59 @@ import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 
-test('topics: ensureTopics creates every role once, models compacted with 64 MiB messages', { timeout: 120_000 }, async () => {
-  const prefix = uniqueTopicPrefix('topics');
-  const admin = createKafkaClient({ brokers: await testBrokers() }).admin();
-  await admin.connect();
-  try {
-    const names = topicNames(prefix);
-    const first = await ensureTopics(admin, { prefix, partitions: 3 });
-    assert.deepEqual(first.created.sort(), Object.values(names).sort());
-    const second = await ensureTopics(admin, { prefix, partitions: 3 });
-    assert.deepEqual(second.created, []);
-    assert.equal(second.existing.length, 8);
-    assert.deepEqual(second.updated, []);
+test(
+  'topics: ensureTopics creates every role once, models compacted with 64 MiB messages',
+  { timeout: 120_000 },
+  async () => {
+    const prefix = uniqueTopicPrefix('topics');
+    const admin = createKafkaClient({ brokers: await testBrokers() }).admin();
+    await admin.connect();
+    try {
+      const names = topicNames(prefix);
+      const first = await ensureTopics(admin, { prefix, partitions: 3 });
+      assert.deepEqual(first.created.sort(), Object.values(names).sort());
+      const second = await ensureTopics(admin, { prefix, partitions: 3 });
+      assert.deepEqual(second.created, []);
+      assert.equal(second.existing.length, 8);
+      assert.deepEqual(second.updated, []);
 
-    const metadata = await admin.fetchTopicMetadata({ topics: [names.facts, names.models, names.queries] });
-    const partitions = Object.fromEntries(metadata.topics.map((t) => [t.name, t.partitions.length]));
-    assert.equal(partitions[names.facts], 3);
-    assert.equal(partitions[names.queries], 3);
-    assert.equal(partitions[names.models], 1);
+      const metadata = await admin.fetchTopicMetadata({
+        topics: [names.facts, names.models, names.queries],
+      });
+      const partitions = Object.fromEntries(
+        metadata.topics.map((t) => [t.name, t.partitions.length]),
+      );
+      assert.equal(partitions[names.facts], 3);
+      assert.equal(partitions[names.queries], 3);
+      assert.equal(partitions[names.models], 1);
 
-    const configs = await admin.describeConfigs({
-      resources: [
-        { type: ConfigResourceTypes.TOPIC, name: names.models, configNames: ['cleanup.policy', 'max.message.bytes'] },
-        { type: ConfigResourceTypes.TOPIC, name: names.facts, configNames: ['cleanup.policy', 'retention.ms'] },
-      ],
-      includeSynonyms: false,
-    });
-    const byTopic = Object.fromEntries(
-      configs.resources.map((r) => [r.resourceName, Object.fromEntries(r.configEntries.map((e) => [e.configName, e.configValue]))]),
-    );
-    assert.equal(byTopic[names.models]['cleanup.policy'], 'compact');
-    assert.equal(byTopic[names.models]['max.message.bytes'], String(64 * 1024 * 1024));
-    assert.equal(byTopic[names.facts]['cleanup.policy'], 'delete');
-    assert.equal(byTopic[names.facts]['retention.ms'], '-1');
-  } finally {
-    await admin.disconnect();
-  }
-});
+      const configs = await admin.describeConfigs({
+        resources: [
+          {
+            type: ConfigResourceTypes.TOPIC,
+            name: names.models,
+            configNames: ['cleanup.policy', 'max.message.bytes'],
+          },
+          {
+            type: ConfigResourceTypes.TOPIC,
+            name: names.facts,
+            configNames: ['cleanup.policy', 'retention.ms'],
+          },
+        ],
+        includeSynonyms: false,
+      });
+      const byTopic = Object.fromEntries(
+        configs.resources.map((r) => [
+          r.resourceName,
+          Object.fromEntries(r.configEntries.map((e) => [e.configName, e.configValue])),
+        ]),
+      );
+      assert.equal(byTopic[names.models]['cleanup.policy'], 'compact');
+      assert.equal(byTopic[names.models]['max.message.bytes'], String(64 * 1024 * 1024));
+      assert.equal(byTopic[names.facts]['cleanup.policy'], 'delete');
+      assert.equal(byTopic[names.facts]['retention.ms'], '-1');
+    } finally {
+      await admin.disconnect();
+    }
+  },
+);

@@ -4,7 +4,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import avro from 'avsc';
 import { CodecError, SchemaCodec, defaultSchemaDir, schemaNames } from '../../src/schemas/codec.ts';
-import { crc64Avro, parsingCanonicalForm, schemaFingerprint64 } from '../../src/schemas/fingerprint.ts';
+import {
+  crc64Avro,
+  parsingCanonicalForm,
+  schemaFingerprint64,
+} from '../../src/schemas/fingerprint.ts';
 import { sampleRecords, toPlain } from './samples.ts';
 
 const codec = SchemaCodec.load();
@@ -17,13 +21,34 @@ test('fingerprint: CRC-64-AVRO of canonical forms matches the Avro specification
     ['string', -8142146995180207161n],
     [['int', 'boolean'], 5392556393470105090n],
     [{ name: 'x.y.foo', type: 'record', fields: [] }, 5916914534497305771n],
-    [{ name: 'foo', type: 'record', fields: [{ name: 'f1', type: 'boolean' }, { name: 'f2', type: 'int' }] }, -4860222112080293046n],
+    [
+      {
+        name: 'foo',
+        type: 'record',
+        fields: [
+          { name: 'f1', type: 'boolean' },
+          { name: 'f2', type: 'int' },
+        ],
+      },
+      -4860222112080293046n,
+    ],
     [{ name: 'x.y.z.foo', type: 'enum', symbols: ['A1', 'A2'] }, -4448647247586288245n],
     [{ type: 'map', values: 'string' }, -8732877298790414990n],
-    [{ name: 'PigValue', type: 'record', fields: [{ name: 'value', type: ['null', 'int', 'long', 'PigValue'] }] }, -1759257747318642341n],
+    [
+      {
+        name: 'PigValue',
+        type: 'record',
+        fields: [{ name: 'value', type: ['null', 'int', 'long', 'PigValue'] }],
+      },
+      -1759257747318642341n,
+    ],
   ];
   for (const [schema, expected] of vectors) {
-    assert.equal(BigInt.asIntN(64, schemaFingerprint64(schema)), expected, parsingCanonicalForm(schema));
+    assert.equal(
+      BigInt.asIntN(64, schemaFingerprint64(schema)),
+      expected,
+      parsingCanonicalForm(schema),
+    );
   }
   assert.equal(crc64Avro(new Uint8Array()), 0xc15d213aa4d7a795n); // empty input = the initial value
 });
@@ -32,7 +57,11 @@ test('canonical form: strips docs/defaults, uses full names, and agrees with avs
   for (const name of schemaNames) {
     const canonical = codec.canonicalForm(name);
     assert.ok(canonical.startsWith(`{"name":"dev.tkgstream.${name}","type":"record"`), canonical);
-    assert.ok(!canonical.includes('"doc"') && !canonical.includes('"default"') && !/\s/.test(canonical.replace(/"[^"]*"/g, '')));
+    assert.ok(
+      !canonical.includes('"doc"') &&
+        !canonical.includes('"default"') &&
+        !/\s/.test(canonical.replace(/"[^"]*"/g, '')),
+    );
     assert.equal(JSON.stringify(codec.types[name].schema()), canonical);
   }
 });
@@ -42,10 +71,14 @@ test('schemas: namespace dev.tkgstream and a doc on every record and field', () 
     if (Array.isArray(schema)) return schema.forEach((s, i) => walk(s, `${where}[${i}]`));
     if (typeof schema !== 'object' || schema === null) return;
     const s = schema as Record<string, unknown>;
-    if (s.type === 'record' || s.type === 'enum') assert.ok(typeof s.doc === 'string' && s.doc.length > 0, `${where}: doc`);
+    if (s.type === 'record' || s.type === 'enum')
+      assert.ok(typeof s.doc === 'string' && s.doc.length > 0, `${where}: doc`);
     if (s.type === 'record') {
       for (const field of s.fields as Record<string, unknown>[]) {
-        assert.ok(typeof field.doc === 'string' && field.doc.length > 0, `${where}.${String(field.name)}: doc`);
+        assert.ok(
+          typeof field.doc === 'string' && field.doc.length > 0,
+          `${where}.${String(field.name)}: doc`,
+        );
         walk(field.type, `${where}.${String(field.name)}`);
       }
     }
@@ -75,16 +108,29 @@ test('codec: every schema round-trips through Avro single-object, Confluent fram
     assert.deepEqual(fromJson.value, record);
 
     codec.registerConfluentId(100 + schemaNames.indexOf(name), name);
-    const confluent = codec.encodeValue(name, record, 'confluent', { confluentId: 100 + schemaNames.indexOf(name) });
+    const confluent = codec.encodeValue(name, record, 'confluent', {
+      confluentId: 100 + schemaNames.indexOf(name),
+    });
     assert.equal(confluent[0], 0);
     assert.deepEqual(toPlain(codec.decodeValue(confluent).value), record);
   }
 });
 
 test('codec: JSON facts take schema defaults for missing optional fields', () => {
-  const decoded = codec.decodeValue(Buffer.from(' {"subject":"a","relation":"r","object":"b","timestamp":"2020-01-01T00:00:00Z"}'), { expect: 'Fact' });
-  assert.deepEqual(decoded.value, { subject: 'a', relation: 'r', object: 'b', step: null, timestamp: '2020-01-01T00:00:00Z' });
-  const query = codec.decodeValue(Buffer.from('{"replyId":"q1","subject":"a","relation":"r"}'), { expect: 'Query' });
+  const decoded = codec.decodeValue(
+    Buffer.from(' {"subject":"a","relation":"r","object":"b","timestamp":"2020-01-01T00:00:00Z"}'),
+    { expect: 'Fact' },
+  );
+  assert.deepEqual(decoded.value, {
+    subject: 'a',
+    relation: 'r',
+    object: 'b',
+    step: null,
+    timestamp: '2020-01-01T00:00:00Z',
+  });
+  const query = codec.decodeValue(Buffer.from('{"replyId":"q1","subject":"a","relation":"r"}'), {
+    expect: 'Query',
+  });
   assert.equal(query.value.k, 10);
   assert.equal(query.value.filter, 'raw');
 });
@@ -120,22 +166,45 @@ test('codec: bad input gives a typed error that names the reason and the field',
       },
     );
   }
-  assert.throws(() => codec.encodeValue('Fact', { subject: 'a', relation: 'r', object: 3 }), /object: expected string/);
+  assert.throws(
+    () => codec.encodeValue('Fact', { subject: 'a', relation: 'r', object: 3 }),
+    /object: expected string/,
+  );
 });
 
 test('schema evolution: a record written with an older schema decodes with the new one (added field takes its default)', () => {
   // The "old" Query: before `answer` and `k` existed. Written by an old producer with the old fingerprint.
   const current = JSON.parse(readFileSync(join(defaultSchemaDir, 'Query.avsc'), 'utf8'));
-  const old = { ...current, fields: current.fields.filter((f: { name: string }) => f.name !== 'answer' && f.name !== 'k') };
-  const body = avro.Type.forSchema(old).toBuffer({ replyId: 'r1', subject: 'a', relation: 'r', object: null, filter: 'static' });
+  const old = {
+    ...current,
+    fields: current.fields.filter((f: { name: string }) => f.name !== 'answer' && f.name !== 'k'),
+  };
+  const body = avro.Type.forSchema(old).toBuffer({
+    replyId: 'r1',
+    subject: 'a',
+    relation: 'r',
+    object: null,
+    filter: 'static',
+  });
   const oldFingerprint = Buffer.alloc(8);
   oldFingerprint.writeBigUInt64LE(schemaFingerprint64(old));
   const oldBytes = Buffer.concat([Buffer.from([0xc3, 0x01]), oldFingerprint, body]);
 
   const fresh = SchemaCodec.load();
-  assert.throws(() => fresh.decodeValue(oldBytes), (e: unknown) => e instanceof CodecError && e.reason === 'unknown_fingerprint');
+  assert.throws(
+    () => fresh.decodeValue(oldBytes),
+    (e: unknown) => e instanceof CodecError && e.reason === 'unknown_fingerprint',
+  );
   fresh.registerVersion('Query', old, 'v0');
   const decoded = fresh.decodeValue(oldBytes, { expect: 'Query' });
   assert.equal(decoded.writerVersion, 'v0');
-  assert.deepEqual(toPlain(decoded.value), { replyId: 'r1', subject: 'a', relation: 'r', object: null, k: 10, filter: 'static', answer: null });
+  assert.deepEqual(toPlain(decoded.value), {
+    replyId: 'r1',
+    subject: 'a',
+    relation: 'r',
+    object: null,
+    k: 10,
+    filter: 'static',
+    answer: null,
+  });
 });

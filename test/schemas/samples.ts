@@ -2,8 +2,22 @@
 import type { SchemaName } from '../../src/schemas/codec.ts';
 
 export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
-  Fact: { subject: 'Barack_Obama', relation: 'isPresidentOf', object: 'USA', step: 2009, timestamp: null },
-  Query: { replyId: 'q-1', subject: 'Barack_Obama', relation: 'isPresidentOf', object: null, k: 5, filter: 'timeAware', answer: 'USA' },
+  Fact: {
+    subject: 'Barack_Obama',
+    relation: 'isPresidentOf',
+    object: 'USA',
+    step: 2009,
+    timestamp: null,
+  },
+  Query: {
+    replyId: 'q-1',
+    subject: 'Barack_Obama',
+    relation: 'isPresidentOf',
+    object: null,
+    k: 5,
+    filter: 'timeAware',
+    answer: 'USA',
+  },
   Answer: {
     replyId: 'q-1',
     modelVersion: 7,
@@ -16,8 +30,26 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     ],
     rank: 1,
   },
-  Forecast: { step: 2010, subject: 'Barack_Obama', relation: 'isPresidentOf', objects: [{ entity: 'USA', probability: 0.875 }], modelVersion: 7 },
-  StepMetrics: { dataset: 'yago', step: 183, model: 'nlsm', filter: 'static', direction: 'both', mrr: 69.4, hits1: 60.5, hits3: 71.25, hits10: 73.9, count: 3120, drift: null },
+  Forecast: {
+    step: 2010,
+    subject: 'Barack_Obama',
+    relation: 'isPresidentOf',
+    objects: [{ entity: 'USA', probability: 0.875 }],
+    modelVersion: 7,
+  },
+  StepMetrics: {
+    dataset: 'yago',
+    step: 183,
+    model: 'nlsm',
+    filter: 'static',
+    direction: 'both',
+    mrr: 69.4,
+    hits1: 60.5,
+    hits3: 71.25,
+    hits10: 73.9,
+    count: 3120,
+    drift: null,
+  },
   ModelAnnouncement: {
     name: 'nlsm',
     version: 7,

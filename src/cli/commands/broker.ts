@@ -17,13 +17,23 @@ function print(json: boolean | undefined, data: object, text: string): void {
 export function register(program: Command): void {
   const broker = program
     .command('broker')
-    .description('start, stop or inspect the local single-node Kafka broker (jars from deploy/kafka, data in --dir)');
+    .description(
+      'start, stop or inspect the local single-node Kafka broker (jars from deploy/kafka, data in --dir)',
+    );
 
   broker
     .command('start')
-    .description('format storage (first time), start the broker detached, wait until it accepts connections')
-    .option('--port <n>', 'listener port on 127.0.0.1; 0 picks a free port (TKG_BROKER_PORT, default 9092)')
-    .option('--dir <path>', 'broker directory: config, data, pid, log (TKG_BROKER_DIR, default .tkg/broker)')
+    .description(
+      'format storage (first time), start the broker detached, wait until it accepts connections',
+    )
+    .option(
+      '--port <n>',
+      'listener port on 127.0.0.1; 0 picks a free port (TKG_BROKER_PORT, default 9092)',
+    )
+    .option(
+      '--dir <path>',
+      'broker directory: config, data, pid, log (TKG_BROKER_DIR, default .tkg/broker)',
+    )
     .option('--json', 'print the broker state as JSON')
     .action(async (flags: BrokerFlags) => {
       const config = loadConfig({ brokerPort: flags.port, brokerDir: flags.dir });
@@ -32,7 +42,11 @@ export function register(program: Command): void {
         port: config.brokerPort,
         onProgress: (line) => process.stderr.write(`${line}\n`),
       });
-      print(flags.json, state, `broker running: pid ${state.pid}, KAFKA_BROKERS=${state.bootstrap}, log ${state.logFile}`);
+      print(
+        flags.json,
+        state,
+        `broker running: pid ${state.pid}, KAFKA_BROKERS=${state.bootstrap}, log ${state.logFile}`,
+      );
     });
 
   broker
@@ -43,12 +57,18 @@ export function register(program: Command): void {
     .action(async (flags: BrokerFlags) => {
       const config = loadConfig({ brokerDir: flags.dir });
       const result = await stopLocalBroker(config.brokerDir);
-      print(flags.json, result, result.stopped ? `broker stopped (pid ${result.pid})` : 'broker was not running');
+      print(
+        flags.json,
+        result,
+        result.stopped ? `broker stopped (pid ${result.pid})` : 'broker was not running',
+      );
     });
 
   broker
     .command('status')
-    .description('is the broker process alive and does it accept connections (exit 1 when not running)')
+    .description(
+      'is the broker process alive and does it accept connections (exit 1 when not running)',
+    )
     .option('--dir <path>', 'broker directory (TKG_BROKER_DIR, default .tkg/broker)')
     .option('--json', 'print the status as JSON')
     .action(async (flags: BrokerFlags) => {

@@ -4,7 +4,12 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.ts';
 import { ConfigError } from '../../core/errors.ts';
-import { datasetFactEvents, loadDataset, splitNames, type SplitName } from '../../datasets/index.ts';
+import {
+  datasetFactEvents,
+  loadDataset,
+  splitNames,
+  type SplitName,
+} from '../../datasets/index.ts';
 import { resolveBrokerSource } from '../../kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { publishFacts, type FactFormat } from '../../kafka/publisher.ts';
@@ -25,15 +30,19 @@ interface PublishFlags {
 function positiveNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const number = Number(value);
-  if (!Number.isFinite(number) || number < 0) throw new ConfigError(`${flag} ${JSON.stringify(value)}: expected a non-negative number`);
+  if (!Number.isFinite(number) || number < 0)
+    throw new ConfigError(`${flag} ${JSON.stringify(value)}: expected a non-negative number`);
   return number;
 }
 
 export function register(program: Command): void {
   program
     .command('publish')
-    .description('publish a dataset\'s facts to <prefix>.facts (key: subject), with a progress bar')
-    .requiredOption('--dataset <name|path>', 'yago, wiki, enron, uci, a RE-NET directory, or a .tsv/.csv/.jsonl fact file')
+    .description("publish a dataset's facts to <prefix>.facts (key: subject), with a progress bar")
+    .requiredOption(
+      '--dataset <name|path>',
+      'yago, wiki, enron, uci, a RE-NET directory, or a .tsv/.csv/.jsonl fact file',
+    )
     .option('--split <split>', 'train, valid, test or all (TKG datasets)', 'all')
     .option('--rate <n>', 'facts per second (default: as fast as possible)')
     .option('--limit <n>', 'publish at most n facts')
@@ -47,9 +56,11 @@ export function register(program: Command): void {
       if (split !== 'all' && !(splitNames as readonly string[]).includes(split)) {
         throw new ConfigError(`--split ${JSON.stringify(split)}: use train, valid, test or all`);
       }
-      if (flags.format !== 'json' && flags.format !== 'avro') throw new ConfigError(`--format ${JSON.stringify(flags.format)}: use json or avro`);
+      if (flags.format !== 'json' && flags.format !== 'avro')
+        throw new ConfigError(`--format ${JSON.stringify(flags.format)}: use json or avro`);
       const acks = Number(flags.acks);
-      if (acks !== -1 && acks !== 0 && acks !== 1) throw new ConfigError(`--acks ${JSON.stringify(flags.acks)}: use -1, 0 or 1`);
+      if (acks !== -1 && acks !== 0 && acks !== 1)
+        throw new ConfigError(`--acks ${JSON.stringify(flags.acks)}: use -1, 0 or 1`);
       const rate = positiveNumber('--rate', flags.rate);
       const limit = positiveNumber('--limit', flags.limit);
 
@@ -60,14 +71,21 @@ export function register(program: Command): void {
 
       const log = (line: string) => process.stderr.write(`${line}\n`);
       const brokers = await resolveBrokerSource(config, process.env, log);
-      const kafka = createKafkaClient({ brokers: brokers.brokers, clientId: `${config.kafkaClientId}-publish` });
+      const kafka = createKafkaClient({
+        brokers: brokers.brokers,
+        clientId: `${config.kafkaClientId}-publish`,
+      });
       const topic = flags.topic ?? topicNames(config.topicPrefix).facts;
       const admin = kafka.admin();
       await admin.connect();
       try {
         if (flags.topic) {
           const existing = await admin.listTopics();
-          if (!existing.includes(topic)) await admin.createTopics({ topics: [{ topic, numPartitions: config.partitions }], waitForLeaders: true });
+          if (!existing.includes(topic))
+            await admin.createTopics({
+              topics: [{ topic, numPartitions: config.partitions }],
+              waitForLeaders: true,
+            });
         } else {
           await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
         }
@@ -78,7 +96,11 @@ export function register(program: Command): void {
       const bar =
         !flags.json && process.stderr.isTTY
           ? new cliProgress.SingleBar(
-              { format: 'publish {bar} {percentage}% | {value}/{total} facts | {speed} facts/s | ETA {eta_formatted}', hideCursor: true },
+              {
+                format:
+                  'publish {bar} {percentage}% | {value}/{total} facts | {speed} facts/s | ETA {eta_formatted}',
+                hideCursor: true,
+              },
               cliProgress.Presets.shades_classic,
             )
           : undefined;
@@ -93,7 +115,8 @@ export function register(program: Command): void {
           format: flags.format as FactFormat,
           rate,
           acks: acks as -1 | 0 | 1,
-          onProgress: (sent) => bar?.update(sent, { speed: Math.round(sent / ((performance.now() - started) / 1000)) }),
+          onProgress: (sent) =>
+            bar?.update(sent, { speed: Math.round(sent / ((performance.now() - started) / 1000)) }),
         });
       } finally {
         bar?.stop();
