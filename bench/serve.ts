@@ -14,7 +14,15 @@ import { resolveBrokerSource } from '../src/kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../src/kafka/client.ts';
 import { ensureTopics, topicNames } from '../src/kafka/topics.ts';
 import { SchemaCodec } from '../src/schemas/codec.ts';
-import { DataType, IR_VERSION, OPSET_VERSION, floatTensor, node, onnx, valueInfo } from '../src/serve/export/onnx-builder.ts';
+import {
+  DataType,
+  IR_VERSION,
+  OPSET_VERSION,
+  floatTensor,
+  node,
+  onnx,
+  valueInfo,
+} from '../src/serve/export/onnx-builder.ts';
 import { exportScoringModel, vocabularyHash } from '../src/serve/export/scoring-model.ts';
 import { announceModel } from '../src/serve/model-watcher.ts';
 import { ServeReplica } from '../src/serve/replica.ts';
@@ -52,7 +60,11 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Runs `once` (which handles `perCall` queries) repeatedly for about `seconds`; returns queries per second. */
-async function rate(once: () => Promise<unknown>, perCall: number, seconds: number): Promise<number> {
+async function rate(
+  once: () => Promise<unknown>,
+  perCall: number,
+  seconds: number,
+): Promise<number> {
   for (let i = 0; i < 3; i++) await once(); // warm-up
   let calls = 0;
   const start = performance.now();
@@ -82,7 +94,11 @@ async function plainGemmSession(threads: number): Promise<ort.InferenceSession> 
     input: [valueInfo('w', DataType.FLOAT, ['B', K])],
     output: [valueInfo('scores', DataType.FLOAT, ['B', N])],
   });
-  const model = onnx.ModelProto.create({ irVersion: IR_VERSION, opsetImport: [{ domain: '', version: OPSET_VERSION }], graph });
+  const model = onnx.ModelProto.create({
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: OPSET_VERSION }],
+    graph,
+  });
   return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -91,17 +107,35 @@ async function plainGemmSession(threads: number): Promise<ort.InferenceSession> 
   });
 }
 
-async function kafkaRoundTrip(bytes: Uint8Array, entities: string[], relations: string[], hash: string, queries: number): Promise<number[]> {
+async function kafkaRoundTrip(
+  bytes: Uint8Array,
+  entities: string[],
+  relations: string[],
+  hash: string,
+  queries: number,
+): Promise<number[]> {
   const config = loadConfig();
-  const source = await resolveBrokerSource(config, process.env, (line) => process.stderr.write(`${line}\n`));
+  const source = await resolveBrokerSource(config, process.env, (line) =>
+    process.stderr.write(`${line}\n`),
+  );
   const kafka = createKafkaClient({ brokers: source.brokers, clientId: 'bench-serve' });
   const prefix = `bench-serve-${randomUUID().slice(0, 8)}`;
   const topics = topicNames(prefix);
   const admin = kafka.admin();
   await admin.connect();
-  await ensureTopics(admin, { prefix, partitions: 1, roles: ['queries', 'answers', 'models', 'forecasts', 'evaluations'] });
+  await ensureTopics(admin, {
+    prefix,
+    partitions: 1,
+    roles: ['queries', 'answers', 'models', 'forecasts', 'evaluations'],
+  });
   const codec = SchemaCodec.load();
-  const replica = new ServeReplica({ kafka, codec, topicPrefix: prefix, scorerThreads: config.scorerThreads, maxWaitMs: config.scorerMaxWaitMs });
+  const replica = new ServeReplica({
+    kafka,
+    codec,
+    topicPrefix: prefix,
+    scorerThreads: config.scorerThreads,
+    maxWaitMs: config.scorerMaxWaitMs,
+  });
   const producer = createProducer(kafka);
   const consumer = kafka.consumer({ groupId: `${prefix}.client`, maxWaitTimeInMs: 1 });
   const waiting = new Map<string, () => void>();
@@ -109,12 +143,22 @@ async function kafkaRoundTrip(bytes: Uint8Array, entities: string[], relations: 
     await replica.start();
     await producer.connect();
     await announceModel(producer, codec, topics.models, {
-      name: 'nlsm', version: 1, step: 189, createdAt: new Date().toISOString(), vocabularyHash: hash,
-      onnx: bytes, location: null, entities, relations, metadata: {},
+      name: 'nlsm',
+      version: 1,
+      step: 189,
+      createdAt: new Date().toISOString(),
+      vocabularyHash: hash,
+      onnx: bytes,
+      location: null,
+      entities,
+      relations,
+      metadata: {},
     });
     await consumer.connect();
     await consumer.subscribe({ topic: topics.answers, fromBeginning: true });
-    await consumer.run({ eachMessage: async ({ message }) => waiting.get(message.key?.toString() ?? '')?.() });
+    await consumer.run({
+      eachMessage: async ({ message }) => waiting.get(message.key?.toString() ?? '')?.(),
+    });
     const deadline = Date.now() + 60_000;
     while (!replica.ready) {
       if (Date.now() > deadline) throw new Error('scoring replica not ready within 60 s');
@@ -124,7 +168,20 @@ async function kafkaRoundTrip(bytes: Uint8Array, entities: string[], relations: 
       const replyId = randomUUID();
       const answered = new Promise<void>((resolve) => waiting.set(replyId, resolve));
       const start = performance.now();
-      await producer.send({ topic: topics.queries, messages: [{ key: `e${i}`, value: codec.encodeValue('Query', { replyId, subject: `e${(i * 31) % N}`, relation: `r${i % R}`, k: TOP_K }) }] });
+      await producer.send({
+        topic: topics.queries,
+        messages: [
+          {
+            key: `e${i}`,
+            value: codec.encodeValue('Query', {
+              replyId,
+              subject: `e${(i * 31) % N}`,
+              relation: `r${i % R}`,
+              k: TOP_K,
+            }),
+          },
+        ],
+      });
       await answered;
       waiting.delete(replyId);
       return performance.now() - start;
@@ -137,7 +194,13 @@ async function kafkaRoundTrip(bytes: Uint8Array, entities: string[], relations: 
     await consumer.disconnect();
     await producer.disconnect();
     await replica.stop();
-    await admin.deleteTopics({ topics: Object.values(topics).filter((t) => t !== topics.facts && !t.startsWith(`${topics.facts}.`)) }).catch(() => undefined);
+    await admin
+      .deleteTopics({
+        topics: Object.values(topics).filter(
+          (t) => t !== topics.facts && !t.startsWith(`${topics.facts}.`),
+        ),
+      })
+      .catch(() => undefined);
     await admin.disconnect();
     await source.release();
   }
@@ -152,7 +215,9 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const hash = vocabularyHash(entities, relations);
   const bytes = exportScoringModel(randomState(), { vocabularyHash: hash });
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  log(`serve bench: N=${N} K=${K} R=${R} top-${TOP_K}, onnxruntime intra-op threads ${threads}, ${seconds} s per measurement`);
+  log(
+    `serve bench: N=${N} K=${K} R=${R} top-${TOP_K}, onnxruntime intra-op threads ${threads}, ${seconds} s per measurement`,
+  );
 
   // Interleaved rounds (each measurement once per round), best of each: the machine is shared, so a measurement that
   // overlapped someone else's burst should not decide the result for one side only.
@@ -166,22 +231,39 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     scorers.set(B, scorer);
   }
   // history term (issue 8): 32 (entity, value) terms per query, batch 64
-  const historyTerms = { terms: (_d: string, anchor: number) => ({ entities: Int32Array.from({ length: 32 }, (_, i) => (anchor + i * 331) % N), values: new Float32Array(32).fill(0.5) }) };
-  const historyScorer = new Scorer({ intraOpThreads: threads, maxBatch: 64, maxWaitMs: 0, history: historyTerms });
+  const historyTerms = {
+    terms: (_d: string, anchor: number) => ({
+      entities: Int32Array.from({ length: 32 }, (_, i) => (anchor + i * 331) % N),
+      values: new Float32Array(32).fill(0.5),
+    }),
+  };
+  const historyScorer = new Scorer({
+    intraOpThreads: threads,
+    maxBatch: 64,
+    maxWaitMs: 0,
+    history: historyTerms,
+  });
   await historyScorer.loadModel(bytes);
   const measurements = new Map<string, { perCall: number; once: () => Promise<unknown> }>();
   for (const B of batchSizes) {
     let offset = 0;
-    measurements.set(`scorer${B}`, { perCall: B, once: () => scorers.get(B)!.scoreBatch(requests(B, (offset += B))) });
+    measurements.set(`scorer${B}`, {
+      perCall: B,
+      once: () => scorers.get(B)!.scoreBatch(requests(B, (offset += B))),
+    });
     const w = new ort.Tensor('float32', Float32Array.from({ length: B * K }, seeded(B)), [B, K]);
     const out = new ort.Tensor('float32', new Float32Array(B * N), [B, N]); // pre-allocated: no copy-out in the limit
     measurements.set(`gemm${B}`, { perCall: B, once: () => gemm.run({ w }, { scores: out }) });
   }
   let hOffset = 0;
-  measurements.set('history64', { perCall: 64, once: () => historyScorer.scoreBatch(requests(64, (hOffset += 64))) });
+  measurements.set('history64', {
+    perCall: 64,
+    once: () => historyScorer.scoreBatch(requests(64, (hOffset += 64))),
+  });
   const best: Record<string, number> = {};
   for (let round = 0; round < rounds; round++) {
-    for (const [name, m] of measurements) best[name] = Math.max(best[name] ?? 0, await rate(m.once, m.perCall, seconds));
+    for (const [name, m] of measurements)
+      best[name] = Math.max(best[name] ?? 0, await rate(m.once, m.perCall, seconds));
   }
   for (const scorer of scorers.values()) await scorer.close();
   await historyScorer.close();
@@ -190,13 +272,23 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const limit = Object.fromEntries(batchSizes.map((B) => [B, best[`gemm${B}`]]));
   const historyQps = best.history64;
   for (const B of batchSizes) {
-    log(`  batch ${String(B).padStart(3)}: ${Math.round(batched[B]).toLocaleString('en-US')} queries/s; plain Gemm ${Math.round(limit[B]).toLocaleString('en-US')} queries/s (${((limit[B] * 2 * K * N) / 1e9).toFixed(1)} GFLOP/s)`);
+    log(
+      `  batch ${String(B).padStart(3)}: ${Math.round(batched[B]).toLocaleString('en-US')} queries/s; plain Gemm ${Math.round(limit[B]).toLocaleString('en-US')} queries/s (${((limit[B] * 2 * K * N) / 1e9).toFixed(1)} GFLOP/s)`,
+    );
   }
-  const bestBatch = batchSizes.filter((b) => b > 1).reduce((a, b) => (batched[b] > batched[a] ? b : a));
-  log(`  batch  64 with 32 history terms per query: ${Math.round(historyQps).toLocaleString('en-US')} queries/s (${((100 * historyQps) / batched[64]).toFixed(0)}% of plain)`);
+  const bestBatch = batchSizes
+    .filter((b) => b > 1)
+    .reduce((a, b) => (batched[b] > batched[a] ? b : a));
+  log(
+    `  batch  64 with 32 history terms per query: ${Math.round(historyQps).toLocaleString('en-US')} queries/s (${((100 * historyQps) / batched[64]).toFixed(0)}% of plain)`,
+  );
 
   // single-query latency through the micro-batching queue (one query at a time, so each waits out max-wait)
-  const single = new Scorer({ intraOpThreads: threads, maxBatch: config.scorerMaxBatch, maxWaitMs: config.scorerMaxWaitMs });
+  const single = new Scorer({
+    intraOpThreads: threads,
+    maxBatch: config.scorerMaxBatch,
+    maxWaitMs: config.scorerMaxWaitMs,
+  });
   await single.loadModel(bytes);
   const latencies: number[] = [];
   const one = requests(2000, 3);
@@ -215,14 +307,24 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   await single.close();
   latencies.sort((a, b) => a - b);
   direct.sort((a, b) => a - b);
-  log(`  single query (queue, max wait ${config.scorerMaxWaitMs} ms): p50 ${percentile(latencies, 50).toFixed(3)} ms, p99 ${percentile(latencies, 99).toFixed(3)} ms; direct: p50 ${percentile(direct, 50).toFixed(3)} ms, p99 ${percentile(direct, 99).toFixed(3)} ms`);
+  log(
+    `  single query (queue, max wait ${config.scorerMaxWaitMs} ms): p50 ${percentile(latencies, 50).toFixed(3)} ms, p99 ${percentile(latencies, 99).toFixed(3)} ms; direct: p50 ${percentile(direct, 50).toFixed(3)} ms, p99 ${percentile(direct, 99).toFixed(3)} ms`,
+  );
 
   let kafka: number[] | undefined;
   let kafkaError: string | undefined;
   if (!args.includes('--no-kafka')) {
     try {
-      kafka = await kafkaRoundTrip(bytes, entities, relations, hash, Number(flag(args, 'kafka-queries', '300')));
-      log(`  Kafka round trip (one query at a time): p50 ${percentile(kafka, 50).toFixed(2)} ms, p99 ${percentile(kafka, 99).toFixed(2)} ms`);
+      kafka = await kafkaRoundTrip(
+        bytes,
+        entities,
+        relations,
+        hash,
+        Number(flag(args, 'kafka-queries', '300')),
+      );
+      log(
+        `  Kafka round trip (one query at a time): p50 ${percentile(kafka, 50).toFixed(2)} ms, p99 ${percentile(kafka, 99).toFixed(2)} ms`,
+      );
     } catch (error) {
       kafkaError = (error as Error).message;
       log(`  Kafka round trip skipped: ${kafkaError}`);
@@ -230,14 +332,20 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   }
 
   const result = {
-    N, K, R, topK: TOP_K, threads,
+    N,
+    K,
+    R,
+    topK: TOP_K,
+    threads,
     batchSizeOfBest: bestBatch,
     batchedQueriesPerSecond: Math.round(batched[bestBatch]),
     limitQueriesPerSecond: Math.round(limit[bestBatch]),
     ratioToLimit: Number((batched[bestBatch] / limit[bestBatch]).toFixed(3)),
     limitGflops: Number(((limit[bestBatch] * 2 * K * N) / 1e9).toFixed(1)),
     queriesPerSecondByBatch: Object.fromEntries(batchSizes.map((b) => [b, Math.round(batched[b])])),
-    limitQueriesPerSecondByBatch: Object.fromEntries(batchSizes.map((b) => [b, Math.round(limit[b])])),
+    limitQueriesPerSecondByBatch: Object.fromEntries(
+      batchSizes.map((b) => [b, Math.round(limit[b])]),
+    ),
     historyQueriesPerSecond: Math.round(historyQps),
     historyRatioToPlain: Number((historyQps / batched[64]).toFixed(3)),
     singleP50Ms: Number(percentile(latencies, 50).toFixed(3)),
@@ -248,6 +356,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     kafkaRoundTripP99Ms: kafka ? Number(percentile(kafka, 99).toFixed(2)) : null,
     ...(kafkaError ? { kafkaError } : {}),
   };
-  log(`  => batched ${result.batchedQueriesPerSecond.toLocaleString('en-US')} queries/s (batch ${bestBatch}) = ${(100 * result.ratioToLimit).toFixed(0)}% of the Gemm limit`);
+  log(
+    `  => batched ${result.batchedQueriesPerSecond.toLocaleString('en-US')} queries/s (batch ${bestBatch}) = ${(100 * result.ratioToLimit).toFixed(0)}% of the Gemm limit`,
+  );
   return result;
 }

@@ -29,20 +29,33 @@ export class FilterIndex {
     const t = snapshot.triples;
     for (let i = 0; i < t.length; i += 3) {
       const [s, r, o] = [t[i], t[i + 1], t[i + 2]];
-      if (r >= RELATION_KEY_SPACE) throw new RangeError(`relation id ${r} exceeds the filter key space ${RELATION_KEY_SPACE}`);
+      if (r >= RELATION_KEY_SPACE)
+        throw new RangeError(`relation id ${r} exceeds the filter key space ${RELATION_KEY_SPACE}`);
       add(this.staticObjects, s * RELATION_KEY_SPACE + r, o);
       add(this.staticSubjects, o * RELATION_KEY_SPACE + r, s);
     }
-    this.byStep.set(snapshot.step, buildAnswerFilter([snapshot.triples], Math.max(1, snapshot.numRelations)));
-    for (const step of this.byStep.keys()) if (step <= snapshot.step - this.retainSteps) this.byStep.delete(step);
+    this.byStep.set(
+      snapshot.step,
+      buildAnswerFilter([snapshot.triples], Math.max(1, snapshot.numRelations)),
+    );
+    for (const step of this.byStep.keys())
+      if (step <= snapshot.step - this.retainSteps) this.byStep.delete(step);
   }
 
   /** Entities a query's ranking leaves out (other true answers), or undefined for none. */
-  excluded(mode: FilterMode, direction: Direction, anchor: number, relation: number, step: number): Int32Array | undefined {
+  excluded(
+    mode: FilterMode,
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    step: number,
+  ): Int32Array | undefined {
     if (mode === 'raw') return undefined;
     if (mode === 'timeAware') {
       const filter = this.byStep.get(step);
-      return filter && relation < filter.numRelations ? trueAnswers(filter, direction, anchor, relation) : undefined;
+      return filter && relation < filter.numRelations
+        ? trueAnswers(filter, direction, anchor, relation)
+        : undefined;
     }
     const map = direction === 'object' ? this.staticObjects : this.staticSubjects;
     const set = map.get(anchor * RELATION_KEY_SPACE + relation);

@@ -58,7 +58,10 @@ export async function forecastStep(
         step: result.step,
         subject: model.entityName(chunk[i].anchor),
         relation: model.relationName(chunk[i].relation),
-        objects: Array.from(result.entities, (entity, j) => ({ entity: model.entityName(entity), probability: sigmoid(result.scores[j]) })),
+        objects: Array.from(result.entities, (entity, j) => ({
+          entity: model.entityName(entity),
+          probability: sigmoid(result.scores[j]),
+        })),
         modelVersion: result.modelVersion,
       });
     });

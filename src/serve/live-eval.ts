@@ -79,7 +79,10 @@ export class LiveEvaluator {
         skippedFacts++;
         continue;
       }
-      requests.push({ direction: 'object', anchor: s, relation: r, k: 1, answer: o }, { direction: 'subject', anchor: o, relation: r, k: 1, answer: s });
+      requests.push(
+        { direction: 'object', anchor: s, relation: r, k: 1, answer: o },
+        { direction: 'subject', anchor: o, relation: r, k: 1, answer: s },
+      );
     }
     for (let start = 0; start < requests.length; start += this.batchSize) {
       const chunk = requests.slice(start, start + this.batchSize);
@@ -102,7 +105,19 @@ export class LiveEvaluator {
         const trailing = this.history.get(key) ?? [];
         const drift = m.count > 0 ? mrrDrift(m.mrr, trailing) : null;
         if (m.count > 0) this.history.set(key, [...trailing, m.mrr].slice(-DRIFT_WINDOW));
-        records.push({ dataset: this.dataset, step: snapshot.step, model: modelName, filter, direction, mrr: m.mrr, hits1: m.hits1, hits3: m.hits3, hits10: m.hits10, count: m.count, drift });
+        records.push({
+          dataset: this.dataset,
+          step: snapshot.step,
+          model: modelName,
+          filter,
+          direction,
+          mrr: m.mrr,
+          hits1: m.hits1,
+          hits3: m.hits3,
+          hits10: m.hits10,
+          count: m.count,
+          drift,
+        });
         if (this.metrics && m.count > 0) {
           const labels = { filter, direction, model: modelName };
           this.metrics.mrr.set(labels, m.mrr);

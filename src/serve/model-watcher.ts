@@ -26,9 +26,23 @@ export interface ModelAnnouncement {
 }
 
 /** Publish a model announcement (key: model name) on the models topic. */
-export async function announceModel(producer: Producer, codec: SchemaCodec, topic: string, announcement: ModelAnnouncement, format: WireFormat = 'avro'): Promise<void> {
-  const value = { ...announcement, onnx: announcement.onnx ? Buffer.from(announcement.onnx) : null };
-  await producer.send({ topic, messages: [{ key: announcement.name, value: codec.encodeValue('ModelAnnouncement', value, format) }] });
+export async function announceModel(
+  producer: Producer,
+  codec: SchemaCodec,
+  topic: string,
+  announcement: ModelAnnouncement,
+  format: WireFormat = 'avro',
+): Promise<void> {
+  const value = {
+    ...announcement,
+    onnx: announcement.onnx ? Buffer.from(announcement.onnx) : null,
+  };
+  await producer.send({
+    topic,
+    messages: [
+      { key: announcement.name, value: codec.encodeValue('ModelAnnouncement', value, format) },
+    ],
+  });
 }
 
 export interface ModelWatcherOptions {
@@ -58,7 +72,12 @@ export class ModelWatcher {
   async start(): Promise<void> {
     const { kafka, topic } = this.options;
     const groupId = this.options.groupId ?? `${topic}.watcher.${randomUUID()}`;
-    this.consumer = kafka.consumer({ groupId, maxBytesPerPartition: 64 * 1024 * 1024, maxBytes: 128 * 1024 * 1024, sessionTimeout: 30_000 });
+    this.consumer = kafka.consumer({
+      groupId,
+      maxBytesPerPartition: 64 * 1024 * 1024,
+      maxBytes: 128 * 1024 * 1024,
+      sessionTimeout: 30_000,
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic, fromBeginning: true });
     await this.consumer.run({
@@ -80,7 +99,9 @@ export class ModelWatcher {
     const { codec, scorer, metrics, logger, modelName } = this.options;
     let announcement: ModelAnnouncement;
     try {
-      announcement = codec.decodeValue<ModelAnnouncement>(value, { expect: 'ModelAnnouncement' }).value;
+      announcement = codec.decodeValue<ModelAnnouncement>(value, {
+        expect: 'ModelAnnouncement',
+      }).value;
     } catch (error) {
       metrics?.modelsRejected.inc({ reason: 'corrupt' });
       logger?.warn({ err: error }, `model announcement rejected: ${(error as CodecError).message}`);
@@ -89,14 +110,23 @@ export class ModelWatcher {
     if (announcement.name !== modelName) return undefined;
     const current = scorer.model;
     if (current && announcement.version <= current.version) {
-      logger?.info(`model ${announcement.name} version ${announcement.version} ignored: version ${current.version} already serving`);
+      logger?.info(
+        `model ${announcement.name} version ${announcement.version} ignored: version ${current.version} already serving`,
+      );
       return undefined;
     }
     try {
       const bytes = await announcementBytes(announcement);
-      const model = await scorer.prepare(bytes, { entities: announcement.entities, relations: announcement.relations });
+      const model = await scorer.prepare(bytes, {
+        entities: announcement.entities,
+        relations: announcement.relations,
+      });
       const meta = model.metadata;
-      if (meta.version !== announcement.version || meta.step !== announcement.step || meta.vocabularyHash !== announcement.vocabularyHash) {
+      if (
+        meta.version !== announcement.version ||
+        meta.step !== announcement.step ||
+        meta.vocabularyHash !== announcement.vocabularyHash
+      ) {
         await model.retire();
         throw new ModelRejectedError(
           `announcement says version ${announcement.version}, step ${announcement.step}, vocabulary ${announcement.vocabularyHash} ` +
@@ -105,13 +135,18 @@ export class ModelWatcher {
         );
       }
       scorer.swap(model);
-      logger?.info(`serving model ${announcement.name} version ${meta.version} (step ${meta.step}, N=${meta.numEntities}, R=${meta.numRelations})`);
+      logger?.info(
+        `serving model ${announcement.name} version ${meta.version} (step ${meta.step}, N=${meta.numEntities}, R=${meta.numRelations})`,
+      );
       await this.options.onModel?.(model, announcement);
       return model;
     } catch (error) {
       const reason = error instanceof ModelRejectedError ? error.reason : 'corrupt';
       metrics?.modelsRejected.inc({ reason });
-      logger?.warn({ err: error }, `model ${announcement.name} version ${announcement.version} rejected (${reason}); version ${current?.version ?? 'none'} keeps serving`);
+      logger?.warn(
+        { err: error },
+        `model ${announcement.name} version ${announcement.version} rejected (${reason}); version ${current?.version ?? 'none'} keeps serving`,
+      );
       return undefined;
     }
   }
@@ -120,14 +155,27 @@ export class ModelWatcher {
 async function announcementBytes(announcement: ModelAnnouncement): Promise<Uint8Array> {
   if (announcement.onnx && announcement.onnx.length > 0) return announcement.onnx;
   if (announcement.location) {
-    if (/^[a-z]+:\/\//i.test(announcement.location) && !announcement.location.startsWith('file://')) {
-      throw new ModelRejectedError(`model location ${announcement.location}: only inline bytes, file paths and file:// URLs are supported`, 'incompatible');
+    if (
+      /^[a-z]+:\/\//i.test(announcement.location) &&
+      !announcement.location.startsWith('file://')
+    ) {
+      throw new ModelRejectedError(
+        `model location ${announcement.location}: only inline bytes, file paths and file:// URLs are supported`,
+        'incompatible',
+      );
     }
     try {
       return await readFile(announcement.location.replace(/^file:\/\//, ''));
     } catch (error) {
-      throw new ModelRejectedError(`model location ${announcement.location} cannot be read: ${(error as Error).message}`, 'corrupt', error);
+      throw new ModelRejectedError(
+        `model location ${announcement.location} cannot be read: ${(error as Error).message}`,
+        'corrupt',
+        error,
+      );
     }
   }
-  throw new ModelRejectedError(`model announcement ${announcement.name} v${announcement.version} has neither onnx bytes nor a location`, 'corrupt');
+  throw new ModelRejectedError(
+    `model announcement ${announcement.name} v${announcement.version} has neither onnx bytes nor a location`,
+    'corrupt',
+  );
 }

@@ -3,7 +3,13 @@
 // Must not import src/train or tfjs (a replica needs only ONNX bytes); knows nothing about Kafka.
 import * as ort from 'onnxruntime-node';
 import { TkgError } from '../core/errors.ts';
-import { type ScoringModelMetadata, SCORER_INPUTS, SCORER_OUTPUTS, readScoringModelMetadata, vocabularyHash } from './export/scoring-model.ts';
+import {
+  type ScoringModelMetadata,
+  SCORER_INPUTS,
+  SCORER_OUTPUTS,
+  readScoringModelMetadata,
+  vocabularyHash,
+} from './export/scoring-model.ts';
 
 /** Names of the ids a model scores (dense ids: index = id). */
 export interface Vocabulary {
@@ -54,7 +60,11 @@ export class ServingModel {
   private retired = false;
   private released = false;
 
-  private constructor(session: ort.InferenceSession, metadata: ScoringModelMetadata, vocabulary: Vocabulary | undefined) {
+  private constructor(
+    session: ort.InferenceSession,
+    metadata: ScoringModelMetadata,
+    vocabulary: Vocabulary | undefined,
+  ) {
     this.session = session;
     this.metadata = metadata;
     this.vocabulary = vocabulary;
@@ -72,7 +82,10 @@ export class ServingModel {
     }
     const { vocabulary } = options;
     if (vocabulary) {
-      if (vocabulary.entities.length !== metadata.numEntities || vocabulary.relations.length !== metadata.numRelations) {
+      if (
+        vocabulary.entities.length !== metadata.numEntities ||
+        vocabulary.relations.length !== metadata.numRelations
+      ) {
         throw new ModelRejectedError(
           `model version ${metadata.version} rejected: vocabulary has ${vocabulary.entities.length} entities / ${vocabulary.relations.length} relations ` +
             `but the model scores N = ${metadata.numEntities}, R = ${metadata.numRelations}; announce the vocabulary the model was exported with`,
@@ -96,20 +109,41 @@ export class ServingModel {
         graphOptimizationLevel: 'all',
       });
     } catch (error) {
-      throw new ModelRejectedError(`model version ${metadata.version} rejected by onnxruntime: ${(error as Error).message}`, 'corrupt', error);
+      throw new ModelRejectedError(
+        `model version ${metadata.version} rejected by onnxruntime: ${(error as Error).message}`,
+        'corrupt',
+        error,
+      );
     }
     const model = new ServingModel(session, metadata, vocabulary);
-    const missing = [...SCORER_INPUTS.filter((n) => !session.inputNames.includes(n)), ...SCORER_OUTPUTS.filter((n) => !session.outputNames.includes(n))];
+    const missing = [
+      ...SCORER_INPUTS.filter((n) => !session.inputNames.includes(n)),
+      ...SCORER_OUTPUTS.filter((n) => !session.outputNames.includes(n)),
+    ];
     try {
-      if (missing.length > 0) throw new Error(`graph lacks ${missing.join(', ')}; export it with exportScoringModel`);
+      if (missing.length > 0)
+        throw new Error(`graph lacks ${missing.join(', ')}; export it with exportScoringModel`);
       // Smoke query: one object and one subject query must run and give finite scores.
-      const smoke = await model.run({ anchors: [0, 0], relations: [0, 0], directions: [0, 1], k: 1 }, true);
-      if (!smoke.allScores || smoke.allScores.length !== 2 * metadata.numEntities || !smoke.allScores.every(Number.isFinite)) {
-        throw new Error(`smoke query gave ${smoke.allScores?.length ?? 0} scores (expected ${2 * metadata.numEntities}, all finite)`);
+      const smoke = await model.run(
+        { anchors: [0, 0], relations: [0, 0], directions: [0, 1], k: 1 },
+        true,
+      );
+      if (
+        !smoke.allScores ||
+        smoke.allScores.length !== 2 * metadata.numEntities ||
+        !smoke.allScores.every(Number.isFinite)
+      ) {
+        throw new Error(
+          `smoke query gave ${smoke.allScores?.length ?? 0} scores (expected ${2 * metadata.numEntities}, all finite)`,
+        );
       }
     } catch (error) {
       await session.release();
-      throw new ModelRejectedError(`model version ${metadata.version} rejected: ${(error as Error).message}`, 'corrupt', error);
+      throw new ModelRejectedError(
+        `model version ${metadata.version} rejected: ${(error as Error).message}`,
+        'corrupt',
+        error,
+      );
     }
     return model;
   }
@@ -144,7 +178,11 @@ export class ServingModel {
 
   /** Run one batch. Ids must already be validated (0 <= anchor < N, 0 <= relation < R, direction 0/1). */
   async run(batch: ModelBatch, withAllScores: boolean): Promise<ModelRunResult> {
-    if (this.released) throw new TkgError(`model version ${this.version} was released; score with the current model`, { reason: 'released', retriable: true });
+    if (this.released)
+      throw new TkgError(
+        `model version ${this.version} was released; score with the current model`,
+        { reason: 'released', retriable: true },
+      );
     const B = batch.anchors.length;
     const M = batch.extraValue?.length ?? 0;
     const int64 = (values: ArrayLike<number>): BigInt64Array => {
@@ -156,13 +194,24 @@ export class ServingModel {
       anchor: new ort.Tensor('int64', int64(batch.anchors), [B]),
       relation: new ort.Tensor('int64', int64(batch.relations), [B]),
       direction: new ort.Tensor('int64', int64(batch.directions), [B]),
-      extra_index: new ort.Tensor('int64', M > 0 ? int64(batch.extraIndex ?? []) : new BigInt64Array(0), [M, 2]),
-      extra_value: new ort.Tensor('float32', M > 0 ? (batch.extraValue as Float32Array) : new Float32Array(0), [M]),
+      extra_index: new ort.Tensor(
+        'int64',
+        M > 0 ? int64(batch.extraIndex ?? []) : new BigInt64Array(0),
+        [M, 2],
+      ),
+      extra_value: new ort.Tensor(
+        'float32',
+        M > 0 ? (batch.extraValue as Float32Array) : new Float32Array(0),
+        [M],
+      ),
       k: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, Math.floor(batch.k)))), [1]),
     };
     this.inFlight++;
     try {
-      const out = await this.session.run(feeds, withAllScores ? ['indices', 'scores', 'all_scores'] : ['indices', 'scores']);
+      const out = await this.session.run(
+        feeds,
+        withAllScores ? ['indices', 'scores', 'all_scores'] : ['indices', 'scores'],
+      );
       return {
         k: out.indices.dims[1] as number,
         indices: out.indices.data as BigInt64Array,
@@ -177,7 +226,10 @@ export class ServingModel {
 
   /** Keep the session alive after a swap (e.g. to evaluate the step this model forecast); pair with unhold(). */
   hold(): void {
-    if (this.released) throw new TkgError(`model version ${this.version} was already released`, { reason: 'released' });
+    if (this.released)
+      throw new TkgError(`model version ${this.version} was already released`, {
+        reason: 'released',
+      });
     this.holds++;
   }
 

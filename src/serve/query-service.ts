@@ -39,27 +39,59 @@ export function resolveQuery(query: QueryRecord, model: ServingModel): ScoreRequ
   const hasSubject = query.subject !== null && query.subject !== undefined;
   const hasObject = query.object !== null && query.object !== undefined;
   if (hasSubject === hasObject) {
-    throw new InvalidInputError('subject/object', `set exactly one: subject for (s, r, ?), object for (?, r, o); got subject=${JSON.stringify(query.subject)}, object=${JSON.stringify(query.object)}`, 'bad_query');
+    throw new InvalidInputError(
+      'subject/object',
+      `set exactly one: subject for (s, r, ?), object for (?, r, o); got subject=${JSON.stringify(query.subject)}, object=${JSON.stringify(query.object)}`,
+      'bad_query',
+    );
   }
   const direction = hasSubject ? 'object' : 'subject';
   const anchorField = hasSubject ? 'subject' : 'object';
   const anchorName = (hasSubject ? query.subject : query.object) as string;
   const anchor = model.entityId(anchorName);
-  if (anchor === undefined) throw new InvalidInputError(anchorField, `unknown entity ${JSON.stringify(anchorName)} (model version ${model.version} knows ${model.numEntities} entities)`, 'unknown_entity');
+  if (anchor === undefined)
+    throw new InvalidInputError(
+      anchorField,
+      `unknown entity ${JSON.stringify(anchorName)} (model version ${model.version} knows ${model.numEntities} entities)`,
+      'unknown_entity',
+    );
   const relation = model.relationId(query.relation);
-  if (relation === undefined) throw new InvalidInputError('relation', `unknown relation ${JSON.stringify(query.relation)} (model version ${model.version} knows ${model.numRelations})`, 'unknown_relation');
-  if (!Number.isInteger(query.k) || query.k < 1) throw new InvalidInputError('k', `must be a positive integer, got ${query.k}`, 'invalid_k');
+  if (relation === undefined)
+    throw new InvalidInputError(
+      'relation',
+      `unknown relation ${JSON.stringify(query.relation)} (model version ${model.version} knows ${model.numRelations})`,
+      'unknown_relation',
+    );
+  if (!Number.isInteger(query.k) || query.k < 1)
+    throw new InvalidInputError('k', `must be a positive integer, got ${query.k}`, 'invalid_k');
   let answer: number | undefined;
   if (query.answer !== null && query.answer !== undefined) {
     answer = model.entityId(query.answer);
-    if (answer === undefined) throw new InvalidInputError('answer', `unknown entity ${JSON.stringify(query.answer)}`, 'unknown_entity');
+    if (answer === undefined)
+      throw new InvalidInputError(
+        'answer',
+        `unknown entity ${JSON.stringify(query.answer)}`,
+        'unknown_entity',
+      );
   }
   return { direction, anchor, relation, k: query.k, filter: query.filter ?? 'raw', answer };
 }
 
-export function errorAnswer(replyId: string, error: unknown, model: ServingModel | undefined): AnswerRecord {
+export function errorAnswer(
+  replyId: string,
+  error: unknown,
+  model: ServingModel | undefined,
+): AnswerRecord {
   const message = error instanceof Error ? error.message : String(error);
-  return { replyId, modelVersion: model?.version ?? -1, step: model?.metadata.step ?? -1, ok: false, error: message, results: [], rank: null };
+  return {
+    replyId,
+    modelVersion: model?.version ?? -1,
+    step: model?.metadata.step ?? -1,
+    ok: false,
+    error: message,
+    results: [],
+    rank: null,
+  };
 }
 
 /** Best-effort reply id of a message that did not decode: a JSON replyId, else the key, else topic/partition/offset. */
@@ -109,13 +141,22 @@ export class QueryService {
     const { kafka, queriesTopic, groupId, metrics } = this.options;
     this.producer = createProducer(kafka);
     await this.producer.connect();
-    this.consumer = kafka.consumer({ groupId, sessionTimeout: 10_000, heartbeatInterval: 1000, rebalanceTimeout: 10_000, maxWaitTimeInMs: 20 });
+    this.consumer = kafka.consumer({
+      groupId,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+      rebalanceTimeout: 10_000,
+      maxWaitTimeInMs: 20,
+    });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.joined = true;
     });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: queriesTopic, fromBeginning: false });
-    await this.consumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.handleBatch(payload) });
+    await this.consumer.run({
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => this.handleBatch(payload),
+    });
     let last = Date.now();
     this.rateTimer = setInterval(() => {
       const now = Date.now();
@@ -135,14 +176,26 @@ export class QueryService {
     this.joined = false;
   }
 
-  private async handleBatch({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async handleBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    commitOffsetsIfNecessary,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
     const { codec, answersTopic, metrics } = this.options;
     const received = performance.now();
-    const answers = await Promise.all(batch.messages.map((message) => this.answer(message, batch.topic, batch.partition)));
+    const answers = await Promise.all(
+      batch.messages.map((message) => this.answer(message, batch.topic, batch.partition)),
+    );
     if (!isRunning() || isStale()) return; // a rebalance took the partition: another replica answers these
     await this.producer!.send({
       topic: answersTopic,
-      messages: answers.map(({ record, format }) => ({ key: record.replyId, value: codec.encodeValue('Answer', record, format) })),
+      messages: answers.map(({ record, format }) => ({
+        key: record.replyId,
+        value: codec.encodeValue('Answer', record, format),
+      })),
     });
     const seconds = (performance.now() - received) / 1000;
     for (const { record } of answers) {
@@ -155,7 +208,11 @@ export class QueryService {
     await heartbeat();
   }
 
-  private async answer(message: KafkaMessage, topic: string, partition: number): Promise<{ record: AnswerRecord; format: WireFormat }> {
+  private async answer(
+    message: KafkaMessage,
+    topic: string,
+    partition: number,
+  ): Promise<{ record: AnswerRecord; format: WireFormat }> {
     const { codec, scorer, logger } = this.options;
     let format: WireFormat = this.options.defaultFormat ?? 'json';
     let query: QueryRecord;
@@ -164,11 +221,18 @@ export class QueryService {
       format = decoded.format;
       query = decoded.value;
     } catch (error) {
-      return { record: errorAnswer(fallbackReplyId(message, topic, partition), error, scorer.model), format };
+      return {
+        record: errorAnswer(fallbackReplyId(message, topic, partition), error, scorer.model),
+        format,
+      };
     }
     const model = scorer.model; // names resolve and score with this one model
     try {
-      if (!model) throw new TkgError('no model loaded yet; wait for an announcement on tkg.models', { reason: 'no_model', retriable: true });
+      if (!model)
+        throw new TkgError('no model loaded yet; wait for an announcement on tkg.models', {
+          reason: 'no_model',
+          retriable: true,
+        });
       const request = resolveQuery(query, model);
       const result = await scorer.score(request, model);
       return {
@@ -179,12 +243,16 @@ export class QueryService {
           step: result.step,
           ok: true,
           error: null,
-          results: Array.from(result.entities, (entity, j) => ({ entity: model.entityName(entity), score: result.scores[j] })),
+          results: Array.from(result.entities, (entity, j) => ({
+            entity: model.entityName(entity),
+            score: result.scores[j],
+          })),
           rank: result.rank ?? null,
         },
       };
     } catch (error) {
-      if (!(error instanceof InvalidInputError)) logger?.warn({ err: error }, `query ${query.replyId} failed`);
+      if (!(error instanceof InvalidInputError))
+        logger?.warn({ err: error }, `query ${query.replyId} failed`);
       return { record: errorAnswer(query.replyId, error, model), format };
     }
   }

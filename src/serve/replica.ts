@@ -51,8 +51,15 @@ export class ServeReplica {
     const topics = topicNames(options.topicPrefix ?? 'tkg');
     const { kafka, codec, metrics, logger } = options;
     const format = options.format ?? 'avro';
-    this.scorer = new Scorer({ intraOpThreads: options.scorerThreads, maxBatch: options.maxBatch, maxWaitMs: options.maxWaitMs, history: options.history, metrics });
-    const publish = (topic: string, messages: Array<{ key: string; value: Buffer }>) => this.producer!.send({ topic, messages }).then(() => undefined);
+    this.scorer = new Scorer({
+      intraOpThreads: options.scorerThreads,
+      maxBatch: options.maxBatch,
+      maxWaitMs: options.maxWaitMs,
+      history: options.history,
+      metrics,
+    });
+    const publish = (topic: string, messages: Array<{ key: string; value: Buffer }>) =>
+      this.producer!.send({ topic, messages }).then(() => undefined);
     this.coordinator = new StepCoordinator({
       scorer: this.scorer,
       topK: options.topK,
@@ -60,11 +67,24 @@ export class ServeReplica {
       dataset: options.dataset,
       metrics,
       publishForecasts: options.publishSteps
-        ? (records: ForecastRecord[]) => publish(topics.forecasts, records.map((r) => ({ key: r.subject, value: codec.encodeValue('Forecast', r, format) })))
+        ? (records: ForecastRecord[]) =>
+            publish(
+              topics.forecasts,
+              records.map((r) => ({
+                key: r.subject,
+                value: codec.encodeValue('Forecast', r, format),
+              })),
+            )
         : undefined,
       publishEvaluations: options.publishSteps
         ? (records: StepMetricsRecord[]) =>
-            publish(topics.evaluations, records.map((r) => ({ key: `${r.dataset}/${r.step}`, value: codec.encodeValue('StepMetrics', r, format) })))
+            publish(
+              topics.evaluations,
+              records.map((r) => ({
+                key: `${r.dataset}/${r.step}`,
+                value: codec.encodeValue('StepMetrics', r, format),
+              })),
+            )
         : undefined,
     });
     this.watcher = new ModelWatcher({

@@ -37,7 +37,11 @@ export interface ScoreResult {
 
 /** Sparse additive history terms for one query (issue 8: nlsm-h), computed by the server from its state. */
 export interface HistoryTermProvider {
-  terms(direction: Direction, anchor: number, relation: number): { entities: Int32Array; values: Float32Array } | undefined;
+  terms(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+  ): { entities: Int32Array; values: Float32Array } | undefined;
 }
 
 export interface ScorerOptions {
@@ -88,15 +92,27 @@ export class Scorer {
   }
 
   /** Load ONNX bytes and swap to them atomically; throws ModelRejectedError and keeps the old model on failure. */
-  async loadModel(bytes: Uint8Array, vocabulary?: Vocabulary, options: LoadModelOptions = {}): Promise<ServingModel> {
+  async loadModel(
+    bytes: Uint8Array,
+    vocabulary?: Vocabulary,
+    options: LoadModelOptions = {},
+  ): Promise<ServingModel> {
     const model = await this.prepare(bytes, vocabulary, options);
     this.swap(model);
     return model;
   }
 
   /** Load and validate a model with this scorer's session options, without swapping to it. */
-  prepare(bytes: Uint8Array, vocabulary?: Vocabulary, options: LoadModelOptions = {}): Promise<ServingModel> {
-    return ServingModel.load(bytes, { intraOpThreads: this.intraOpThreads, vocabulary, ...options });
+  prepare(
+    bytes: Uint8Array,
+    vocabulary?: Vocabulary,
+    options: LoadModelOptions = {},
+  ): Promise<ServingModel> {
+    return ServingModel.load(bytes, {
+      intraOpThreads: this.intraOpThreads,
+      vocabulary,
+      ...options,
+    });
   }
 
   /** Make `model` current. Queries already admitted finish on the old model, which is then released. */
@@ -115,20 +131,39 @@ export class Scorer {
   static validate(request: ScoreRequest, model: ServingModel): void {
     const { numEntities: N, numRelations: R } = model;
     if (request.direction !== 'object' && request.direction !== 'subject') {
-      throw new InvalidInputError('direction', `must be 'object' or 'subject', got ${JSON.stringify(request.direction)}`, 'invalid_direction');
+      throw new InvalidInputError(
+        'direction',
+        `must be 'object' or 'subject', got ${JSON.stringify(request.direction)}`,
+        'invalid_direction',
+      );
     }
     const role = request.direction === 'object' ? 'subject' : 'object';
     if (!Number.isInteger(request.anchor) || request.anchor < 0 || request.anchor >= N) {
-      throw new InvalidInputError(role, `entity id ${request.anchor} is outside [0, ${N}) of model version ${model.version}`, 'unknown_entity');
+      throw new InvalidInputError(
+        role,
+        `entity id ${request.anchor} is outside [0, ${N}) of model version ${model.version}`,
+        'unknown_entity',
+      );
     }
     if (!Number.isInteger(request.relation) || request.relation < 0 || request.relation >= R) {
-      throw new InvalidInputError('relation', `relation id ${request.relation} is outside [0, ${R}) of model version ${model.version}`, 'unknown_relation');
+      throw new InvalidInputError(
+        'relation',
+        `relation id ${request.relation} is outside [0, ${R}) of model version ${model.version}`,
+        'unknown_relation',
+      );
     }
     if (!Number.isInteger(request.k) || request.k < 1) {
       throw new InvalidInputError('k', `must be a positive integer, got ${request.k}`, 'invalid_k');
     }
-    if (request.answer !== undefined && (!Number.isInteger(request.answer) || request.answer < 0 || request.answer >= N)) {
-      throw new InvalidInputError('answer', `entity id ${request.answer} is outside [0, ${N}) of model version ${model.version}`, 'unknown_entity');
+    if (
+      request.answer !== undefined &&
+      (!Number.isInteger(request.answer) || request.answer < 0 || request.answer >= N)
+    ) {
+      throw new InvalidInputError(
+        'answer',
+        `entity id ${request.answer} is outside [0, ${N}) of model version ${model.version}`,
+        'unknown_entity',
+      );
     }
   }
 
@@ -136,9 +171,18 @@ export class Scorer {
    * Score one query through the micro-batching queue. `model` pins the model (e.g. the one whose vocabulary
    * resolved the query's names); default: the current model at admission.
    */
-  score(request: ScoreRequest, model: ServingModel | undefined = this.current): Promise<ScoreResult> {
+  score(
+    request: ScoreRequest,
+    model: ServingModel | undefined = this.current,
+  ): Promise<ScoreResult> {
     if (this.closed) return Promise.reject(new TkgError('scorer is closed', { reason: 'closed' }));
-    if (!model) return Promise.reject(new TkgError('no model loaded yet; wait for an announcement on tkg.models', { reason: 'no_model', retriable: true }));
+    if (!model)
+      return Promise.reject(
+        new TkgError('no model loaded yet; wait for an announcement on tkg.models', {
+          reason: 'no_model',
+          retriable: true,
+        }),
+      );
     try {
       Scorer.validate(request, model);
     } catch (error) {
@@ -149,13 +193,20 @@ export class Scorer {
       // Full batch: go now. Traffic one query at a time (the last batch held one query): do not make a lone query
       // wait for company that is not coming; it still runs on the next turn of the event loop, so queries issued
       // in the same turn share its run. Otherwise wait up to maxWaitMs for the batch to fill.
-      if (this.queue.length >= this.maxBatch || (this.queue.length === 1 && this.lastBatchSize <= 1)) this.schedule(0);
+      if (
+        this.queue.length >= this.maxBatch ||
+        (this.queue.length === 1 && this.lastBatchSize <= 1)
+      )
+        this.schedule(0);
       else this.schedule(this.maxWaitMs);
     });
   }
 
   /** Score a batch directly (no queue), all with one model, in chunks of maxBatch. */
-  async scoreBatch(requests: readonly ScoreRequest[], model: ServingModel | undefined = this.current): Promise<ScoreResult[]> {
+  async scoreBatch(
+    requests: readonly ScoreRequest[],
+    model: ServingModel | undefined = this.current,
+  ): Promise<ScoreResult[]> {
     if (!model) throw new TkgError('no model loaded yet', { reason: 'no_model', retriable: true });
     for (const request of requests) Scorer.validate(request, model);
     const results: ScoreResult[] = [];
@@ -195,18 +246,24 @@ export class Scorer {
         const model = this.queue[0].model;
         const batch: PendingQuery[] = [];
         const rest: PendingQuery[] = [];
-        for (const p of this.queue) (p.model === model && batch.length < this.maxBatch ? batch : rest).push(p);
+        for (const p of this.queue)
+          (p.model === model && batch.length < this.maxBatch ? batch : rest).push(p);
         this.queue = rest;
         this.lastBatchSize = batch.length;
         try {
-          const results = await this.runBatch(model, batch.map((p) => p.request));
+          const results = await this.runBatch(
+            model,
+            batch.map((p) => p.request),
+          );
           batch.forEach((p, i) => p.resolve(results[i]));
         } catch (error) {
           for (const p of batch) p.reject(error);
         }
-        if (model !== this.current && !this.queue.some((p) => p.model === model)) await model.retire();
+        if (model !== this.current && !this.queue.some((p) => p.model === model))
+          await model.retire();
         // Let queries that arrived during the run join the next batch instead of running a tiny one.
-        if (this.queue.length > 0 && this.queue.length < this.maxBatch && this.maxWaitMs > 0) await new Promise((r) => setImmediate(r));
+        if (this.queue.length > 0 && this.queue.length < this.maxBatch && this.maxWaitMs > 0)
+          await new Promise((r) => setImmediate(r));
       }
     } finally {
       this.running = false;
@@ -214,7 +271,10 @@ export class Scorer {
     }
   }
 
-  private async runBatch(model: ServingModel, requests: readonly ScoreRequest[]): Promise<ScoreResult[]> {
+  private async runBatch(
+    model: ServingModel,
+    requests: readonly ScoreRequest[],
+  ): Promise<ScoreResult[]> {
     const B = requests.length;
     const N = model.numEntities;
     const step = model.metadata.step;
@@ -231,7 +291,13 @@ export class Scorer {
       anchors[b] = q.anchor;
       relations[b] = q.relation;
       directions[b] = q.direction === 'object' ? 0 : 1;
-      excluded[b] = this.filters.excluded(q.filter ?? 'raw', q.direction, q.anchor, q.relation, step);
+      excluded[b] = this.filters.excluded(
+        q.filter ?? 'raw',
+        q.direction,
+        q.anchor,
+        q.relation,
+        step,
+      );
       kNeeded = Math.max(kNeeded, Math.min(N, q.k + (excluded[b]?.length ?? 0)));
       if (q.answer !== undefined) wantAll = true;
       const terms = this.history?.terms(q.direction, q.anchor, q.relation);
@@ -263,7 +329,12 @@ export class Scorer {
         scores[n] = out.scores[b * out.k + j];
         n++;
       }
-      const result: ScoreResult = { modelVersion: model.version, step, entities: entities.subarray(0, n), scores: scores.subarray(0, n) };
+      const result: ScoreResult = {
+        modelVersion: model.version,
+        step,
+        entities: entities.subarray(0, n),
+        scores: scores.subarray(0, n),
+      };
       if (q.answer !== undefined && out.allScores) {
         const ranks = filteredRanks(
           out.allScores,

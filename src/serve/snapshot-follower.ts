@@ -13,7 +13,12 @@ export class SnapshotFollower {
   private polling: Promise<void> | undefined;
 
   /** fromStep: steps <= this are skipped (default: none; replaying old steps rebuilds the filter sets). */
-  constructor(options: { dir: string; onSnapshot: (snapshot: Snapshot) => Promise<unknown>; intervalMs?: number; fromStep?: number }) {
+  constructor(options: {
+    dir: string;
+    onSnapshot: (snapshot: Snapshot) => Promise<unknown>;
+    intervalMs?: number;
+    fromStep?: number;
+  }) {
     this.store = new SnapshotStore(options.dir);
     this.onSnapshot = options.onSnapshot;
     this.intervalMs = options.intervalMs ?? 1000;

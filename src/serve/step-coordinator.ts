@@ -40,7 +40,11 @@ export class StepCoordinator {
     this.window = new SnapshotWindow(options.windowSize ?? 5);
     this.topK = options.topK ?? 10;
     this.metrics = options.metrics;
-    this.evaluator = new LiveEvaluator({ scorer: options.scorer, dataset: options.dataset, metrics: options.metrics });
+    this.evaluator = new LiveEvaluator({
+      scorer: options.scorer,
+      dataset: options.dataset,
+      metrics: options.metrics,
+    });
     this.publishForecasts = options.publishForecasts;
     this.publishEvaluations = options.publishEvaluations;
   }
@@ -93,7 +97,12 @@ export class StepCoordinator {
     if (!this.publishForecasts || closed === undefined || !model) return;
     const step = model.metadata.step;
     if (step !== closed + 1 || step <= this.lastForecastStep) return; // next-step forecasts only
-    const records = await forecastStep(this.scorer, model, activePairs(this.window.contents), this.topK);
+    const records = await forecastStep(
+      this.scorer,
+      model,
+      activePairs(this.window.contents),
+      this.topK,
+    );
     this.lastForecastStep = step;
     await this.publishForecasts(records);
     this.metrics?.forecastsPublished.inc(records.length);

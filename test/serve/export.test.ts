@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as tf from '@tensorflow/tfjs';
-import { exportScoringModel, readScoringModelMetadata, vocabularyHash } from '../../src/serve/export/scoring-model.ts';
+import {
+  exportScoringModel,
+  readScoringModelMetadata,
+  vocabularyHash,
+} from '../../src/serve/export/scoring-model.ts';
 import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
 
 const N = 257;
@@ -37,8 +41,14 @@ function feeds(kValue: number, withExtras = true): Record<string, ort.Tensor> {
     anchor: new ort.Tensor('int64', BigInt64Array.from(anchors, BigInt), [B]),
     relation: new ort.Tensor('int64', BigInt64Array.from(relations, BigInt), [B]),
     direction: new ort.Tensor('int64', BigInt64Array.from(directions, BigInt), [B]),
-    extra_index: new ort.Tensor('int64', BigInt64Array.from(used.flatMap(([row, e]) => [BigInt(row), BigInt(e)])), [used.length, 2]),
-    extra_value: new ort.Tensor('float32', Float32Array.from(used.map(([, , v]) => v)), [used.length]),
+    extra_index: new ort.Tensor(
+      'int64',
+      BigInt64Array.from(used.flatMap(([row, e]) => [BigInt(row), BigInt(e)])),
+      [used.length, 2],
+    ),
+    extra_value: new ort.Tensor('float32', Float32Array.from(used.map(([, , v]) => v)), [
+      used.length,
+    ]),
     k: new ort.Tensor('int64', BigInt64Array.from([BigInt(kValue)]), [1]),
   };
 }
@@ -58,17 +68,34 @@ function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): num
 
 test('metadata props carry version, step, vocabulary hash, N, K, R', () => {
   const meta = readScoringModelMetadata(bytes);
-  assert.deepEqual(meta, { version: 9, step: 42, vocabularyHash: 'abc123', numEntities: N, numRelations: R, K, modelName: 'nlsm' });
-  assert.throws(() => readScoringModelMetadata(new Uint8Array([1, 2, 3, 255, 255])), /not an ONNX model|metadata/);
+  assert.deepEqual(meta, {
+    version: 9,
+    step: 42,
+    vocabularyHash: 'abc123',
+    numEntities: N,
+    numRelations: R,
+    K,
+    modelName: 'nlsm',
+  });
+  assert.throws(
+    () => readScoringModelMetadata(new Uint8Array([1, 2, 3, 255, 255])),
+    /not an ONNX model|metadata/,
+  );
   assert.notEqual(vocabularyHash(['a', 'b'], ['r']), vocabularyHash(['a', 'b'], ['s']));
   assert.equal(vocabularyHash(['a', 'b'], ['r']), vocabularyHash(['a', 'b'], ['r']));
 });
 
 test('export refuses inconsistent or non-finite states, naming the field', () => {
-  assert.throws(() => exportScoringModel({ ...state, z: state.z.subarray(1) }, { vocabularyHash: 'x' }), /ScoringState\.z/);
+  assert.throws(
+    () => exportScoringModel({ ...state, z: state.z.subarray(1) }, { vocabularyHash: 'x' }),
+    /ScoringState\.z/,
+  );
   const broken = Float32Array.from(state.theta);
   broken[3] = Number.NaN;
-  assert.throws(() => exportScoringModel({ ...state, theta: broken }, { vocabularyHash: 'x' }), /NaN/);
+  assert.throws(
+    () => exportScoringModel({ ...state, theta: broken }, { vocabularyHash: 'x' }),
+    /NaN/,
+  );
 });
 
 test('onnxruntime-node all_scores and top-k match the brute-force Bernoulli expectation (max abs diff <= 1e-4)', async () => {
@@ -83,15 +110,18 @@ test('onnxruntime-node all_scores and top-k match the brute-force Bernoulli expe
     assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
     // The history term really moved row 0's entity 3 by 1.75.
     const plain = await session.run(feeds(k, false));
-    assert.ok(Math.abs((all[3] - (plain.all_scores.data as Float32Array)[3]) - 1.75) < 1e-5);
+    assert.ok(Math.abs(all[3] - (plain.all_scores.data as Float32Array)[3] - 1.75) < 1e-5);
     // top-k: descending, and equal to the k best brute-force entries
     const indices = out.indices.data as BigInt64Array;
     const scores = out.scores.data as Float32Array;
     for (let b = 0; b < B; b++) {
-      const best = Array.from(expected[b].keys()).sort((x, y) => expected[b][y] - expected[b][x]).slice(0, k);
+      const best = Array.from(expected[b].keys())
+        .sort((x, y) => expected[b][y] - expected[b][x])
+        .slice(0, k);
       const got = Array.from(indices.subarray(b * k, (b + 1) * k), Number);
       assert.deepEqual(got, best, `row ${b}`);
-      for (let j = 0; j < k; j++) assert.ok(Math.abs(scores[b * k + j] - expected[b][got[j]]) <= 1e-4);
+      for (let j = 0; j < k; j++)
+        assert.ok(Math.abs(scores[b * k + j] - expected[b][got[j]]) <= 1e-4);
     }
   } finally {
     await session.release();
@@ -103,8 +133,13 @@ test('k is clamped to N', async () => {
   try {
     const out = await session.run(feeds(N + 1000), ['indices', 'scores']);
     assert.deepEqual(out.indices.dims, [B, N]);
-    const sorted = Array.from((out.indices.data as BigInt64Array).subarray(0, N), Number).sort((a, b) => a - b);
-    assert.deepEqual(sorted, Array.from({ length: N }, (_, i) => i));
+    const sorted = Array.from((out.indices.data as BigInt64Array).subarray(0, N), Number).sort(
+      (a, b) => a - b,
+    );
+    assert.deepEqual(
+      sorted,
+      Array.from({ length: N }, (_, i) => i),
+    );
   } finally {
     await session.release();
   }
@@ -121,7 +156,8 @@ test('onnxruntime-node matches a tfjs computation of the NLSM logits (max abs di
       const rows: tf.Tensor[] = [];
       for (let b = 0; b < B; b++) {
         const anchorAttributes = z.slice([anchors[b], 0], [1, K]); // [1, K]
-        const [subjectZ, objectZ] = directions[b] === 0 ? [anchorAttributes, z] : [z, anchorAttributes]; // broadcast to [N, K]
+        const [subjectZ, objectZ] =
+          directions[b] === 0 ? [anchorAttributes, z] : [z, anchorAttributes]; // broadcast to [N, K]
         const th = theta.slice([relations[b], 0, 0], [1, K, 4]).reshape([K, 4]);
         const [th00, th01, th10, th11] = tf.unstack(th, 1); // each [K]
         const one = tf.scalar(1);
@@ -143,11 +179,16 @@ test('onnxruntime-node matches a tfjs computation of the NLSM logits (max abs di
   }
 });
 
-const pythonOnnxruntime = spawnSync('python3', ['-c', 'import onnxruntime, numpy'], { stdio: 'ignore' }).status === 0;
+const pythonOnnxruntime =
+  spawnSync('python3', ['-c', 'import onnxruntime, numpy'], { stdio: 'ignore' }).status === 0;
 
 test(
   "the same file gives the same answers in Python's onnxruntime",
-  { skip: pythonOnnxruntime ? false : "Python's onnxruntime is not installed (python3 -c 'import onnxruntime' failed; pip install onnxruntime numpy)" },
+  {
+    skip: pythonOnnxruntime
+      ? false
+      : "Python's onnxruntime is not installed (python3 -c 'import onnxruntime' failed; pip install onnxruntime numpy)",
+  },
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tkg-onnx-'));
     try {
@@ -174,7 +215,9 @@ test(
         extra_value: extras.map(([, , v]) => v),
         k,
       });
-      const python = JSON.parse(execFileSync('python3', ['-c', script], { input, encoding: 'utf8' })) as {
+      const python = JSON.parse(
+        execFileSync('python3', ['-c', script], { input, encoding: 'utf8' }),
+      ) as {
         indices: number[][];
         scores: number[][];
         all: number[];
@@ -182,7 +225,10 @@ test(
       const session = await ort.InferenceSession.create(bytes);
       try {
         const out = await session.run(feeds(k));
-        assert.deepEqual(python.indices.flat(), Array.from(out.indices.data as BigInt64Array, Number));
+        assert.deepEqual(
+          python.indices.flat(),
+          Array.from(out.indices.data as BigInt64Array, Number),
+        );
         assert.ok(maxAbsDiff(python.all, out.all_scores.data as Float32Array) <= 1e-5);
         assert.ok(maxAbsDiff(python.scores.flat(), out.scores.data as Float32Array) <= 1e-5);
       } finally {

@@ -24,13 +24,19 @@ const hash = vocabularyHash(entities, relations);
 function randomSnapshot(step: number, facts: number, seed: number): Snapshot {
   const random = seededRandom(seed);
   const set = new Set<string>();
-  while (set.size < facts) set.add(`${Math.floor(random() * N)},${Math.floor(random() * R)},${Math.floor(random() * N)}`);
-  const triples = [...set].map((s) => s.split(',').map(Number)).sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+  while (set.size < facts)
+    set.add(`${Math.floor(random() * N)},${Math.floor(random() * R)},${Math.floor(random() * N)}`);
+  const triples = [...set]
+    .map((s) => s.split(',').map(Number))
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
   return { step, triples: Int32Array.from(triples.flat()), numEntities: N, numRelations: R };
 }
 
 /** Brute-force raw ranks (ties averaged) of a snapshot's facts, both directions. */
-function bruteRawRanks(state: ReturnType<typeof randomScoringState>, snapshot: Snapshot): { object: number[]; subject: number[] } {
+function bruteRawRanks(
+  state: ReturnType<typeof randomScoringState>,
+  snapshot: Snapshot,
+): { object: number[]; subject: number[] } {
   const out = { object: [] as number[], subject: [] as number[] };
   const rank = (row: Float64Array, target: number) => {
     let better = 0;
@@ -73,7 +79,12 @@ test('steps closing are evaluated against the model that forecast them; forecast
   const v2 = randomScoringState({ seed: 2, N, R, K, version: 2, step: 6 });
   const snapshots = [randomSnapshot(4, 30, 4), randomSnapshot(5, 30, 5), randomSnapshot(6, 30, 6)];
 
-  await coordinator.onModel(await scorer.loadModel(exportScoringModel(v1, { vocabularyHash: hash }), { entities, relations }));
+  await coordinator.onModel(
+    await scorer.loadModel(exportScoringModel(v1, { vocabularyHash: hash }), {
+      entities,
+      relations,
+    }),
+  );
   assert.equal(await coordinator.onStepClosed(snapshots[0]), undefined, 'no model forecast step 4');
   // forecasts for step 5 with model 1: one record per active (s, r) of the window, probabilities = sigmoid(logit)
   assert.equal(forecasts.length, 1);
@@ -83,44 +94,81 @@ test('steps closing are evaluated against the model that forecast them; forecast
     assert.equal(record.step, 5);
     assert.equal(record.modelVersion, 1);
     assert.equal(record.objects.length, 4);
-    const row = bruteForceRow(v1, Number(record.subject.slice(1)), relations.indexOf(record.relation), 0);
+    const row = bruteForceRow(
+      v1,
+      Number(record.subject.slice(1)),
+      relations.indexOf(record.relation),
+      0,
+    );
     const best = sigmoid([...row].sort((a, b) => b - a)[0]);
     assert.ok(Math.abs(record.objects[0].probability - best) < 1e-5);
-    assert.ok(record.objects.every((o, j) => j === 0 || o.probability <= record.objects[j - 1].probability));
+    assert.ok(
+      record.objects.every((o, j) => j === 0 || o.probability <= record.objects[j - 1].probability),
+    );
   }
 
   // model 2 (forecasting step 6) is swapped in BEFORE step 5 closes: step 5 must still be ranked by model 1
-  await coordinator.onModel(await scorer.loadModel(exportScoringModel(v2, { vocabularyHash: hash }), { entities, relations }));
+  await coordinator.onModel(
+    await scorer.loadModel(exportScoringModel(v2, { vocabularyHash: hash }), {
+      entities,
+      relations,
+    }),
+  );
   assert.equal(forecasts.length, 1, 'no forecast for step 6 before step 5 closed');
   const step5 = await coordinator.onStepClosed(snapshots[1]);
   assert.ok(step5);
   assert.equal(step5.modelVersion, 1);
   assert.equal(forecasts.length, 2);
   assert.ok(forecasts[1].every((f) => f.step === 6 && f.modelVersion === 2));
-  assert.equal(forecasts[1].length, activePairs(snapshots.slice(0, 2)).length / 2, 'pairs of the 2-step window');
+  assert.equal(
+    forecasts[1].length,
+    activePairs(snapshots.slice(0, 2)).length / 2,
+    'pairs of the 2-step window',
+  );
   const expected5 = bruteRawRanks(v1, snapshots[1]);
-  const record = (records: StepMetricsRecord[], filter: string, direction: string) => records.find((r) => r.filter === filter && r.direction === direction)!;
+  const record = (records: StepMetricsRecord[], filter: string, direction: string) =>
+    records.find((r) => r.filter === filter && r.direction === direction)!;
   assert.equal(step5.records.length, 9);
-  assert.ok(Math.abs(record(step5.records, 'raw', 'object').mrr - summarizeRanks(expected5.object).mrr) < 1e-6);
-  assert.ok(Math.abs(record(step5.records, 'raw', 'subject').mrr - summarizeRanks(expected5.subject).mrr) < 1e-6);
+  assert.ok(
+    Math.abs(record(step5.records, 'raw', 'object').mrr - summarizeRanks(expected5.object).mrr) <
+      1e-6,
+  );
+  assert.ok(
+    Math.abs(record(step5.records, 'raw', 'subject').mrr - summarizeRanks(expected5.subject).mrr) <
+      1e-6,
+  );
   assert.equal(record(step5.records, 'raw', 'both').count, 60);
   assert.equal(record(step5.records, 'raw', 'both').drift, null);
   // filtered MRR is never below raw MRR (filters only remove competitors)
   for (const dir of ['object', 'subject', 'both']) {
-    assert.ok(record(step5.records, 'static', dir).mrr >= record(step5.records, 'raw', dir).mrr - 1e-9);
-    assert.ok(record(step5.records, 'timeAware', dir).mrr >= record(step5.records, 'raw', dir).mrr - 1e-9);
+    assert.ok(
+      record(step5.records, 'static', dir).mrr >= record(step5.records, 'raw', dir).mrr - 1e-9,
+    );
+    assert.ok(
+      record(step5.records, 'timeAware', dir).mrr >= record(step5.records, 'raw', dir).mrr - 1e-9,
+    );
   }
 
   const step6 = await coordinator.onStepClosed(snapshots[2]);
   assert.ok(step6);
   assert.equal(step6.modelVersion, 2);
   const raw6 = record(step6.records, 'raw', 'both');
-  assert.ok(Math.abs((raw6.drift ?? NaN) - (raw6.mrr - record(step5.records, 'raw', 'both').mrr)) < 1e-9);
-  assert.deepEqual(evaluations.map((e) => e[0].step), [5, 6]);
+  assert.ok(
+    Math.abs((raw6.drift ?? NaN) - (raw6.mrr - record(step5.records, 'raw', 'both').mrr)) < 1e-9,
+  );
+  assert.deepEqual(
+    evaluations.map((e) => e[0].step),
+    [5, 6],
+  );
 
   // gauges
   const text = await metrics.registry.metrics();
-  assert.match(text, new RegExp(`tkg_eval_mrr\\{filter="raw",direction="both",model="nlsm"\\} ${raw6.mrr.toFixed(3).slice(0, -1)}`));
+  assert.match(
+    text,
+    new RegExp(
+      `tkg_eval_mrr\\{filter="raw",direction="both",model="nlsm"\\} ${raw6.mrr.toFixed(3).slice(0, -1)}`,
+    ),
+  );
   assert.match(text, /tkg_eval_mrr_drift\{filter="static",direction="object",model="nlsm"\} -?\d/);
   assert.match(text, /tkg_eval_step 6/);
   assert.match(text, /tkg_model_version 2/);

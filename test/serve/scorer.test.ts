@@ -38,7 +38,10 @@ function expectedRank(row: Float64Array, target: number, excluded: number[] = []
 test('top-k matches brute force, k is clamped to N, and concurrent queries are micro-batched', async () => {
   const state = stateWithTies(1, 3);
   const scorer = new Scorer({ maxBatch: 16, maxWaitMs: 1 });
-  const model = await scorer.loadModel(exportScoringModel(state, { vocabularyHash: hash }), { entities, relations: relationNames });
+  const model = await scorer.loadModel(exportScoringModel(state, { vocabularyHash: hash }), {
+    entities,
+    relations: relationNames,
+  });
   let runs = 0;
   const originalRun = model.run.bind(model);
   model.run = (batch, all) => {
@@ -57,7 +60,8 @@ test('top-k matches brute force, k is clamped to N, and concurrent queries are m
     const row = bruteForceRow(state, q.anchor, q.relation, q.direction === 'object' ? 0 : 1);
     assert.equal(results[i].modelVersion, 1);
     assert.equal(results[i].entities.length, 5);
-    for (let j = 0; j < 5; j++) assert.ok(Math.abs(results[i].scores[j] - row[results[i].entities[j]]) <= 1e-4);
+    for (let j = 0; j < 5; j++)
+      assert.ok(Math.abs(results[i].scores[j] - row[results[i].entities[j]]) <= 1e-4);
     const best = [...row].sort((a, b) => b - a)[0];
     assert.ok(Math.abs(results[i].scores[0] - best) <= 1e-4);
   }
@@ -71,7 +75,12 @@ test('ranks of supplied answers: averaged ties, raw / static / time-aware filter
   const scorer = new Scorer({ maxWaitMs: 0 });
   await scorer.loadModel(exportScoringModel(state, { vocabularyHash: hash }));
   // static: (2, 1, o) true for o in {5, 9, 11} at steps 3 and 8; time-aware at the model's step 10: only o = 9
-  const snapshot = (step: number, triples: number[]): Snapshot => ({ step, triples: Int32Array.from(triples), numEntities: N, numRelations: R });
+  const snapshot = (step: number, triples: number[]): Snapshot => ({
+    step,
+    triples: Int32Array.from(triples),
+    numEntities: N,
+    numRelations: R,
+  });
   scorer.filters.addSnapshot(snapshot(3, [2, 1, 5, 2, 1, 11]));
   scorer.filters.addSnapshot(snapshot(10, [2, 1, 9]));
   const row = bruteForceRow(state, 2, 1, 0);
@@ -80,9 +89,22 @@ test('ranks of supplied answers: averaged ties, raw / static / time-aware filter
     assert.ok(raw.ranks);
     assert.equal(raw.rank, raw.ranks.raw);
     assert.ok(Math.abs(raw.ranks.raw - expectedRank(row, answer)) < 1e-9, `raw rank of ${answer}`);
-    assert.ok(Math.abs(raw.ranks.static - expectedRank(row, answer, [5, 9, 11])) < 1e-9, `static rank of ${answer}`);
-    assert.ok(Math.abs(raw.ranks.timeAware - expectedRank(row, answer, [9])) < 1e-9, `time-aware rank of ${answer}`);
-    const filtered = await scorer.score({ direction: 'object', anchor: 2, relation: 1, k: 3, answer, filter: 'static' });
+    assert.ok(
+      Math.abs(raw.ranks.static - expectedRank(row, answer, [5, 9, 11])) < 1e-9,
+      `static rank of ${answer}`,
+    );
+    assert.ok(
+      Math.abs(raw.ranks.timeAware - expectedRank(row, answer, [9])) < 1e-9,
+      `time-aware rank of ${answer}`,
+    );
+    const filtered = await scorer.score({
+      direction: 'object',
+      anchor: 2,
+      relation: 1,
+      k: 3,
+      answer,
+      filter: 'static',
+    });
     assert.equal(filtered.rank, filtered.ranks?.static);
   }
   // ties: 5, 6, 7 score the same, so answer 5's raw rank is a half-integer above `better` (1 + better + 2/2)
@@ -90,7 +112,13 @@ test('ranks of supplied answers: averaged ties, raw / static / time-aware filter
   const better = Array.from(row).filter((s) => s > row[5] + 1e-5).length;
   assert.equal(tie.ranks?.raw, 1 + better + 1);
   // the static filter removes the other true answers from the top-k list
-  const top = await scorer.score({ direction: 'object', anchor: 2, relation: 1, k: N, filter: 'static' });
+  const top = await scorer.score({
+    direction: 'object',
+    anchor: 2,
+    relation: 1,
+    k: N,
+    filter: 'static',
+  });
   assert.equal(top.entities.length, N - 3);
   for (const e of [5, 9, 11]) assert.ok(!top.entities.includes(e));
   await scorer.close();
@@ -100,7 +128,9 @@ test('a sparse history term is added to the scores', async () => {
   const state = randomScoringState({ seed: 9, N, R, K });
   const history = {
     terms: (direction: string, anchor: number, relation: number) =>
-      direction === 'object' && anchor === 1 && relation === 2 ? { entities: Int32Array.of(33), values: Float32Array.of(1000) } : undefined,
+      direction === 'object' && anchor === 1 && relation === 2
+        ? { entities: Int32Array.of(33), values: Float32Array.of(1000) }
+        : undefined,
   };
   const scorer = new Scorer({ history, maxWaitMs: 0 });
   await scorer.loadModel(exportScoringModel(state, { vocabularyHash: hash }));
@@ -117,15 +147,22 @@ test('a sparse history term is added to the scores', async () => {
 });
 
 test('atomic swap: concurrent queries during swaps all succeed, each scored entirely by the version it reports', async () => {
-  const states = [1, 2, 3].map((version) => randomScoringState({ seed: 100 + version, N, R, K, version, step: 10 + version }));
+  const states = [1, 2, 3].map((version) =>
+    randomScoringState({ seed: 100 + version, N, R, K, version, step: 10 + version }),
+  );
   const scorer = new Scorer({ maxBatch: 8, maxWaitMs: 1 });
   await scorer.loadModel(exportScoringModel(states[0], { vocabularyHash: hash }));
-  const pending: Array<Promise<{ result: Awaited<ReturnType<Scorer['score']>>; anchor: number }>> = [];
+  const pending: Array<Promise<{ result: Awaited<ReturnType<Scorer['score']>>; anchor: number }>> =
+    [];
   let stop = false;
   const client = async (offset: number) => {
     for (let i = 0; !stop; i++) {
       const anchor = (i * 13 + offset) % N;
-      pending.push(scorer.score({ direction: 'object', anchor, relation: 1, k: 3 }).then((result) => ({ result, anchor })));
+      pending.push(
+        scorer
+          .score({ direction: 'object', anchor, relation: 1, k: 3 })
+          .then((result) => ({ result, anchor })),
+      );
       if (i % 4 === 0) await new Promise((r) => setImmediate(r));
     }
   };
@@ -139,15 +176,25 @@ test('atomic swap: concurrent queries during swaps all succeed, each scored enti
   await Promise.all(clients);
   const settled = await Promise.allSettled(pending);
   const failed = settled.filter((s) => s.status === 'rejected');
-  assert.equal(failed.length, 0, `failed: ${failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; ')}`);
+  assert.equal(
+    failed.length,
+    0,
+    `failed: ${failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; ')}`,
+  );
   const versions = new Set<number>();
   for (const s of settled) {
-    const { result, anchor } = (s as PromiseFulfilledResult<{ result: Awaited<ReturnType<Scorer['score']>>; anchor: number }>).value;
+    const { result, anchor } = (
+      s as PromiseFulfilledResult<{ result: Awaited<ReturnType<Scorer['score']>>; anchor: number }>
+    ).value;
     versions.add(result.modelVersion);
     const state = states[result.modelVersion - 1];
     assert.equal(result.step, state.step);
     const row = bruteForceRow(state, anchor, 1, 0);
-    for (let j = 0; j < result.entities.length; j++) assert.ok(Math.abs(result.scores[j] - row[result.entities[j]]) <= 1e-4, 'mixed-version answer');
+    for (let j = 0; j < result.entities.length; j++)
+      assert.ok(
+        Math.abs(result.scores[j] - row[result.entities[j]]) <= 1e-4,
+        'mixed-version answer',
+      );
   }
   assert.ok(settled.length > 50, `only ${settled.length} queries`);
   assert.ok(versions.size >= 2, `saw versions ${[...versions]}`);
@@ -159,18 +206,41 @@ test('invalid queries are rejected naming the field; corrupt or mismatched model
   const state = randomScoringState({ seed: 1, N, R, K, version: 4 });
   const bytes = exportScoringModel(state, { vocabularyHash: hash });
   const scorer = new Scorer({ maxWaitMs: 0 });
-  await assert.rejects(scorer.score({ direction: 'object', anchor: 0, relation: 0, k: 1 }), /no model loaded/);
+  await assert.rejects(
+    scorer.score({ direction: 'object', anchor: 0, relation: 0, k: 1 }),
+    /no model loaded/,
+  );
   await scorer.loadModel(bytes, { entities, relations: relationNames });
-  await assert.rejects(scorer.score({ direction: 'object', anchor: N, relation: 0, k: 1 }), (e: unknown) => e instanceof InvalidInputError && /subject: entity id 60/.test(e.message));
-  await assert.rejects(scorer.score({ direction: 'subject', anchor: 0, relation: R, k: 1 }), /relation id 4 is outside/);
-  await assert.rejects(scorer.score({ direction: 'object', anchor: 0, relation: 0, k: 0 }), /k: must be a positive integer/);
+  await assert.rejects(
+    scorer.score({ direction: 'object', anchor: N, relation: 0, k: 1 }),
+    (e: unknown) => e instanceof InvalidInputError && /subject: entity id 60/.test(e.message),
+  );
+  await assert.rejects(
+    scorer.score({ direction: 'subject', anchor: 0, relation: R, k: 1 }),
+    /relation id 4 is outside/,
+  );
+  await assert.rejects(
+    scorer.score({ direction: 'object', anchor: 0, relation: 0, k: 0 }),
+    /k: must be a positive integer/,
+  );
   const corrupt = bytes.slice(0, Math.floor(bytes.length / 2));
-  await assert.rejects(scorer.loadModel(corrupt), (e: unknown) => e instanceof ModelRejectedError && e.reason === 'corrupt');
+  await assert.rejects(
+    scorer.loadModel(corrupt),
+    (e: unknown) => e instanceof ModelRejectedError && e.reason === 'corrupt',
+  );
   const garbage = Uint8Array.from(bytes);
   for (let i = 100; i < 400; i++) garbage[i] ^= 0x5a;
   await assert.rejects(scorer.loadModel(garbage), ModelRejectedError);
-  await assert.rejects(scorer.loadModel(bytes, { entities: entities.slice(1), relations: relationNames }), (e: unknown) => e instanceof ModelRejectedError && e.reason === 'incompatible');
-  await assert.rejects(ServingModel.load(bytes, { vocabulary: { entities: entities.map((e) => `${e}x`), relations: relationNames } }), /vocabulary hash/);
+  await assert.rejects(
+    scorer.loadModel(bytes, { entities: entities.slice(1), relations: relationNames }),
+    (e: unknown) => e instanceof ModelRejectedError && e.reason === 'incompatible',
+  );
+  await assert.rejects(
+    ServingModel.load(bytes, {
+      vocabulary: { entities: entities.map((e) => `${e}x`), relations: relationNames },
+    }),
+    /vocabulary hash/,
+  );
   const still = await scorer.score({ direction: 'object', anchor: 0, relation: 0, k: 2 });
   assert.equal(still.modelVersion, 4);
   await scorer.close();

@@ -33,19 +33,42 @@ interface ServeFlags {
 export function register(program: Command): void {
   program
     .command('serve')
-    .description('run a scoring replica: load models from <prefix>.models, answer <prefix>.queries on <prefix>.answers')
-    .option('--topic-prefix <p>', 'topics are <p>.queries, <p>.answers, ... (TKG_TOPIC_PREFIX, default tkg)')
-    .option('--model <name>', 'model name (key on <prefix>.models) to serve (TKG_SERVE_MODEL_NAME, default nlsm)')
+    .description(
+      'run a scoring replica: load models from <prefix>.models, answer <prefix>.queries on <prefix>.answers',
+    )
+    .option(
+      '--topic-prefix <p>',
+      'topics are <p>.queries, <p>.answers, ... (TKG_TOPIC_PREFIX, default tkg)',
+    )
+    .option(
+      '--model <name>',
+      'model name (key on <prefix>.models) to serve (TKG_SERVE_MODEL_NAME, default nlsm)',
+    )
     .option('--group <id>', 'consumer group of the scoring replicas (default <prefix>.scorers)')
     .option('--threads <n>', 'onnxruntime intra-op threads (TKG_SCORER_THREADS, default 1)')
     .option('--max-batch <n>', 'queries per onnxruntime run (TKG_SCORER_MAX_BATCH, default 64)')
-    .option('--max-wait-ms <ms>', 'longest a query waits for its micro-batch (TKG_SCORER_MAX_WAIT_MS, default 1)')
-    .option('--publish-steps', 'follow closed snapshots (--state-dir): filters, <prefix>.forecasts, <prefix>.evaluations (enable on ONE replica)')
-    .option('--state-dir <path>', 'where `tkg ingest` writes closed snapshots, followed with --publish-steps (TKG_STATE_DIR)')
+    .option(
+      '--max-wait-ms <ms>',
+      'longest a query waits for its micro-batch (TKG_SCORER_MAX_WAIT_MS, default 1)',
+    )
+    .option(
+      '--publish-steps',
+      'follow closed snapshots (--state-dir): filters, <prefix>.forecasts, <prefix>.evaluations (enable on ONE replica)',
+    )
+    .option(
+      '--state-dir <path>',
+      'where `tkg ingest` writes closed snapshots, followed with --publish-steps (TKG_STATE_DIR)',
+    )
     .option('--top-k <n>', 'objects per forecast (TKG_TOP_K, default 10)')
-    .option('--window <m>', 'snapshots whose (subject, relation) pairs are forecast (TKG_WINDOW, default 5)')
+    .option(
+      '--window <m>',
+      'snapshots whose (subject, relation) pairs are forecast (TKG_WINDOW, default 5)',
+    )
     .option('--dataset <name>', 'dataset label of the evaluation records', 'live')
-    .option('--metrics-port <port>', 'port of /metrics, /healthz, /readyz (TKG_METRICS_PORT, default 9464)')
+    .option(
+      '--metrics-port <port>',
+      'port of /metrics, /healthz, /readyz (TKG_METRICS_PORT, default 9464)',
+    )
     .option('--no-metrics', 'do not start the metrics HTTP server')
     .action(async (flags: ServeFlags) => {
       const config = loadConfig({
@@ -61,7 +84,11 @@ export function register(program: Command): void {
       });
       const logger = pino({ level: process.env.TKG_LOG_LEVEL ?? 'info' }, pino.destination(2));
       const brokers = await resolveBrokerSource(config, process.env, (line) => logger.info(line));
-      const kafka = createKafkaClient({ brokers: brokers.brokers, clientId: `${config.kafkaClientId}-serve`, logger });
+      const kafka = createKafkaClient({
+        brokers: brokers.brokers,
+        clientId: `${config.kafkaClientId}-serve`,
+        logger,
+      });
       const admin = kafka.admin();
       await admin.connect();
       await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
@@ -97,10 +124,16 @@ export function register(program: Command): void {
           : new MetricsServer({
               registry: metrics.registry,
               port: config.metricsPort,
-              readiness: readinessFromChecks({ modelLoaded: () => replica.scorer.model !== undefined, consumerJoined: () => replica.ready }),
+              readiness: readinessFromChecks({
+                modelLoaded: () => replica.scorer.model !== undefined,
+                consumerJoined: () => replica.ready,
+              }),
             });
       if (server) logger.info({ url: (await server.start()).url }, 'metrics server listening');
-      logger.info({ prefix: config.topicPrefix, model: config.serveModelName, brokers: brokers.brokers }, 'scoring replica running');
+      logger.info(
+        { prefix: config.topicPrefix, model: config.serveModelName, brokers: brokers.brokers },
+        'scoring replica running',
+      );
       await new Promise<void>((resolve) => {
         const onSignal = (signal: string) => {
           logger.info({ signal }, 'stopping scoring replica');

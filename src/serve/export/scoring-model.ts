@@ -15,9 +15,25 @@
 //   subject query: w = Bs_r + D_r * z_o,  c = sum(A_r + Co_r * z_o)   (rows R..2R-1)
 import { createHash } from 'node:crypto';
 import type { ScoringState } from '../../core/types.ts';
-import { DataType, IR_VERSION, OPSET_VERSION, floatTensor, int64Tensor, node, onnx, valueInfo } from './onnx-builder.ts';
+import {
+  DataType,
+  IR_VERSION,
+  OPSET_VERSION,
+  floatTensor,
+  int64Tensor,
+  node,
+  onnx,
+  valueInfo,
+} from './onnx-builder.ts';
 
-export const SCORER_INPUTS = ['anchor', 'relation', 'direction', 'extra_index', 'extra_value', 'k'] as const;
+export const SCORER_INPUTS = [
+  'anchor',
+  'relation',
+  'direction',
+  'extra_index',
+  'extra_value',
+  'k',
+] as const;
 export const SCORER_OUTPUTS = ['indices', 'scores', 'all_scores'] as const;
 export const PRODUCER_NAME = 'tkg-stream';
 
@@ -85,12 +101,21 @@ export function efficientScoringTables(state: ScoringState): EfficientScoringTab
 export function assertScoringState(state: ScoringState): void {
   const { numEntities: N, numRelations: R, K } = state;
   for (const [name, value] of Object.entries({ numEntities: N, numRelations: R, K })) {
-    if (!Number.isInteger(value) || value < 1) throw new RangeError(`ScoringState.${name} must be a positive integer, got ${value}`);
+    if (!Number.isInteger(value) || value < 1)
+      throw new RangeError(`ScoringState.${name} must be a positive integer, got ${value}`);
   }
-  if (state.z.length !== N * K) throw new RangeError(`ScoringState.z has ${state.z.length} values, expected N * K = ${N} * ${K}`);
-  if (state.theta.length !== R * K * 4) throw new RangeError(`ScoringState.theta has ${state.theta.length} values, expected R * K * 4 = ${R} * ${K} * 4`);
+  if (state.z.length !== N * K)
+    throw new RangeError(
+      `ScoringState.z has ${state.z.length} values, expected N * K = ${N} * ${K}`,
+    );
+  if (state.theta.length !== R * K * 4)
+    throw new RangeError(
+      `ScoringState.theta has ${state.theta.length} values, expected R * K * 4 = ${R} * ${K} * 4`,
+    );
   if (!state.z.every(Number.isFinite) || !state.theta.every(Number.isFinite)) {
-    throw new RangeError(`ScoringState (version ${state.version}) contains NaN or infinite values; refusing to export`);
+    throw new RangeError(
+      `ScoringState (version ${state.version}) contains NaN or infinite values; refusing to export`,
+    );
   }
 }
 
@@ -100,7 +125,8 @@ export function exportScoringModel(state: ScoringState, options: ExportOptions):
   const { numEntities: N, numRelations: R, K } = state;
   const tables = efficientScoringTables(state);
   const zTransposed = new Float32Array(K * N); // [K, N]
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) zTransposed[k * N + n] = state.z[n * K + k];
+  for (let n = 0; n < N; n++)
+    for (let k = 0; k < K; k++) zTransposed[k * N + n] = state.z[n * K + k];
 
   const initializer = [
     floatTensor('Z', [N, K], state.z),
@@ -127,20 +153,42 @@ export function exportScoringModel(state: ScoringState, options: ExportOptions):
     node('Gather', ['C_base', 'table_row'], ['c_base'], { axis: 0 }), // [B, 1]
     node('Add', ['c_base', 'c_anchor'], ['c']), // [B, 1]
     node('Gemm', ['w', 'Z_T', 'c'], ['gemm_scores']), // [B, N]
-    node('ScatterND', ['gemm_scores', 'extra_index', 'extra_value'], ['all_scores'], { reduction: 'add' }),
+    node('ScatterND', ['gemm_scores', 'extra_index', 'extra_value'], ['all_scores'], {
+      reduction: 'add',
+    }),
     node('Min', ['k', 'num_entities'], ['k_clamped']), // [1]
-    node('TopK', ['all_scores', 'k_clamped'], ['scores', 'indices'], { axis: 1, largest: 1, sorted: 1 }),
+    node('TopK', ['all_scores', 'k_clamped'], ['scores', 'indices'], {
+      axis: 1,
+      largest: 1,
+      sorted: 1,
+    }),
   ];
   const graph = onnx.GraphProto.create({
     name: 'tkg_nlsm_scorer',
-    docString: 'NLSM next-step scorer: scores = (W_base + W_slope * z_anchor) Z^T + c, plus a sparse history term, then top-k.',
+    docString:
+      'NLSM next-step scorer: scores = (W_base + W_slope * z_anchor) Z^T + c, plus a sparse history term, then top-k.',
     node: nodes,
     initializer,
     input: [
-      valueInfo('anchor', DataType.INT64, ['B'], 'subject id (direction 0) or object id (direction 1)'),
+      valueInfo(
+        'anchor',
+        DataType.INT64,
+        ['B'],
+        'subject id (direction 0) or object id (direction 1)',
+      ),
       valueInfo('relation', DataType.INT64, ['B'], 'relation id'),
-      valueInfo('direction', DataType.INT64, ['B'], '0 = object query (s, r, ?), 1 = subject query (?, r, o)'),
-      valueInfo('extra_index', DataType.INT64, ['M', 2], '(batch row, entity) of each history term; M may be 0'),
+      valueInfo(
+        'direction',
+        DataType.INT64,
+        ['B'],
+        '0 = object query (s, r, ?), 1 = subject query (?, r, o)',
+      ),
+      valueInfo(
+        'extra_index',
+        DataType.INT64,
+        ['M', 2],
+        '(batch row, entity) of each history term; M may be 0',
+      ),
       valueInfo('extra_value', DataType.FLOAT, ['M'], 'value added to all_scores[row, entity]'),
       valueInfo('k', DataType.INT64, [1], 'top-k size; clamped to N'),
     ],
@@ -179,17 +227,24 @@ export function readScoringModelMetadata(bytes: Uint8Array): ScoringModelMetadat
     const model = onnx.ModelProto.decode(bytes);
     props = new Map((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? '']));
   } catch (error) {
-    throw new RangeError(`not an ONNX model (${bytes.length} bytes): ${(error as Error).message}`, { cause: error });
+    throw new RangeError(`not an ONNX model (${bytes.length} bytes): ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const integer = (key: string, min: number): number => {
     const value = Number(props.get(key));
     if (!props.has(key) || !Number.isSafeInteger(value) || value < min) {
-      throw new RangeError(`ONNX model metadata ${key} must be an integer >= ${min}, got ${JSON.stringify(props.get(key))}`);
+      throw new RangeError(
+        `ONNX model metadata ${key} must be an integer >= ${min}, got ${JSON.stringify(props.get(key))}`,
+      );
     }
     return value;
   };
   const vocabularyHash = props.get('vocabularyHash');
-  if (vocabularyHash === undefined) throw new RangeError('ONNX model metadata vocabularyHash is missing (was it exported by tkg-stream?)');
+  if (vocabularyHash === undefined)
+    throw new RangeError(
+      'ONNX model metadata vocabularyHash is missing (was it exported by tkg-stream?)',
+    );
   return {
     version: integer('version', 0),
     step: integer('step', Number.MIN_SAFE_INTEGER),
