@@ -196,13 +196,17 @@ export class IngestPipeline {
       rebalanceTimeout: Math.max(sessionTimeout, 10_000),
       heartbeatInterval: Math.min(1000, Math.floor(sessionTimeout / 3)),
       allowAutoTopicCreation: false,
-      maxBytesPerPartition: 1024 * 1024,
+      maxBytesPerPartition: 4 * 1024 * 1024,
       maxWaitTimeInMs: 100,
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       const assigned = payload.memberAssignment[this.topics.facts] ?? [];
       for (const partition of assigned) state.window.addPartition(partition);
+      // A partition this process no longer reads must not hold the watermark forever: let it go idle.
+      for (const { partition } of state.window.partitionStatus()) {
+        if (!assigned.includes(partition)) state.window.setBacklog(partition, false);
+      }
       this.logger.info({ groupId: this.groupId, assigned }, 'joined the ingest group');
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {

@@ -104,6 +104,20 @@ test(
       process.stderr.write(
         `  YAGO train: ${stats.messages} facts to caught-up in ${seconds.toFixed(2)} s (${Math.round(stats.messages / seconds)} facts/s incl. group join), ${stats.checkpoints} checkpoints\n`,
       );
+      // A new, empty state directory with the same consumer group: the group's committed offsets are
+      // ahead of the (absent) checkpoint; the checkpoint is the truth, so everything is read again.
+      const freshDir = tempStateDir('ingest-yago-fresh');
+      try {
+        const again = await runToEnd(kafka, prefix, freshDir);
+        assert.equal(
+          again.stats.messages,
+          161_540,
+          'the group was rewound to the checkpoint (the start)',
+        );
+        assert.equal(snapshotDifference(expected, persistedSnapshots(freshDir)), null);
+      } finally {
+        rmSync(freshDir, { recursive: true, force: true });
+      }
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
