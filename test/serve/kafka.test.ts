@@ -10,6 +10,7 @@ import type { Snapshot } from '../../src/core/types.ts';
 import { createKafkaClient, createProducer } from '../../src/kafka/client.ts';
 import { ensureTopics, topicNames } from '../../src/kafka/topics.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
+import { MetricsServer } from '../../src/metrics/server.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { exportScoringModel, vocabularyHash } from '../../src/serve/export/scoring-model.ts';
 import { type ModelAnnouncement, announceModel } from '../../src/serve/model-watcher.ts';
@@ -244,6 +245,34 @@ test(
       assert.equal(h.answers.get(after)!.modelVersion, 1);
       assert.match(metricsText, /tkg_queries_total\{outcome="error"\} [1-9]/);
       assert.match(metricsText, /tkg_model_version 1/);
+      // the HTTP endpoint exposes the serving series with sane values, and /readyz is 200 with a model loaded
+      const http = new MetricsServer({
+        registry: metrics.registry,
+        port: 0,
+        host: '127.0.0.1',
+        readiness: () => (server.ready ? { ready: true } : { ready: false, reason: 'no model' }),
+      });
+      const { url } = await http.start();
+      try {
+        const body = await (await fetch(`${url}/metrics`)).text();
+        const okCount = Number(/tkg_queries_total\{outcome="ok"\} (\d+)/.exec(body)?.[1]);
+        assert.ok(okCount >= 3, `ok queries ${okCount}`);
+        const latencyCount = Number(
+          /tkg_query_duration_seconds_count\{path="kafka"\} (\d+)/.exec(body)?.[1],
+        );
+        assert.ok(latencyCount >= okCount, `latency observations ${latencyCount}`);
+        const latencySum = Number(
+          /tkg_query_duration_seconds_sum\{path="kafka"\} ([\d.e-]+)/.exec(body)?.[1],
+        );
+        assert.ok(
+          latencySum > 0 && latencySum / latencyCount < 5,
+          `mean latency ${latencySum / latencyCount} s`,
+        );
+        assert.match(body, /tkg_model_step 11/);
+        assert.equal((await fetch(`${url}/readyz`)).status, 200);
+      } finally {
+        await http.stop();
+      }
 
       // steps close: step 10 closes while model 1 forecasts 11 -> forecasts for step 11 on tkg.forecasts
       const snapshot = (step: number, triples: number[]): Snapshot => ({

@@ -1,6 +1,9 @@
 // Live evaluation and forecasts, in-process: a step closing is ranked against the model that forecast it (even after
 // a newer model was swapped in), metrics per filter and direction with drift, forecasts with sigmoid probabilities.
 import { test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import type { Snapshot } from '../../src/core/types.ts';
 import { summarizeRanks } from '../../src/eval/rank.ts';
@@ -11,6 +14,8 @@ import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 import { mrrDrift } from '../../src/serve/live-eval.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
 import { StepCoordinator } from '../../src/serve/step-coordinator.ts';
+import { SnapshotFollower } from '../../src/serve/snapshot-follower.ts';
+import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import type { ForecastRecord } from '../../src/serve/forecasts.ts';
 import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
 
@@ -174,4 +179,27 @@ test('steps closing are evaluated against the model that forecast them; forecast
   assert.match(text, /tkg_model_version 2/);
   await coordinator.close();
   await scorer.close();
+});
+
+test('SnapshotFollower hands over persisted steps once each, in step order', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tkg-follow-'));
+  try {
+    const store = new SnapshotStore(dir);
+    store.write(randomSnapshot(3, 5, 3));
+    store.write(randomSnapshot(1, 5, 1));
+    const seen: number[] = [];
+    const follower = new SnapshotFollower({
+      dir,
+      onSnapshot: async (s) => void seen.push(s.step),
+      intervalMs: 60_000,
+    });
+    await follower.poll();
+    store.write(randomSnapshot(4, 5, 4));
+    await follower.poll();
+    await follower.poll();
+    assert.deepEqual(seen, [1, 3, 4]);
+    await follower.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
