@@ -1,0 +1,16 @@
+// Public surface of the ingest stage: <prefix>.facts -> validated, windowed, durable snapshots.
+// Must not import src/serve, src/train or tfjs. `tkg run` wires IngestPipeline to the trainer via onSnapshot.
+export { IngestPipeline } from './consumer.ts';
+export type { IngestPipelineOptions, IngestStats } from './consumer.ts';
+export { IngestState } from './ingest-state.ts';
+export type { IngestOutcome, IngestStateOptions } from './ingest-state.ts';
+export { PersistentVocabulary } from './vocabulary.ts';
+export type { VocabularySizes } from './vocabulary.ts';
+export {
+  validateFact,
+  checkMessageSize,
+  reasonOf,
+  rejectionReasons,
+  defaultFactLimits,
+} from './validate.ts';
+export type { FactLimits, RejectionReason, ValidFact } from './validate.ts';
