@@ -10,7 +10,8 @@ import type { TkgMetrics } from '../metrics/metrics.ts';
 import type { SchemaCodec, WireFormat } from '../schemas/codec.ts';
 import type { ForecastRecord } from './forecasts.ts';
 import type { StepEvaluation, StepMetricsRecord } from './live-eval.ts';
-import { ModelWatcher } from './model-watcher.ts';
+import { ModelWatcher, type ModelAnnouncement } from './model-watcher.ts';
+import type { ServingModel } from './model.ts';
 import { QueryService } from './query-service.ts';
 import { Scorer, type HistoryTermProvider } from './scorer.ts';
 import { StepCoordinator } from './step-coordinator.ts';
@@ -36,6 +37,8 @@ export interface ServeReplicaOptions {
   history?: HistoryTermProvider;
   metrics?: TkgMetrics;
   logger?: Logger;
+  /** Called after each swap, before the step bookkeeping sees the model (e.g. to switch the history term's parameters). */
+  onModel?: (model: ServingModel, announcement: ModelAnnouncement) => void | Promise<void>;
 }
 
 export class ServeReplica {
@@ -95,7 +98,10 @@ export class ServeReplica {
       modelName: options.modelName ?? 'nlsm',
       metrics,
       logger,
-      onModel: (model) => this.coordinator.onModel(model),
+      onModel: async (model, announcement) => {
+        await options.onModel?.(model, announcement);
+        await this.coordinator.onModel(model);
+      },
     });
     this.queries = new QueryService({
       kafka,
