@@ -54,6 +54,15 @@ export const configSchema = z.object({
   scorerMaxBatch: z.coerce.number().int().min(1).default(64).describe('TKG_SCORER_MAX_BATCH: queries scored in one onnxruntime run (micro-batch size)'),
   scorerMaxWaitMs: z.coerce.number().min(0).default(1).describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
   serveModelName: z.string().default('nlsm').describe('TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves'),
+  // End to end (`tkg run`, `tkg train`; src/pipeline)
+  model: z.enum(['recurrency', 'nlsm', 'bas']).default('recurrency').describe('TKG_MODEL: model tkg run / tkg train trains, exports and announces (recurrency, nlsm, bas)'),
+  replayDataset: z.string().min(1).default('yago').describe('TKG_DATASET: dataset tkg run replays (yago, wiki, enron, uci, a RE-NET dir or a fact file)'),
+  replayRate: z.coerce.number().min(0).default(0).describe('TKG_REPLAY_RATE: facts per second tkg run publishes (0 = as fast as possible)'),
+  replaySteps: z.coerce.number().int().min(1).optional().describe('TKG_REPLAY_STEPS: tkg run replays only this many steps (default: all)'),
+  replayFromStep: z.coerce.number().int().min(0).default(0).describe('TKG_REPLAY_FROM_STEP: tkg run starts this many steps after the first'),
+  queryRate: z.coerce.number().min(0).default(20).describe('TKG_QUERY_RATE: demo queries per second tkg run sends on <prefix>.queries (0 = none)'),
+  recurrencySelectEvery: z.coerce.number().int().min(1).default(25).describe('TKG_RECURRENCY_SELECT_EVERY: the live recurrency model re-selects decay and alpha every this many steps'),
+  modelLoadTimeoutMs: z.coerce.number().int().min(1000).default(120000).describe('TKG_MODEL_LOAD_TIMEOUT_MS: tkg run fails if its replica has not loaded an announced model after this long'),
 });
 
 export type TkgConfig = z.infer<typeof configSchema>;

@@ -1,0 +1,183 @@
+// The serving side's history term (issue 8 item 2): the sparse addition to a model's logits that the
+// server computes from its own state — decayed counts of (s, r, o) ("strict") and the normalised decayed
+// frequency of (., r, o) / (s, r, .) ("relaxed"), kept incrementally by src/baselines' HistoryIndex.
+// The parameters travel with each model (ModelAnnouncement.metadata, keys `history.*`), so a replica
+// always adds the term the model was exported for. Owns: that metadata format and the adapter from
+// HistoryIndex to the scorer's HistoryTermProvider. Must not import src/train, tfjs or Kafka.
+import type { Direction, Snapshot } from '../core/types.ts';
+import { TkgError } from '../core/errors.ts';
+import { HistoryIndex } from '../baselines/history-index.ts';
+import type { HistoryTermProvider } from '../serve/scorer.ts';
+
+/** score(e) = logits(e) + strictWeight * strict(e) + relaxedWeight * relaxed(e). */
+export interface HistoryTermParams {
+  decay: number; // lambda in (0, 1] of the strict and relaxed counts
+  strictWeight: number;
+  relaxedWeight: number;
+}
+
+const KEYS = {
+  decay: 'history.decay',
+  strictWeight: 'history.strictWeight',
+  relaxedWeight: 'history.relaxedWeight',
+} as const;
+
+/** Pure: the announcement metadata entries of a history term. */
+export function historyParamsToMetadata(params: HistoryTermParams): Record<string, string> {
+  return {
+    [KEYS.decay]: String(params.decay),
+    [KEYS.strictWeight]: String(params.strictWeight),
+    [KEYS.relaxedWeight]: String(params.relaxedWeight),
+  };
+}
+
+/** Pure: the history term an announcement asks for (undefined: the model has none). Throws on malformed values. */
+export function historyParamsFromMetadata(
+  metadata: Record<string, string> | undefined,
+): HistoryTermParams | undefined {
+  if (!metadata || metadata[KEYS.decay] === undefined) return undefined;
+  const params = {
+    decay: Number(metadata[KEYS.decay]),
+    strictWeight: Number(metadata[KEYS.strictWeight] ?? 1),
+    relaxedWeight: Number(metadata[KEYS.relaxedWeight] ?? 0),
+  };
+  if (
+    !(params.decay > 0 && params.decay <= 1) ||
+    !Number.isFinite(params.strictWeight) ||
+    !Number.isFinite(params.relaxedWeight)
+  ) {
+    throw new TkgError(
+      `model metadata ${JSON.stringify(metadata)} has an invalid history term; decay must be in (0, 1] and weights finite`,
+      { reason: 'incompatible' },
+    );
+  }
+  return params;
+}
+
+/**
+ * HistoryTermProvider over every observed snapshot. Terms are for the step after the last observed one
+ * (the step a model exported after that snapshot forecasts). Observe a closed step only AFTER the step was
+ * evaluated against its forecast, or the term would see the answers.
+ */
+export class ServingHistory implements HistoryTermProvider {
+  private readonly snapshots: Snapshot[] = [];
+  private params: HistoryTermParams | undefined;
+  private index: HistoryIndex | undefined;
+  private numRelations = 1;
+  /** Entities the serving model knows (ids >= this are dropped: the ONNX graph has no row for them). */
+  private entityLimit = Number.POSITIVE_INFINITY;
+  /** (direction, relation) -> relaxed entities and weighted values, valid until the next observe. */
+  private readonly relaxedCache = new Map<string, { entities: Int32Array; values: Float32Array }>();
+
+  /** Current parameters (undefined: no term is added). */
+  get current(): HistoryTermParams | undefined {
+    return this.params;
+  }
+
+  /** Last observed step (-Infinity before the first). */
+  get lastStep(): number {
+    return this.snapshots.length === 0
+      ? Number.NEGATIVE_INFINITY
+      : this.snapshots[this.snapshots.length - 1].step;
+  }
+
+  /** Switch parameters (from a new model's metadata); a new decay rebuilds the counts from the kept snapshots. */
+  setParams(params: HistoryTermParams | undefined): void {
+    const same =
+      params &&
+      this.params &&
+      params.decay === this.params.decay &&
+      params.strictWeight === this.params.strictWeight &&
+      params.relaxedWeight === this.params.relaxedWeight;
+    if (same) return;
+    const rebuild = !params || !this.index || this.index.decay !== params.decay;
+    this.params = params;
+    this.relaxedCache.clear();
+    if (!params) {
+      this.index = undefined;
+      return;
+    }
+    if (rebuild) this.rebuild();
+  }
+
+  /** Only emit terms for entity ids below `numEntities` (the serving model's N). */
+  limitEntities(numEntities: number): void {
+    if (numEntities === this.entityLimit) return;
+    this.entityLimit = numEntities;
+    this.relaxedCache.clear();
+  }
+
+  /** A closed step (in step order; repeated or older steps are ignored). */
+  observe(snapshot: Snapshot): void {
+    if (snapshot.step <= this.lastStep) return;
+    this.snapshots.push(snapshot);
+    if (snapshot.numRelations > this.numRelations && this.index) {
+      this.numRelations = snapshot.numRelations;
+      this.rebuild();
+    } else {
+      this.numRelations = Math.max(this.numRelations, snapshot.numRelations);
+      this.index?.observe(snapshot);
+    }
+    this.relaxedCache.clear();
+  }
+
+  terms(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+  ): { entities: Int32Array; values: Float32Array } | undefined {
+    const params = this.params;
+    const index = this.index;
+    if (!params || !index || relation >= index.numRelations || anchor >= this.entityLimit)
+      return undefined;
+    const step = index.lastStep + 1;
+    const relaxed = this.relaxedTerms(direction, relation);
+    const strictEntities: number[] = [];
+    const strictValues: number[] = [];
+    if (params.strictWeight !== 0) {
+      index.forEachStrict(step, direction, anchor, relation, (entity, value) => {
+        if (entity >= this.entityLimit) return;
+        strictEntities.push(entity);
+        strictValues.push(params.strictWeight * value);
+      });
+    }
+    if (strictEntities.length === 0) return relaxed.entities.length === 0 ? undefined : relaxed;
+    // ScatterND adds duplicate (row, entity) pairs, so strict and relaxed entries may simply be concatenated.
+    const count = relaxed.entities.length + strictEntities.length;
+    const entities = new Int32Array(count);
+    const values = new Float32Array(count);
+    entities.set(relaxed.entities);
+    values.set(relaxed.values);
+    entities.set(strictEntities, relaxed.entities.length);
+    values.set(strictValues, relaxed.entities.length);
+    return { entities, values };
+  }
+
+  private relaxedTerms(direction: Direction, relation: number) {
+    const key = `${direction}:${relation}`;
+    let cached = this.relaxedCache.get(key);
+    if (!cached) {
+      const weight = this.params?.relaxedWeight ?? 0;
+      const dist = (this.index as HistoryIndex).relaxedDistribution(direction, relation);
+      const known: number[] = [];
+      if (weight !== 0)
+        for (let i = 0; i < dist.entities.length; i++)
+          if (dist.entities[i] < this.entityLimit) known.push(i);
+      cached = {
+        entities: Int32Array.from(known, (i) => dist.entities[i]),
+        values: Float32Array.from(known, (i) => weight * dist.values[i]),
+      };
+      this.relaxedCache.set(key, cached);
+    }
+    return cached;
+  }
+
+  private rebuild(): void {
+    const params = this.params as HistoryTermParams;
+    this.index = new HistoryIndex({
+      numRelations: Math.max(1, this.numRelations),
+      decay: params.decay,
+    });
+    for (const snapshot of this.snapshots) this.index.observe(snapshot);
+  }
+}

@@ -1,0 +1,515 @@
+// `tkg run` in-process: replay a dataset into <prefix>.facts -> IngestPipeline (validate, vocabulary, event-time
+// window, durable snapshots) -> per closed step, in order: live evaluation of the step against the model that
+// forecast it (ServeReplica over ONNX) -> history term update -> model update (TrainerStage) -> ONNX export ->
+// announcement on <prefix>.models -> the replica swaps to it. A trickle of real queries runs on <prefix>.queries.
+// Owns: the orchestration only — the order of those calls, the run manifest and evaluation log in
+// `<state>/run/`, and resuming all of it after a crash. Every stage's logic lives in its own folder.
+//
+// Determinism (the restart test relies on it): one facts partition (the CLI's default for `tkg run`) gives
+// the same entity ids and the same snapshots on every run; each step is evaluated only after the model for it
+// is loaded; the model's checkpoint is the commit point of a step (its evaluation is logged before it, and a
+// resumed run drops logged evaluations after it).
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Admin, Kafka, Producer } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { TkgConfig } from '../config/config.ts';
+import type { Snapshot } from '../core/types.ts';
+import { ConfigError, TkgError } from '../core/errors.ts';
+import { datasetFactEvents, loadDataset } from '../datasets/index.ts';
+import { IngestPipeline } from '../ingest/consumer.ts';
+import type { BrokerSource } from '../kafka/brokers.ts';
+import { createProducer } from '../kafka/client.ts';
+import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
+import type { TkgMetrics } from '../metrics/metrics.ts';
+import { SchemaCodec } from '../schemas/codec.ts';
+import { announceModel } from '../serve/model-watcher.ts';
+import { ServeReplica } from '../serve/replica.ts';
+import { writeFileAtomic } from '../window/checkpoint.ts';
+import { EvaluationLog, qualityTable, type QualityTable } from './evaluation-log.ts';
+import { ServingHistory, historyParamsFromMetadata } from './history-terms.ts';
+import { createLiveModel, type LiveModelKind } from './live-models.ts';
+import { QueryTrickle, factQuery, type TrickleStats } from './query-trickle.ts';
+import { remainingFacts, replayFacts, selectReplay } from './replay.ts';
+import { snapshotsTopicName } from './snapshot-topic.ts';
+import { TrainerStage } from './trainer-stage.ts';
+
+export interface RunPipelineOptions {
+  config: TkgConfig;
+  kafka: Kafka;
+  brokerSource: BrokerSource;
+  /** Dataset name or path (src/datasets). */
+  dataset: string;
+  model: LiveModelKind;
+  /** Facts per second into <prefix>.facts (0 = as fast as possible). */
+  rate: number;
+  fromStep?: number;
+  replaySteps?: number;
+  /** Publish at most this many facts. */
+  limit?: number;
+  /** Demo queries per second on <prefix>.queries (0 = none). */
+  queryRate: number;
+  epochsPerWindow?: number;
+  /** Recurrency: re-select its parameters every this many steps. */
+  selectEvery?: number;
+  metrics: TkgMetrics;
+  logger: Logger;
+  /** One call per processed step (the CLI prints the live line). */
+  onStep?: (line: StepLine) => void;
+  /** Human-readable progress lines (broker, topics, resume, selection). */
+  onLog?: (line: string) => void;
+  /** Longest wait for the replica to load an announced model (ms). */
+  modelLoadTimeoutMs?: number;
+}
+
+export interface StepLine {
+  step: number;
+  facts: number;
+  entities: number;
+  /** Live evaluation of this step against its forecast (undefined: no model forecast it yet). */
+  mrr?: { raw: number; static: number; timeAware: number; queries: number };
+  loss?: number;
+  elbo?: number;
+  trainSeconds: number;
+  modelVersion: number;
+  queriesPerSecond: number;
+  roundTripP50Ms: number | null;
+  lag: number;
+  notes?: Record<string, number>;
+}
+
+export interface RunResult {
+  table: QualityTable;
+  stopped: boolean;
+  resumedFromStep: number | null;
+  stepsProcessed: number;
+  factsToReplay: number;
+  factsPublishedThisRun: number;
+  seconds: number;
+  queries: TrickleStats;
+  ingest: { messages: number; stepsClosed: number; late: number; rejected: number };
+}
+
+interface RunManifest {
+  format: 'tkg-run';
+  dataset: string;
+  model: LiveModelKind;
+  fromStep: number | null;
+  replaySteps: number | null;
+  limit: number | null;
+  topicPrefix: string;
+  facts: number;
+  partitions: number;
+  /** End offsets of <prefix>.facts per partition when the run began (the replay's records follow them). */
+  startOffsets: Record<string, number>;
+  createdAt: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function factOffsets(
+  admin: Admin,
+  topic: string,
+): Promise<Map<number, { low: number; high: number }>> {
+  const offsets = await admin.fetchTopicOffsets(topic);
+  return new Map(offsets.map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
+}
+
+export class RunPipeline {
+  private readonly options: RunPipelineOptions;
+  private readonly topics: TopicNames;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+
+  constructor(options: RunPipelineOptions) {
+    this.options = options;
+    this.topics = topicNames(options.config.topicPrefix);
+  }
+
+  /** Ask the run to stop after the step in progress (state stays resumable). */
+  stop(): void {
+    this.stopping = true;
+    this.wake?.();
+  }
+
+  private log(line: string): void {
+    this.options.onLog?.(line);
+    this.options.logger.info(line);
+  }
+
+  /** Sleep until a snapshot closes, stop() is called, or `ms` passes. */
+  private waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  async run(): Promise<RunResult> {
+    const started = performance.now();
+    const { config, kafka, metrics, logger } = this.options;
+    const runDir = join(config.stateDir, 'run');
+    mkdirSync(runDir, { recursive: true });
+    const codec = SchemaCodec.load();
+
+    // 1. What to replay.
+    const dataset = loadDataset(this.options.dataset);
+    let facts = selectReplay(datasetFactEvents(dataset), {
+      fromStep: this.options.fromStep,
+      replaySteps: this.options.replaySteps,
+    });
+    if (this.options.limit !== undefined) facts = facts.slice(0, this.options.limit);
+
+    // 2. Topics and the run manifest (fresh run: the facts topic must hold only this run's records).
+    const admin = kafka.admin();
+    await admin.connect();
+    const producers: Producer[] = [];
+    let ingest: IngestPipeline | undefined;
+    let replica: ServeReplica | undefined;
+    let trickle: QueryTrickle | undefined;
+    let model: Awaited<ReturnType<typeof createLiveModel>> | undefined;
+    let replay: Promise<number> | undefined;
+    try {
+      const manifest = await this.openManifest(admin, runDir, facts.length);
+      const partitions = manifest.partitions;
+
+      // 3. Stages.
+      ingest = new IngestPipeline({
+        kafka,
+        topicPrefix: config.topicPrefix,
+        groupId: config.ingestGroup,
+        stateDir: config.stateDir,
+        clock: {
+          granularity: config.granularity,
+          origin: config.origin,
+          foldAfter: config.foldAfter,
+          beforeOrigin: config.beforeOrigin,
+        },
+        allowedLateness: config.allowedLateness,
+        idleTimeoutMs: config.idleTimeoutMs,
+        checkpointEveryMessages: config.checkpointEveryMessages,
+        checkpointIntervalMs: config.checkpointIntervalMs,
+        limits: { maxMessageBytes: config.maxFactBytes, maxNameBytes: config.maxNameBytes },
+        partitions,
+        sessionTimeoutMs: config.ingestSessionTimeoutMs,
+        metrics,
+        logger,
+      });
+      ingest.onSnapshot(() => this.wake?.());
+      const history = new ServingHistory();
+      replica = new ServeReplica({
+        kafka,
+        codec,
+        topicPrefix: config.topicPrefix,
+        modelName: this.options.model,
+        scorerThreads: config.scorerThreads,
+        maxBatch: config.scorerMaxBatch,
+        maxWaitMs: config.scorerMaxWaitMs,
+        publishSteps: true,
+        topK: config.topK,
+        windowSize: config.windowSize,
+        dataset: this.options.dataset,
+        history,
+        metrics,
+        logger,
+        onModel: (served, announcement) => {
+          history.limitEntities(served.numEntities);
+          history.setParams(historyParamsFromMetadata(announcement.metadata));
+        },
+      });
+      const announcer = createProducer(kafka);
+      await announcer.connect();
+      producers.push(announcer);
+      const trainDir = join(config.stateDir, 'train');
+      model = await createLiveModel({
+        kind: this.options.model,
+        dir: trainDir,
+        seed: config.seed,
+        K: config.K,
+        windowSize: config.windowSize,
+        learningRate: config.learningRate,
+        epochsPerWindow: this.options.epochsPerWindow,
+        selectEvery: this.options.selectEvery,
+        onProgress: (line) => this.log(line),
+        onNanRestore: () => metrics.trainNanRestores.inc(),
+      });
+      const trainer = new TrainerStage({
+        model,
+        modelName: this.options.model,
+        dir: trainDir,
+        metrics,
+        announce: (announcement) =>
+          announceModel(announcer, codec, this.topics.models, announcement),
+      });
+
+      await ingest.start();
+      const state = ingest.ingestState;
+      await replica.start();
+
+      // 4. Resume: everything up to the model's checkpoint is done; rebuild the serving state from snapshots.
+      const evaluations = new EvaluationLog(join(runDir, 'evaluations.jsonl'));
+      const resumedFrom = Number.isFinite(trainer.lastStep) ? trainer.lastStep : null;
+      evaluations.truncateAfter(resumedFrom ?? Number.NEGATIVE_INFINITY);
+      let expectedVersion: number | undefined;
+      if (resumedFrom !== null) {
+        const covered = [...state.store.readFrom()].filter((s) => s.step <= resumedFrom);
+        for (const snapshot of covered) {
+          replica.scorer.filters.addSnapshot(snapshot);
+          history.observe(snapshot);
+        }
+        const reannounced = await trainer.resume(covered, state.vocabulary);
+        expectedVersion = reannounced?.version;
+        this.log(
+          `resuming after step ${resumedFrom} (${evaluations.steps().length} steps already evaluated)`,
+        );
+      }
+      let lastSnapshot: Snapshot | undefined;
+      trickle = new QueryTrickle({
+        kafka,
+        codec,
+        queriesTopic: this.topics.queries,
+        answersTopic: this.topics.answers,
+        rate: this.options.queryRate,
+        seed: config.seed,
+        nextQuery: (random) =>
+          lastSnapshot && replica?.scorer.model
+            ? factQuery(
+                lastSnapshot.triples,
+                state.vocabulary.entityNames,
+                state.vocabulary.relationNames,
+                random,
+                config.topK,
+              )
+            : undefined,
+      });
+      await trickle.start();
+
+      // 5. Replay what the facts topic does not hold yet (a resumed run skips what was published before).
+      const offsets = await factOffsets(admin, this.topics.facts);
+      const published = new Map<number, number>();
+      for (const [partition, { high }] of offsets)
+        published.set(partition, high - (manifest.startOffsets[String(partition)] ?? 0));
+      const toPublish = remainingFacts(facts, partitions, published);
+      if (toPublish.length < facts.length)
+        this.log(
+          `replay: ${facts.length - toPublish.length} of ${facts.length} facts already in ${this.topics.facts}`,
+        );
+      const replayProducer = createProducer(kafka);
+      await replayProducer.connect();
+      producers.push(replayProducer);
+      let replayDone = false;
+      replay = replayFacts(toPublish, {
+        producer: replayProducer,
+        codec,
+        topic: this.topics.facts,
+        rate: this.options.rate,
+        isStopped: () => this.stopping,
+      }).then((sent) => {
+        replayDone = true;
+        this.wake?.();
+        return sent;
+      });
+      replay.catch(() => undefined);
+
+      // 6. The step loop.
+      let lastProcessed = resumedFrom ?? Number.NEGATIVE_INFINITY;
+      let stepsProcessed = 0;
+      let flushed = false;
+      const modelTimeout = this.options.modelLoadTimeoutMs ?? 120_000;
+      for (;;) {
+        if (this.stopping) break;
+        if (ingest.error) throw ingest.error;
+        const next = state.store.steps().find((s) => s > lastProcessed);
+        if (next === undefined) {
+          if (replayDone && !flushed) {
+            await replay; // surfaces a publishing failure
+            await ingest.waitUntilCaughtUp();
+            await ingest.flush();
+            flushed = true;
+            continue;
+          }
+          if (flushed) break;
+          await this.waitForWork(500);
+          continue;
+        }
+        const snapshot = state.store.read(next);
+        if (!snapshot) continue;
+        // The step's forecast must be loaded before the step is evaluated (never skip silently).
+        if (expectedVersion !== undefined)
+          await this.waitForModel(replica, expectedVersion, modelTimeout);
+        if (this.stopping) break;
+        const evaluation = await replica.onStepClosed(snapshot);
+        if (evaluation) evaluations.append(evaluation.records);
+        history.observe(snapshot);
+        const trained = await trainer.onSnapshot(snapshot, state.vocabulary);
+        if (trained) expectedVersion = trained.version;
+        lastProcessed = snapshot.step;
+        lastSnapshot = snapshot;
+        stepsProcessed++;
+        const both = (filter: string) =>
+          evaluation?.records.find((r) => r.filter === filter && r.direction === 'both');
+        const queries = trickle.stats();
+        this.options.onStep?.({
+          step: snapshot.step,
+          facts: snapshot.triples.length / 3,
+          entities: snapshot.numEntities,
+          mrr: evaluation
+            ? {
+                raw: both('raw')?.mrr ?? 0,
+                static: both('static')?.mrr ?? 0,
+                timeAware: both('timeAware')?.mrr ?? 0,
+                queries: both('raw')?.count ?? 0,
+              }
+            : undefined,
+          loss: trained?.loss,
+          elbo: trained?.elbo,
+          trainSeconds: trained?.trainSeconds ?? 0,
+          modelVersion: trained?.version ?? 0,
+          queriesPerSecond: queries.answersPerSecond,
+          roundTripP50Ms: queries.roundTripP50Ms,
+          lag: ingest.stats().lag,
+          notes: trained?.notes,
+        });
+      }
+      const stopped = this.stopping;
+      const ingestStats = ingest.stats();
+      return {
+        table: qualityTable(evaluations.all),
+        stopped,
+        resumedFromStep: resumedFrom,
+        stepsProcessed,
+        factsToReplay: facts.length,
+        factsPublishedThisRun: stopped ? -1 : await replay,
+        seconds: (performance.now() - started) / 1000,
+        queries: trickle.stats(),
+        ingest: {
+          messages: ingestStats.messages,
+          stepsClosed: ingestStats.stepsClosed,
+          late: ingestStats.late,
+          rejected: ingestStats.rejected,
+        },
+      };
+    } finally {
+      this.stopping = true;
+      await replay?.catch(() => undefined);
+      await trickle?.stop();
+      await ingest?.stop();
+      await replica
+        ?.stop()
+        .catch((error: unknown) => logger.warn({ err: error }, 'replica stop failed'));
+      model?.dispose();
+      for (const producer of producers) await producer.disconnect().catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
+  private async waitForModel(
+    replica: ServeReplica,
+    version: number,
+    timeoutMs: number,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((replica.scorer.model?.version ?? -1) < version) {
+      if (this.stopping) return;
+      if (Date.now() > deadline) {
+        throw new TkgError(
+          `the scoring replica did not load model version ${version} within ${timeoutMs} ms (serving ${replica.scorer.model?.version ?? 'none'}); check ${this.topics.models} and tkg_models_rejected_total`,
+          { reason: 'timeout', retriable: true },
+        );
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Read `<run>/run.json`, or create it for a fresh run (cleaning a local broker's leftover topics). */
+  private async openManifest(
+    admin: Admin,
+    runDir: string,
+    factCount: number,
+  ): Promise<RunManifest> {
+    const { config } = this.options;
+    const path = join(runDir, 'run.json');
+    const wanted = {
+      dataset: this.options.dataset,
+      model: this.options.model,
+      fromStep: this.options.fromStep ?? null,
+      replaySteps: this.options.replaySteps ?? null,
+      limit: this.options.limit ?? null,
+      topicPrefix: config.topicPrefix,
+    };
+    if (existsSync(path)) {
+      const manifest = JSON.parse(readFileSync(path, 'utf8')) as RunManifest;
+      for (const [key, value] of Object.entries(wanted)) {
+        const had = (manifest as unknown as Record<string, unknown>)[key];
+        if (had !== value) {
+          throw new ConfigError(
+            `state directory ${config.stateDir} holds a run with ${key} ${JSON.stringify(had)}, not ${JSON.stringify(value)}: resume it with the same flags, or use another --state-dir (or delete it) for a new run`,
+          );
+        }
+      }
+      await ensureTopics(admin, { prefix: config.topicPrefix, partitions: manifest.partitions });
+      return manifest;
+    }
+    if (existsSync(join(config.stateDir, 'checkpoint.bin'))) {
+      throw new ConfigError(
+        `state directory ${config.stateDir} holds an ingest checkpoint but no run manifest (it belongs to \`tkg ingest\`); use another --state-dir for tkg run`,
+      );
+    }
+    await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
+    let offsets = await factOffsets(admin, this.topics.facts);
+    const leftover = [...offsets.values()].reduce((a, o) => a + (o.high - o.low), 0);
+    if (leftover > 0) {
+      if (this.options.brokerSource !== 'local') {
+        throw new ConfigError(
+          `${this.topics.facts} already holds ${leftover} records and ${config.stateDir} is a fresh run: set TKG_TOPIC_PREFIX (--topic-prefix) to an unused prefix, or resume the run with its state directory`,
+        );
+      }
+      this.log(
+        `fresh run: deleting the local broker's leftover ${config.topicPrefix}.* topics (${leftover} old facts)`,
+      );
+      await this.recreateTopics(admin);
+      offsets = await factOffsets(admin, this.topics.facts);
+    }
+    const manifest: RunManifest = {
+      format: 'tkg-run',
+      ...wanted,
+      facts: factCount,
+      partitions: offsets.size,
+      startOffsets: Object.fromEntries([...offsets].map(([p, o]) => [String(p), o.high])),
+      createdAt: new Date().toISOString(),
+    };
+    writeFileAtomic(path, Buffer.from(JSON.stringify(manifest, null, 2)));
+    return manifest;
+  }
+
+  private async recreateTopics(admin: Admin): Promise<void> {
+    const { config } = this.options;
+    const existing = new Set(await admin.listTopics());
+    const ours = [...Object.values(this.topics), snapshotsTopicName(config.topicPrefix)].filter(
+      (t) => existing.has(t),
+    );
+    await admin.deleteTopics({ topics: ours, timeout: 30_000 });
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        const left = (await admin.listTopics()).filter((t) => ours.includes(t));
+        if (left.length === 0) {
+          await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
+          return;
+        }
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+      }
+      if (Date.now() > deadline)
+        throw new TkgError(`topics ${ours.join(', ')} were not deleted within 60 s`, {
+          reason: 'timeout',
+          retriable: true,
+        });
+      await sleep(500);
+    }
+  }
+}
