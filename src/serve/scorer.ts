@@ -303,6 +303,8 @@ export class Scorer {
       const terms = this.history?.terms(q.direction, q.anchor, q.relation);
       if (terms) {
         for (let i = 0; i < terms.entities.length; i++) {
+          // The server's history may already know entities this (pinned, older) model has no row for: skip them.
+          if (terms.entities[i] >= N) continue;
           extraIndex.push(b, terms.entities[i]);
           extraValues.push(terms.values[i]);
         }
