@@ -64,8 +64,6 @@ export class ServingHistory implements HistoryTermProvider {
   private params: HistoryTermParams | undefined;
   private index: HistoryIndex | undefined;
   private numRelations = 1;
-  /** Entities the serving model knows (ids >= this are dropped: the ONNX graph has no row for them). */
-  private entityLimit = Number.POSITIVE_INFINITY;
   /** (direction, relation) -> relaxed entities and weighted values, valid until the next observe. */
   private readonly relaxedCache = new Map<string, { entities: Int32Array; values: Float32Array }>();
 
@@ -100,13 +98,6 @@ export class ServingHistory implements HistoryTermProvider {
     if (rebuild) this.rebuild();
   }
 
-  /** Only emit terms for entity ids below `numEntities` (the serving model's N). */
-  limitEntities(numEntities: number): void {
-    if (numEntities === this.entityLimit) return;
-    this.entityLimit = numEntities;
-    this.relaxedCache.clear();
-  }
-
   /** A closed step (in step order; repeated or older steps are ignored). */
   observe(snapshot: Snapshot): void {
     if (snapshot.step <= this.lastStep) return;
@@ -128,15 +119,13 @@ export class ServingHistory implements HistoryTermProvider {
   ): { entities: Int32Array; values: Float32Array } | undefined {
     const params = this.params;
     const index = this.index;
-    if (!params || !index || relation >= index.numRelations || anchor >= this.entityLimit)
-      return undefined;
+    if (!params || !index || relation >= index.numRelations) return undefined;
     const step = index.lastStep + 1;
     const relaxed = this.relaxedTerms(direction, relation);
     const strictEntities: number[] = [];
     const strictValues: number[] = [];
     if (params.strictWeight !== 0) {
       index.forEachStrict(step, direction, anchor, relation, (entity, value) => {
-        if (entity >= this.entityLimit) return;
         strictEntities.push(entity);
         strictValues.push(params.strictWeight * value);
       });
@@ -159,14 +148,10 @@ export class ServingHistory implements HistoryTermProvider {
     if (!cached) {
       const weight = this.params?.relaxedWeight ?? 0;
       const dist = (this.index as HistoryIndex).relaxedDistribution(direction, relation);
-      const known: number[] = [];
-      if (weight !== 0)
-        for (let i = 0; i < dist.entities.length; i++)
-          if (dist.entities[i] < this.entityLimit) known.push(i);
-      cached = {
-        entities: Int32Array.from(known, (i) => dist.entities[i]),
-        values: Float32Array.from(known, (i) => weight * dist.values[i]),
-      };
+      cached =
+        weight === 0
+          ? { entities: new Int32Array(0), values: new Float32Array(0) }
+          : { entities: dist.entities, values: Float32Array.from(dist.values, (v) => weight * v) };
       this.relaxedCache.set(key, cached);
     }
     return cached;

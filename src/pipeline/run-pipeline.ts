@@ -216,10 +216,8 @@ export class RunPipeline {
         history,
         metrics,
         logger,
-        onModel: (served, announcement) => {
-          history.limitEntities(served.numEntities);
-          history.setParams(historyParamsFromMetadata(announcement.metadata));
-        },
+        onModel: (_served, announcement) =>
+          history.setParams(historyParamsFromMetadata(announcement.metadata)),
       });
       const announcer = createProducer(kafka);
       await announcer.connect();

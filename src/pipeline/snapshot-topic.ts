@@ -134,25 +134,35 @@ export function snapshotRecordOf(
   };
 }
 
+type Sizes = { numEntities: number; numRelations: number };
+
 /** Publishes closed snapshots (in step order) to `<prefix>.snapshots`. */
 export class SnapshotPublisher {
   private readonly producer: Producer;
   private readonly topic: string;
-  private previous: { numEntities: number; numRelations: number };
+  private readonly previousSizesOf: (step: number) => Sizes;
+  private previous: Sizes | undefined;
 
-  /** previousSizes: vocabulary sizes of the last step closed before the first one this publisher sees. */
+  /**
+   * previousSizesOf(step): vocabulary sizes of the last step closed before `step` ({0, 0} if none); asked once,
+   * for the first snapshot this publisher sees (e.g. read from the ingest SnapshotStore after a restart).
+   */
   constructor(options: {
     producer: Producer;
     topic: string;
-    previousSizes?: { numEntities: number; numRelations: number };
+    previousSizesOf?: (step: number) => Sizes;
   }) {
     this.producer = options.producer;
     this.topic = options.topic;
-    this.previous = options.previousSizes ?? { numEntities: 0, numRelations: 0 };
+    this.previousSizesOf = options.previousSizesOf ?? (() => ({ numEntities: 0, numRelations: 0 }));
   }
 
   async publish(snapshot: Snapshot, vocabulary: NamedVocabulary): Promise<void> {
-    const record = snapshotRecordOf(snapshot, vocabulary, this.previous);
+    const record = snapshotRecordOf(
+      snapshot,
+      vocabulary,
+      this.previous ?? this.previousSizesOf(snapshot.step),
+    );
     await this.producer.send({
       topic: this.topic,
       acks: -1,
@@ -160,6 +170,18 @@ export class SnapshotPublisher {
     });
     this.previous = { numEntities: snapshot.numEntities, numRelations: snapshot.numRelations };
   }
+}
+
+/** Sizes of the last snapshot in `store` before `step` (what a restarted ingest published last). */
+export function previousSizesFromStore(
+  store: { steps(): number[]; read(step: number): Snapshot | null },
+  step: number,
+): Sizes {
+  const before = store.steps().filter((s) => s < step);
+  const last = before.length > 0 ? store.read(before[before.length - 1]) : null;
+  return last
+    ? { numEntities: last.numEntities, numRelations: last.numRelations }
+    : { numEntities: 0, numRelations: 0 };
 }
 
 /** Vocabulary rebuilt from records' deltas (ids are positions). */

@@ -7,10 +7,16 @@ import { pino } from 'pino';
 import { loadConfig } from '../../config/config.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { resolveBrokerSource } from '../../kafka/brokers.ts';
-import { createKafkaClient } from '../../kafka/client.ts';
+import type { Producer } from 'kafkajs';
+import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { IngestPipeline } from '../../ingest/consumer.ts';
+import {
+  SnapshotPublisher,
+  ensureSnapshotsTopic,
+  previousSizesFromStore,
+} from '../../pipeline/snapshot-topic.ts';
 
 interface IngestFlags {
   stateDir?: string;
@@ -28,6 +34,7 @@ interface IngestFlags {
   flushAtEnd?: boolean;
   metrics?: boolean;
   jsonSummary?: boolean;
+  publishSnapshots?: boolean;
 }
 
 export function register(program: Command): void {
@@ -87,6 +94,10 @@ export function register(program: Command): void {
     )
     .option('--no-metrics', 'do not serve /metrics (TKG_METRICS_PORT otherwise)')
     .option('--json-summary', 'print a JSON summary (counts, watermark, offsets) on exit')
+    .option(
+      '--no-publish-snapshots',
+      'do not publish closed snapshots (with vocabulary deltas) to <prefix>.snapshots for `tkg train` on other machines',
+    )
     .action(async (flags: IngestFlags) => {
       const config = loadConfig({
         stateDir: flags.stateDir,
@@ -133,6 +144,31 @@ export function register(program: Command): void {
         metrics,
         logger,
       });
+      // Closed snapshots + vocabulary deltas to <prefix>.snapshots (src/pipeline), so `tkg train` can run anywhere.
+      let snapshotPublisher: SnapshotPublisher | undefined;
+      let snapshotProducer: Producer | undefined;
+      if (flags.publishSnapshots !== false) {
+        const kafka = createKafkaClient({
+          brokers: brokers.brokers,
+          clientId: `${config.kafkaClientId}-ingest-snapshots`,
+          logger,
+        });
+        const admin = kafka.admin();
+        await admin.connect();
+        const topic = await ensureSnapshotsTopic(admin, config.topicPrefix).finally(() =>
+          admin.disconnect(),
+        );
+        snapshotProducer = createProducer(kafka);
+        await snapshotProducer.connect();
+        snapshotPublisher = new SnapshotPublisher({
+          producer: snapshotProducer,
+          topic,
+          previousSizesOf: (step) => previousSizesFromStore(pipeline.ingestState.store, step),
+        });
+        pipeline.onSnapshot((snapshot) =>
+          snapshotPublisher?.publish(snapshot, pipeline.ingestState.vocabulary),
+        );
+      }
       pipeline.onSnapshot((snapshot) => {
         logger.info(
           {
@@ -193,6 +229,7 @@ export function register(program: Command): void {
         }
       } finally {
         await stop();
+        await snapshotProducer?.disconnect().catch(() => undefined);
         await server?.stop();
         await brokers.release();
       }
