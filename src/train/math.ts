@@ -242,3 +242,35 @@ export function sampleNegatives(
   }
   return { triples, weights };
 }
+
+/**
+ * Reference zero-input GRU step on plain arrays (tests check the tf graph and window shifts
+ * against it). h [B, H]; Uu, Ur, Un [H, H]; bu, br, bn, bhn [H]; returns [B, H]:
+ * u = sigmoid(h Uu + bu), r = sigmoid(h Ur + br), n = tanh(bn + r (h Un + bhn)), h' = u h + (1 - u) n.
+ */
+export function gruStepReference(
+  h: Float32Array,
+  B: number,
+  H: number,
+  w: { Uu: Float32Array; Ur: Float32Array; Un: Float32Array; bu: Float32Array; br: Float32Array; bn: Float32Array; bhn: Float32Array },
+): Float32Array {
+  const out = new Float32Array(B * H);
+  for (let row = 0; row < B; row++) {
+    for (let j = 0; j < H; j++) {
+      let au = w.bu[j];
+      let ar = w.br[j];
+      let an = w.bhn[j];
+      for (let i = 0; i < H; i++) {
+        const hi = h[row * H + i];
+        au += hi * w.Uu[i * H + j];
+        ar += hi * w.Ur[i * H + j];
+        an += hi * w.Un[i * H + j];
+      }
+      const u = sigmoid(au);
+      const r = sigmoid(ar);
+      const n = Math.tanh(w.bn[j] + r * an);
+      out[row * H + j] = u * h[row * H + j] + (1 - u) * n;
+    }
+  }
+  return out;
+}
