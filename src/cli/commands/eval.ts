@@ -17,6 +17,7 @@ import {
 } from '../../eval/evaluate.ts';
 import { tkgProtocols, type TkgProtocol } from '../../eval/protocols.ts';
 import { recurrencyLinkModel, recurrencyTkgModel } from '../../baselines/recurrency-models.ts';
+import { hybridTkgModel } from '../../hybrid/models.ts';
 
 interface EvalFlags {
   dataset: string;
@@ -30,7 +31,7 @@ interface EvalFlags {
   quiet?: boolean;
 }
 
-const models = ['nlsm', 'bas', 'recurrency'] as const;
+const models = ['nlsm', 'bas', 'recurrency', 'nlsm-h'] as const;
 type ModelName = (typeof models)[number];
 
 /** The trainer's factory, imported only when an NLSM / BAS model is asked for. */
@@ -168,9 +169,10 @@ export function register(program: Command): void {
           createModel = recurrencyTkgModel({ perRelation: flags.perRelation });
         } else {
           const trainer = await loadTrainer(model);
+          const baseModel = model === 'nlsm-h' ? 'nlsm' : model;
           createModel = (context) =>
             trainer.createNlsmForecaster({
-              model,
+              model: baseModel,
               numEntities: context.numEntities,
               numRelations: context.numRelations,
               directed: true,
@@ -180,6 +182,9 @@ export function register(program: Command): void {
                   `train step ${p.step} loss ${p.loss.toFixed(4)} elbo ${p.elbo.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
                 ),
             });
+          // nlsm-h: NLSM logits + the fitted sparse history term (src/hybrid)
+          if (model === 'nlsm-h')
+            createModel = hybridTkgModel({ createBase: createModel, baseName: 'nlsm' });
         }
         report = await evaluateTkg({
           dataset,
@@ -208,6 +213,10 @@ export function register(program: Command): void {
         let createModel: LinkModelFactory;
         if (model === 'recurrency') {
           createModel = recurrencyLinkModel();
+        } else if (model === 'nlsm-h') {
+          throw new ConfigError(
+            `--model nlsm-h ranks TKG queries; ${dataset.name} is a link-forecasting network (use nlsm, bas or recurrency)`,
+          );
         } else {
           const trainer = await loadTrainer(model);
           createModel = (context) =>

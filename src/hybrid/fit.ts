@@ -1,0 +1,516 @@
+// Fitting nlsm-h's weights (issue 8 item 2): a listwise softmax (multinomial logistic regression) over each query's
+// candidates = history candidates + the base model's top-M + the true answer, other true answers of the same step
+// removed (time-aware), minimised by Newton's method with L2 regularisation. Two stages: one weight vector shared by
+// every relation, then per-relation weights shrunk towards it (strength chosen on the validation queries by
+// time-aware MRR). Owns: the query-set layout, the objective, the optimiser and the selection MRR.
+// Pure functions over typed arrays; must not import tfjs, src/train, kafkajs or src/kafka.
+import { InvalidInputError } from '../core/errors.ts';
+import { F, type HybridWeights } from './features.ts';
+
+/** D = 1 + F local parameters per query: beta (scale of the base logit) and the F history weights. */
+const D = 1 + F;
+
+/** Candidates of many queries, CSR layout. Candidate c of query q is offsets[q] <= c < offsets[q + 1]. */
+export interface QuerySet {
+  numRelations: number; // R
+  slot: Int32Array; // [Q] direction * R + relation
+  offsets: Int32Array; // [Q + 1]
+  base: Float32Array; // [C] base logit of each candidate
+  features: Float32Array; // [C * F] history features (0 without history)
+  answer: Int32Array; // [Q] absolute candidate index of the true answer
+  /** Base logits of non-candidates are <= this (the M-th best base logit among non-excluded entities). */
+  baseFloor: Float32Array; // [Q]
+  /** Base top-M candidates of the query (they are the M best by base logit). */
+  baseCandidates: Int32Array; // [Q]
+  /** Tie-averaged rank of the answer by base logit alone among all N (time-aware filtered). */
+  baseRank: Float32Array; // [Q]
+}
+
+export function querySetSize(set: QuerySet): number {
+  return set.slot.length;
+}
+
+/** Accumulates queries into a QuerySet. */
+export class QuerySetBuilder {
+  private readonly slot: number[] = [];
+  private readonly offsets: number[] = [0];
+  private base: number[] = [];
+  private features: number[] = [];
+  private readonly answer: number[] = [];
+  private readonly baseFloor: number[] = [];
+  private readonly baseCandidates: number[] = [];
+  private readonly baseRank: number[] = [];
+
+  constructor(
+    readonly numRelations: number,
+    readonly topM: number,
+  ) {}
+
+  get queries(): number {
+    return this.slot.length;
+  }
+
+  /**
+   * Adds one query. `row` holds the base logits of all N entities; `history` its history candidates; `excluded`
+   * other true answers of the same step (sorted or not; the answer itself is ignored there).
+   */
+  add(query: {
+    slot: number;
+    row: Float32Array; // [N]
+    answer: number;
+    history: { entities: Int32Array; features: Float32Array };
+    excluded?: Int32Array;
+  }): void {
+    const { row, answer, history } = query;
+    const N = row.length;
+    const excluded = new Set<number>();
+    if (query.excluded) for (const e of query.excluded) if (e !== answer) excluded.add(e);
+    // base top-M by a bounded min-heap over the row
+    const M = Math.min(this.topM, N - excluded.size);
+    const heap = new Int32Array(M);
+    let size = 0;
+    const less = (a: number, b: number): boolean => row[a] < row[b] || (row[a] === row[b] && a > b);
+    const siftDown = (i: number): void => {
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < size && less(heap[l], heap[m])) m = l;
+        if (r < size && less(heap[r], heap[m])) m = r;
+        if (m === i) return;
+        const t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
+        i = m;
+      }
+    };
+    const answerScore = row[answer];
+    let better = 0;
+    let equal = 0;
+    for (let e = 0; e < N; e++) {
+      if (excluded.has(e)) continue;
+      const s = row[e];
+      if (e !== answer) {
+        if (s > answerScore) better++;
+        else if (s === answerScore) equal++;
+      }
+      if (M === 0) continue;
+      if (size < M) {
+        heap[size] = e;
+        let i = size++;
+        while (i > 0) {
+          const p = (i - 1) >> 1;
+          if (!less(heap[i], heap[p])) break;
+          const t = heap[i];
+          heap[i] = heap[p];
+          heap[p] = t;
+          i = p;
+        }
+      } else if (less(heap[0], e)) {
+        heap[0] = e;
+        siftDown(0);
+      }
+    }
+    const start = this.base.length;
+    const position = new Map<number, number>();
+    const push = (entity: number, features: Float32Array | null, at: number): void => {
+      position.set(entity, this.base.length);
+      this.base.push(row[entity]);
+      for (let f = 0; f < F; f++) this.features.push(features ? features[at + f] : 0);
+    };
+    for (let m = 0; m < history.entities.length; m++) {
+      const entity = history.entities[m];
+      if (excluded.has(entity) || position.has(entity)) continue;
+      push(entity, history.features, m * F);
+    }
+    for (let i = 0; i < size; i++) if (!position.has(heap[i])) push(heap[i], null, 0);
+    if (!position.has(answer)) push(answer, null, 0);
+    this.slot.push(query.slot);
+    this.offsets.push(this.base.length);
+    this.answer.push(position.get(answer)!);
+    this.baseFloor.push(size > 0 ? row[heap[0]] : -Infinity);
+    this.baseCandidates.push(size);
+    this.baseRank.push(1 + better + equal / 2);
+    void start;
+  }
+
+  build(): QuerySet {
+    return {
+      numRelations: this.numRelations,
+      slot: Int32Array.from(this.slot),
+      offsets: Int32Array.from(this.offsets),
+      base: Float32Array.from(this.base),
+      features: Float32Array.from(this.features),
+      answer: Int32Array.from(this.answer),
+      baseFloor: Float32Array.from(this.baseFloor),
+      baseCandidates: Int32Array.from(this.baseCandidates),
+      baseRank: Float32Array.from(this.baseRank),
+    };
+  }
+}
+
+/** Pure: the queries of both sets (candidate indices shifted). */
+export function concatQuerySets(a: QuerySet, b: QuerySet): QuerySet {
+  const Ca = a.base.length;
+  const offsets = new Int32Array(a.slot.length + b.slot.length + 1);
+  offsets.set(a.offsets);
+  for (let q = 1; q < b.offsets.length; q++) offsets[a.slot.length + q] = Ca + b.offsets[q];
+  const cat = <T extends Int32Array | Float32Array>(x: T, y: T, make: (n: number) => T): T => {
+    const out = make(x.length + y.length);
+    out.set(x);
+    out.set(y, x.length);
+    return out;
+  };
+  const i32 = (n: number) => new Int32Array(n);
+  const f32 = (n: number) => new Float32Array(n);
+  return {
+    numRelations: a.numRelations,
+    slot: cat(a.slot, b.slot, i32),
+    offsets,
+    base: cat(a.base, b.base, f32),
+    features: cat(a.features, b.features, f32),
+    answer: cat(
+      a.answer,
+      Int32Array.from(b.answer, (x) => x + Ca),
+      i32,
+    ),
+    baseFloor: cat(a.baseFloor, b.baseFloor, f32),
+    baseCandidates: cat(a.baseCandidates, b.baseCandidates, i32),
+    baseRank: cat(a.baseRank, b.baseRank, f32),
+  };
+}
+
+/** How a query's D local parameters map into the parameter vector. */
+export type ParameterLayout = 'shared' | 'perRelation';
+
+export function parameterCount(layout: ParameterLayout, numRelations: number): number {
+  return layout === 'shared' ? D : numRelations + 2 * numRelations * F;
+}
+
+/** Writes the D parameter indices of a slot into out. */
+function localIndices(layout: ParameterLayout, slot: number, R: number, out: Int32Array): void {
+  if (layout === 'shared') {
+    for (let d = 0; d < D; d++) out[d] = d;
+    return;
+  }
+  out[0] = slot % R;
+  for (let f = 0; f < F; f++) out[1 + f] = R + slot * F + f;
+}
+
+/** Pure: per-relation parameters that equal a shared vector everywhere. */
+export function expandShared(shared: ArrayLike<number>, numRelations: number): Float64Array {
+  const theta = new Float64Array(parameterCount('perRelation', numRelations));
+  for (let r = 0; r < numRelations; r++) theta[r] = shared[0];
+  for (let slot = 0; slot < 2 * numRelations; slot++)
+    for (let f = 0; f < F; f++) theta[numRelations + slot * F + f] = shared[1 + f];
+  return theta;
+}
+
+/** Pure: HybridWeights from a per-relation parameter vector. beta is kept >= minScale (see fitHybridWeights). */
+export function weightsFromParameters(
+  theta: ArrayLike<number>,
+  options: { numRelations: number; decay: number; relaxedTopK: number; minScale?: number },
+): HybridWeights {
+  const R = options.numRelations;
+  const minScale = options.minScale ?? 1e-3;
+  return {
+    numRelations: R,
+    decay: options.decay,
+    relaxedTopK: options.relaxedTopK,
+    baseScale: Array.from({ length: R }, (_, r) => Math.max(minScale, theta[r])),
+    history: Array.from({ length: 2 * R * F }, (_, i) => theta[R + i]),
+  };
+}
+
+/** Pure: the per-relation parameter vector of HybridWeights. */
+export function parametersFromWeights(weights: HybridWeights): Float64Array {
+  const R = weights.numRelations;
+  const theta = new Float64Array(parameterCount('perRelation', R));
+  theta.set(weights.baseScale, 0);
+  theta.set(weights.history, R);
+  return theta;
+}
+
+export interface ObjectiveOptions {
+  layout: ParameterLayout;
+  /** L2 strength on (theta - prior); the loss is a mean over queries. */
+  l2: number;
+  prior?: Float64Array;
+}
+
+/**
+ * Pure: mean listwise softmax cross-entropy + l2 * ||theta - prior||^2, with its gradient and Hessian
+ * (P x P, row-major) when `withDerivatives`.
+ */
+export function hybridObjective(
+  set: QuerySet,
+  theta: Float64Array,
+  options: ObjectiveOptions,
+  withDerivatives: boolean,
+): { value: number; gradient?: Float64Array; hessian?: Float64Array } {
+  const R = set.numRelations;
+  const P = theta.length;
+  const Q = set.slot.length;
+  const gradient = withDerivatives ? new Float64Array(P) : undefined;
+  const hessian = withDerivatives ? new Float64Array(P * P) : undefined;
+  const index = new Int32Array(D);
+  const local = new Float64Array(D);
+  const mean = new Float64Array(D);
+  const second = new Float64Array(D * D);
+  let scores = new Float64Array(256);
+  let total = 0;
+  for (let q = 0; q < Q; q++) {
+    localIndices(options.layout, set.slot[q], R, index);
+    for (let d = 0; d < D; d++) local[d] = theta[index[d]];
+    const start = set.offsets[q];
+    const end = set.offsets[q + 1];
+    const n = end - start;
+    if (scores.length < n) scores = new Float64Array(2 * n);
+    let max = -Infinity;
+    for (let c = 0; c < n; c++) {
+      const at = start + c;
+      let s = local[0] * set.base[at];
+      for (let f = 0; f < F; f++) s += local[1 + f] * set.features[at * F + f];
+      scores[c] = s;
+      if (s > max) max = s;
+    }
+    let sum = 0;
+    for (let c = 0; c < n; c++) sum += Math.exp(scores[c] - max);
+    total += max + Math.log(sum) - scores[set.answer[q] - start];
+    if (!withDerivatives) continue;
+    mean.fill(0);
+    second.fill(0);
+    for (let c = 0; c < n; c++) {
+      const p = Math.exp(scores[c] - max) / sum;
+      if (p < 1e-12) continue;
+      const at = start + c;
+      const x0 = set.base[at];
+      for (let i = 0; i < D; i++) {
+        const xi = i === 0 ? x0 : set.features[at * F + i - 1];
+        if (xi === 0) continue;
+        mean[i] += p * xi;
+        for (let j = 0; j <= i; j++) {
+          const xj = j === 0 ? x0 : set.features[at * F + j - 1];
+          second[i * D + j] += p * xi * xj;
+        }
+      }
+    }
+    const a = set.answer[q];
+    for (let i = 0; i < D; i++) {
+      const xi = i === 0 ? set.base[a] : set.features[a * F + i - 1];
+      gradient![index[i]] += mean[i] - xi;
+      for (let j = 0; j <= i; j++) {
+        const h = second[i * D + j] - mean[i] * mean[j];
+        hessian![index[i] * P + index[j]] += h;
+        if (i !== j) hessian![index[j] * P + index[i]] += h;
+      }
+    }
+  }
+  const scale = 1 / Math.max(1, Q);
+  let value = total * scale;
+  for (let p = 0; p < P; p++) {
+    const delta = theta[p] - (options.prior?.[p] ?? 0);
+    value += options.l2 * delta * delta;
+  }
+  if (withDerivatives) {
+    for (let p = 0; p < P; p++) {
+      gradient![p] = gradient![p] * scale + 2 * options.l2 * (theta[p] - (options.prior?.[p] ?? 0));
+      for (let k = 0; k < P; k++) hessian![p * P + k] *= scale;
+      hessian![p * P + p] += 2 * options.l2;
+    }
+  }
+  return { value, gradient, hessian };
+}
+
+/** Solves A x = b for a symmetric positive (semi)definite A by Cholesky, adding damping until it succeeds. */
+export function solveSymmetric(A: Float64Array, b: Float64Array): Float64Array {
+  const n = b.length;
+  for (let damping = 0; ; damping = damping === 0 ? 1e-10 : damping * 10) {
+    const L = new Float64Array(n * n);
+    let ok = true;
+    for (let i = 0; i < n && ok; i++) {
+      for (let j = 0; j <= i; j++) {
+        let sum = A[i * n + j] + (i === j ? damping : 0);
+        for (let k = 0; k < j; k++) sum -= L[i * n + k] * L[j * n + k];
+        if (i === j) {
+          if (!(sum > 0)) {
+            ok = false;
+            break;
+          }
+          L[i * n + i] = Math.sqrt(sum);
+        } else L[i * n + j] = sum / L[j * n + j];
+      }
+    }
+    if (!ok) {
+      if (damping > 1e6)
+        throw new InvalidInputError(
+          'hessian',
+          'is not positive definite even with damping 1e6',
+          'numerical',
+        );
+      continue;
+    }
+    const y = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let sum = b[i];
+      for (let k = 0; k < i; k++) sum -= L[i * n + k] * y[k];
+      y[i] = sum / L[i * n + i];
+    }
+    const x = new Float64Array(n);
+    for (let i = n - 1; i >= 0; i--) {
+      let sum = y[i];
+      for (let k = i + 1; k < n; k++) sum -= L[k * n + i] * x[k];
+      x[i] = sum / L[i * n + i];
+    }
+    return x;
+  }
+}
+
+/** Newton's method with backtracking on hybridObjective. Returns the minimiser and its objective value. */
+export function minimiseObjective(
+  set: QuerySet,
+  initial: Float64Array,
+  options: ObjectiveOptions & { maxIterations?: number; tolerance?: number },
+): { theta: Float64Array; value: number; iterations: number } {
+  const maxIterations = options.maxIterations ?? 30;
+  const tolerance = options.tolerance ?? 1e-7;
+  const ridge = { ...options, l2: options.l2 + 1e-8 };
+  let theta = Float64Array.from(initial);
+  let current = hybridObjective(set, theta, ridge, true);
+  let iterations = 0;
+  for (; iterations < maxIterations; iterations++) {
+    const step = solveSymmetric(
+      current.hessian!,
+      current.gradient!.map((g) => -g),
+    );
+    let t = 1;
+    let accepted = false;
+    for (let k = 0; k < 30; k++, t /= 2) {
+      const candidate = theta.map((v, i) => v + t * step[i]);
+      const value = hybridObjective(set, candidate, ridge, false).value;
+      if (value <= current.value) {
+        const improvement = current.value - value;
+        theta = candidate;
+        current = hybridObjective(set, theta, ridge, true);
+        accepted = improvement > tolerance;
+        break;
+      }
+    }
+    if (!accepted) break;
+  }
+  return { theta, value: current.value, iterations };
+}
+
+/**
+ * Pure: time-aware filtered MRR (%) of the queries under per-relation parameters `theta`. Exact when the answer
+ * scores at least beta * baseFloor (every non-candidate scores beta * base <= that); otherwise the non-candidates
+ * above the answer are estimated from its base rank. Per-slot sums are returned too.
+ */
+export function selectionMrr(set: QuerySet, theta: ArrayLike<number>): number {
+  const R = set.numRelations;
+  const Q = set.slot.length;
+  let sum = 0;
+  for (let q = 0; q < Q; q++) {
+    const slot = set.slot[q];
+    const beta = theta[slot % R];
+    const wBase = R + slot * F;
+    const start = set.offsets[q];
+    const end = set.offsets[q + 1];
+    const scoreOf = (at: number): number => {
+      let s = beta * set.base[at];
+      for (let f = 0; f < F; f++) s += theta[wBase + f] * set.features[at * F + f];
+      return Math.fround(s);
+    };
+    const answer = set.answer[q];
+    const target = scoreOf(answer);
+    let better = 0;
+    let equal = 0;
+    for (let at = start; at < end; at++) {
+      if (at === answer) continue;
+      const s = scoreOf(at);
+      if (s > target) better++;
+      else if (s === target) equal++;
+    }
+    if (!(target >= beta * set.baseFloor[q]) && beta > 0) {
+      better += Math.max(0, set.baseRank[q] - 1 - set.baseCandidates[q]);
+    }
+    sum += 1 / (1 + better + equal / 2);
+  }
+  return (100 * sum) / Math.max(1, Q);
+}
+
+export interface HybridFitReport {
+  /** Selection (validation) time-aware MRR of: the base model alone, the shared weights, each L2 strength. */
+  validationMrr: {
+    baseOnly: number;
+    shared: number;
+    perRelation: Array<{ l2: number; mrr: number }>;
+  };
+  chosen: { layout: ParameterLayout; l2: number | null; validationMrr: number };
+  fitQueries: number;
+  validationQueries: number;
+  seconds: number;
+}
+
+export const defaultL2Grid: readonly number[] = [1e-2, 1e-3, 1e-4, 1e-5];
+
+/**
+ * Fits nlsm-h's weights: shared weights on `fit` (the train split's queries), per-relation weights shrunk towards
+ * them for each L2 strength, chosen by time-aware MRR on `validation` (never the test split: the caller passes
+ * only train / valid queries); then refits the chosen form on fit + validation.
+ */
+export function fitHybridWeights(input: {
+  fit: QuerySet;
+  validation: QuerySet;
+  numRelations: number;
+  decay: number;
+  relaxedTopK: number;
+  l2Grid?: readonly number[];
+}): { weights: HybridWeights; report: HybridFitReport } {
+  const t0 = performance.now();
+  const R = input.numRelations;
+  const grid = input.l2Grid ?? defaultL2Grid;
+  const initialShared = new Float64Array(D);
+  initialShared[0] = 1;
+  const fitShared = (set: QuerySet) =>
+    minimiseObjective(set, initialShared, { layout: 'shared', l2: 1e-6 }).theta;
+  const fitPerRelation = (set: QuerySet, shared: Float64Array, l2: number) => {
+    const prior = expandShared(shared, R);
+    return minimiseObjective(set, prior, { layout: 'perRelation', l2, prior }).theta;
+  };
+  const baseOnly = expandShared(initialShared, R);
+  const shared = fitShared(input.fit);
+  const sharedMrr = selectionMrr(input.validation, expandShared(shared, R));
+  const perRelation = grid.map((l2) => ({
+    l2,
+    mrr: selectionMrr(input.validation, fitPerRelation(input.fit, shared, l2)),
+  }));
+  let chosen: HybridFitReport['chosen'] = { layout: 'shared', l2: null, validationMrr: sharedMrr };
+  for (const p of perRelation)
+    if (p.mrr > chosen.validationMrr)
+      chosen = { layout: 'perRelation', l2: p.l2, validationMrr: p.mrr };
+  const all = concatQuerySets(input.fit, input.validation);
+  const finalShared = fitShared(all);
+  const theta =
+    chosen.layout === 'shared'
+      ? expandShared(finalShared, R)
+      : fitPerRelation(all, finalShared, chosen.l2!);
+  return {
+    weights: weightsFromParameters(theta, {
+      numRelations: R,
+      decay: input.decay,
+      relaxedTopK: input.relaxedTopK,
+    }),
+    report: {
+      validationMrr: {
+        baseOnly: selectionMrr(input.validation, baseOnly),
+        shared: sharedMrr,
+        perRelation,
+      },
+      chosen,
+      fitQueries: input.fit.slot.length,
+      validationQueries: input.validation.slot.length,
+      seconds: (performance.now() - t0) / 1000,
+    },
+  };
+}

@@ -1,0 +1,220 @@
+// The nlsm-h forecaster (issue 8 item 2): wraps any base TkgForecaster (the NLSM trainer in production) and adds the
+// sparse history term of src/hybrid/features.ts to its logits. While it observes the history it collects fitting
+// queries: the planned fit steps (the end of the train split) and validation steps (the valid split) are scored by the
+// base model BEFORE they are observed, in the protocol's own way (multi-step: the whole block is rolled forward from
+// the step before it; single-step: one step at a time), so the fitted weights see features exactly as the protocol
+// will. The weights are fitted at the first score() after the history (src/hybrid/fit.ts). The test split is never
+// read here: only snapshots passed in the plan (train / valid) are used as fitting or selection queries.
+// Owns: the collection schedule, the query sampling and the combination at score time. Must not import tfjs,
+// src/train, kafkajs or src/kafka (the base forecaster is passed in).
+import type { Direction, Snapshot, TkgForecaster } from '../core/types.ts';
+import { buildAnswerFilter, trueAnswers } from '../eval/rank.ts';
+import type { TkgProtocol } from '../eval/protocols.ts';
+import { baseOnlyWeights, combineInPlace, slotOf, type HybridWeights } from './features.ts';
+import { fitHybridWeights, QuerySetBuilder, type HybridFitReport, type QuerySet } from './fit.ts';
+import { HybridHistory } from './history.ts';
+
+export interface HybridPlan {
+  protocol: TkgProtocol;
+  /** Steps whose queries fit the weights (the train split's last steps). Ascending, observed later as history. */
+  fitTargets: readonly Snapshot[];
+  /** Steps whose queries select the regularisation (the valid split). Ascending, after fitTargets. */
+  validationTargets: readonly Snapshot[];
+  /** Most queries sampled per phase (fit, validation); default 20,000. */
+  maxQueriesPerPhase?: number;
+  seed?: number;
+}
+
+export interface HybridForecasterOptions {
+  numEntities: number; // N
+  numRelations: number; // R
+  /** Decay of the strict / relaxed counts (e.g. the recurrency baseline's choice on the same validation split). */
+  decay: number;
+  /** Relaxed candidates per (relation, direction) with a relaxed term; default 64. */
+  relaxedTopK?: number;
+  /** Base model's top-M candidates per fitting query; default 64. */
+  baseCandidates?: number;
+  l2Grid?: readonly number[];
+  /** Fitting plan; without it (and without `weights`) the base model is used alone. */
+  plan?: HybridPlan;
+  /** Fixed weights (no fitting), e.g. from an exported model. */
+  weights?: HybridWeights;
+  /** Queries per base score() call while collecting; default 256. */
+  batchSize?: number;
+  log?: (line: string) => void;
+}
+
+/** Deterministic PRNG (mulberry32) for the query sample. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Phase = 'fit' | 'validation';
+
+export class HybridForecaster implements TkgForecaster {
+  readonly name = 'nlsm-h';
+  readonly history: HybridHistory;
+  private weightsValue: HybridWeights | undefined;
+  private report: HybridFitReport | undefined;
+  private readonly builders: Record<Phase, QuerySetBuilder>;
+  private readonly collected = new Set<string>();
+  private readonly sampleRate: Record<Phase, number>;
+  private readonly random: () => number;
+  private readonly options: HybridForecasterOptions;
+
+  constructor(
+    readonly base: TkgForecaster,
+    options: HybridForecasterOptions,
+  ) {
+    this.options = options;
+    const relaxedTopK = options.weights?.relaxedTopK ?? options.relaxedTopK ?? 64;
+    this.history = new HybridHistory({
+      numRelations: options.numRelations,
+      decay: options.weights?.decay ?? options.decay,
+      relaxedTopK,
+    });
+    this.weightsValue = options.weights;
+    const M = options.baseCandidates ?? 64;
+    this.builders = {
+      fit: new QuerySetBuilder(options.numRelations, M),
+      validation: new QuerySetBuilder(options.numRelations, M),
+    };
+    const cap = options.plan?.maxQueriesPerPhase ?? 20_000;
+    const queriesOf = (targets: readonly Snapshot[] | undefined): number =>
+      (targets ?? []).reduce((n, s) => n + (2 * s.triples.length) / 3, 0);
+    this.sampleRate = {
+      fit: Math.min(1, cap / Math.max(1, queriesOf(options.plan?.fitTargets))),
+      validation: Math.min(1, cap / Math.max(1, queriesOf(options.plan?.validationTargets))),
+    };
+    this.random = mulberry32(options.plan?.seed ?? 1);
+  }
+
+  /** The weights in use (undefined until fitted). */
+  get weights(): HybridWeights | undefined {
+    return this.weightsValue;
+  }
+
+  /** How the weights were chosen (undefined before fitting or with fixed weights). */
+  get fitReport(): HybridFitReport | undefined {
+    return this.report;
+  }
+
+  async observe(snapshot: Snapshot): Promise<void> {
+    if (this.weightsValue === undefined && this.options.plan !== undefined) {
+      await this.collectBefore(snapshot);
+    }
+    this.history.observe(snapshot);
+    await this.base.observe(snapshot);
+  }
+
+  async score(
+    step: number,
+    direction: Direction,
+    anchors: Int32Array,
+    relations: Int32Array,
+    numEntities: number,
+  ): Promise<Float32Array> {
+    const weights = this.ensureWeights();
+    const scores = await this.base.score(step, direction, anchors, relations, numEntities); // [B, N]
+    const terms = this.history.batchTerms(step, direction, anchors, relations, weights);
+    return combineInPlace(scores, numEntities, relations, weights.baseScale, terms);
+  }
+
+  /** Fits the weights from the collected queries now (called by the first score()). */
+  ensureWeights(): HybridWeights {
+    if (this.weightsValue !== undefined) return this.weightsValue;
+    const R = this.options.numRelations;
+    let fit: QuerySet = this.builders.fit.build();
+    let validation: QuerySet = this.builders.validation.build();
+    if (validation.slot.length === 0 && fit.slot.length === 0) {
+      this.options.log?.(
+        'nlsm-h: no fitting queries were collected; scoring with the base model alone',
+      );
+      this.weightsValue = baseOnlyWeights(R, this.history.decay, this.history.relaxedTopK);
+      return this.weightsValue;
+    }
+    if (fit.slot.length === 0) fit = validation;
+    if (validation.slot.length === 0) validation = fit;
+    const { weights, report } = fitHybridWeights({
+      fit,
+      validation,
+      numRelations: R,
+      decay: this.history.decay,
+      relaxedTopK: this.history.relaxedTopK,
+      l2Grid: this.options.l2Grid,
+    });
+    this.options.log?.(
+      `nlsm-h: fitted on ${report.fitQueries} train queries, selected on ${report.validationQueries} validation queries ` +
+        `(${report.chosen.layout}${report.chosen.l2 !== null ? `, l2 ${report.chosen.l2}` : ''}): validation time-aware MRR ` +
+        `${report.chosen.validationMrr.toFixed(2)} vs base alone ${report.validationMrr.baseOnly.toFixed(2)} (${report.seconds.toFixed(1)} s)`,
+    );
+    this.weightsValue = weights;
+    this.report = report;
+    return weights;
+  }
+
+  private async collectBefore(snapshot: Snapshot): Promise<void> {
+    const plan = this.options.plan!;
+    for (const phase of ['fit', 'validation'] as Phase[]) {
+      const targets = phase === 'fit' ? plan.fitTargets : plan.validationTargets;
+      if (targets.length === 0) continue;
+      if (plan.protocol === 'multi-step') {
+        // the whole block, rolled forward from the last step before it
+        if (snapshot.step === targets[0].step)
+          for (const t of targets) await this.collect(phase, t);
+      } else {
+        const target = targets.find((t) => t.step === snapshot.step);
+        if (target !== undefined) await this.collect(phase, target);
+      }
+    }
+  }
+
+  /** Scores a sample of one target step's queries with the base model and adds them to the phase's query set. */
+  private async collect(phase: Phase, target: Snapshot): Promise<void> {
+    const key = `${phase}:${target.step}`;
+    if (this.collected.has(key)) return;
+    this.collected.add(key);
+    const N = this.options.numEntities;
+    const R = this.options.numRelations;
+    const batchSize = this.options.batchSize ?? 256;
+    const timeAware = buildAnswerFilter([target.triples], R);
+    const builder = this.builders[phase];
+    const rate = this.sampleRate[phase];
+    for (const direction of ['object', 'subject'] as Direction[]) {
+      const anchors: number[] = [];
+      const relations: number[] = [];
+      const answers: number[] = [];
+      for (let i = 0; i < target.triples.length; i += 3) {
+        if (rate < 1 && this.random() >= rate) continue;
+        const s = target.triples[i];
+        const o = target.triples[i + 2];
+        anchors.push(direction === 'object' ? s : o);
+        relations.push(target.triples[i + 1]);
+        answers.push(direction === 'object' ? o : s);
+      }
+      for (let start = 0; start < anchors.length; start += batchSize) {
+        const B = Math.min(batchSize, anchors.length - start);
+        const batchAnchors = Int32Array.from(anchors.slice(start, start + B));
+        const batchRelations = Int32Array.from(relations.slice(start, start + B));
+        const rows = await this.base.score(target.step, direction, batchAnchors, batchRelations, N); // [B, N]
+        for (let b = 0; b < B; b++) {
+          const anchor = batchAnchors[b];
+          const relation = batchRelations[b];
+          builder.add({
+            slot: slotOf(direction, relation, R),
+            row: rows.subarray(b * N, (b + 1) * N),
+            answer: answers[start + b],
+            history: this.history.candidates(target.step, direction, anchor, relation),
+            excluded: trueAnswers(timeAware, direction, anchor, relation),
+          });
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,138 @@
+// Serving nlsm-h (issue 8 item 3): the base scale beta_r is folded into Theta (the logit is linear in Theta), so the
+// exported ONNX graph is the plain efficient scorer `Z w + c`; the history term is the sparse extra input the server
+// computes from its own state with HybridTermProvider (the scorer's HistoryTermProvider), updated as snapshots close.
+// The fitted weights travel in the model announcement's metadata (key `history.hybrid`, JSON).
+// Owns: the export helper, the provider and the metadata format of HybridWeights. Must not import tfjs, src/train,
+// kafkajs or src/kafka.
+import type { Direction, ScoringState, Snapshot } from '../core/types.ts';
+import { TkgError } from '../core/errors.ts';
+import type { HistoryTermProvider } from '../serve/scorer.ts';
+import { exportScoringModel, type ExportOptions } from '../serve/export/scoring-model.ts';
+import { assertHybridWeights, type HybridWeights } from './features.ts';
+import { HybridHistory } from './history.ts';
+
+/** Pure: a ScoringState whose logits are beta_r times the original ones (Theta of relation r scaled by beta_r). */
+export function scaleScoringState(state: ScoringState, baseScale: ArrayLike<number>): ScoringState {
+  const { numRelations: R, K } = state;
+  if (baseScale.length !== R) {
+    throw new TkgError(
+      `baseScale has ${baseScale.length} entries for ${R} relations; pass one per relation`,
+      {
+        reason: 'invalid_argument',
+      },
+    );
+  }
+  const theta = new Float32Array(state.theta.length); // [R, K, 4]
+  for (let r = 0; r < R; r++) {
+    const beta = baseScale[r];
+    for (let i = r * K * 4; i < (r + 1) * K * 4; i++) theta[i] = beta * state.theta[i];
+  }
+  return { ...state, theta };
+}
+
+/** ONNX bytes of nlsm-h's dense part (the history term is added by the server through extra_index / extra_value). */
+export function exportHybridScoringModel(
+  state: ScoringState,
+  weights: HybridWeights,
+  options: ExportOptions,
+): Uint8Array {
+  assertHybridWeights(weights);
+  return exportScoringModel(scaleScoringState(state, weights.baseScale), {
+    ...options,
+    modelName: options.modelName ?? 'nlsm-h',
+  });
+}
+
+export const HYBRID_METADATA_KEY = 'history.hybrid';
+
+/** Pure: announcement metadata entries carrying the weights. */
+export function hybridWeightsToMetadata(weights: HybridWeights): Record<string, string> {
+  assertHybridWeights(weights);
+  return { [HYBRID_METADATA_KEY]: JSON.stringify(weights) };
+}
+
+/** Pure: the weights a model announcement carries (undefined: none). Throws a TkgError on malformed values. */
+export function hybridWeightsFromMetadata(
+  metadata: Record<string, string> | undefined,
+): HybridWeights | undefined {
+  const text = metadata?.[HYBRID_METADATA_KEY];
+  if (text === undefined) return undefined;
+  try {
+    const weights = JSON.parse(text) as HybridWeights;
+    assertHybridWeights(weights);
+    return weights;
+  } catch (error) {
+    throw new TkgError(
+      `model metadata ${HYBRID_METADATA_KEY} is not valid nlsm-h weights (${(error as Error).message}); re-export the model`,
+      { reason: 'incompatible', cause: error },
+    );
+  }
+}
+
+/**
+ * HistoryTermProvider of nlsm-h for the Scorer: terms for the forecast step (default: the step after the last
+ * observed snapshot, which is what a model exported after that snapshot forecasts). Observe a closed step only after
+ * it was evaluated against its forecast. New weights with another decay or relaxedTopK rebuild the counts from the
+ * kept snapshots.
+ */
+export class HybridTermProvider implements HistoryTermProvider {
+  private weightsValue: HybridWeights;
+  private history: HybridHistory;
+  private readonly snapshots: Snapshot[] = [];
+  /** Explicit forecast step (e.g. the served model's metadata step); undefined: last observed + 1. */
+  forecastStep: number | undefined;
+
+  constructor(weights: HybridWeights) {
+    assertHybridWeights(weights);
+    this.weightsValue = weights;
+    this.history = HybridTermProvider.historyFor(weights);
+  }
+
+  private static historyFor(weights: HybridWeights): HybridHistory {
+    return new HybridHistory({
+      numRelations: weights.numRelations,
+      decay: weights.decay,
+      relaxedTopK: weights.relaxedTopK,
+    });
+  }
+
+  get weights(): HybridWeights {
+    return this.weightsValue;
+  }
+
+  get lastStep(): number {
+    return this.history.lastStep;
+  }
+
+  /** Swap weights (from a newly loaded model). */
+  setWeights(weights: HybridWeights): void {
+    assertHybridWeights(weights);
+    const rebuild =
+      weights.decay !== this.weightsValue.decay ||
+      weights.relaxedTopK !== this.weightsValue.relaxedTopK ||
+      weights.numRelations !== this.weightsValue.numRelations;
+    this.weightsValue = weights;
+    if (rebuild) {
+      this.history = HybridTermProvider.historyFor(weights);
+      for (const s of this.snapshots) this.history.observe(s);
+    }
+  }
+
+  /** A closed step, in step order (older or repeated steps are ignored). */
+  observe(snapshot: Snapshot): void {
+    if (snapshot.step <= this.history.lastStep) return;
+    this.snapshots.push(snapshot);
+    this.history.observe(snapshot);
+  }
+
+  terms(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+  ): { entities: Int32Array; values: Float32Array } | undefined {
+    if (relation < 0 || relation >= this.weightsValue.numRelations) return undefined;
+    const step = this.forecastStep ?? this.history.lastStep + 1;
+    const terms = this.history.terms(step, direction, anchor, relation, this.weightsValue);
+    return terms.entities.length === 0 ? undefined : terms;
+  }
+}
