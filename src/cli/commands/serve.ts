@@ -13,6 +13,12 @@ import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
 import { ServeReplica } from '../../serve/replica.ts';
 import { SnapshotFollower } from '../../serve/snapshot-follower.ts';
+import { ServingHistory, historyParamsFromMetadata } from '../../pipeline/history-terms.ts';
+import {
+  SnapshotTopicFollower,
+  ensureSnapshotsTopic,
+  snapshotsTopicName,
+} from '../../pipeline/snapshot-topic.ts';
 
 interface ServeFlags {
   topicPrefix?: string;
@@ -94,6 +100,9 @@ export function register(program: Command): void {
       await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
       await admin.disconnect();
       const metrics = createMetrics({ defaultMetrics: true });
+      // History term (src/pipeline): models such as recurrency / nlsm-h carry `history.*` parameters; the replica
+      // adds the sparse term computed from closed snapshots (state dir with --publish-steps, else <prefix>.snapshots).
+      const history = new ServingHistory();
       const replica = new ServeReplica({
         kafka,
         codec: SchemaCodec.load(),
@@ -109,15 +118,37 @@ export function register(program: Command): void {
         dataset: flags.dataset,
         metrics,
         logger,
+        history,
+        onModel: (_model, announcement) =>
+          history.setParams(historyParamsFromMetadata(announcement.metadata)),
       });
       await replica.start();
       const follower = flags.publishSteps
         ? new SnapshotFollower({
             dir: join(config.stateDir, 'snapshots'),
-            onSnapshot: (snapshot) => replica.onStepClosed(snapshot),
+            // Evaluate the step first, then let the history see it (the term must never see the answers).
+            onSnapshot: async (snapshot) => {
+              await replica.onStepClosed(snapshot);
+              history.observe(snapshot);
+            },
           })
         : undefined;
       follower?.start();
+      const topicFollower = flags.publishSteps
+        ? undefined
+        : new SnapshotTopicFollower({
+            kafka,
+            topic: snapshotsTopicName(config.topicPrefix),
+            onSnapshot: async (snapshot) => history.observe(snapshot),
+          });
+      if (topicFollower) {
+        const topicAdmin = kafka.admin();
+        await topicAdmin.connect();
+        await ensureSnapshotsTopic(topicAdmin, config.topicPrefix).finally(() =>
+          topicAdmin.disconnect(),
+        );
+        await topicFollower.start();
+      }
       const server =
         flags.metrics === false
           ? undefined
@@ -143,6 +174,7 @@ export function register(program: Command): void {
         process.once('SIGTERM', onSignal);
       });
       await follower?.stop();
+      await topicFollower?.stop();
       await server?.stop();
       await replica.stop();
       await brokers.release();

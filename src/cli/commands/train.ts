@@ -157,6 +157,7 @@ export function register(program: Command): void {
       let resumed = !Number.isFinite(stage.lastStep);
       const handle = async (snapshot: Snapshot, vocabulary: NamedVocabulary) => {
         try {
+          if (untilStep !== undefined && snapshot.step > untilStep) return; // bounded run: done already
           if (snapshot.step <= stage.lastStep) {
             covered.push(snapshot);
             return;
