@@ -24,6 +24,11 @@ export class HybridHistory {
   readonly relaxedTopK: number;
   private readonly decayed: HistoryIndex;
   private readonly counts: HistoryIndex;
+  /** slot -> relaxed-only terms of its top relaxedTopK entities under some weights; cleared by observe(). */
+  private readonly relaxedCache = new Map<
+    number,
+    { weights: HybridWeights; entities: Int32Array; values: Float32Array; members: Set<number> }
+  >();
 
   constructor(options: { numRelations: number; decay: number; relaxedTopK: number }) {
     this.numRelations = options.numRelations;
@@ -45,6 +50,7 @@ export class HybridHistory {
   observe(snapshot: Snapshot): void {
     this.decayed.observe(snapshot);
     if (this.counts !== this.decayed) this.counts.observe(snapshot);
+    this.relaxedCache.clear();
   }
 
   /**
@@ -86,7 +92,13 @@ export class HybridHistory {
     return { entities: Int32Array.from(entities), features };
   }
 
-  /** The sparse history term of one query under `weights`: entities and values (float32, as the ONNX input). */
+  /**
+   * The sparse history term of one query under `weights`: entities and values (float32, as the ONNX input). The
+   * serving hot path: the top-`relaxedTopK` relaxed terms of a (direction, relation) are cached until the next
+   * observe(), and a candidate with a strict history gets one more entry with its strict part (plus its relaxed part
+   * when it is not among the cached ones). Entries for the same entity add up (ONNX ScatterND with reduction=add,
+   * combineInPlace), which equals the term of candidates() exactly up to float32 rounding.
+   */
   terms(
     step: number,
     direction: Direction,
@@ -94,12 +106,52 @@ export class HybridHistory {
     relation: number,
     weights: HybridWeights,
   ): { entities: Int32Array; values: Float32Array } {
-    const { entities, features } = this.candidates(step, direction, anchor, relation);
+    if (relation < 0 || relation >= this.numRelations)
+      return { entities: new Int32Array(0), values: new Float32Array(0) };
     const slot = slotOf(direction, relation, this.numRelations);
-    const values = new Float32Array(entities.length);
-    for (let m = 0; m < entities.length; m++)
-      values[m] = historyTermValue(weights, slot, features, m * F);
+    const relaxed = this.relaxedTerms(direction, relation, slot, weights);
+    const strictCount = this.decayed.strictCount(direction, anchor, relation);
+    const total = relaxed.entities.length + strictCount;
+    const entities = new Int32Array(total);
+    const values = new Float32Array(total);
+    entities.set(relaxed.entities);
+    values.set(relaxed.values);
+    let at = relaxed.entities.length;
+    const w = weights.history;
+    const base = slot * F;
+    const dist = this.decayed.relaxedDistribution(direction, relation);
+    this.decayed.forEachStrict(step, direction, anchor, relation, (entity, strict) => {
+      const frequency = this.counts.strictValue(step, direction, anchor, relation, entity);
+      let value = w[base] * Math.log1p(strict) + w[base + 1] + w[base + 2] * Math.log1p(frequency);
+      if (!relaxed.members.has(entity))
+        value += w[base + 3] * Math.log1p(100 * (dist.valueOf.get(entity) ?? 0));
+      entities[at] = entity;
+      values[at] = value;
+      at++;
+    });
     return { entities, values };
+  }
+
+  /** Relaxed-only terms of the top `relaxedTopK` entities of a slot (cached per weights until the next observe). */
+  private relaxedTerms(
+    direction: Direction,
+    relation: number,
+    slot: number,
+    weights: HybridWeights,
+  ) {
+    const cached = this.relaxedCache.get(slot);
+    if (cached !== undefined && cached.weights === weights) return cached;
+    const dist = this.decayed.relaxedDistribution(direction, relation);
+    const top = Math.min(this.relaxedTopK, dist.entities.length);
+    const entities = dist.entities.slice(0, top);
+    const weight = weights.history[slot * F + 3];
+    const values = Float32Array.from(
+      { length: top },
+      (_, i) => weight * Math.log1p(100 * dist.values[i]),
+    );
+    const entry = { weights, entities, values, members: new Set(entities) };
+    this.relaxedCache.set(slot, entry);
+    return entry;
   }
 
   /** Sparse terms of a batch of queries (rows = batch rows), for combineInPlace / ONNX extra_index + extra_value. */

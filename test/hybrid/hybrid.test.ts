@@ -8,6 +8,7 @@ import {
   F,
   HybridForecaster,
   HybridHistory,
+  historyTermValue,
   QuerySetBuilder,
   hybridObjective,
   hybridTkgModel,
@@ -107,6 +108,46 @@ test('nlsm-h score = beta_r * base logit + w . history features, checked against
   const fresh = history.candidates(3, 'object', 3, 0); // no strict history: only the top relaxed o=1
   assert.deepEqual([...fresh.entities], [1]);
   assert.deepEqual([...fresh.features], [0, 0, 0, Math.fround(Math.log1p(100 * (2 / 3)))]);
+});
+
+test('terms() (serving fast path, duplicate entries add up) equals the term of candidates() per entity', () => {
+  const { snapshots } = syntheticTkg({
+    N: 80,
+    R: 3,
+    steps: 12,
+    pairsPerStep: 50,
+    repeat: 0.5,
+    seed: 8,
+  });
+  const weights: HybridWeights = {
+    numRelations: 3,
+    decay: 0.7,
+    relaxedTopK: 6,
+    baseScale: [1, 1, 1],
+    history: Array.from({ length: 6 * F }, (_, i) => ((i * 37) % 11) / 5 - 1),
+  };
+  const history = new HybridHistory({ numRelations: 3, decay: 0.7, relaxedTopK: 6 });
+  for (const s of snapshots) history.observe(s);
+  let compared = 0;
+  for (const direction of ['object', 'subject'] as const) {
+    for (let anchor = 0; anchor < 80; anchor++) {
+      for (let r = 0; r < 3; r++) {
+        const fast = new Map<number, number>();
+        const terms = history.terms(13, direction, anchor, r, weights);
+        terms.entities.forEach((e, i) => fast.set(e, (fast.get(e) ?? 0) + terms.values[i]));
+        const { entities, features } = history.candidates(13, direction, anchor, r);
+        assert.equal(fast.size, entities.length);
+        const slot = (direction === 'object' ? 0 : 3) + r;
+        entities.forEach((e, m) => {
+          assert.ok(
+            Math.abs(fast.get(e)! - historyTermValue(weights, slot, features, m * F)) < 1e-5,
+          );
+          compared++;
+        });
+      }
+    }
+  }
+  assert.ok(compared > 1000);
 });
 
 test('objective gradient and Hessian match finite differences', () => {
