@@ -24,11 +24,32 @@ export const GRU_TENSOR_NAMES = ['Uu', 'Ur', 'Un', 'bu', 'br', 'bn', 'bhn'] as c
  */
 export function gruStep(h: tf.Tensor2D, w: GruWeights): tf.Tensor2D {
   return tf.tidy(() => {
-    const u = tf.sigmoid(tf.add(tf.matMul(h, w.Uu), w.bu)); // [B, H]
-    const r = tf.sigmoid(tf.add(tf.matMul(h, w.Ur), w.br));
-    const n = tf.tanh(tf.add(w.bn, tf.mul(r, tf.add(tf.matMul(h, w.Un), w.bhn))));
+    const u = tf.sigmoid(tf.add(linear(h, w.Uu), w.bu)); // [B, H]
+    const r = tf.sigmoid(tf.add(linear(h, w.Ur), w.br));
+    const n = tf.tanh(tf.add(w.bn, tf.mul(r, tf.add(linear(h, w.Un), w.bhn))));
     return tf.add(n, tf.mul(u, tf.sub(h, n))) as tf.Tensor2D; // u h + (1 - u) n
   });
+}
+
+/**
+ * h W with a gradient that transposes explicitly (dh = dY transpose(W), dW = transpose(h) dY): the
+ * wasm backend's matMul with transpose flags is 5-20x slower than a transpose plus a plain matMul.
+ */
+export function linear(h: tf.Tensor2D, W: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const x = inputs[0] as tf.Tensor2D;
+    const weights = inputs[1] as tf.Tensor2D;
+    const save = inputs[2] as tf.GradSaveFunc;
+    save([x, weights]);
+    return {
+      value: tf.matMul(x, weights) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+        const [xs, ws] = saved as tf.Tensor2D[];
+        return [tf.matMul(dy, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy)];
+      },
+    };
+  });
+  return op(h, W) as tf.Tensor2D;
 }
 
 /**
@@ -93,14 +114,23 @@ export interface EdgeIndex {
  * a single pass over the E x K products forward and one backward, instead of five gathers and a dozen
  * E x K element-wise kernels (the wasm gather kernel is slow). Deterministic (sums in edge order).
  */
-export function edgeLogitsFused(z: tf.Tensor2D, theta: tf.Tensor2D, edges: EdgeIndex, K: number, directed: boolean): tf.Tensor1D {
+export function edgeLogitsFused(
+  zSlots: tf.Tensor2D[],
+  thetaSlots: tf.Tensor2D[],
+  edges: EdgeIndex,
+  K: number,
+  directed: boolean,
+): tf.Tensor1D {
   const P = directed ? 4 : 3;
+  const L = zSlots.length;
+  if (thetaSlots.length !== L) throw new RangeError(`${L} z slots but ${thetaSlots.length} theta slots`);
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const zIn = inputs[0] as tf.Tensor;
-    const thetaIn = inputs[1] as tf.Tensor;
-    const zData = zIn.dataSync() as Float32Array;
-    const thetaData = thetaIn.dataSync() as Float32Array;
-    const thetaRows = thetaIn.shape[0];
+    const zIn = inputs.slice(0, L) as tf.Tensor2D[];
+    const thetaIn = inputs.slice(L, 2 * L) as tf.Tensor2D[];
+    // stacked copies: z rows slot * U + node, theta rows slot * R + r
+    const zData = concatRows(zIn.map((t) => t.dataSync() as Float32Array));
+    const thetaData = concatRows(thetaIn.map((t) => t.dataSync() as Float32Array));
+    const thetaRows = thetaData.length / (K * P);
     const { c0, A, B, C } = coefficientsOf(thetaData, thetaRows, K, directed);
     const { subjects, relations, objects } = edges;
     const E = subjects.length;
@@ -161,11 +191,33 @@ export function edgeLogitsFused(z: tf.Tensor2D, theta: tf.Tensor2D, edges: EdgeI
           dTheta[at + 2] = dC[rk]; // T11
         }
       }
-      return [tf.tensor2d(dz, zIn.shape as [number, number]), tf.tensor2d(dTheta, thetaIn.shape as [number, number])];
+      const grads: tf.Tensor[] = [];
+      let offset = 0;
+      for (const t of zIn) {
+        grads.push(tf.tensor2d(dz.subarray(offset, offset + t.size), t.shape));
+        offset += t.size;
+      }
+      offset = 0;
+      for (const t of thetaIn) {
+        grads.push(tf.tensor2d(dTheta.subarray(offset, offset + t.size), t.shape));
+        offset += t.size;
+      }
+      return grads;
     };
     return { value, gradFunc };
   });
-  return op(z, theta) as tf.Tensor1D;
+  return op(...zSlots, ...thetaSlots) as tf.Tensor1D;
+}
+
+function concatRows(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
 }
 
 /** c0 [rows], A, B, C [rows * K] of the efficient form from flat theta [rows, K * P]. */
@@ -292,9 +344,7 @@ export function windowElbo(
     }
     entropy = tf.add(entropy, tf.add(gaussianEntropyTf(plv), gaussianEntropyTf(tlv)));
   }
-  const z = zRows.length === 1 ? zRows[0] : (tf.concat(zRows, 0) as tf.Tensor2D);
-  const theta = thetaRows.length === 1 ? thetaRows[0] : (tf.concat(thetaRows, 0) as tf.Tensor2D);
-  const logits = edgeLogitsFused(z, theta, batch.edges, hyper.K, hyper.directed);
+  const logits = edgeLogitsFused(zRows, thetaRows, batch.edges, hyper.K, hyper.directed);
   const logLikelihood = tf.sub(
     tf.sum(tf.mul(batch.linearWeight, logits)),
     tf.sum(tf.mul(batch.softplusWeight, tf.softplus(logits))),

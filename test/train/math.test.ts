@@ -84,8 +84,8 @@ test('efficient scoring equals the brute-force expectation over Bernoulli attrib
     );
     const fused = tf.tidy(() =>
       edgeLogitsFused(
-        tf.tensor2d(z, [N, K]),
-        tf.tensor2d(thetaFlat, [R, K * P]),
+        [tf.tensor2d(z, [N, K])],
+        [tf.tensor2d(thetaFlat, [R, K * P])],
         { subjects: Int32Array.from(subjects), relations: Int32Array.from(relations), objects: Int32Array.from(objects) },
         K,
         directed,
@@ -206,7 +206,20 @@ test('the fused edge-logit op has the same gradient as the composed tf ops', asy
     };
     const weights = tf.tensor1d(Float32Array.from({ length: E }, () => rng.nextNormal()));
     const loss = (logits: tf.Tensor1D): tf.Scalar => tf.sum(tf.mul(weights, tf.softplus(logits))) as tf.Scalar;
-    const fused = tf.variableGrads(() => loss(edgeLogitsFused(z, theta, edges, K, directed)), [z, theta]);
+    // two slots stacked: rows of slot 1 follow slot 0 (z rows N.., theta rows R..)
+    const fused = tf.variableGrads(
+      () =>
+        loss(
+          edgeLogitsFused(
+            [tf.slice(z, [0, 0], [3, K]), tf.slice(z, [3, 0], [N - 3, K])],
+            [tf.slice(theta, [0, 0], [1, K * P]), tf.slice(theta, [1, 0], [R - 1, K * P])],
+            edges,
+            K,
+            directed,
+          ),
+        ),
+      [z, theta],
+    );
     const composed = tf.variableGrads(
       () =>
         loss(
