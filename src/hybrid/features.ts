@@ -7,16 +7,23 @@ import type { Direction } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
 
 /**
- * History features of one candidate, in this order (F = 4):
- * - strict:    log(1 + sum_i decay^(t - t_i)) over past occurrences of the exact fact (recency-weighted count);
- * - seen:      1 if the exact fact ever occurred before, else 0;
- * - frequency: log(1 + number of past steps with the exact fact) (undecayed count);
- * - relaxed:   log(1 + 100 * share of the relation's decayed facts that point at the candidate), for the top
- *              `relaxedTopK` candidates of the (relation, direction) and for candidates with a strict history.
+ * History features of one candidate, in this order (F = FS + FR). The first FS depend on the exact fact's history
+ * (all 0 when it never occurred), the last FR on the relaxed share only (0 outside the relaxed term's support):
+ * - strict:       sum_i decay^(t - t_i) over past occurrences t_i of the exact fact (recency-weighted count);
+ * - logStrict:    log(1 + strict);
+ * - seen:         1 if the exact fact ever occurred before, else 0;
+ * - logFrequency: log(1 + number of past steps with the exact fact) (undecayed count);
+ * - relaxed:      share of the relation's decayed facts that point at the candidate, for the top `relaxedTopK`
+ *                 candidates of the (relation, direction) and for candidates with a strict history;
+ * - logRelaxed:   log(1 + 100 * relaxed).
  * All are 0 for a candidate without history, which keeps the term sparse.
  */
-export const HISTORY_FEATURES = ['strict', 'seen', 'frequency', 'relaxed'] as const;
-export const F = HISTORY_FEATURES.length;
+export const STRICT_FEATURES = ['strict', 'logStrict', 'seen', 'logFrequency'] as const;
+export const RELAXED_FEATURES = ['relaxed', 'logRelaxed'] as const;
+export const HISTORY_FEATURES = [...STRICT_FEATURES, ...RELAXED_FEATURES] as const;
+export const FS = STRICT_FEATURES.length;
+export const FR = RELAXED_FEATURES.length;
+export const F = FS + FR;
 
 /** Fitted nlsm-h parameters (plain numbers: JSON-serialisable, travel with an exported model). */
 export interface HybridWeights {
@@ -36,6 +43,30 @@ export function slotOf(direction: Direction, relation: number, numRelations: num
   return (direction === 'object' ? 0 : numRelations) + relation;
 }
 
+/** Pure: the strict features of one candidate (FS numbers at out[offset..]); all 0 when strict = 0. */
+export function writeStrictFeatures(
+  strict: number,
+  frequency: number,
+  out: Float32Array | Float64Array,
+  offset: number,
+): void {
+  const seen = strict > 0;
+  out[offset] = strict;
+  out[offset + 1] = Math.log1p(strict);
+  out[offset + 2] = seen ? 1 : 0;
+  out[offset + 3] = seen ? Math.log1p(frequency) : 0;
+}
+
+/** Pure: the relaxed features of one candidate (FR numbers at out[offset..]); all 0 when relaxed = 0. */
+export function writeRelaxedFeatures(
+  relaxed: number,
+  out: Float32Array | Float64Array,
+  offset: number,
+): void {
+  out[offset] = relaxed;
+  out[offset + 1] = Math.log1p(100 * relaxed);
+}
+
 /** Pure: features of one candidate from its raw history values; writes F numbers at out[offset..]. */
 export function writeHistoryFeatures(
   strict: number,
@@ -44,10 +75,23 @@ export function writeHistoryFeatures(
   out: Float32Array | Float64Array,
   offset: number,
 ): void {
-  out[offset] = Math.log1p(strict);
-  out[offset + 1] = frequency > 0 ? 1 : 0;
-  out[offset + 2] = Math.log1p(frequency);
-  out[offset + 3] = Math.log1p(100 * relaxed);
+  writeStrictFeatures(strict, frequency, out, offset);
+  writeRelaxedFeatures(relaxed, out, offset + FS);
+}
+
+/** Pure: sum_f w[slot, f] * x_f over features [from, to) of a feature vector. */
+export function weightedSum(
+  weights: HybridWeights,
+  slot: number,
+  features: ArrayLike<number>,
+  offset: number,
+  from = 0,
+  to = F,
+): number {
+  let value = 0;
+  for (let f = from; f < to; f++)
+    value += weights.history[slot * F + f] * features[offset + f - from];
+  return value;
 }
 
 /** Pure: the history term of one candidate: sum_f w[slot, f] * x_f. */

@@ -180,12 +180,31 @@ export class HybridForecaster implements TkgForecaster {
     const key = `${phase}:${target.step}`;
     if (this.collected.has(key)) return;
     this.collected.add(key);
+    await this.addQueries(target, this.builders[phase], this.sampleRate[phase]);
+  }
+
+  /**
+   * Diagnostics: the query set of target steps as the forecaster sees them now (base logits, history features),
+   * e.g. to compare selectionMrr() with the protocol's exact MRR. Does not observe anything.
+   */
+  async querySetOf(targets: readonly Snapshot[]): Promise<QuerySet> {
+    const builder = new QuerySetBuilder(
+      this.options.numRelations,
+      this.options.baseCandidates ?? 64,
+    );
+    for (const target of targets) await this.addQueries(target, builder, 1);
+    return builder.build();
+  }
+
+  private async addQueries(
+    target: Snapshot,
+    builder: QuerySetBuilder,
+    rate: number,
+  ): Promise<void> {
     const N = this.options.numEntities;
     const R = this.options.numRelations;
     const batchSize = this.options.batchSize ?? 256;
     const timeAware = buildAnswerFilter([target.triples], R);
-    const builder = this.builders[phase];
-    const rate = this.sampleRate[phase];
     for (const direction of ['object', 'subject'] as Direction[]) {
       const anchors: number[] = [];
       const relations: number[] = [];

@@ -6,9 +6,13 @@ import type { Direction, Snapshot } from '../core/types.ts';
 import { HistoryIndex } from '../baselines/history-index.ts';
 import {
   F,
-  historyTermValue,
+  FR,
+  FS,
   slotOf,
+  weightedSum,
   writeHistoryFeatures,
+  writeRelaxedFeatures,
+  writeStrictFeatures,
   type HybridWeights,
 } from './features.ts';
 
@@ -117,14 +121,17 @@ export class HybridHistory {
     entities.set(relaxed.entities);
     values.set(relaxed.values);
     let at = relaxed.entities.length;
-    const w = weights.history;
-    const base = slot * F;
     const dist = this.decayed.relaxedDistribution(direction, relation);
+    const strictFeatures = new Float64Array(FS);
+    const relaxedFeatures = new Float64Array(FR);
     this.decayed.forEachStrict(step, direction, anchor, relation, (entity, strict) => {
       const frequency = this.counts.strictValue(step, direction, anchor, relation, entity);
-      let value = w[base] * Math.log1p(strict) + w[base + 1] + w[base + 2] * Math.log1p(frequency);
-      if (!relaxed.members.has(entity))
-        value += w[base + 3] * Math.log1p(100 * (dist.valueOf.get(entity) ?? 0));
+      writeStrictFeatures(strict, frequency, strictFeatures, 0);
+      let value = weightedSum(weights, slot, strictFeatures, 0, 0, FS);
+      if (!relaxed.members.has(entity)) {
+        writeRelaxedFeatures(dist.valueOf.get(entity) ?? 0, relaxedFeatures, 0);
+        value += weightedSum(weights, slot, relaxedFeatures, 0, FS, F);
+      }
       entities[at] = entity;
       values[at] = value;
       at++;
@@ -144,11 +151,11 @@ export class HybridHistory {
     const dist = this.decayed.relaxedDistribution(direction, relation);
     const top = Math.min(this.relaxedTopK, dist.entities.length);
     const entities = dist.entities.slice(0, top);
-    const weight = weights.history[slot * F + 3];
-    const values = Float32Array.from(
-      { length: top },
-      (_, i) => weight * Math.log1p(100 * dist.values[i]),
-    );
+    const relaxedFeatures = new Float64Array(FR);
+    const values = Float32Array.from({ length: top }, (_, i) => {
+      writeRelaxedFeatures(dist.values[i], relaxedFeatures, 0);
+      return weightedSum(weights, slot, relaxedFeatures, 0, FS, F);
+    });
     const entry = { weights, entities, values, members: new Set(entities) };
     this.relaxedCache.set(slot, entry);
     return entry;

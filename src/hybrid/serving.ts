@@ -79,13 +79,30 @@ export class HybridTermProvider implements HistoryTermProvider {
   private weightsValue: HybridWeights;
   private history: HybridHistory;
   private readonly snapshots: Snapshot[] = [];
-  /** Explicit forecast step (e.g. the served model's metadata step); undefined: last observed + 1. */
-  forecastStep: number | undefined;
+  private forecastStepValue: number | undefined;
+  /** Terms per (anchor, slot) since the last observe / weights / step change (a query's terms change only then). */
+  private readonly memo = new Map<
+    number,
+    { entities: Int32Array; values: Float32Array } | undefined
+  >();
+  private readonly memoSize: number;
 
-  constructor(weights: HybridWeights) {
+  /** memoSize: most queries whose terms are kept until the next closed step (0 = compute every time). */
+  constructor(weights: HybridWeights, options: { memoSize?: number } = {}) {
     assertHybridWeights(weights);
     this.weightsValue = weights;
     this.history = HybridTermProvider.historyFor(weights);
+    this.memoSize = options.memoSize ?? 100_000;
+  }
+
+  /** Explicit forecast step (e.g. the served model's metadata step); undefined: last observed + 1. */
+  get forecastStep(): number | undefined {
+    return this.forecastStepValue;
+  }
+
+  set forecastStep(step: number | undefined) {
+    if (step !== this.forecastStepValue) this.memo.clear();
+    this.forecastStepValue = step;
   }
 
   private static historyFor(weights: HybridWeights): HybridHistory {
@@ -112,6 +129,7 @@ export class HybridTermProvider implements HistoryTermProvider {
       weights.relaxedTopK !== this.weightsValue.relaxedTopK ||
       weights.numRelations !== this.weightsValue.numRelations;
     this.weightsValue = weights;
+    this.memo.clear();
     if (rebuild) {
       this.history = HybridTermProvider.historyFor(weights);
       for (const s of this.snapshots) this.history.observe(s);
@@ -123,6 +141,7 @@ export class HybridTermProvider implements HistoryTermProvider {
     if (snapshot.step <= this.history.lastStep) return;
     this.snapshots.push(snapshot);
     this.history.observe(snapshot);
+    this.memo.clear();
   }
 
   terms(
@@ -130,9 +149,17 @@ export class HybridTermProvider implements HistoryTermProvider {
     anchor: number,
     relation: number,
   ): { entities: Int32Array; values: Float32Array } | undefined {
-    if (relation < 0 || relation >= this.weightsValue.numRelations) return undefined;
-    const step = this.forecastStep ?? this.history.lastStep + 1;
-    const terms = this.history.terms(step, direction, anchor, relation, this.weightsValue);
-    return terms.entities.length === 0 ? undefined : terms;
+    const R = this.weightsValue.numRelations;
+    if (relation < 0 || relation >= R) return undefined;
+    const key = anchor * 2 * R + (direction === 'object' ? 0 : R) + relation;
+    if (this.memo.has(key)) return this.memo.get(key);
+    const step = this.forecastStepValue ?? this.history.lastStep + 1;
+    const computed = this.history.terms(step, direction, anchor, relation, this.weightsValue);
+    const terms = computed.entities.length === 0 ? undefined : computed;
+    if (this.memoSize > 0) {
+      if (this.memo.size >= this.memoSize) this.memo.clear();
+      this.memo.set(key, terms);
+    }
+    return terms;
   }
 }

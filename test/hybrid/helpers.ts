@@ -103,9 +103,9 @@ export function syntheticTkg(options: {
   ]);
   const habit = pairs.map(() => Math.floor(random() * N));
   const sampleByAffinity = (s: number, r: number): number => {
-    // the best of 3 random candidates by affinity
+    // the best of 16 random candidates by affinity
     let best = Math.floor(random() * N);
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 15; i++) {
       const c = Math.floor(random() * N);
       if (affinity(s, r, c) > affinity(s, r, best)) best = c;
     }

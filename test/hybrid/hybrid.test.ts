@@ -34,7 +34,11 @@ const handWeights: HybridWeights = {
   relaxedTopK: 1,
   baseScale: [2, 0.5],
   // [2R, F]: object r0, object r1, subject r0, subject r1
-  history: [0.7, 1.5, -0.2, 0.3, 9, 9, 9, 9, 1.1, 0.4, 0.6, -0.5, 9, 9, 9, 9],
+  // features: strict, log(1 + strict), seen, log(1 + frequency), relaxed, log(1 + 100 relaxed)
+  history: [
+    0.25, 0.7, 1.5, -0.2, 2, 0.3, 0.5, 0.1, 0.2, 0.3, 0.4, 0.6, 0.9, 1.1, 0.4, 0.6, 1.3, -0.5, 9, 9,
+    9, 9, 9, 9,
+  ],
 };
 
 function handSnapshots(): Snapshot[] {
@@ -72,10 +76,12 @@ test('nlsm-h score = beta_r * base logit + w . history features, checked against
   for (const s of handSnapshots()) await forecaster.observe(s);
   const w = handWeights.history;
   const term = (slot: number, strict: number, frequency: number, relaxed: number): number =>
-    w[slot * F] * Math.log1p(strict) +
-    w[slot * F + 1] * (frequency > 0 ? 1 : 0) +
-    w[slot * F + 2] * Math.log1p(frequency) +
-    w[slot * F + 3] * Math.log1p(100 * relaxed);
+    w[slot * F] * strict +
+    w[slot * F + 1] * Math.log1p(strict) +
+    w[slot * F + 2] * (frequency > 0 ? 1 : 0) +
+    w[slot * F + 3] * Math.log1p(frequency) +
+    w[slot * F + 4] * relaxed +
+    w[slot * F + 5] * Math.log1p(100 * relaxed);
   // object query (0, r0, ?) at step 3: o=1 seen at steps 0, 1; o=3 at step 1. Relaxed (., r0, o) as of step 1:
   // o=1: 2 * 0.5 + 1 = 2, o=3: 1, total 3; top-1 relaxed is o=1 (already a strict candidate).
   const objectScores = await forecaster.score(3, 'object', Int32Array.of(0), Int32Array.of(0), 5);
@@ -107,7 +113,10 @@ test('nlsm-h score = beta_r * base logit + w . history features, checked against
   assert.deepEqual([...unseen.entities], [1]);
   const fresh = history.candidates(3, 'object', 3, 0); // no strict history: only the top relaxed o=1
   assert.deepEqual([...fresh.entities], [1]);
-  assert.deepEqual([...fresh.features], [0, 0, 0, Math.fround(Math.log1p(100 * (2 / 3)))]);
+  assert.deepEqual(
+    [...fresh.features],
+    [0, 0, 0, 0, Math.fround(2 / 3), Math.fround(Math.log1p(100 * (2 / 3)))],
+  );
 });
 
 test('terms() (serving fast path, duplicate entries add up) equals the term of candidates() per entity', () => {
@@ -198,7 +207,7 @@ test('objective gradient and Hessian match finite differences', () => {
   }
   // concatenation keeps every query's candidates and answer
   const both = concatQuerySets(set, set);
-  const theta0 = expandShared([1, 0.3, 0.2, 0.1, 0.4], R);
+  const theta0 = expandShared([1, 0.3, 0.2, 0.1, 0.4, 0.2, 0.1], R);
   assert.ok(Math.abs(selectionMrr(both, theta0) - selectionMrr(set, theta0)) < 1e-9);
   assert.equal(both.answer[30] - both.offsets[30], set.answer[0] - set.offsets[0]);
 });
@@ -260,8 +269,8 @@ async function runSynthetic(
         numRelations: R,
       })
     ).timeAware.mrr;
-  const base = new OracleForecaster(affinity, 6, 3);
-  const hybridBase = new OracleForecaster(affinity, 6, 3);
+  const base = new OracleForecaster(affinity, 2, 3);
+  const hybridBase = new OracleForecaster(affinity, 2, 3);
   let scoredBeforeTest: number[] = [];
   const model = await hybridTkgModel({
     createBase: async () => hybridBase,
