@@ -25,7 +25,12 @@ function brief(summary: RankingSummary): Record<string, Record<string, number>> 
   const out: Record<string, Record<string, number>> = {};
   for (const mode of ['raw', 'static', 'timeAware'] as const) {
     const m = summary[mode];
-    out[mode] = { mrr: round(m.mrr), hits1: round(m.hits1), hits3: round(m.hits3), hits10: round(m.hits10) };
+    out[mode] = {
+      mrr: round(m.mrr),
+      hits1: round(m.hits1),
+      hits3: round(m.hits3),
+      hits10: round(m.hits10),
+    };
   }
   return out;
 }
@@ -75,10 +80,18 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const observeAll = async (snapshots: Snapshot[]): Promise<void> => {
     for (const snapshot of snapshots) await forecaster.observe(snapshot);
   };
+  const perStepStaticMrr: Record<number, number> = {};
   const scoreSplit = async (targets: Snapshot[]): Promise<RankingSummary> => {
     const collector = new RankCollector();
     for (const target of targets) {
-      await rankSnapshot(forecaster, target, staticFilter, dataset.numEntities, collector);
+      const ranking = await rankSnapshot(
+        forecaster,
+        target,
+        staticFilter,
+        dataset.numEntities,
+        collector,
+      );
+      perStepStaticMrr[target.step] = round(ranking.mrr.static);
       if (protocol === 'single-step') await forecaster.observe(target);
     }
     return collector.summary();
@@ -116,6 +129,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     peakRssMiB,
     nanRestores,
     valid: brief(validSummary),
+    perStepStaticMrr,
     test: testSummary ? brief(testSummary) : null,
     targets: {
       windowUpdateSecondsMedian: 2,
@@ -128,7 +142,9 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   };
   process.stderr.write(
     `${model} ${protocol}: valid static MRR ${result.valid && brief(validSummary).static.mrr}` +
-      (testSummary ? `, test static MRR ${brief(testSummary).static.mrr} raw ${brief(testSummary).raw.mrr}` : '') +
+      (testSummary
+        ? `, test static MRR ${brief(testSummary).static.mrr} raw ${brief(testSummary).raw.mrr}`
+        : '') +
       `; update median ${median.toFixed(3)} s, run ${yagoRunSeconds.toFixed(0)} s, peak RSS ${peakRssMiB} MiB\n`,
   );
   return result;

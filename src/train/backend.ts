@@ -39,9 +39,12 @@ async function selectBackend(preferred?: TrainBackend): Promise<TrainBackend> {
       failures.push(`${name}: ${(error as Error).message.split('\n')[0]}`);
     }
   }
-  throw new TkgError(`no tfjs backend could be initialised (${failures.join('; ')}); install @tensorflow/tfjs-backend-wasm`, {
-    reason: 'backend',
-  });
+  throw new TkgError(
+    `no tfjs backend could be initialised (${failures.join('; ')}); install @tensorflow/tfjs-backend-wasm`,
+    {
+      reason: 'backend',
+    },
+  );
 }
 
 /**
@@ -58,12 +61,20 @@ function registerWasmSegmentSum(): void {
       const numSegments = (attrs as unknown as { numSegments: number }).numSegments;
       const wasm = backend as unknown as {
         readSync(dataId: object): Float32Array | Int32Array;
-        makeOutput(shape: number[], dtype: string, offset?: number, values?: Float32Array): tf.TensorInfo;
+        makeOutput(
+          shape: number[],
+          dtype: string,
+          offset?: number,
+          values?: Float32Array,
+        ): tf.TensorInfo;
       };
       if (x.dtype !== 'float32') {
-        throw new TkgError(`UnsortedSegmentSum (wasm, JS kernel) supports float32 only, got ${x.dtype}`, {
-          reason: 'backend',
-        });
+        throw new TkgError(
+          `UnsortedSegmentSum (wasm, JS kernel) supports float32 only, got ${x.dtype}`,
+          {
+            reason: 'backend',
+          },
+        );
       }
       const values = wasm.readSync(x.dataId) as Float32Array;
       const ids = wasm.readSync(segmentIds.dataId) as Int32Array;
@@ -77,7 +88,12 @@ function registerWasmSegmentSum(): void {
         const dst = target * inner;
         for (let c = 0; c < inner; c++) out[dst + c] += values[src + c];
       }
-      return wasm.makeOutput([numSegments, ...x.shape.slice(segmentIds.shape.length)], 'float32', undefined, out);
+      return wasm.makeOutput(
+        [numSegments, ...x.shape.slice(segmentIds.shape.length)],
+        'float32',
+        undefined,
+        out,
+      );
     },
   });
 }
@@ -94,15 +110,31 @@ function registerWasmGather(): void {
     kernelName: 'GatherV2',
     backendName: 'wasm',
     jsRowCopy: true,
-    kernelFunc: ({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }) => {
+    kernelFunc: ({
+      inputs,
+      backend,
+      attrs,
+    }: {
+      inputs: tf.NamedTensorInfoMap;
+      backend: unknown;
+      attrs?: tf.NamedAttrMap;
+    }) => {
       const { x, indices } = inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
       const { axis: rawAxis, batchDims } = attrs as unknown as { axis: number; batchDims: number };
       if (batchDims) {
-        throw new TkgError(`GatherV2 (wasm, JS kernel) supports batchDims 0 only, got ${batchDims}`, { reason: 'backend' });
+        throw new TkgError(
+          `GatherV2 (wasm, JS kernel) supports batchDims 0 only, got ${batchDims}`,
+          { reason: 'backend' },
+        );
       }
       const wasm = backend as {
         readSync(dataId: object): Float32Array | Int32Array;
-        makeOutput(shape: number[], dtype: string, offset?: number, values?: Float32Array | Int32Array): tf.TensorInfo;
+        makeOutput(
+          shape: number[],
+          dtype: string,
+          offset?: number,
+          values?: Float32Array | Int32Array,
+        ): tf.TensorInfo;
       };
       const axis = rawAxis < 0 ? rawAxis + x.shape.length : rawAxis;
       const values = wasm.readSync(x.dataId);
@@ -111,12 +143,17 @@ function registerWasmGather(): void {
       const dim = x.shape[axis];
       const inner = x.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
       const n = ids.length;
-      const out = x.dtype === 'int32' ? new Int32Array(outer * n * inner) : new Float32Array(outer * n * inner);
+      const out =
+        x.dtype === 'int32'
+          ? new Int32Array(outer * n * inner)
+          : new Float32Array(outer * n * inner);
       for (let o = 0; o < outer; o++) {
         for (let i = 0; i < n; i++) {
           const id = ids[i];
           if (id < 0 || id >= dim) {
-            throw new TkgError(`GatherV2: index ${id} is outside [0, ${dim - 1}]`, { reason: 'backend' });
+            throw new TkgError(`GatherV2: index ${id} is outside [0, ${dim - 1}]`, {
+              reason: 'backend',
+            });
           }
           const src = (o * dim + id) * inner;
           out.set(values.subarray(src, src + inner), (o * n + i) * inner);

@@ -1,7 +1,14 @@
 // Trainer checkpoints. Owns: the on-disk format of a WindowTrainer (parameters, Adam moments and
 // step, window contents, random state, counters) and atomic writes (temp file + rename, binary
 // first, then the JSON header that names it). Must not import kafkajs, src/kafka or src/serve.
-import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import type { TrainerSettings, WindowTrainer } from './trainer.ts';
@@ -21,7 +28,13 @@ interface CheckpointHeader {
   nanRestores: number;
   rngState: (number | null)[];
   slots: { step: number; offset: number; length: number }[]; // Int32 triples in the binary
-  params: { name: string; rows: 'entity' | 'relation' | 'fixed'; width: number; length: number; offset: number }[];
+  params: {
+    name: string;
+    rows: 'entity' | 'relation' | 'fixed';
+    width: number;
+    length: number;
+    offset: number;
+  }[];
 }
 
 /** Settings that must match to resume (the others, e.g. epochs, may change between runs). */
@@ -41,10 +54,20 @@ export function saveCheckpoint(trainer: WindowTrainer, dir: string): void {
     offset += array.byteLength;
     return at;
   };
-  const slots = trainer.slots.map((slot) => ({ step: slot.step, offset: push(slot.triples), length: slot.triples.length }));
+  const slots = trainer.slots.map((slot) => ({
+    step: slot.step,
+    offset: push(slot.triples),
+    length: slot.triples.length,
+  }));
   const params: CheckpointHeader['params'] = [];
   for (const [name, p] of trainer.params) {
-    params.push({ name, rows: p.rows, width: p.width, length: p.value.length, offset: push(p.value) });
+    params.push({
+      name,
+      rows: p.rows,
+      width: p.width,
+      length: p.value.length,
+      offset: push(p.value),
+    });
     push(p.m);
     push(p.v);
   }
@@ -67,7 +90,9 @@ export function saveCheckpoint(trainer: WindowTrainer, dir: string): void {
     params,
   };
   const headerPath = join(dir, HEADER);
-  const previous = existsSync(headerPath) ? (JSON.parse(readFileSync(headerPath, 'utf8')) as CheckpointHeader).binary : null;
+  const previous = existsSync(headerPath)
+    ? (JSON.parse(readFileSync(headerPath, 'utf8')) as CheckpointHeader).binary
+    : null;
   writeFileSync(`${headerPath}.tmp`, JSON.stringify(header));
   renameSync(`${headerPath}.tmp`, headerPath);
   // the previous binary is no longer named by the header
@@ -84,7 +109,9 @@ export function saveCheckpoint(trainer: WindowTrainer, dir: string): void {
 export function loadCheckpoint(trainer: WindowTrainer, dir: string): void {
   const header = JSON.parse(readFileSync(join(dir, HEADER), 'utf8')) as CheckpointHeader;
   if (header.format !== FORMAT) {
-    throw new ConfigError(`checkpoint in ${dir} has format ${header.format}; this build reads format ${FORMAT}; remove it to start over`);
+    throw new ConfigError(
+      `checkpoint in ${dir} has format ${header.format}; this build reads format ${FORMAT}; remove it to start over`,
+    );
   }
   for (const key of STRUCTURAL) {
     if (header.settings[key] !== trainer.settings[key]) {
@@ -105,10 +132,17 @@ export function loadCheckpoint(trainer: WindowTrainer, dir: string): void {
   for (const entry of header.params) {
     const p = trainer.params.get(entry.name);
     if (!p || p.width !== entry.width) {
-      throw new ConfigError(`checkpoint in ${dir}: parameter ${entry.name} does not fit this model; use another checkpoint directory`);
+      throw new ConfigError(
+        `checkpoint in ${dir}: parameter ${entry.name} does not fit this model; use another checkpoint directory`,
+      );
     }
     const read = (index: number): Float32Array =>
-      new Float32Array(buffer.slice(entry.offset + 4 * entry.length * index, entry.offset + 4 * entry.length * (index + 1)));
+      new Float32Array(
+        buffer.slice(
+          entry.offset + 4 * entry.length * index,
+          entry.offset + 4 * entry.length * (index + 1),
+        ),
+      );
     p.value = read(0);
     p.m = read(1);
     p.v = read(2);

@@ -123,7 +123,8 @@ export function edgeLogitsFused(
 ): tf.Tensor1D {
   const P = directed ? 4 : 3;
   const L = zSlots.length;
-  if (thetaSlots.length !== L) throw new RangeError(`${L} z slots but ${thetaSlots.length} theta slots`);
+  if (thetaSlots.length !== L)
+    throw new RangeError(`${L} z slots but ${thetaSlots.length} theta slots`);
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const zIn = inputs.slice(0, L) as tf.Tensor2D[];
     const thetaIn = inputs.slice(L, 2 * L) as tf.Tensor2D[];
@@ -249,7 +250,11 @@ export function coefficientsOf(
 const LOG_2PI = Math.log(2 * Math.PI);
 
 /** E_q[log N(x | 0, priorVar)] summed (closed form; see math.ts expectedLogNormalPrior). */
-export function expectedLogNormalPriorTf(mean: tf.Tensor, logVar: tf.Tensor, priorVar: number): tf.Scalar {
+export function expectedLogNormalPriorTf(
+  mean: tf.Tensor,
+  logVar: tf.Tensor,
+  priorVar: number,
+): tf.Scalar {
   const n = mean.size;
   return tf.sub(
     -0.5 * n * (LOG_2PI + Math.log(priorVar)),
@@ -266,7 +271,10 @@ export function expectedLogRandomWalkTf(
   s2: number,
 ): tf.Scalar {
   const n = mean.size;
-  const spread = tf.add(tf.add(tf.squaredDifference(mean, meanPrev), tf.exp(logVar)), tf.exp(logVarPrev));
+  const spread = tf.add(
+    tf.add(tf.squaredDifference(mean, meanPrev), tf.exp(logVar)),
+    tf.exp(logVarPrev),
+  );
   return tf.sub(-0.5 * n * (LOG_2PI + Math.log(s2)), tf.div(tf.sum(spread), 2 * s2)) as tf.Scalar;
 }
 

@@ -3,11 +3,22 @@
 // Owns: option defaults (from src/config), backend choice, checkpoint-on-schedule, NaN-restore
 // accounting. Must not import kafkajs, src/kafka, src/window or src/serve; snapshots come through
 // observe(), metrics through callbacks (src/cli wires them to prom-client).
-import type { Direction, LinkForecaster, ScoringState, Snapshot, TkgForecaster } from '../core/types.ts';
+import type {
+  Direction,
+  LinkForecaster,
+  ScoringState,
+  Snapshot,
+  TkgForecaster,
+} from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
 import { loadConfig } from '../config/config.ts';
 import { ensureBackend, type TrainBackend } from './backend.ts';
-import { WindowTrainer, type TrainerSettings, type TrainerTestHooks, type UpdateReport } from './trainer.ts';
+import {
+  WindowTrainer,
+  type TrainerSettings,
+  type TrainerTestHooks,
+  type UpdateReport,
+} from './trainer.ts';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 
 export type { TrainerSettings, UpdateReport } from './trainer.ts';
@@ -62,7 +73,10 @@ export interface NlsmForecaster extends TkgForecaster, LinkForecaster {
 }
 
 /** Resolves options against the configuration defaults (environment variables apply). */
-export function resolveTrainerSettings(options: NlsmOptions, env: NodeJS.ProcessEnv = process.env): TrainerSettings {
+export function resolveTrainerSettings(
+  options: NlsmOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): TrainerSettings {
   const config = loadConfig(
     {
       K: options.K,
@@ -107,7 +121,10 @@ export function resolveTrainerSettings(options: NlsmOptions, env: NodeJS.Process
 
 export async function createNlsmForecaster(options: NlsmOptions): Promise<NlsmForecaster> {
   const settings = resolveTrainerSettings(options);
-  const config = loadConfig({ trainCheckpointEvery: options.checkpointEvery, trainBackend: options.backend });
+  const config = loadConfig({
+    trainCheckpointEvery: options.checkpointEvery,
+    trainBackend: options.backend,
+  });
   const backend = await ensureBackend(config.trainBackend);
   const trainer = new WindowTrainer(settings, options.numEntities, options.numRelations);
   trainer.onNanRestore = options.onNanRestore;
@@ -130,10 +147,22 @@ export async function createNlsmForecaster(options: NlsmOptions): Promise<NlsmFo
       const report = await trainer.observe(snapshot);
       if (!report) return;
       options.onUpdate?.(report);
-      options.onProgress?.({ step: report.step, loss: report.loss, elbo: report.elbo, seconds: report.seconds });
-      if (checkpointDir && trainer.updates % config.trainCheckpointEvery === 0) saveCheckpoint(trainer, checkpointDir);
+      options.onProgress?.({
+        step: report.step,
+        loss: report.loss,
+        elbo: report.elbo,
+        seconds: report.seconds,
+      });
+      if (checkpointDir && trainer.updates % config.trainCheckpointEvery === 0)
+        saveCheckpoint(trainer, checkpointDir);
     },
-    score(step: number, direction: Direction, anchors: Int32Array, relations: Int32Array, numEntities: number) {
+    score(
+      step: number,
+      direction: Direction,
+      anchors: Int32Array,
+      relations: Int32Array,
+      numEntities: number,
+    ) {
       return trainer.score(step, direction, anchors, relations, numEntities);
     },
     linkProbability(step: number, sources: Int32Array, targets: Int32Array) {

@@ -13,7 +13,12 @@ export function thetaEntries(directed: boolean): 3 | 4 {
  * Expands flat theta [R, K * P] (P = 3 or 4, layout k * P + p) to the full [R, K, 4] form of
  * ScoringState: index ((r * K) + k) * 4 + (2x + y).
  */
-export function expandTheta(theta: Float32Array, R: number, K: number, directed: boolean): Float32Array {
+export function expandTheta(
+  theta: Float32Array,
+  R: number,
+  K: number,
+  directed: boolean,
+): Float32Array {
   const P = thetaEntries(directed);
   if (theta.length !== R * K * P) {
     throw new RangeError(`theta has ${theta.length} values; expected R*K*P = ${R}*${K}*${P}`);
@@ -56,7 +61,8 @@ export function pairLogit(
     const t01 = theta4[base + 1];
     const t10 = theta4[base + 2];
     const t11 = theta4[base + 3];
-    logit += t00 + (t10 - t00) * zs[k] + (t01 - t00) * zo[k] + (t11 - t10 - t01 + t00) * zs[k] * zo[k];
+    logit +=
+      t00 + (t10 - t00) * zs[k] + (t01 - t00) * zo[k] + (t11 - t10 - t01 + t00) * zs[k] * zo[k];
   }
   return logit;
 }
@@ -114,7 +120,8 @@ export function expectedLogNormalPrior(
 ): number {
   let total = 0;
   for (let d = 0; d < mean.length; d++) {
-    total += -0.5 * (LOG_2PI + Math.log(priorVar)) - (mean[d] ** 2 + Math.exp(logVar[d])) / (2 * priorVar);
+    total +=
+      -0.5 * (LOG_2PI + Math.log(priorVar)) - (mean[d] ** 2 + Math.exp(logVar[d])) / (2 * priorVar);
   }
   return total;
 }
@@ -252,7 +259,15 @@ export function gruStepReference(
   h: Float32Array,
   B: number,
   H: number,
-  w: { Uu: Float32Array; Ur: Float32Array; Un: Float32Array; bu: Float32Array; br: Float32Array; bn: Float32Array; bhn: Float32Array },
+  w: {
+    Uu: Float32Array;
+    Ur: Float32Array;
+    Un: Float32Array;
+    bu: Float32Array;
+    br: Float32Array;
+    bn: Float32Array;
+    bhn: Float32Array;
+  },
 ): Float32Array {
   const out = new Float32Array(B * H);
   for (let row = 0; row < B; row++) {

@@ -82,7 +82,8 @@ export class SeededRandom {
   }
 
   setState(state: readonly number[]): void {
-    if (state.length !== 5) throw new RangeError(`random state must have 5 numbers, got ${state.length}`);
+    if (state.length !== 5)
+      throw new RangeError(`random state must have 5 numbers, got ${state.length}`);
     [this.s0, this.s1, this.s2, this.s3] = state.slice(0, 4).map((v) => v >>> 0);
     this.spareNormal = state[4] === null ? NaN : Number(state[4]);
   }

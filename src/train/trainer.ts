@@ -122,10 +122,16 @@ export class WindowTrainer {
       for (const name of GRU_NAMES) {
         const H = name.startsWith('psi') ? K : D;
         for (const gate of ['Uu', 'Ur', 'Un']) {
-          this.addParameter(`${name}.${gate}`, 'fixed', H, this.rng.fillNormal(new Float32Array(H * H), 0, GRU_WEIGHT_STD));
+          this.addParameter(
+            `${name}.${gate}`,
+            'fixed',
+            H,
+            this.rng.fillNormal(new Float32Array(H * H), 0, GRU_WEIGHT_STD),
+          );
         }
         this.addParameter(`${name}.bu`, 'fixed', H, new Float32Array(H).fill(GRU_UPDATE_BIAS));
-        for (const bias of ['br', 'bn', 'bhn']) this.addParameter(`${name}.${bias}`, 'fixed', H, new Float32Array(H));
+        for (const bias of ['br', 'bn', 'bhn'])
+          this.addParameter(`${name}.${bias}`, 'fixed', H, new Float32Array(H));
       }
     }
     for (const slot of this.parameterSlots()) {
@@ -139,14 +145,21 @@ export class WindowTrainer {
 
   /** NLSM learns the window's initial state only (slot 0); BAS learns every slot directly. */
   private parameterSlots(): number[] {
-    return this.settings.model === 'nlsm' ? [0] : Array.from({ length: this.settings.windowSize }, (_, i) => i);
+    return this.settings.model === 'nlsm'
+      ? [0]
+      : Array.from({ length: this.settings.windowSize }, (_, i) => i);
   }
 
   private slotName(base: string, slot: number): string {
     return this.settings.model === 'nlsm' ? base : basName(base, slot);
   }
 
-  private addParameter(name: string, rows: Parameter['rows'], width: number, value: Float32Array): void {
+  private addParameter(
+    name: string,
+    rows: Parameter['rows'],
+    width: number,
+    value: Float32Array,
+  ): void {
     this.params.set(name, {
       rows,
       width,
@@ -197,9 +210,20 @@ export class WindowTrainer {
   }
 
   /** Initial (slot 0) parameters of the window, copies (for tests and inspection). */
-  windowInitialState(): { psiMean: Float32Array; psiLogVar: Float32Array; thetaMean: Float32Array; thetaLogVar: Float32Array } {
-    const get = (base: string): Float32Array => this.params.get(this.slotName(base, 0))!.value.slice();
-    return { psiMean: get('psiMean'), psiLogVar: get('psiLogVar'), thetaMean: get('thetaMean'), thetaLogVar: get('thetaLogVar') };
+  windowInitialState(): {
+    psiMean: Float32Array;
+    psiLogVar: Float32Array;
+    thetaMean: Float32Array;
+    thetaLogVar: Float32Array;
+  } {
+    const get = (base: string): Float32Array =>
+      this.params.get(this.slotName(base, 0))!.value.slice();
+    return {
+      psiMean: get('psiMean'),
+      psiLogVar: get('psiLogVar'),
+      thetaMean: get('thetaMean'),
+      thetaLogVar: get('thetaLogVar'),
+    };
   }
 
   gruWeightsCopy(): Record<string, Float32Array> {
@@ -215,10 +239,18 @@ export class WindowTrainer {
    */
   async observe(snapshot: Snapshot): Promise<UpdateReport | null> {
     if (!Number.isInteger(snapshot.step)) {
-      throw new InvalidInputError('snapshot.step', `${snapshot.step} is not an integer step`, 'invalid_step');
+      throw new InvalidInputError(
+        'snapshot.step',
+        `${snapshot.step} is not an integer step`,
+        'invalid_step',
+      );
     }
     if (snapshot.triples.length % 3 !== 0) {
-      throw new InvalidInputError('snapshot.triples', `length ${snapshot.triples.length} is not a multiple of 3`, 'invalid_snapshot');
+      throw new InvalidInputError(
+        'snapshot.triples',
+        `length ${snapshot.triples.length} is not a multiple of 3`,
+        'invalid_snapshot',
+      );
     }
     if (snapshot.step <= this.lastObserved) {
       this.skippedReplays++;
@@ -230,7 +262,11 @@ export class WindowTrainer {
       maxEntity = Math.max(maxEntity, snapshot.triples[i] + 1, snapshot.triples[i + 2] + 1);
       maxRelation = Math.max(maxRelation, snapshot.triples[i + 1] + 1);
       if (snapshot.triples[i] < 0 || snapshot.triples[i + 1] < 0 || snapshot.triples[i + 2] < 0) {
-        throw new InvalidInputError('snapshot.triples', `negative id in fact ${i / 3} of step ${snapshot.step}`, 'invalid_snapshot');
+        throw new InvalidInputError(
+          'snapshot.triples',
+          `negative id in fact ${i / 3} of step ${snapshot.step}`,
+          'invalid_snapshot',
+        );
       }
     }
     this.grow(maxEntity, maxRelation);
@@ -238,7 +274,10 @@ export class WindowTrainer {
       this.slots.push({ step: snapshot.step, triples: snapshot.triples });
     } else {
       for (let step = this.lastObserved + 1; step <= snapshot.step; step++) {
-        this.appendSlot({ step, triples: step === snapshot.step ? snapshot.triples : new Int32Array(0) });
+        this.appendSlot({
+          step,
+          triples: step === snapshot.step ? snapshot.triples : new Int32Array(0),
+        });
         while (this.slots.length > this.settings.windowSize) this.shiftWindow();
       }
     }
@@ -374,7 +413,10 @@ export class WindowTrainer {
       const make = (data: Float32Array): tf.Variable =>
         tf.tidy(() => {
           if (p.rows === 'entity') {
-            return tf.variable(tf.gather(tf.tensor2d(data, [this.N, p.width]), universeTensor), true);
+            return tf.variable(
+              tf.gather(tf.tensor2d(data, [this.N, p.width]), universeTensor),
+              true,
+            );
           }
           if (p.rows === 'relation') return tf.variable(tf.tensor2d(data, [this.R, p.width]), true);
           return tf.variable(toTensor({ ...p, value: data }), true);
@@ -466,15 +508,13 @@ export class WindowTrainer {
   private initialiseDensityOffset(factsPerStep: number, U: number): void {
     const offset = Math.log(Math.max(factsPerStep, 1) / (U * U * this.R)) / this.settings.K;
     for (const [name, p] of this.params) {
-      if (name.split('@')[0] === 'thetaMean') for (let i = 0; i < p.value.length; i++) p.value[i] += offset;
+      if (name.split('@')[0] === 'thetaMean')
+        for (let i = 0; i < p.value.length; i++) p.value[i] += offset;
     }
   }
 
   /** Means and log-variances per slot: the GRUs roll the initial state (NLSM) or the slots' own parameters (BAS). */
-  private trajectory(
-    variables: Map<string, { value: tf.Variable }>,
-    L: number,
-  ): Trajectory {
+  private trajectory(variables: Map<string, { value: tf.Variable }>, L: number): Trajectory {
     const get = (name: string): tf.Tensor2D => variables.get(name)!.value as tf.Tensor2D;
     const t: Trajectory = { psiMean: [], psiLogVar: [], thetaMean: [], thetaLogVar: [] };
     if (this.settings.model === 'bas') {
@@ -491,7 +531,12 @@ export class WindowTrainer {
       for (const part of GRU_TENSOR_NAMES) w[part] = variables.get(`${name}.${part}`)!.value;
       return w as unknown as GruWeights;
     };
-    const weights = { pm: gru('psiMeanGru'), ps: gru('psiLogVarGru'), tm: gru('thetaMeanGru'), ts: gru('thetaLogVarGru') };
+    const weights = {
+      pm: gru('psiMeanGru'),
+      ps: gru('psiLogVarGru'),
+      tm: gru('thetaMeanGru'),
+      ts: gru('thetaLogVarGru'),
+    };
     t.psiMean.push(get('psiMean'));
     t.psiLogVar.push(get('psiLogVar'));
     t.thetaMean.push(get('thetaMean'));
@@ -506,7 +551,10 @@ export class WindowTrainer {
   }
 
   /** Noise and edges (positives + importance-weighted samples) for one epoch, from the seeded generator. */
-  private sampleBatch(proposals: ReturnType<typeof buildNegativeProposal>[], U: number): WindowBatch {
+  private sampleBatch(
+    proposals: ReturnType<typeof buildNegativeProposal>[],
+    U: number,
+  ): WindowBatch {
     const s = this.settings;
     const D = s.K * this.P;
     const L = this.slots.length;
@@ -516,18 +564,29 @@ export class WindowTrainer {
       psiNoise.push(tf.tensor2d(this.rng.fillNormal(new Float32Array(U * s.K)), [U, s.K]));
       thetaNoise.push(tf.tensor2d(this.rng.fillNormal(new Float32Array(this.R * D)), [this.R, D]));
     }
-    const parts: { triples: Int32Array; linear: Float32Array; soft: Float32Array; slot: number }[] = [];
+    const parts: { triples: Int32Array; linear: Float32Array; soft: Float32Array; slot: number }[] =
+      [];
     let total = 0;
     proposals.forEach((proposal, slot) => {
       const F = proposal.positives.length / 3;
       const M = Math.max(Math.ceil(s.negativesPerPositive * F), F === 0 ? 0 : 1);
       if (F > 0) {
-        parts.push({ triples: proposal.positives, linear: new Float32Array(F).fill(1), soft: new Float32Array(F), slot });
+        parts.push({
+          triples: proposal.positives,
+          linear: new Float32Array(F).fill(1),
+          soft: new Float32Array(F),
+          slot,
+        });
         total += F;
       }
       if (M > 0) {
         const negatives = sampleNegatives(proposal, M, this.rng);
-        parts.push({ triples: negatives.triples, linear: new Float32Array(M), soft: negatives.weights, slot });
+        parts.push({
+          triples: negatives.triples,
+          linear: new Float32Array(M),
+          soft: negatives.weights,
+          slot,
+        });
         total += M;
       }
     });
@@ -568,7 +627,9 @@ export class WindowTrainer {
         const g = grads[working.value.name];
         if (!g) continue;
         working.m.assign(tf.add(tf.mul(working.m, ADAM_BETA1), tf.mul(g, 1 - ADAM_BETA1)));
-        working.v.assign(tf.add(tf.mul(working.v, ADAM_BETA2), tf.mul(tf.square(g), 1 - ADAM_BETA2)));
+        working.v.assign(
+          tf.add(tf.mul(working.v, ADAM_BETA2), tf.mul(tf.square(g), 1 - ADAM_BETA2)),
+        );
         const step = tf.div(
           tf.div(working.m, correction1),
           tf.add(tf.sqrt(tf.div(working.v, correction2)), ADAM_EPSILON),
@@ -590,7 +651,11 @@ export class WindowTrainer {
     const hit = this.cache.get(step);
     if (hit) return hit;
     if (this.slots.length === 0) {
-      throw new InvalidInputError('step', `cannot forecast step ${step}: no snapshot observed yet`, 'not_trained');
+      throw new InvalidInputError(
+        'step',
+        `cannot forecast step ${step}: no snapshot observed yet`,
+        'not_trained',
+      );
     }
     const s = this.settings;
     const D = s.K * this.P;
@@ -601,7 +666,11 @@ export class WindowTrainer {
       const slot = Math.min(target - start, this.slots.length - 1);
       const psi = this.params.get(basName('psiMean', slot))!.value;
       const theta = this.params.get(basName('thetaMean', slot))!.value;
-      built = this.buildCached(tf.tensor2d(psi, [this.N, s.K]), tf.tensor2d(theta, [this.R, D]), false);
+      built = this.buildCached(
+        tf.tensor2d(psi, [this.N, s.K]),
+        tf.tensor2d(theta, [this.R, D]),
+        false,
+      );
     } else {
       // the nearest cached step below target, else the window's initial state
       let from = start;
@@ -615,8 +684,12 @@ export class WindowTrainer {
         }
       }
       const weights = this.gruTensors();
-      let psi = psiMean ? psiMean.clone() : tf.tensor2d(this.params.get('psiMean')!.value, [this.N, s.K]);
-      let theta = thetaMean ? thetaMean.clone() : tf.tensor2d(this.params.get('thetaMean')!.value, [this.R, D]);
+      let psi = psiMean
+        ? psiMean.clone()
+        : tf.tensor2d(this.params.get('psiMean')!.value, [this.N, s.K]);
+      let theta = thetaMean
+        ? thetaMean.clone()
+        : tf.tensor2d(this.params.get('thetaMean')!.value, [this.R, D]);
       for (let k = from; k < target; k++) {
         const nextPsi = gruStep(psi, weights.psiMeanGru);
         const nextTheta = gruStep(theta, weights.thetaMeanGru);
@@ -634,7 +707,9 @@ export class WindowTrainer {
 
   private buildCached(psiMean: tf.Tensor2D, thetaMean: tf.Tensor2D, keepPsi: boolean): CachedStep {
     const s = this.settings;
-    const z = tf.tidy(() => tf.concat([tf.sigmoid(psiMean), tf.fill([1, s.K], 0.5)], 0) as tf.Tensor2D);
+    const z = tf.tidy(
+      () => tf.concat([tf.sigmoid(psiMean), tf.fill([1, s.K], 0.5)], 0) as tf.Tensor2D,
+    );
     const coefficients = tf.tidy(() => efficientCoefficients(thetaMean, s.K, s.directed));
     if (!keepPsi) psiMean.dispose();
     return { z, psiMean: keepPsi ? psiMean : null, thetaMean, coefficients };
@@ -649,14 +724,22 @@ export class WindowTrainer {
     numEntities: number,
   ): Promise<Float32Array> {
     if (anchors.length !== relations.length) {
-      throw new InvalidInputError('relations', `${relations.length} relations for ${anchors.length} anchors`, 'invalid_query');
+      throw new InvalidInputError(
+        'relations',
+        `${relations.length} relations for ${anchors.length} anchors`,
+        'invalid_query',
+      );
     }
     const state = this.stateAt(step);
     const B = anchors.length;
     const anchorRows = Int32Array.from(anchors, (a) => (a >= 0 && a < this.N ? a : this.N));
     const relationRows = Int32Array.from(relations, (r) => {
       if (r < 0 || r >= this.R) {
-        throw new InvalidInputError('relations', `relation ${r} is outside 0..${this.R - 1}`, 'invalid_query');
+        throw new InvalidInputError(
+          'relations',
+          `relation ${r} is outside 0..${this.R - 1}`,
+          'invalid_query',
+        );
       }
       return r;
     });
@@ -669,8 +752,14 @@ export class WindowTrainer {
       const c = tf.gather(C, rel);
       // object queries: w = B + C z_s, offset c0 + A.z_s; subject queries swap A and B
       const w = tf.add(direction === 'object' ? b : a, tf.mul(c, za)); // [B, K]
-      const offset = tf.add(tf.gather(c0, rel), tf.sum(tf.mul(direction === 'object' ? a : b, za), 1)); // [B]
-      const candidates = numEntities <= this.N ? tf.slice(state.z, [0, 0], [numEntities, -1]) : padRows(state.z, this.N, numEntities);
+      const offset = tf.add(
+        tf.gather(c0, rel),
+        tf.sum(tf.mul(direction === 'object' ? a : b, za), 1),
+      ); // [B]
+      const candidates =
+        numEntities <= this.N
+          ? tf.slice(state.z, [0, 0], [numEntities, -1])
+          : padRows(state.z, this.N, numEntities);
       return tf.add(tf.matMul(w, candidates, false, true), tf.reshape(offset, [B, 1])); // [B, numEntities]
     });
     const data = (await scores.data()) as Float32Array;
@@ -679,12 +768,22 @@ export class WindowTrainer {
   }
 
   /** Link probabilities sigmoid(logit) of (source, relation 0, target) pairs at `step`. */
-  async linkProbability(step: number, sources: Int32Array, targets: Int32Array, relation = 0): Promise<Float32Array> {
+  async linkProbability(
+    step: number,
+    sources: Int32Array,
+    targets: Int32Array,
+    relation = 0,
+  ): Promise<Float32Array> {
     if (sources.length !== targets.length) {
-      throw new InvalidInputError('targets', `${targets.length} targets for ${sources.length} sources`, 'invalid_query');
+      throw new InvalidInputError(
+        'targets',
+        `${targets.length} targets for ${sources.length} sources`,
+        'invalid_query',
+      );
     }
     const state = this.stateAt(step);
-    const clamp = (xs: Int32Array): Int32Array => Int32Array.from(xs, (x) => (x >= 0 && x < this.N ? x : this.N));
+    const clamp = (xs: Int32Array): Int32Array =>
+      Int32Array.from(xs, (x) => (x >= 0 && x < this.N ? x : this.N));
     const out = tf.tidy(() => {
       const rel = tf.fill([sources.length], relation, 'int32') as tf.Tensor1D;
       const { c0, A, B, C } = state.coefficients;
@@ -707,7 +806,12 @@ export class WindowTrainer {
     const z = tf.tidy(() => tf.slice(state.z, [0, 0], [this.N, -1]));
     const zData = z.dataSync() as Float32Array;
     z.dispose();
-    const theta = expandTheta(state.thetaMean.dataSync() as Float32Array, this.R, this.settings.K, this.settings.directed);
+    const theta = expandTheta(
+      state.thetaMean.dataSync() as Float32Array,
+      this.R,
+      this.settings.K,
+      this.settings.directed,
+    );
     return {
       numEntities: this.N,
       numRelations: this.R,
@@ -736,7 +840,9 @@ function disposeGru(weights: Record<string, GruWeights>): void {
 
 /** A fixed parameter as a tensor: [rows, width] matrix, or [width] vector when it has one row. */
 function toTensor(p: Pick<Parameter, 'value' | 'width'>): tf.Tensor {
-  return p.value.length === p.width ? tf.tensor1d(p.value) : tf.tensor2d(p.value, [p.value.length / p.width, p.width]);
+  return p.value.length === p.width
+    ? tf.tensor1d(p.value)
+    : tf.tensor2d(p.value, [p.value.length / p.width, p.width]);
 }
 
 function disposeBatch(batch: WindowBatch): void {

@@ -61,9 +61,19 @@ test('efficient scoring equals the brute-force expectation over Bernoulli attrib
           }
           close(pairLogit(theta4, r, K, zs, zo), expectation, 1e-5, `pairLogit r${r} s${s} o${o}`);
           const q = queryVector(theta4, r, K, zs, 'object');
-          close(q.c + q.w.reduce((acc, w, k) => acc + w * zo[k], 0), expectation, 1e-5, 'object query');
+          close(
+            q.c + q.w.reduce((acc, w, k) => acc + w * zo[k], 0),
+            expectation,
+            1e-5,
+            'object query',
+          );
           const qs = queryVector(theta4, r, K, zo, 'subject');
-          close(qs.c + qs.w.reduce((acc, w, k) => acc + w * zs[k], 0), expectation, 1e-5, 'subject query');
+          close(
+            qs.c + qs.w.reduce((acc, w, k) => acc + w * zs[k], 0),
+            expectation,
+            1e-5,
+            'subject query',
+          );
         }
       }
     }
@@ -86,7 +96,11 @@ test('efficient scoring equals the brute-force expectation over Bernoulli attrib
       edgeLogitsFused(
         [tf.tensor2d(z, [N, K])],
         [tf.tensor2d(thetaFlat, [R, K * P])],
-        { subjects: Int32Array.from(subjects), relations: Int32Array.from(relations), objects: Int32Array.from(objects) },
+        {
+          subjects: Int32Array.from(subjects),
+          relations: Int32Array.from(relations),
+          objects: Int32Array.from(objects),
+        },
         K,
         directed,
       ).dataSync(),
@@ -95,7 +109,13 @@ test('efficient scoring equals the brute-force expectation over Bernoulli attrib
     subjects.forEach((s, e) =>
       close(
         logits[e],
-        pairLogit(theta4, relations[e], K, z.subarray(s * K, s * K + K), z.subarray(objects[e] * K, objects[e] * K + K)),
+        pairLogit(
+          theta4,
+          relations[e],
+          K,
+          z.subarray(s * K, s * K + K),
+          z.subarray(objects[e] * K, objects[e] * K + K),
+        ),
         1e-5,
         `edgeLogits ${e}`,
       ),
@@ -117,7 +137,8 @@ test('closed-form Gaussian prior, random-walk and entropy terms match Monte-Carl
   let prior = 0;
   let walk = 0;
   let negLogQ = 0;
-  const logN = (x: number, mu: number, v: number): number => -0.5 * Math.log(2 * Math.PI * v) - (x - mu) ** 2 / (2 * v);
+  const logN = (x: number, mu: number, v: number): number =>
+    -0.5 * Math.log(2 * Math.PI * v) - (x - mu) ** 2 / (2 * v);
   for (let n = 0; n < samples; n++) {
     for (let d = 0; d < D; d++) {
       const x = mean[d] + Math.exp(logVar[d] / 2) * rng.nextNormal();
@@ -127,13 +148,29 @@ test('closed-form Gaussian prior, random-walk and entropy terms match Monte-Carl
       negLogQ -= logN(x, mean[d], Math.exp(logVar[d]));
     }
   }
-  close(expectedLogNormalPrior(mean, logVar, priorVar), prior / samples, 5e-3, 'E log N(0, priorVar)');
-  close(expectedLogRandomWalk(meanPrev, logVarPrev, mean, logVar, s2), walk / samples, 5e-3, 'E log random walk');
+  close(
+    expectedLogNormalPrior(mean, logVar, priorVar),
+    prior / samples,
+    5e-3,
+    'E log N(0, priorVar)',
+  );
+  close(
+    expectedLogRandomWalk(meanPrev, logVarPrev, mean, logVar, s2),
+    walk / samples,
+    5e-3,
+    'E log random walk',
+  );
   close(gaussianEntropy(logVar), negLogQ / samples, 5e-3, 'entropy');
   // the tf versions equal the reference ones
   const [p, w, h] = tf.tidy(() => [
     expectedLogNormalPriorTf(tf.tensor1d(mean), tf.tensor1d(logVar), priorVar).dataSync()[0],
-    expectedLogRandomWalkTf(tf.tensor1d(meanPrev), tf.tensor1d(logVarPrev), tf.tensor1d(mean), tf.tensor1d(logVar), s2).dataSync()[0],
+    expectedLogRandomWalkTf(
+      tf.tensor1d(meanPrev),
+      tf.tensor1d(logVarPrev),
+      tf.tensor1d(mean),
+      tf.tensor1d(logVar),
+      s2,
+    ).dataSync()[0],
     gaussianEntropyTf(tf.tensor1d(logVar)).dataSync()[0],
   ]);
   close(p, expectedLogNormalPrior(mean, logVar, priorVar), 1e-5, 'tf prior');
@@ -149,17 +186,20 @@ test('negative proposal: probabilities sum to 1 and the importance-weighted esti
   let total = 0;
   let exact = 0;
   const f = (i: number, r: number, j: number): number => softplus(0.3 * i - 0.5 * j + r - 1);
-  for (let i = 0; i < U; i++) for (let r = 0; r < R; r++) for (let j = 0; j < U; j++) {
-    total += proposalProbability(proposal, i, r, j);
-    exact += f(i, r, j);
-  }
+  for (let i = 0; i < U; i++)
+    for (let r = 0; r < R; r++)
+      for (let j = 0; j < U; j++) {
+        total += proposalProbability(proposal, i, r, j);
+        exact += f(i, r, j);
+      }
   close(total, 1, 1e-9, 'sum of q');
   const rng = new SeededRandom(3);
   let estimate = 0;
   const repeats = 4000;
   for (let rep = 0; rep < repeats; rep++) {
     const { triples, weights } = sampleNegatives(proposal, 20, rng);
-    for (let m = 0; m < 20; m++) estimate += weights[m] * f(triples[3 * m], triples[3 * m + 1], triples[3 * m + 2]);
+    for (let m = 0; m < 20; m++)
+      estimate += weights[m] * f(triples[3 * m], triples[3 * m + 1], triples[3 * m + 2]);
   }
   close(estimate / repeats, exact, 1e-2, 'mean of the IS estimate');
 });
@@ -172,7 +212,15 @@ test('tf GRU step equals the plain-array reference', async () => {
   const h = rng.fillNormal(new Float32Array(B * H));
   const matrix = (): Float32Array => rng.fillNormal(new Float32Array(H * H), 0, 0.5);
   const vector = (): Float32Array => rng.fillNormal(new Float32Array(H));
-  const w = { Uu: matrix(), Ur: matrix(), Un: matrix(), bu: vector(), br: vector(), bn: vector(), bhn: vector() };
+  const w = {
+    Uu: matrix(),
+    Ur: matrix(),
+    Un: matrix(),
+    bu: vector(),
+    br: vector(),
+    bn: vector(),
+    bhn: vector(),
+  };
   const got = tf.tidy(() =>
     gruStep(tf.tensor2d(h, [B, H]), {
       Uu: tf.tensor2d(w.Uu, [H, H]),
@@ -196,7 +244,12 @@ test('the fused edge-logit op has the same gradient as the composed tf ops', asy
     const R = 3;
     const N = 7;
     const P = directed ? 4 : 3;
-    const z = tf.variable(tf.tensor2d(Float32Array.from({ length: N * K }, () => rng.nextFloat()), [N, K]));
+    const z = tf.variable(
+      tf.tensor2d(
+        Float32Array.from({ length: N * K }, () => rng.nextFloat()),
+        [N, K],
+      ),
+    );
     const theta = tf.variable(tf.tensor2d(rng.fillNormal(new Float32Array(R * K * P)), [R, K * P]));
     const E = 40;
     const edges = {
@@ -205,7 +258,8 @@ test('the fused edge-logit op has the same gradient as the composed tf ops', asy
       objects: Int32Array.from({ length: E }, () => rng.nextInt(N)),
     };
     const weights = tf.tensor1d(Float32Array.from({ length: E }, () => rng.nextNormal()));
-    const loss = (logits: tf.Tensor1D): tf.Scalar => tf.sum(tf.mul(weights, tf.softplus(logits))) as tf.Scalar;
+    const loss = (logits: tf.Tensor1D): tf.Scalar =>
+      tf.sum(tf.mul(weights, tf.softplus(logits))) as tf.Scalar;
     // two slots stacked: rows of slot 1 follow slot 0 (z rows N.., theta rows R..)
     const fused = tf.variableGrads(
       () =>
@@ -223,7 +277,15 @@ test('the fused edge-logit op has the same gradient as the composed tf ops', asy
     const composed = tf.variableGrads(
       () =>
         loss(
-          edgeLogits(z, theta, tf.tensor1d(edges.subjects, 'int32'), tf.tensor1d(edges.relations, 'int32'), tf.tensor1d(edges.objects, 'int32'), K, directed),
+          edgeLogits(
+            z,
+            theta,
+            tf.tensor1d(edges.subjects, 'int32'),
+            tf.tensor1d(edges.relations, 'int32'),
+            tf.tensor1d(edges.objects, 'int32'),
+            K,
+            directed,
+          ),
         ),
       [z, theta],
     );
@@ -233,6 +295,14 @@ test('the fused edge-logit op has the same gradient as the composed tf ops', asy
       const b = composed.grads[v.name].dataSync();
       for (let i = 0; i < a.length; i++) close(a[i], b[i], 1e-4, `grad ${v.name}[${i}]`);
     }
-    tf.dispose([z, theta, weights, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
+    tf.dispose([
+      z,
+      theta,
+      weights,
+      fused.value,
+      composed.value,
+      ...Object.values(fused.grads),
+      ...Object.values(composed.grads),
+    ]);
   }
 });

@@ -27,11 +27,15 @@ test('a run stopped and resumed from its checkpoint equals an uninterrupted run 
       const uninterrupted = await createNlsmForecaster(options({ model }));
       for (const s of snapshots) await uninterrupted.observe(s);
 
-      const first = await createNlsmForecaster(options({ model, checkpointDir, checkpointEvery: 1 }));
+      const first = await createNlsmForecaster(
+        options({ model, checkpointDir, checkpointEvery: 1 }),
+      );
       for (const s of snapshots.slice(0, 5)) await first.observe(s);
       first.dispose(); // "crash" after step 4 (its checkpoint is on disk)
 
-      const resumed = await createNlsmForecaster(options({ model, checkpointDir, checkpointEvery: 1 }));
+      const resumed = await createNlsmForecaster(
+        options({ model, checkpointDir, checkpointEvery: 1 }),
+      );
       assert.equal(resumed.lastObservedStep, 4);
       for (const s of snapshots) await resumed.observe(s); // replays of steps 0-4 are ignored
       assert.equal(resumed.trainer.skippedReplays, 5);
@@ -73,7 +77,13 @@ test('a NaN loss restores the last good state, is counted and never reaches the 
   await f.observe(snapshots[4]);
   await f.observe(snapshots[5]);
   assert.equal(f.nanRestores, 1, 'later updates train normally');
-  const scores = await f.score(6, 'subject', Int32Array.from([20, 21]), Int32Array.from([0, 1]), 40);
+  const scores = await f.score(
+    6,
+    'subject',
+    Int32Array.from([20, 21]),
+    Int32Array.from([0, 1]),
+    40,
+  );
   assert.ok(scores.every(Number.isFinite));
   f.dispose();
 });

@@ -32,7 +32,12 @@ export function plantedSnapshots(options: {
       }
     }
     facts.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
-    snapshots.push({ step: t, triples: Int32Array.from(facts.flat()), numEntities: N, numRelations: R });
+    snapshots.push({
+      step: t,
+      triples: Int32Array.from(facts.flat()),
+      numEntities: N,
+      numRelations: R,
+    });
   }
   return snapshots;
 }

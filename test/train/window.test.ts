@@ -5,19 +5,33 @@ import { createNlsmForecaster } from '../../src/train/index.ts';
 import { gruStepReference } from '../../src/train/math.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
-const small = { numEntities: 30, numRelations: 2, directed: true, K: 4, windowSize: 3, seed: 3, negativesPerPositive: 2 };
+const small = {
+  numEntities: 30,
+  numRelations: 2,
+  directed: true,
+  K: 4,
+  windowSize: 3,
+  seed: 3,
+  negativesPerPositive: 2,
+};
 
 test('window shift: GRU weights kept, initial psi and theta (means, log-variances) become G(initial)', async () => {
   const snapshots = plantedSnapshots({ N: 30, R: 2, T: 5, subjects: 10 });
   const f = await createNlsmForecaster({ model: 'nlsm', ...small, epochsPerWindow: 2 });
   for (const s of snapshots.slice(0, 3)) await f.observe(s);
   const trainer = f.trainer;
-  assert.deepEqual(trainer.slots.map((s) => s.step), [0, 1, 2]);
+  assert.deepEqual(
+    trainer.slots.map((s) => s.step),
+    [0, 1, 2],
+  );
   const before = trainer.windowInitialState();
   const weights = trainer.gruWeightsCopy();
   trainer.shiftWindow();
   const after = trainer.windowInitialState();
-  assert.deepEqual(trainer.slots.map((s) => s.step), [1, 2]);
+  assert.deepEqual(
+    trainer.slots.map((s) => s.step),
+    [1, 2],
+  );
   assert.deepEqual(trainer.gruWeightsCopy(), weights, 'GRU weights unchanged by the shift');
   const K = 4;
   const D = 4 * K;
@@ -39,8 +53,12 @@ test('window shift: GRU weights kept, initial psi and theta (means, log-variance
   ];
   for (const [old, got, rows, H, gru] of cases) {
     const want = expect(old, rows, H, gru);
-    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-5, `${gru}[${i}] ${got[i]} vs ${want[i]}`);
-    assert.ok(old.some((v, i) => Math.abs(v - got[i]) > 1e-4), `${gru}: the shift changed the state`);
+    for (let i = 0; i < want.length; i++)
+      assert.ok(Math.abs(got[i] - want[i]) < 1e-5, `${gru}[${i}] ${got[i]} vs ${want[i]}`);
+    assert.ok(
+      old.some((v, i) => Math.abs(v - got[i]) > 1e-4),
+      `${gru}: the shift changed the state`,
+    );
   }
   f.dispose();
 });
@@ -53,11 +71,24 @@ test('observe() shifts once per new step and keeps m slots; BAS starts a new slo
     await nlsm.observe(s);
     await bas.observe(s);
   }
-  assert.deepEqual(nlsm.trainer.slots.map((s) => s.step), [3, 4, 5]);
-  assert.deepEqual(bas.trainer.slots.map((s) => s.step), [3, 4, 5]);
+  assert.deepEqual(
+    nlsm.trainer.slots.map((s) => s.step),
+    [3, 4, 5],
+  );
+  assert.deepEqual(
+    bas.trainer.slots.map((s) => s.step),
+    [3, 4, 5],
+  );
   // a skipped step becomes an empty slot; replays of old steps are ignored
   await nlsm.observe({ ...snapshots[5], step: 8 });
-  assert.deepEqual(nlsm.trainer.slots.map((s) => [s.step, s.triples.length > 0]), [[6, false], [7, false], [8, true]]);
+  assert.deepEqual(
+    nlsm.trainer.slots.map((s) => [s.step, s.triples.length > 0]),
+    [
+      [6, false],
+      [7, false],
+      [8, true],
+    ],
+  );
   await nlsm.observe(snapshots[2]);
   assert.equal(nlsm.trainer.skippedReplays, 1);
   nlsm.dispose();
@@ -69,7 +100,12 @@ test('new entities appear without restart (rows from the prior; scores cover the
   const f = await createNlsmForecaster({ model: 'nlsm', ...small, epochsPerWindow: 1 });
   for (const s of snapshots.slice(0, 3)) await f.observe(s);
   assert.equal(f.trainer.N, 30);
-  const grown = { step: 3, triples: Int32Array.from([0, 0, 34, 35, 1, 2]), numEntities: 36, numRelations: 2 };
+  const grown = {
+    step: 3,
+    triples: Int32Array.from([0, 0, 34, 35, 1, 2]),
+    numEntities: 36,
+    numRelations: 2,
+  };
   await f.observe(grown);
   assert.equal(f.trainer.N, 36);
   const scores = await f.score(4, 'object', Int32Array.from([35, 40]), Int32Array.from([1, 0]), 41);
@@ -92,7 +128,11 @@ test('no tensor leak: tf.memory().numTensors is flat over 100 window steps (obse
       if (s.step >= 5) counts.push(tf.memory().numTensors);
     }
     assert.equal(counts.length, 100);
-    assert.equal(Math.max(...counts), Math.min(...counts), `${model}: tensors ${Math.min(...counts)}..${Math.max(...counts)}`);
+    assert.equal(
+      Math.max(...counts),
+      Math.min(...counts),
+      `${model}: tensors ${Math.min(...counts)}..${Math.max(...counts)}`,
+    );
     f.dispose();
   }
 });
