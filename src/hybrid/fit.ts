@@ -10,7 +10,13 @@ import { F, type HybridWeights } from './features.ts';
 /** D = 1 + F local parameters per query: beta (scale of the base logit) and the F history weights. */
 const D = 1 + F;
 
-/** Candidates of many queries, CSR layout. Candidate c of query q is offsets[q] <= c < offsets[q + 1]. */
+/**
+ * Candidates of many queries, CSR layout. Candidate c of query q is offsets[q] <= c < offsets[q + 1]; the first
+ * exactCount[q] are exact (history candidates, the base top-M, the answer), the rest a uniform sample (with
+ * replacement) of the other entities, each standing for sampleWeight[q] entities in the softmax's normaliser
+ * (an unbiased estimate of the sum over all N: without it the top-M negatives would teach the fit that a high base
+ * logit means a wrong answer).
+ */
 export interface QuerySet {
   numRelations: number; // R
   slot: Int32Array; // [Q] direction * R + relation
@@ -24,6 +30,8 @@ export interface QuerySet {
   baseCandidates: Int32Array; // [Q]
   /** Tie-averaged rank of the answer by base logit alone among all N (time-aware filtered). */
   baseRank: Float32Array; // [Q]
+  exactCount: Int32Array; // [Q]
+  sampleWeight: Float32Array; // [Q]
 }
 
 export function querySetSize(set: QuerySet): number {
@@ -40,11 +48,24 @@ export class QuerySetBuilder {
   private readonly baseFloor: number[] = [];
   private readonly baseCandidates: number[] = [];
   private readonly baseRank: number[] = [];
+  private readonly exactCount: number[] = [];
+  private readonly sampleWeight: number[] = [];
+  private readonly random: () => number;
 
   constructor(
     readonly numRelations: number,
     readonly topM: number,
-  ) {}
+    readonly samples = 64,
+    seed = 1,
+  ) {
+    let a = seed >>> 0;
+    this.random = () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), a | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
 
   get queries(): number {
     return this.slot.length;
@@ -125,13 +146,26 @@ export class QuerySetBuilder {
     }
     for (let i = 0; i < size; i++) if (!position.has(heap[i])) push(heap[i], null, 0);
     if (!position.has(answer)) push(answer, null, 0);
+    const exact = this.base.length - start;
+    const eligible = N - excluded.size - exact;
+    let drawn = 0;
+    if (eligible > 0) {
+      for (let attempt = 0; drawn < this.samples && attempt < 20 * this.samples; attempt++) {
+        const e = Math.floor(this.random() * N);
+        if (position.has(e) || excluded.has(e)) continue;
+        this.base.push(row[e]);
+        for (let f = 0; f < F; f++) this.features.push(0);
+        drawn++;
+      }
+    }
+    this.exactCount.push(exact);
+    this.sampleWeight.push(drawn > 0 ? eligible / drawn : 0);
     this.slot.push(query.slot);
     this.offsets.push(this.base.length);
     this.answer.push(position.get(answer)!);
     this.baseFloor.push(size > 0 ? row[heap[0]] : -Infinity);
     this.baseCandidates.push(size);
     this.baseRank.push(1 + better + equal / 2);
-    void start;
   }
 
   build(): QuerySet {
@@ -145,6 +179,8 @@ export class QuerySetBuilder {
       baseFloor: Float32Array.from(this.baseFloor),
       baseCandidates: Int32Array.from(this.baseCandidates),
       baseRank: Float32Array.from(this.baseRank),
+      exactCount: Int32Array.from(this.exactCount),
+      sampleWeight: Float32Array.from(this.sampleWeight),
     };
   }
 }
@@ -177,6 +213,8 @@ export function concatQuerySets(a: QuerySet, b: QuerySet): QuerySet {
     baseFloor: cat(a.baseFloor, b.baseFloor, f32),
     baseCandidates: cat(a.baseCandidates, b.baseCandidates, i32),
     baseRank: cat(a.baseRank, b.baseRank, f32),
+    exactCount: cat(a.exactCount, b.exactCount, i32),
+    sampleWeight: cat(a.sampleWeight, b.sampleWeight, f32),
   };
 }
 
@@ -274,14 +312,16 @@ export function hybridObjective(
       scores[c] = s;
       if (s > max) max = s;
     }
+    const exact = set.exactCount[q];
+    const sampleWeight = set.sampleWeight[q];
     let sum = 0;
-    for (let c = 0; c < n; c++) sum += Math.exp(scores[c] - max);
+    for (let c = 0; c < n; c++) sum += (c < exact ? 1 : sampleWeight) * Math.exp(scores[c] - max);
     total += max + Math.log(sum) - scores[set.answer[q] - start];
     if (!withDerivatives) continue;
     mean.fill(0);
     second.fill(0);
     for (let c = 0; c < n; c++) {
-      const p = Math.exp(scores[c] - max) / sum;
+      const p = ((c < exact ? 1 : sampleWeight) * Math.exp(scores[c] - max)) / sum;
       if (p < 1e-12) continue;
       const at = start + c;
       const x0 = set.base[at];
@@ -404,7 +444,8 @@ export function minimiseObjective(
 /**
  * Pure: time-aware filtered MRR (%) of the queries under per-relation parameters `theta`. Exact when the answer
  * scores at least beta * baseFloor (every non-candidate scores beta * base <= that); otherwise the non-candidates
- * above the answer are estimated from its base rank. Per-slot sums are returned too.
+ * above the answer are estimated from its base rank. Sampled candidates are not ranked. beta must be > 0 (see
+ * clampBaseScale).
  */
 export function selectionMrr(set: QuerySet, theta: ArrayLike<number>): number {
   const R = set.numRelations;
@@ -415,7 +456,7 @@ export function selectionMrr(set: QuerySet, theta: ArrayLike<number>): number {
     const beta = theta[slot % R];
     const wBase = R + slot * F;
     const start = set.offsets[q];
-    const end = set.offsets[q + 1];
+    const end = start + set.exactCount[q];
     const scoreOf = (at: number): number => {
       let s = beta * set.base[at];
       for (let f = 0; f < F; f++) s += theta[wBase + f] * set.features[at * F + f];
@@ -437,6 +478,17 @@ export function selectionMrr(set: QuerySet, theta: ArrayLike<number>): number {
     sum += 1 / (1 + better + equal / 2);
   }
   return (100 * sum) / Math.max(1, Q);
+}
+
+/** Pure: per-relation parameters with every beta raised to at least minScale (the base logit keeps breaking ties). */
+export function clampBaseScale(
+  theta: Float64Array,
+  numRelations: number,
+  minScale = 1e-3,
+): Float64Array {
+  const out = Float64Array.from(theta);
+  for (let r = 0; r < numRelations; r++) out[r] = Math.max(minScale, out[r]);
+  return out;
 }
 
 export interface HybridFitReport {
@@ -476,11 +528,14 @@ export function fitHybridWeights(input: {
     minimiseObjective(set, initialShared, { layout: 'shared', l2: 1e-6 }).theta;
   const fitPerRelation = (set: QuerySet, shared: Float64Array, l2: number) => {
     const prior = expandShared(shared, R);
-    return minimiseObjective(set, prior, { layout: 'perRelation', l2, prior }).theta;
+    return clampBaseScale(
+      minimiseObjective(set, prior, { layout: 'perRelation', l2, prior }).theta,
+      R,
+    );
   };
   const baseOnly = expandShared(initialShared, R);
   const shared = fitShared(input.fit);
-  const sharedMrr = selectionMrr(input.validation, expandShared(shared, R));
+  const sharedMrr = selectionMrr(input.validation, clampBaseScale(expandShared(shared, R), R));
   const perRelation = grid.map((l2) => ({
     l2,
     mrr: selectionMrr(input.validation, fitPerRelation(input.fit, shared, l2)),
@@ -493,7 +548,7 @@ export function fitHybridWeights(input: {
   const finalShared = fitShared(all);
   const theta =
     chosen.layout === 'shared'
-      ? expandShared(finalShared, R)
+      ? clampBaseScale(expandShared(finalShared, R), R)
       : fitPerRelation(all, finalShared, chosen.l2!);
   return {
     weights: weightsFromParameters(theta, {

@@ -126,6 +126,11 @@ export class HybridForecaster implements TkgForecaster {
     return combineInPlace(scores, numEntities, relations, weights.baseScale, terms);
   }
 
+  /** Diagnostics: the fitting and validation query sets collected so far. */
+  collectedQueries(): { fit: QuerySet; validation: QuerySet } {
+    return { fit: this.builders.fit.build(), validation: this.builders.validation.build() };
+  }
+
   /** Fits the weights from the collected queries now (called by the first score()). */
   ensureWeights(): HybridWeights {
     if (this.weightsValue !== undefined) return this.weightsValue;
