@@ -5,7 +5,7 @@
 // time-aware MRR). Owns: the query-set layout, the objective, the optimiser and the selection MRR.
 // Pure functions over typed arrays; must not import tfjs, src/train, kafkajs or src/kafka.
 import { InvalidInputError } from '../core/errors.ts';
-import { F, type HybridWeights } from './features.ts';
+import { F, FS, type HybridWeights } from './features.ts';
 
 /** D = 1 + F local parameters per query: beta (scale of the base logit) and the F history weights. */
 const D = 1 + F;
@@ -250,7 +250,7 @@ export function weightsFromParameters(
   options: { numRelations: number; decay: number; relaxedTopK: number; minScale?: number },
 ): HybridWeights {
   const R = options.numRelations;
-  const minScale = options.minScale ?? 1e-3;
+  const minScale = options.minScale ?? 1e-6;
   return {
     numRelations: R,
     decay: options.decay,
@@ -491,17 +491,87 @@ export function clampBaseScale(
   return out;
 }
 
+/**
+ * Direct MRR ascent (pure): coordinate search over the D shared parameters (beta and the F history weights, the same
+ * for every slot), starting from `start`, maximising selectionMrr on `set`. beta moves multiplicatively (kept > 0),
+ * the history weights additively; step sizes halve when no coordinate improves. For the few parameters of the shared
+ * form this aligns the fit with the reported metric (the softmax fit optimises likelihood, not rank).
+ */
+export function ascendSharedMrr(
+  set: QuerySet,
+  start: ArrayLike<number>,
+  options: { maxEvaluations?: number; rounds?: number } = {},
+): { shared: Float64Array; mrr: number; evaluations: number } {
+  const R = set.numRelations;
+  const maxEvaluations = options.maxEvaluations ?? 160;
+  let shared = Float64Array.from(start);
+  let best = selectionMrr(set, expandShared(shared, R));
+  let evaluations = 1;
+  const steps = Array.from(shared, (v, d) => (d === 0 ? 2 : Math.max(0.5 * Math.abs(v), 0.05)));
+  for (let round = 0; round < (options.rounds ?? 5) && evaluations < maxEvaluations; round++) {
+    let improved = true;
+    while (improved && evaluations < maxEvaluations) {
+      improved = false;
+      for (let d = 0; d < shared.length && evaluations < maxEvaluations; d++) {
+        for (const sign of [1, -1]) {
+          const trial = Float64Array.from(shared);
+          trial[d] = d === 0 ? shared[0] * steps[0] ** sign : shared[d] + sign * steps[d];
+          const mrr = selectionMrr(set, expandShared(trial, R));
+          evaluations++;
+          if (mrr > best + 1e-6) {
+            best = mrr;
+            shared = trial;
+            improved = true;
+            break;
+          }
+        }
+      }
+    }
+    for (let d = 0; d < steps.length; d++) steps[d] = d === 0 ? Math.sqrt(steps[d]) : steps[d] / 2;
+  }
+  return { shared, mrr: best, evaluations };
+}
+
 export interface HybridFitReport {
   /** Selection (validation) time-aware MRR of: the base model alone, the shared weights, each L2 strength. */
   validationMrr: {
     baseOnly: number;
     shared: number;
     perRelation: Array<{ l2: number; mrr: number }>;
+    /** The recurrency form with the beta chosen on the fitting queries (null without recurrencyAlpha). */
+    recurrency: { beta: number; mrr: number } | null;
+    /** The recurrency form refined by direct MRR ascent on the fitting queries (ascendSharedMrr). */
+    ascent: { mrr: number } | null;
   };
-  chosen: { layout: ParameterLayout; l2: number | null; validationMrr: number };
+  chosen: {
+    form: 'shared' | 'perRelation' | 'recurrency' | 'ascent';
+    l2: number | null;
+    validationMrr: number;
+  };
   fitQueries: number;
   validationQueries: number;
   seconds: number;
+}
+
+/** beta of the recurrency form, relative to the spread (standard deviation) of the base logits. */
+export const defaultRelativeBetaGrid: readonly number[] = [
+  1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1,
+];
+
+/** Pure: standard deviation of the exact candidates' base logits (1 if there are none or they are constant). */
+export function baseLogitSpread(set: QuerySet): number {
+  let n = 0;
+  let sum = 0;
+  let sumSq = 0;
+  for (let q = 0; q < set.slot.length; q++) {
+    for (let c = set.offsets[q]; c < set.offsets[q] + set.exactCount[q]; c++) {
+      sum += set.base[c];
+      sumSq += set.base[c] * set.base[c];
+      n++;
+    }
+  }
+  const variance = n > 0 ? sumSq / n - (sum / n) ** 2 : 0;
+  return variance > 1e-12 ? Math.sqrt(variance) : 1;
 }
 
 export const defaultL2Grid: readonly number[] = [1e-2, 1e-3, 1e-4, 1e-5];
@@ -518,6 +588,8 @@ export function fitHybridWeights(input: {
   decay: number;
   relaxedTopK: number;
   l2Grid?: readonly number[];
+  /** Relaxed weight of the recurrency baseline chosen on the same selection splits (enables the 'recurrency' form). */
+  recurrencyAlpha?: number;
 }): { weights: HybridWeights; report: HybridFitReport } {
   const t0 = performance.now();
   const R = input.numRelations;
@@ -540,16 +612,62 @@ export function fitHybridWeights(input: {
     l2,
     mrr: selectionMrr(input.validation, fitPerRelation(input.fit, shared, l2)),
   }));
-  let chosen: HybridFitReport['chosen'] = { layout: 'shared', l2: null, validationMrr: sharedMrr };
+  // the recurrency form: the baseline's own score (strict + alpha * relaxed) plus beta * base logit, beta chosen
+  // by MRR on the fitting queries (the base logit orders what the history leaves tied, and can overrule it)
+  const recurrencyTheta = (beta: number): Float64Array => {
+    const theta = new Float64Array(parameterCount('perRelation', R));
+    for (let r = 0; r < R; r++) theta[r] = beta;
+    for (let slot = 0; slot < 2 * R; slot++) {
+      theta[R + slot * F] = 1; // strict
+      theta[R + slot * F + FS] = input.recurrencyAlpha ?? 0; // relaxed
+    }
+    return theta;
+  };
+  const spread = baseLogitSpread(input.fit);
+  const betaGrid = defaultRelativeBetaGrid.map((x) => x / spread);
+  const pickBeta = (set: QuerySet) => {
+    let best = { beta: betaGrid[0], mrr: -1 };
+    for (const beta of betaGrid) {
+      const mrr = selectionMrr(set, recurrencyTheta(beta));
+      if (mrr > best.mrr) best = { beta, mrr };
+    }
+    return best.beta;
+  };
+  const recurrencyShared = (beta: number): Float64Array => {
+    const shared = new Float64Array(D);
+    shared[0] = beta;
+    shared[1] = 1;
+    shared[1 + FS] = input.recurrencyAlpha ?? 0;
+    return shared;
+  };
+  const ascend = (set: QuerySet) => ascendSharedMrr(set, recurrencyShared(pickBeta(set))).shared;
+  let recurrency: HybridFitReport['validationMrr']['recurrency'] = null;
+  let ascent: HybridFitReport['validationMrr']['ascent'] = null;
+  if (input.recurrencyAlpha !== undefined) {
+    const beta = pickBeta(input.fit);
+    recurrency = { beta, mrr: selectionMrr(input.validation, recurrencyTheta(beta)) };
+    ascent = { mrr: selectionMrr(input.validation, expandShared(ascend(input.fit), R)) };
+  }
+  let chosen: HybridFitReport['chosen'] = { form: 'shared', l2: null, validationMrr: sharedMrr };
   for (const p of perRelation)
     if (p.mrr > chosen.validationMrr)
-      chosen = { layout: 'perRelation', l2: p.l2, validationMrr: p.mrr };
+      chosen = { form: 'perRelation', l2: p.l2, validationMrr: p.mrr };
+  if (recurrency !== null && recurrency.mrr > chosen.validationMrr)
+    chosen = { form: 'recurrency', l2: null, validationMrr: recurrency.mrr };
+  if (ascent !== null && ascent.mrr > chosen.validationMrr)
+    chosen = { form: 'ascent', l2: null, validationMrr: ascent.mrr };
+  // refit the chosen form on fit + validation
   const all = concatQuerySets(input.fit, input.validation);
-  const finalShared = fitShared(all);
-  const theta =
-    chosen.layout === 'shared'
-      ? clampBaseScale(expandShared(finalShared, R), R)
-      : fitPerRelation(all, finalShared, chosen.l2!);
+  let theta: Float64Array;
+  if (chosen.form === 'recurrency') theta = recurrencyTheta(pickBeta(all));
+  else if (chosen.form === 'ascent') theta = expandShared(ascend(all), R);
+  else {
+    const finalShared = fitShared(all);
+    theta =
+      chosen.form === 'shared'
+        ? clampBaseScale(expandShared(finalShared, R), R)
+        : fitPerRelation(all, finalShared, chosen.l2!);
+  }
   return {
     weights: weightsFromParameters(theta, {
       numRelations: R,
@@ -561,6 +679,8 @@ export function fitHybridWeights(input: {
         baseOnly: selectionMrr(input.validation, baseOnly),
         shared: sharedMrr,
         perRelation,
+        recurrency,
+        ascent,
       },
       chosen,
       fitQueries: input.fit.slot.length,

@@ -35,6 +35,8 @@ export interface HybridForecasterOptions {
   /** Base model's top-M candidates per fitting query; default 64. */
   baseCandidates?: number;
   l2Grid?: readonly number[];
+  /** The recurrency baseline's relaxed weight on the same selection splits: enables the 'recurrency' form. */
+  recurrencyAlpha?: number;
   /** Fitting plan; without it (and without `weights`) the base model is used alone. */
   plan?: HybridPlan;
   /** Fixed weights (no fitting), e.g. from an exported model. */
@@ -153,10 +155,11 @@ export class HybridForecaster implements TkgForecaster {
       decay: this.history.decay,
       relaxedTopK: this.history.relaxedTopK,
       l2Grid: this.options.l2Grid,
+      recurrencyAlpha: this.options.recurrencyAlpha,
     });
     this.options.log?.(
       `nlsm-h: fitted on ${report.fitQueries} train queries, selected on ${report.validationQueries} validation queries ` +
-        `(${report.chosen.layout}${report.chosen.l2 !== null ? `, l2 ${report.chosen.l2}` : ''}): validation time-aware MRR ` +
+        `(${report.chosen.form}${report.chosen.l2 !== null ? `, l2 ${report.chosen.l2}` : ''}): validation time-aware MRR ` +
         `${report.chosen.validationMrr.toFixed(2)} vs base alone ${report.validationMrr.baseOnly.toFixed(2)} (${report.seconds.toFixed(1)} s)`,
     );
     this.weightsValue = weights;

@@ -42,6 +42,7 @@ export function hybridTkgModel(options: HybridModelOptions): TkgModelFactory {
       relaxedTopK: options.relaxedTopK,
       baseCandidates: options.baseCandidates,
       l2Grid: options.l2Grid,
+      recurrencyAlpha: recurrency.params.global.alpha,
       log: context.log,
       plan: {
         protocol: context.protocol,
