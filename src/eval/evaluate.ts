@@ -11,7 +11,7 @@ import {
   type LinkDataset,
   type TkgDataset,
 } from '../datasets/index.ts';
-import { runLinkProtocol, type LinkEvaluation, type LinkProgress } from './link.ts';
+import { meanStd, runLinkProtocol, type LinkEvaluation, type LinkProgress } from './link.ts';
 import {
   runTkgProtocol,
   type ProtocolProgress,
@@ -279,6 +279,23 @@ export function linkSelection(snapshots: readonly Snapshot[]): SelectionSplits {
   };
 }
 
+/**
+ * Trainer options of the homogeneous-network protocol (Enron, UCI): chosen once and used for every
+ * link dataset (never per dataset, never on test steps' scores per dataset). Plain data: src/eval does
+ * not import the trainer; `tkg eval` passes these to createNlsmForecaster, flags override them.
+ */
+export const linkTrainingProfile = {
+  /** Snapshots per training window (the trainer shifts it with GRU-evolved initial states). */
+  windowSize: 5,
+  /** Adam steps per update (one update per observed snapshot, warm-started from the last). */
+  epochsPerWindow: 30,
+  minEpochsPerWindow: 30,
+  convergenceTolerance: 0,
+  learningRate: 0.03,
+  /** Importance-weighted negatives per positive and step. */
+  negativesPerPositive: 20,
+} as const;
+
 /** The paper's link-forecasting protocol over seeds (Micro / Macro AUC, mean and std). */
 export async function evaluateLink(input: {
   dataset: LinkDataset;
@@ -326,6 +343,51 @@ export async function evaluateLink(input: {
       'positives: distinct links i -> j (i != j) of step t + 1 between nodes seen in steps <= t; negatives: as many distinct sampled non-links among seen nodes (seeded by seed and step)',
     ],
     seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/**
+ * One report from link reports over disjoint seed sets (e.g. seeds run by parallel worker
+ * processes): Micro / Macro mean and std over all seeds, per-step means recomputed from the seeds'
+ * step AUCs, seeds in ascending order. `seconds` is the caller's wall time.
+ */
+export function mergeLinkReports(
+  reports: readonly LinkEvalReport[],
+  seconds: number,
+): LinkEvalReport {
+  if (reports.length === 0) {
+    throw new ConfigError('mergeLinkReports: no reports to merge (every worker failed?)');
+  }
+  const first = reports[0];
+  for (const r of reports) {
+    if (r.dataset !== first.dataset || r.model !== first.model || r.numNodes !== first.numNodes) {
+      throw new ConfigError(
+        `mergeLinkReports: ${r.dataset}/${r.model}/${r.numNodes} nodes does not match ${first.dataset}/${first.model}/${first.numNodes}`,
+      );
+    }
+  }
+  const perSeed = reports.flatMap((r) => r.perSeed).sort((a, b) => a.seed - b.seed);
+  const seen = new Set<number>();
+  for (const s of perSeed) {
+    if (seen.has(s.seed)) throw new ConfigError(`mergeLinkReports: seed ${s.seed} appears twice`);
+    seen.add(s.seed);
+  }
+  const stepNumbers = [...new Set(perSeed.flatMap((r) => r.steps.map((s) => s.step)))].sort(
+    (a, b) => a - b,
+  );
+  return {
+    ...first,
+    microAuc: meanStd(perSeed.map((r) => r.microAuc)),
+    macroAuc: meanStd(perSeed.map((r) => r.macroAuc)),
+    perStepAuc: stepNumbers.map((step) => ({
+      step,
+      auc: meanStd(
+        perSeed.flatMap((r) => r.steps.filter((s) => s.step === step).map((s) => s.auc)),
+      ),
+    })),
+    perSeed,
+    modelInfo: reports.flatMap((r) => r.modelInfo),
+    seconds,
   };
 }
 

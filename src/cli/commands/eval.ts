@@ -11,6 +11,7 @@ import { loadDataset } from '../../datasets/index.ts';
 import {
   evaluateLink,
   evaluateTkg,
+  linkTrainingProfile,
   type EvalReport,
   type LinkModelFactory,
   type TkgModelFactory,
@@ -18,6 +19,7 @@ import {
 import { tkgProtocols, type TkgProtocol } from '../../eval/protocols.ts';
 import { recurrencyLinkModel, recurrencyTkgModel } from '../../baselines/recurrency-models.ts';
 import { hybridTkgModel } from '../../hybrid/models.ts';
+import { parseSeedList, runLinkWorkers, trainerOverrides } from '../link-workers.ts';
 
 interface EvalFlags {
   dataset: string;
@@ -29,6 +31,14 @@ interface EvalFlags {
   perRelation?: boolean;
   json?: boolean;
   quiet?: boolean;
+  // trainer overrides (NLSM / BAS); link datasets default to linkTrainingProfile
+  epochs?: string;
+  window?: string;
+  learningRate?: string;
+  negatives?: string;
+  // link datasets: seeds spread over worker processes; an explicit seed list (what workers run)
+  jobs?: string;
+  seedList?: string;
 }
 
 const models = ['nlsm', 'bas', 'recurrency', 'nlsm-h'] as const;
@@ -42,6 +52,12 @@ interface TrainModule {
     numRelations: number;
     directed: boolean;
     seed?: number;
+    windowSize?: number;
+    epochsPerWindow?: number;
+    minEpochsPerWindow?: number;
+    convergenceTolerance?: number;
+    learningRate?: number;
+    negativesPerPositive?: number;
     onProgress?: (p: { step: number; loss: number; elbo: number; seconds: number }) => void;
   }): Promise<TkgForecaster & LinkForecaster & { dispose(): void }>;
 }
@@ -148,6 +164,27 @@ export function register(program: Command): void {
     )
     .option('--json', 'print the report as JSON on stdout')
     .option('--quiet', 'no progress lines on stderr')
+    .option(
+      '--epochs <n>',
+      'NLSM/BAS: Adam steps per window update (default: TKG_TRAIN_EPOCHS for TKGs, the link profile for enron/uci)',
+    )
+    .option(
+      '--window <m>',
+      'NLSM/BAS: snapshots per training window (default: TKG_WINDOW for TKGs, the link profile for enron/uci)',
+    )
+    .option(
+      '--learning-rate <x>',
+      'NLSM/BAS: Adam learning rate (default: TKG_LR / the link profile)',
+    )
+    .option(
+      '--negatives <x>',
+      'NLSM/BAS: importance-weighted negatives per positive (default: TKG_TRAIN_NEGATIVES / the link profile)',
+    )
+    .option(
+      '--jobs <n>',
+      'link datasets: spread the seeds over n worker processes (default 1; use the number of free cores)',
+    )
+    .option('--seed-list <a,b,...>', 'link datasets: run exactly these seeds (overrides --seeds)')
     .action(async (flags: EvalFlags) => {
       if (!(models as readonly string[]).includes(flags.model)) {
         throw new ConfigError(`--model ${flags.model}: expected one of ${models.join(', ')}`);
@@ -177,6 +214,7 @@ export function register(program: Command): void {
               numRelations: context.numRelations,
               directed: true,
               seed: context.seed,
+              ...trainerOverrides(flags),
               onProgress: (p) =>
                 progress(
                   `train step ${p.step} loss ${p.loss.toFixed(4)} elbo ${p.elbo.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
@@ -210,6 +248,18 @@ export function register(program: Command): void {
           );
         }
         const seedCount = parseCount(flags.seeds, '--seeds') ?? 10;
+        const seeds = flags.seedList
+          ? parseSeedList(flags.seedList)
+          : Array.from({ length: seedCount }, (_, i) => i + 1);
+        const jobs = Math.min(parseCount(flags.jobs, '--jobs') ?? 1, seeds.length);
+        if (jobs > 1) {
+          // each worker is `tkg eval` on its share of the seeds; the reports are merged
+          report = await runLinkWorkers({ flags, model, seeds, jobs, log });
+          process.stdout.write(
+            flags.json ? `${JSON.stringify(report)}\n` : `${humanReport(report)}\n`,
+          );
+          return;
+        }
         let createModel: LinkModelFactory;
         if (model === 'recurrency') {
           createModel = recurrencyLinkModel();
@@ -226,6 +276,9 @@ export function register(program: Command): void {
               numRelations: 1,
               directed: true,
               seed: context.seed,
+              // the homogeneous protocol's profile (one rule for Enron and UCI), flags override
+              ...linkTrainingProfile,
+              ...trainerOverrides(flags),
               onProgress: (p) =>
                 progress(
                   `train step ${p.step} loss ${p.loss.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
@@ -236,7 +289,7 @@ export function register(program: Command): void {
           dataset,
           modelName: model,
           createModel,
-          seeds: Array.from({ length: seedCount }, (_, i) => i + 1),
+          seeds,
           log,
           onProgress: (p) =>
             progress(
