@@ -16,6 +16,7 @@ import {
   selectionMrr,
   expandShared,
   concatQuerySets,
+  ascendSharedMrr,
   type HybridWeights,
 } from '../../src/hybrid/index.ts';
 import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
@@ -210,6 +211,33 @@ test('objective gradient and Hessian match finite differences', () => {
   const theta0 = expandShared([1, 0.3, 0.2, 0.1, 0.4, 0.2, 0.1], R);
   assert.ok(Math.abs(selectionMrr(both, theta0) - selectionMrr(set, theta0)) < 1e-9);
   assert.equal(both.answer[30] - both.offsets[30], set.answer[0] - set.offsets[0]);
+});
+
+test('direct MRR ascent never lowers the fitting MRR and the recurrency form breaks ties with the base logit', () => {
+  let x = 11;
+  const random = () => (x = (x * 16807) % 2147483647) / 2147483647;
+  const R = 2;
+  const builder = new QuerySetBuilder(R, 8, 16, 3);
+  for (let q = 0; q < 200; q++) {
+    const row = Float32Array.from({ length: 40 }, () => random() * 4 - 2);
+    const answer = (q * 7) % 40;
+    row[answer] += 3; // an informative base
+    const entities = Int32Array.of(answer, (q + 5) % 40, (q + 9) % 40);
+    const features = new Float32Array(3 * F);
+    for (let m = 0; m < 3; m++) {
+      const strict = random() * 2;
+      features.set([strict, Math.log1p(strict), 1, Math.log1p(1), 0.1 * random(), 0], m * F);
+    }
+    builder.add({ slot: q % (2 * R), row, answer, history: { entities, features } });
+  }
+  const set = builder.build();
+  const start = [0.01, 1, 0, 0, 0, 0.5, 0];
+  const before = selectionMrr(set, expandShared(start, R));
+  const { mrr, shared } = ascendSharedMrr(set, start);
+  assert.ok(mrr >= before, `${mrr} < ${before}`);
+  assert.ok(Math.abs(selectionMrr(set, expandShared(shared, R)) - mrr) < 1e-9);
+  // beta = 0+ (tie-break only) is worse than using the informative base, which the ascent finds
+  assert.ok(mrr > before + 3, `ascent ${mrr} vs start ${before}`);
 });
 
 function context(
