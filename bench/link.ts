@@ -2,9 +2,10 @@
 // Runs `tkg eval --dataset <d> --model <m> --seeds N --json` for Enron and UCI with NLSM and BAS as
 // child processes (exactly what a user runs), times each, and prints Micro / Macro AUC next to the
 // paper's numbers and the issue's targets (NLSM quality; Enron <= 120 s, UCI <= 600 s for 10 seeds).
-// Flags: --datasets enron,uci  --models nlsm,bas  --seeds 10  --jobs 1  and trainer overrides
+// Flags: --datasets enron,uci  --models nlsm,bas  --seeds 10  --jobs 2 (default: min(2, cores)) and overrides
 // passed through to tkg eval (--epochs, --window, --learning-rate, --negatives).
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LinkEvalReport } from '../src/eval/evaluate.ts';
@@ -85,7 +86,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const datasets = (flag(args, 'datasets') ?? 'enron,uci').split(',') as DatasetName[];
   const models = (flag(args, 'models') ?? 'nlsm,bas').split(',') as ModelName[];
   const seeds = flag(args, 'seeds') ?? '10';
-  const jobs = flag(args, 'jobs') ?? '1';
+  const jobs = flag(args, 'jobs') ?? String(Math.min(2, availableParallelism()));
   const passThrough: string[] = [];
   for (const name of ['epochs', 'window', 'learning-rate', 'negatives']) {
     const value = flag(args, name);

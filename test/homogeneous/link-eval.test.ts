@@ -129,3 +129,45 @@ test(
     assert.equal(a.numSteps, 16);
   },
 );
+
+test(
+  'tkg eval --model nlsm on Enron trains with the link profile; flags override it (2 epochs, 1 seed)',
+  { timeout: 180_000 },
+  async (t) => {
+    const { linkTrainingProfile } = await import('../../src/eval/evaluate.ts');
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(projectRoot, 'src/cli/main.ts'),
+        'eval',
+        '--dataset',
+        'enron',
+        '--model',
+        'nlsm',
+        '--seed-list',
+        '7',
+        '--epochs',
+        '2',
+        '--json',
+        '--quiet',
+      ],
+      { cwd: projectRoot, encoding: 'utf8' },
+    );
+    if (run.status !== 0 && /emails\.csv|ENOENT/.test(run.stderr))
+      return t.skip('Enron data not available');
+    assert.equal(run.status, 0, run.stderr);
+    const report = JSON.parse(run.stdout) as LinkEvalReport;
+    assert.deepEqual(
+      report.perSeed.map((s) => s.seed),
+      [7],
+    );
+    assert.equal(report.perSeed[0].steps.length, 15, 'forecasts steps 1..15');
+    const info = report.modelInfo[0] as Record<string, unknown>;
+    assert.equal(info.epochsPerWindow, 2, '--epochs overrides the profile');
+    for (const key of ['windowSize', 'learningRate', 'negativesPerPositive', 'initScale'] as const)
+      assert.equal(info[key], linkTrainingProfile[key], key);
+    for (const s of report.perSeed[0].steps) assert.ok(s.auc >= 0 && s.auc <= 100);
+  },
+);

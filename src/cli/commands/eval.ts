@@ -58,6 +58,13 @@ interface TrainModule {
     convergenceTolerance?: number;
     learningRate?: number;
     negativesPerPositive?: number;
+    uniformNegativeFraction?: number;
+    initScale?: number;
+    K?: number;
+    sPsi?: number;
+    sTheta?: number;
+    sigmaPsi?: number;
+    sigmaTheta?: number;
     onProgress?: (p: { step: number; loss: number; elbo: number; seconds: number }) => void;
   }): Promise<TkgForecaster & LinkForecaster & { dispose(): void }>;
 }
