@@ -38,9 +38,9 @@ export const configSchema = z.object({
   learningRate: z.coerce.number().positive().default(0.01).describe('TKG_LR: Adam learning rate'),
   seed: z.coerce.number().int().default(42).describe('TKG_SEED'),
   // Trainer (src/train): windowed NLSM / BAS optimisation
-  trainEpochsPerWindow: z.coerce.number().int().min(1).default(6).describe('TKG_TRAIN_EPOCHS: maximum Adam steps (full passes over the window) per window update'),
-  trainMinEpochsPerWindow: z.coerce.number().int().min(1).default(2).describe('TKG_TRAIN_MIN_EPOCHS: Adam steps before the convergence rule may stop a window update'),
-  trainConvergenceTolerance: z.coerce.number().min(0).default(0.002).describe('TKG_TRAIN_TOLERANCE: stop a window update when the ELBO per fact improves by less than this fraction of its magnitude (0 = always run TKG_TRAIN_EPOCHS)'),
+  trainEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_EPOCHS: maximum Adam steps (full passes over the window) per window update'),
+  trainMinEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_MIN_EPOCHS: Adam steps before the convergence rule may stop a window update'),
+  trainConvergenceTolerance: z.coerce.number().min(0).default(0).describe('TKG_TRAIN_TOLERANCE: stop a window update when the ELBO per fact improves by less than this fraction of its magnitude (0 = always run TKG_TRAIN_EPOCHS)'),
   trainNegativesPerPositive: z.coerce.number().positive().default(4).describe('TKG_TRAIN_NEGATIVES: importance-weighted negative samples per positive fact and step'),
   trainUniformNegativeFraction: z.coerce.number().gt(0).max(1).default(0.2).describe('TKG_TRAIN_UNIFORM_FRACTION: share of uniform pairs in the negative proposal (the rest corrupt a positive\'s subject or object)'),
   trainInitScale: z.coerce.number().positive().default(1).describe('TKG_TRAIN_INIT_SCALE: std of new entities\' psi means (a draw from a narrowed prior; sigma_psi = 10 would saturate the sigmoid)'),
