@@ -44,6 +44,8 @@ interface Row {
   numNodes: number;
   numSteps: number;
   perStepAuc: Array<{ step: number; auc: number }>;
+  /** Micro / Macro AUC of each seed (spread diagnosis). */
+  perSeed: Array<{ seed: number; microAuc: number; macroAuc: number }>;
   paper: { microAuc: number; macroAuc: number };
   /** NLSM only: meets the paper's Micro and Macro and the time target. */
   meetsTargets?: { quality: boolean; seconds: boolean };
@@ -119,6 +121,11 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         numNodes: report.numNodes,
         numSteps: report.numSteps,
         perStepAuc: report.perStepAuc.map((s) => ({ step: s.step, auc: round(s.auc.mean, 1) })),
+        perSeed: report.perSeed.map((s) => ({
+          seed: s.seed,
+          microAuc: round(s.microAuc),
+          macroAuc: round(s.macroAuc),
+        })),
         paper,
       };
       if (model === 'nlsm') {
