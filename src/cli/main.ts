@@ -6,6 +6,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TkgError } from '../core/errors.ts';
+import { addConfigFlags, applyConfigFlags } from './config-flags.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -19,6 +20,11 @@ export async function buildProgram(): Promise<Command> {
     const mod = (await import(join(dir, file))) as { register?: (p: Command) => void };
     mod.register?.(program);
   }
+  // Every configuration key is a flag on every verb (src/cli/config-flags.ts).
+  const leaves = (command: Command): Command[] =>
+    command.commands.length === 0 ? [command] : command.commands.flatMap(leaves);
+  for (const verb of program.commands.flatMap(leaves)) addConfigFlags(verb);
+  program.hook('preAction', (_program, actionCommand) => applyConfigFlags(actionCommand));
   return program;
 }
 

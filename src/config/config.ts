@@ -7,7 +7,7 @@ import { ConfigError } from '../core/errors.ts';
 export const configSchema = z.object({
   // Kafka
   kafkaBrokers: z.string().optional().describe('KAFKA_BROKERS: comma-separated bootstrap servers; unset = embedded local broker'),
-  kafkaClientId: z.string().default('tkg-stream').describe('TKG_KAFKA_CLIENT_ID'),
+  kafkaClientId: z.string().default('tkg-stream').describe('TKG_KAFKA_CLIENT_ID: client id the Kafka clients send (broker logs and quotas)'),
   brokerPort: z.coerce.number().int().min(0).max(65535).default(9092).describe('TKG_BROKER_PORT: local broker port'),
   brokerDir: z.string().default('.tkg/broker').describe('TKG_BROKER_DIR: local broker data and pid'),
   topicPrefix: z.string().default('tkg').describe('TKG_TOPIC_PREFIX: topics are <prefix>.facts, <prefix>.queries, ...'),
@@ -31,12 +31,12 @@ export const configSchema = z.object({
   // Model (SPEC section 1)
   K: z.coerce.number().int().min(1).default(64).describe('TKG_K: latent attributes'),
   windowSize: z.coerce.number().int().min(1).default(5).describe('TKG_WINDOW: m, snapshots per training window'),
-  sTheta: z.coerce.number().positive().default(0.1).describe('TKG_S_THETA'),
-  sPsi: z.coerce.number().positive().default(0.1).describe('TKG_S_PSI'),
-  sigmaTheta: z.coerce.number().positive().default(10).describe('TKG_SIGMA_THETA'),
-  sigmaPsi: z.coerce.number().positive().default(10).describe('TKG_SIGMA_PSI'),
+  sTheta: z.coerce.number().positive().default(0.1).describe('TKG_S_THETA: std of the random-walk prior on theta between steps (s)'),
+  sPsi: z.coerce.number().positive().default(0.1).describe('TKG_S_PSI: std of the random-walk prior on psi between steps (s)'),
+  sigmaTheta: z.coerce.number().positive().default(10).describe('TKG_SIGMA_THETA: std of the prior on theta at the first step (sigma)'),
+  sigmaPsi: z.coerce.number().positive().default(10).describe('TKG_SIGMA_PSI: std of the prior on psi at the first step (sigma)'),
   learningRate: z.coerce.number().positive().default(0.01).describe('TKG_LR: Adam learning rate'),
-  seed: z.coerce.number().int().default(42).describe('TKG_SEED'),
+  seed: z.coerce.number().int().default(42).describe('TKG_SEED: seed of every random choice (initialisation, negative samples); same seed, same numbers'),
   // Trainer (src/train): windowed NLSM / BAS optimisation
   trainEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_EPOCHS: maximum Adam steps (full passes over the window) per window update'),
   trainMinEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_MIN_EPOCHS: Adam steps before the convergence rule may stop a window update'),
