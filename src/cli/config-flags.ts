@@ -7,13 +7,12 @@
 import { Option, type Command } from 'commander';
 import { configSchema, envNames, type TkgConfig } from '../config/config.ts';
 
-export const configFlagsHeading = 'Configuration (every key; flag > environment variable > default):';
+export const configFlagsHeading =
+  'Configuration (every key; flag > environment variable > default):';
 
 /** `trainEpochsPerWindow` -> `train-epochs-per-window`, `K` -> `k`. */
 export function kebabCase(key: string): string {
-  return key
-    .replace(/(?<=[a-z0-9])[A-Z]/g, (letter) => `-${letter}`)
-    .toLowerCase();
+  return key.replace(/(?<=[a-z0-9])[A-Z]/g, (letter) => `-${letter}`).toLowerCase();
 }
 
 /** Key description without its leading environment-variable token. */
@@ -33,9 +32,10 @@ export function addConfigFlags(command: Command): void {
     const long = `--${kebabCase(key)}`;
     if (taken.has(long) || taken.has(`--no-${kebabCase(key)}`)) continue;
     const help = configKeyHelp(key);
-    const option = new Option(`${long} <value>`, `${help}${help ? ' ' : ''}[${envNames[key]}]`).helpGroup(
-      configFlagsHeading,
-    );
+    const option = new Option(
+      `${long} <value>`,
+      `${help}${help ? ' ' : ''}[${envNames[key]}]`,
+    ).helpGroup(configFlagsHeading);
     command.addOption(option);
     added.set(option.attributeName(), key);
   }
