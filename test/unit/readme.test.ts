@@ -1,0 +1,37 @@
+// The README is the product page: its reference tables must stay true to the code.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadConfig } from '../../src/config/config.ts';
+import { configMarkdown, configRows } from '../../src/cli/commands/config.ts';
+import { createMetrics } from '../../src/metrics/metrics.ts';
+import { projectRoot } from '../../src/datasets/files.ts';
+
+const readme = readFileSync(`${projectRoot}/README.md`, 'utf8');
+
+function section(name: string): string {
+  const begin = readme.indexOf(`<!-- ${name}:begin -->`);
+  const end = readme.indexOf(`<!-- ${name}:end -->`);
+  assert.ok(begin >= 0 && end > begin, `README lacks the ${name} markers`);
+  return readme.slice(begin + `<!-- ${name}:begin -->`.length, end).trim();
+}
+
+test('README configuration table equals `tkg config --markdown` (every key, env var, default)', () => {
+  const expected = configMarkdown(configRows(loadConfig({}, {}), {}, {}));
+  assert.equal(section('config'), expected, 'regenerate with: npx tkg config --markdown');
+});
+
+test('README names every exported Prometheus metric', async () => {
+  const { registry } = createMetrics();
+  const names = (await registry.getMetricsAsJSON()).map((m) => m.name);
+  assert.ok(names.length >= 20);
+  const missing = names.filter((name) => !readme.includes(`\`${name}`));
+  assert.deepEqual(missing, [], `README metrics table lacks: ${missing.join(', ')}`);
+});
+
+test('README quick start has exactly the two commands CI runs', () => {
+  assert.match(readme, /npm ci && npm run demo {5}# main job/);
+  assert.match(readme, /\nnpm test {19}# tests/);
+  const ci = readFileSync(`${projectRoot}/.ci/run`, 'utf8');
+  assert.match(ci, /\nnpm test\n/);
+});
