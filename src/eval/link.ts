@@ -3,7 +3,7 @@
 // seeds. Must not import kafkajs, src/kafka or src/train (forecasters come from a factory).
 import type { LinkForecaster, Snapshot } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
-import { mixSeed, seededRandom } from './random.ts';
+import { mixSeed, seededRandom } from '../core/random.ts';
 
 /**
  * Exact AUC = P(score(pos) > score(neg)) + P(equal) / 2 (Mann-Whitney U with averaged tie ranks).

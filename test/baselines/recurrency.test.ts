@@ -10,7 +10,7 @@ import {
 } from '../../src/baselines/recurrency.ts';
 import { RecurrencyLinkForecaster } from '../../src/baselines/recurrency-models.ts';
 import { rankOfTarget } from '../../src/eval/rank.ts';
-import { seededRandom } from '../../src/eval/random.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
 const close = (a: number, b: number, what = ''): void =>
   assert.ok(Math.abs(a - b) < 1e-6, `${what} ${a} vs ${b}`);

@@ -5,7 +5,7 @@ import { toSnapshots } from '../../src/datasets/index.ts';
 import { runTkgProtocol } from '../../src/eval/protocols.ts';
 import { buildAnswerFilter } from '../../src/eval/rank.ts';
 import { aucWithTies, linkTestPairs, meanStd, runLinkProtocol } from '../../src/eval/link.ts';
-import { seededRandom } from '../../src/eval/random.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
 const N = 6;
 const R = 2;

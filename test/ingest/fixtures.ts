@@ -11,6 +11,7 @@ import { ensureTopics } from '../../src/kafka/topics.ts';
 import type { SchemaCodec } from '../../src/schemas/codec.ts';
 import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import { PersistentVocabulary } from '../../src/ingest/vocabulary.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
 let yagoTrainCache: FactEvent[] | undefined;
 
@@ -131,14 +132,4 @@ export function tempStateDir(label: string): string {
   return mkdtempSync(join(tmpdir(), `tkg-${label}-`));
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };

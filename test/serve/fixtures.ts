@@ -1,17 +1,9 @@
 // Test fixtures for the serving tests: seeded random ScoringStates and the brute-force NLSM logit.
 import type { ScoringState } from '../../src/core/types.ts';
 
-/** mulberry32: a small seeded PRNG in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../src/core/random.ts';
+
+export { seededRandom };
 
 /** A random ScoringState: z in (0, 1) (sigmoid of a normal-ish psi), Theta entries in [-scale, scale]. */
 export function randomScoringState(options: {
