@@ -1,8 +1,10 @@
 // Fitting nlsm-h's weights (issue 8 item 2): a listwise softmax (multinomial logistic regression) over each query's
 // candidates = history candidates + the base model's top-M + the true answer, other true answers of the same step
-// removed (time-aware), minimised by Newton's method with L2 regularisation. Two stages: one weight vector shared by
-// every relation, then per-relation weights shrunk towards it (strength chosen on the validation queries by
-// time-aware MRR). Owns: the query-set layout, the objective, the optimiser and the selection MRR.
+// removed (time-aware), minimised by Newton's method with L2 regularisation. Forms: one weight vector shared by every
+// relation, per-relation weights shrunk towards it (several strengths), the recurrency form (the reference model plus
+// beta * base logit) and its direct MRR ascent. The form is chosen on the validation queries by the mean of the raw,
+// static and time-aware MRR among the forms that are at least as good as the recurrency form in every filter mode
+// (selectForm). Owns: the query-set layout, the objective, the optimiser and the selection MRRs.
 // Pure functions over typed arrays; must not import tfjs, src/train, kafkajs or src/kafka.
 import { InvalidInputError } from '../core/errors.ts';
 import { F, FS, type HybridWeights } from './features.ts';
@@ -10,12 +12,27 @@ import { F, FS, type HybridWeights } from './features.ts';
 /** D = 1 + F local parameters per query: beta (scale of the base logit) and the F history weights. */
 const D = 1 + F;
 
+/** Filter modes of the selection MRR (as the evaluation reports them). */
+export type SelectionMode = 'raw' | 'static' | 'timeAware';
+export const SELECTION_MODES: readonly SelectionMode[] = ['raw', 'static', 'timeAware'];
+
+/** excludeMask bits: the candidate is another true answer of the query's own step / a known fact of the query. */
+export const EXCLUDED_TIME_AWARE = 1;
+export const EXCLUDED_STATIC = 2;
+const modeBit: Record<SelectionMode, number> = {
+  raw: 0,
+  static: EXCLUDED_STATIC,
+  timeAware: EXCLUDED_TIME_AWARE,
+};
+
 /**
  * Candidates of many queries, CSR layout. Candidate c of query q is offsets[q] <= c < offsets[q + 1]; the first
- * exactCount[q] are exact (history candidates, the base top-M, the answer), the rest a uniform sample (with
- * replacement) of the other entities, each standing for sampleWeight[q] entities in the softmax's normaliser
- * (an unbiased estimate of the sum over all N: without it the top-M negatives would teach the fit that a high base
- * logit means a wrong answer).
+ * exactCount[q] are exact (history candidates, the base top-M, the answer, the filtered entities), the rest a uniform
+ * sample (with replacement) of the other entities, each standing for sampleWeight[q] entities in the softmax's
+ * normaliser (an unbiased estimate of the sum over all N: without it the top-M negatives would teach the fit that a
+ * high base logit means a wrong answer). Filtered entities (other true answers of the step, known facts) are exact
+ * candidates flagged in excludeMask, so one set ranks the answer in every filter mode; the fit skips the
+ * time-aware-filtered ones (other true answers are not wrong).
  */
 export interface QuerySet {
   numRelations: number; // R
@@ -32,6 +49,8 @@ export interface QuerySet {
   baseRank: Float32Array; // [Q]
   exactCount: Int32Array; // [Q]
   sampleWeight: Float32Array; // [Q]
+  /** EXCLUDED_TIME_AWARE | EXCLUDED_STATIC per candidate (0: ranked in every mode). */
+  excludeMask: Uint8Array; // [C]
 }
 
 export function querySetSize(set: QuerySet): number {
@@ -44,6 +63,7 @@ export class QuerySetBuilder {
   private readonly offsets: number[] = [0];
   private base: number[] = [];
   private features: number[] = [];
+  private excludeMask: number[] = [];
   private readonly answer: number[] = [];
   private readonly baseFloor: number[] = [];
   private readonly baseCandidates: number[] = [];
@@ -73,7 +93,8 @@ export class QuerySetBuilder {
 
   /**
    * Adds one query. `row` holds the base logits of all N entities; `history` its history candidates; `excluded`
-   * other true answers of the same step (sorted or not; the answer itself is ignored there).
+   * other true answers of the same step (time-aware filter), `staticExcluded` the known facts' answers of the query
+   * (static filter; sorted or not; the answer itself is ignored in both).
    */
   add(query: {
     slot: number;
@@ -81,14 +102,20 @@ export class QuerySetBuilder {
     answer: number;
     history: { entities: Int32Array; features: Float32Array };
     excluded?: Int32Array;
+    staticExcluded?: Int32Array;
   }): void {
     const { row, answer, history } = query;
     const N = row.length;
-    const excluded = new Set<number>();
-    if (query.excluded) for (const e of query.excluded) if (e !== answer) excluded.add(e);
-    // base top-M by a bounded min-heap over the row
-    const M = Math.min(this.topM, N - excluded.size);
-    const heap = new Int32Array(M);
+    // flags: EXCLUDED_TIME_AWARE implies EXCLUDED_STATIC (a fact true at the step is a known fact)
+    const flags = new Map<number, number>();
+    if (query.staticExcluded)
+      for (const e of query.staticExcluded) if (e !== answer) flags.set(e, EXCLUDED_STATIC);
+    if (query.excluded)
+      for (const e of query.excluded)
+        if (e !== answer) flags.set(e, EXCLUDED_STATIC | EXCLUDED_TIME_AWARE);
+    // base top-M by a bounded min-heap over the row (flagged entities are exact candidates anyway)
+    const M = Math.min(this.topM, N - flags.size);
+    const heap = new Int32Array(Math.max(0, M));
     let size = 0;
     const less = (a: number, b: number): boolean => row[a] < row[b] || (row[a] === row[b] && a > b);
     const siftDown = (i: number): void => {
@@ -109,13 +136,13 @@ export class QuerySetBuilder {
     let better = 0;
     let equal = 0;
     for (let e = 0; e < N; e++) {
-      if (excluded.has(e)) continue;
+      if (flags.size > 0 && flags.has(e)) continue;
       const s = row[e];
       if (e !== answer) {
         if (s > answerScore) better++;
         else if (s === answerScore) equal++;
       }
-      if (M === 0) continue;
+      if (M <= 0) continue;
       if (size < M) {
         heap[size] = e;
         let i = size++;
@@ -137,23 +164,26 @@ export class QuerySetBuilder {
     const push = (entity: number, features: Float32Array | null, at: number): void => {
       position.set(entity, this.base.length);
       this.base.push(row[entity]);
+      this.excludeMask.push(flags.get(entity) ?? 0);
       for (let f = 0; f < F; f++) this.features.push(features ? features[at + f] : 0);
     };
     for (let m = 0; m < history.entities.length; m++) {
       const entity = history.entities[m];
-      if (excluded.has(entity) || position.has(entity)) continue;
+      if (position.has(entity)) continue;
       push(entity, history.features, m * F);
     }
     for (let i = 0; i < size; i++) if (!position.has(heap[i])) push(heap[i], null, 0);
     if (!position.has(answer)) push(answer, null, 0);
+    for (const entity of flags.keys()) if (!position.has(entity)) push(entity, null, 0);
     const exact = this.base.length - start;
-    const eligible = N - excluded.size - exact;
+    const eligible = N - exact;
     let drawn = 0;
     if (eligible > 0) {
       for (let attempt = 0; drawn < this.samples && attempt < 20 * this.samples; attempt++) {
         const e = Math.floor(this.random() * N);
-        if (position.has(e) || excluded.has(e)) continue;
+        if (position.has(e)) continue;
         this.base.push(row[e]);
+        this.excludeMask.push(0);
         for (let f = 0; f < F; f++) this.features.push(0);
         drawn++;
       }
@@ -181,6 +211,7 @@ export class QuerySetBuilder {
       baseRank: Float32Array.from(this.baseRank),
       exactCount: Int32Array.from(this.exactCount),
       sampleWeight: Float32Array.from(this.sampleWeight),
+      excludeMask: Uint8Array.from(this.excludeMask),
     };
   }
 }
@@ -191,7 +222,11 @@ export function concatQuerySets(a: QuerySet, b: QuerySet): QuerySet {
   const offsets = new Int32Array(a.slot.length + b.slot.length + 1);
   offsets.set(a.offsets);
   for (let q = 1; q < b.offsets.length; q++) offsets[a.slot.length + q] = Ca + b.offsets[q];
-  const cat = <T extends Int32Array | Float32Array>(x: T, y: T, make: (n: number) => T): T => {
+  const cat = <T extends Int32Array | Float32Array | Uint8Array>(
+    x: T,
+    y: T,
+    make: (n: number) => T,
+  ): T => {
     const out = make(x.length + y.length);
     out.set(x);
     out.set(y, x.length);
@@ -215,6 +250,7 @@ export function concatQuerySets(a: QuerySet, b: QuerySet): QuerySet {
     baseRank: cat(a.baseRank, b.baseRank, f32),
     exactCount: cat(a.exactCount, b.exactCount, i32),
     sampleWeight: cat(a.sampleWeight, b.sampleWeight, f32),
+    excludeMask: cat(a.excludeMask, b.excludeMask, (n) => new Uint8Array(n)),
   };
 }
 
@@ -310,17 +346,21 @@ export function hybridObjective(
       let s = local[0] * set.base[at];
       for (let f = 0; f < F; f++) s += local[1 + f] * set.features[at * F + f];
       scores[c] = s;
-      if (s > max) max = s;
+      if (s > max && !(set.excludeMask[at] & EXCLUDED_TIME_AWARE)) max = s;
     }
     const exact = set.exactCount[q];
     const sampleWeight = set.sampleWeight[q];
     let sum = 0;
-    for (let c = 0; c < n; c++) sum += (c < exact ? 1 : sampleWeight) * Math.exp(scores[c] - max);
+    for (let c = 0; c < n; c++) {
+      if (set.excludeMask[start + c] & EXCLUDED_TIME_AWARE) continue;
+      sum += (c < exact ? 1 : sampleWeight) * Math.exp(scores[c] - max);
+    }
     total += max + Math.log(sum) - scores[set.answer[q] - start];
     if (!withDerivatives) continue;
     mean.fill(0);
     second.fill(0);
     for (let c = 0; c < n; c++) {
+      if (set.excludeMask[start + c] & EXCLUDED_TIME_AWARE) continue;
       const p = ((c < exact ? 1 : sampleWeight) * Math.exp(scores[c] - max)) / sum;
       if (p < 1e-12) continue;
       const at = start + c;
@@ -442,15 +482,31 @@ export function minimiseObjective(
 }
 
 /**
- * Pure: time-aware filtered MRR (%) of the queries under per-relation parameters `theta`. Exact when the answer
- * scores at least beta * baseFloor (every non-candidate scores beta * base <= that); otherwise the non-candidates
- * above the answer are estimated from its base rank. Sampled candidates are not ranked. beta must be > 0 (see
- * clampBaseScale).
+ * Pure: filtered MRR (%) of the queries under per-relation parameters `theta` in one filter mode (default
+ * time-aware; raw ranks every candidate, static skips the known facts' answers). Exact when the answer scores at
+ * least beta * baseFloor (every non-candidate scores beta * base <= that); otherwise the non-candidates above the
+ * answer are estimated from its base rank. Sampled candidates are not ranked. beta must be > 0 (see clampBaseScale).
  */
-export function selectionMrr(set: QuerySet, theta: ArrayLike<number>): number {
+export function selectionMrr(
+  set: QuerySet,
+  theta: ArrayLike<number>,
+  mode: SelectionMode = 'timeAware',
+): number {
+  return selectionMrrs(set, theta, [mode])[mode]!;
+}
+
+/** Pure: selectionMrr in several filter modes at once (one pass over the candidates). */
+export function selectionMrrs(
+  set: QuerySet,
+  theta: ArrayLike<number>,
+  modes: readonly SelectionMode[] = SELECTION_MODES,
+): Partial<Record<SelectionMode, number>> {
   const R = set.numRelations;
   const Q = set.slot.length;
-  let sum = 0;
+  const bits = modes.map((m) => modeBit[m]);
+  const sums = new Float64Array(modes.length);
+  const better = new Float64Array(modes.length);
+  const equal = new Float64Array(modes.length);
   for (let q = 0; q < Q; q++) {
     const slot = set.slot[q];
     const beta = theta[slot % R];
@@ -464,20 +520,28 @@ export function selectionMrr(set: QuerySet, theta: ArrayLike<number>): number {
     };
     const answer = set.answer[q];
     const target = scoreOf(answer);
-    let better = 0;
-    let equal = 0;
+    better.fill(0);
+    equal.fill(0);
     for (let at = start; at < end; at++) {
       if (at === answer) continue;
       const s = scoreOf(at);
-      if (s > target) better++;
-      else if (s === target) equal++;
+      if (s < target) continue;
+      const mask = set.excludeMask[at];
+      for (let m = 0; m < bits.length; m++) {
+        if (mask & bits[m]) continue;
+        if (s > target) better[m]++;
+        else equal[m]++;
+      }
     }
-    if (!(target >= beta * set.baseFloor[q]) && beta > 0) {
-      better += Math.max(0, set.baseRank[q] - 1 - set.baseCandidates[q]);
-    }
-    sum += 1 / (1 + better + equal / 2);
+    const missed =
+      !(target >= beta * set.baseFloor[q]) && beta > 0
+        ? Math.max(0, set.baseRank[q] - 1 - set.baseCandidates[q])
+        : 0;
+    for (let m = 0; m < bits.length; m++) sums[m] += 1 / (1 + better[m] + missed + equal[m] / 2);
   }
-  return (100 * sum) / Math.max(1, Q);
+  const out: Partial<Record<SelectionMode, number>> = {};
+  modes.forEach((mode, m) => (out[mode] = (100 * sums[m]) / Math.max(1, Q)));
+  return out;
 }
 
 /** Pure: per-relation parameters with every beta raised to at least minScale (the base logit keeps breaking ties). */
@@ -493,19 +557,25 @@ export function clampBaseScale(
 
 /**
  * Direct MRR ascent (pure): coordinate search over the D shared parameters (beta and the F history weights, the same
- * for every slot), starting from `start`, maximising selectionMrr on `set`. beta moves multiplicatively (kept > 0),
+ * for every slot), starting from `start`, maximising `criterion` (default: time-aware selectionMrr) on `set`. beta moves multiplicatively (kept > 0),
  * the history weights additively; step sizes halve when no coordinate improves. For the few parameters of the shared
  * form this aligns the fit with the reported metric (the softmax fit optimises likelihood, not rank).
  */
 export function ascendSharedMrr(
   set: QuerySet,
   start: ArrayLike<number>,
-  options: { maxEvaluations?: number; rounds?: number } = {},
+  options: {
+    maxEvaluations?: number;
+    rounds?: number;
+    /** What to maximise (default: time-aware selectionMrr). */
+    criterion?: (set: QuerySet, theta: ArrayLike<number>) => number;
+  } = {},
 ): { shared: Float64Array; mrr: number; evaluations: number } {
   const R = set.numRelations;
   const maxEvaluations = options.maxEvaluations ?? 160;
+  const criterion = options.criterion ?? ((s, theta) => selectionMrr(s, theta));
   let shared = Float64Array.from(start);
-  let best = selectionMrr(set, expandShared(shared, R));
+  let best = criterion(set, expandShared(shared, R));
   let evaluations = 1;
   const steps = Array.from(shared, (v, d) => (d === 0 ? 2 : Math.max(0.5 * Math.abs(v), 0.05)));
   for (let round = 0; round < (options.rounds ?? 5) && evaluations < maxEvaluations; round++) {
@@ -516,7 +586,7 @@ export function ascendSharedMrr(
         for (const sign of [1, -1]) {
           const trial = Float64Array.from(shared);
           trial[d] = d === 0 ? shared[0] * steps[0] ** sign : shared[d] + sign * steps[d];
-          const mrr = selectionMrr(set, expandShared(trial, R));
+          const mrr = criterion(set, expandShared(trial, R));
           evaluations++;
           if (mrr > best + 1e-6) {
             best = mrr;
@@ -532,30 +602,78 @@ export function ascendSharedMrr(
   return { shared, mrr: best, evaluations };
 }
 
+/** Validation MRR (%) of one form in every filter mode and the selection criterion (their mean). */
+export interface ModeMrrs {
+  raw: number;
+  static: number;
+  timeAware: number;
+  /** The selection criterion: mean of raw, static and time-aware. */
+  mean: number;
+}
+
+export type HybridForm = 'shared' | 'perRelation' | 'recurrency' | 'ascent';
+
 export interface HybridFitReport {
-  /** Selection (validation) time-aware MRR of: the base model alone, the shared weights, each L2 strength. */
-  validationMrr: {
-    baseOnly: number;
-    shared: number;
-    perRelation: Array<{ l2: number; mrr: number }>;
-    /** The recurrency form with the beta chosen on the fitting queries (null without recurrencyAlpha). */
-    recurrency: { beta: number; mrr: number } | null;
-    /** The recurrency form refined by direct MRR ascent on the fitting queries (ascendSharedMrr). */
-    ascent: { mrr: number } | null;
-  };
-  chosen: {
-    form: 'shared' | 'perRelation' | 'recurrency' | 'ascent';
+  /** The base model alone on the validation queries. */
+  baseOnly: ModeMrrs;
+  /** Every candidate form on the validation queries (fitted on the fitting queries), in complexity order. */
+  forms: Array<{
+    form: HybridForm;
     l2: number | null;
-    validationMrr: number;
-  };
+    /** beta of the recurrency form (relative to nothing: the absolute scale of the base logit). */
+    beta?: number;
+    validation: ModeMrrs;
+    /** At least as good as the reference (recurrency) form in every filter mode on validation. */
+    qualifies: boolean;
+  }>;
+  chosen: { form: HybridForm; l2: number | null; validation: ModeMrrs };
+  /** How the form was chosen (text for logs and `tkg eval --json`). */
+  criterion: string;
   fitQueries: number;
   validationQueries: number;
   seconds: number;
 }
 
+/** Pure: the selection criterion of a form: its MRR in every filter mode and their mean. */
+export function modeMrrs(set: QuerySet, theta: ArrayLike<number>): ModeMrrs {
+  const m = selectionMrrs(set, theta, SELECTION_MODES);
+  return {
+    raw: m.raw!,
+    static: m.static!,
+    timeAware: m.timeAware!,
+    mean: (m.raw! + m.static! + m.timeAware!) / 3,
+  };
+}
+
+/**
+ * Pure: the chosen form's index. Candidates that are at least as good as the reference in every filter mode (up to
+ * `tolerance` MRR points) qualify; the reference always does; among the qualifying ones the best mean MRR wins (ties:
+ * the earlier, i.e. simpler, form). Without a reference: the best mean.
+ */
+export function selectForm(
+  candidates: ReadonlyArray<{ validation: ModeMrrs }>,
+  referenceIndex: number | null,
+  tolerance = 0,
+): { index: number; qualifies: boolean[] } {
+  const reference = referenceIndex === null ? null : candidates[referenceIndex].validation;
+  const qualifies = candidates.map(
+    (c, i) =>
+      reference === null ||
+      i === referenceIndex ||
+      SELECTION_MODES.every((mode) => c.validation[mode] >= reference[mode] - tolerance),
+  );
+  let index = referenceIndex ?? 0;
+  for (let i = 0; i < candidates.length; i++) {
+    if (!qualifies[i]) continue;
+    if (!qualifies[index] || candidates[i].validation.mean > candidates[index].validation.mean)
+      index = i;
+  }
+  return { index, qualifies };
+}
+
 /** beta of the recurrency form, relative to the spread (standard deviation) of the base logits. */
 export const defaultRelativeBetaGrid: readonly number[] = [
-  1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1,
+  1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1,
 ];
 
 /** Pure: standard deviation of the exact candidates' base logits (1 if there are none or they are constant). */
@@ -577,9 +695,12 @@ export function baseLogitSpread(set: QuerySet): number {
 export const defaultL2Grid: readonly number[] = [1e-2, 1e-3, 1e-4, 1e-5];
 
 /**
- * Fits nlsm-h's weights: shared weights on `fit` (the train split's queries), per-relation weights shrunk towards
- * them for each L2 strength, chosen by time-aware MRR on `validation` (never the test split: the caller passes
- * only train / valid queries); then refits the chosen form on fit + validation.
+ * Fits nlsm-h's weights on `fit` (the train split's queries) in several forms: shared weights, per-relation weights
+ * shrunk towards them (one per L2 strength), the recurrency form (the reference model's own score, strict + alpha *
+ * relaxed, plus beta * base logit: the base logit orders what the history leaves tied) and its direct MRR ascent.
+ * The form is chosen on `validation` by selectForm (mean of raw / static / time-aware MRR among the forms at least as
+ * good as the recurrency form in every mode; never the test split: the caller passes only train / valid queries),
+ * then refitted on fit + validation.
  */
 export function fitHybridWeights(input: {
   fit: QuerySet;
@@ -594,6 +715,7 @@ export function fitHybridWeights(input: {
   const t0 = performance.now();
   const R = input.numRelations;
   const grid = input.l2Grid ?? defaultL2Grid;
+  const meanMrr = (set: QuerySet, theta: ArrayLike<number>): number => modeMrrs(set, theta).mean;
   const initialShared = new Float64Array(D);
   initialShared[0] = 1;
   const fitShared = (set: QuerySet) =>
@@ -605,34 +727,7 @@ export function fitHybridWeights(input: {
       R,
     );
   };
-  const baseOnly = expandShared(initialShared, R);
-  const shared = fitShared(input.fit);
-  const sharedMrr = selectionMrr(input.validation, clampBaseScale(expandShared(shared, R), R));
-  const perRelation = grid.map((l2) => ({
-    l2,
-    mrr: selectionMrr(input.validation, fitPerRelation(input.fit, shared, l2)),
-  }));
-  // the recurrency form: the baseline's own score (strict + alpha * relaxed) plus beta * base logit, beta chosen
-  // by MRR on the fitting queries (the base logit orders what the history leaves tied, and can overrule it)
-  const recurrencyTheta = (beta: number): Float64Array => {
-    const theta = new Float64Array(parameterCount('perRelation', R));
-    for (let r = 0; r < R; r++) theta[r] = beta;
-    for (let slot = 0; slot < 2 * R; slot++) {
-      theta[R + slot * F] = 1; // strict
-      theta[R + slot * F + FS] = input.recurrencyAlpha ?? 0; // relaxed
-    }
-    return theta;
-  };
-  const spread = baseLogitSpread(input.fit);
-  const betaGrid = defaultRelativeBetaGrid.map((x) => x / spread);
-  const pickBeta = (set: QuerySet) => {
-    let best = { beta: betaGrid[0], mrr: -1 };
-    for (const beta of betaGrid) {
-      const mrr = selectionMrr(set, recurrencyTheta(beta));
-      if (mrr > best.mrr) best = { beta, mrr };
-    }
-    return best.beta;
-  };
+  // the recurrency form: strict weight 1, relaxed weight alpha, beta * base logit
   const recurrencyShared = (beta: number): Float64Array => {
     const shared = new Float64Array(D);
     shared[0] = beta;
@@ -640,34 +735,64 @@ export function fitHybridWeights(input: {
     shared[1 + FS] = input.recurrencyAlpha ?? 0;
     return shared;
   };
-  const ascend = (set: QuerySet) => ascendSharedMrr(set, recurrencyShared(pickBeta(set))).shared;
-  let recurrency: HybridFitReport['validationMrr']['recurrency'] = null;
-  let ascent: HybridFitReport['validationMrr']['ascent'] = null;
+  const spread = baseLogitSpread(input.fit);
+  const betaGrid = defaultRelativeBetaGrid.map((x) => x / spread);
+  const pickBeta = (set: QuerySet): number => {
+    let best = { beta: betaGrid[0], mrr: -1 };
+    for (const beta of betaGrid) {
+      const mrr = meanMrr(set, expandShared(recurrencyShared(beta), R));
+      if (mrr > best.mrr) best = { beta, mrr };
+    }
+    return best.beta;
+  };
+  const ascend = (set: QuerySet): Float64Array =>
+    ascendSharedMrr(set, recurrencyShared(pickBeta(set)), { criterion: meanMrr }).shared;
+
+  // candidate forms fitted on the fitting queries, scored on validation; simpler forms first
+  type Candidate = HybridFitReport['forms'][number] & { refit: (set: QuerySet) => Float64Array };
+  const candidates: Candidate[] = [];
+  const add = (
+    form: HybridForm,
+    l2: number | null,
+    theta: Float64Array,
+    refit: Candidate['refit'],
+    beta?: number,
+  ) =>
+    candidates.push({
+      form,
+      l2,
+      ...(beta !== undefined ? { beta } : {}),
+      validation: modeMrrs(input.validation, theta),
+      qualifies: true,
+      refit,
+    });
+  let referenceIndex: number | null = null;
   if (input.recurrencyAlpha !== undefined) {
     const beta = pickBeta(input.fit);
-    recurrency = { beta, mrr: selectionMrr(input.validation, recurrencyTheta(beta)) };
-    ascent = { mrr: selectionMrr(input.validation, expandShared(ascend(input.fit), R)) };
+    referenceIndex = candidates.length;
+    add(
+      'recurrency',
+      null,
+      expandShared(recurrencyShared(beta), R),
+      (set) => expandShared(recurrencyShared(pickBeta(set)), R),
+      beta,
+    );
+    add('ascent', null, expandShared(ascend(input.fit), R), (set) => expandShared(ascend(set), R));
   }
-  let chosen: HybridFitReport['chosen'] = { form: 'shared', l2: null, validationMrr: sharedMrr };
-  for (const p of perRelation)
-    if (p.mrr > chosen.validationMrr)
-      chosen = { form: 'perRelation', l2: p.l2, validationMrr: p.mrr };
-  if (recurrency !== null && recurrency.mrr > chosen.validationMrr)
-    chosen = { form: 'recurrency', l2: null, validationMrr: recurrency.mrr };
-  if (ascent !== null && ascent.mrr > chosen.validationMrr)
-    chosen = { form: 'ascent', l2: null, validationMrr: ascent.mrr };
+  const shared = fitShared(input.fit);
+  add('shared', null, clampBaseScale(expandShared(shared, R), R), (set) =>
+    clampBaseScale(expandShared(fitShared(set), R), R),
+  );
+  for (const l2 of [...grid].sort((a, b) => b - a)) {
+    add('perRelation', l2, fitPerRelation(input.fit, shared, l2), (set) =>
+      fitPerRelation(set, fitShared(set), l2),
+    );
+  }
+  const { index, qualifies } = selectForm(candidates, referenceIndex);
+  candidates.forEach((c, i) => (c.qualifies = qualifies[i]));
+  const chosen = candidates[index];
   // refit the chosen form on fit + validation
-  const all = concatQuerySets(input.fit, input.validation);
-  let theta: Float64Array;
-  if (chosen.form === 'recurrency') theta = recurrencyTheta(pickBeta(all));
-  else if (chosen.form === 'ascent') theta = expandShared(ascend(all), R);
-  else {
-    const finalShared = fitShared(all);
-    theta =
-      chosen.form === 'shared'
-        ? clampBaseScale(expandShared(finalShared, R), R)
-        : fitPerRelation(all, finalShared, chosen.l2!);
-  }
+  const theta = chosen.refit(concatQuerySets(input.fit, input.validation));
   return {
     weights: weightsFromParameters(theta, {
       numRelations: R,
@@ -675,14 +800,13 @@ export function fitHybridWeights(input: {
       relaxedTopK: input.relaxedTopK,
     }),
     report: {
-      validationMrr: {
-        baseOnly: selectionMrr(input.validation, baseOnly),
-        shared: sharedMrr,
-        perRelation,
-        recurrency,
-        ascent,
-      },
-      chosen,
+      baseOnly: modeMrrs(input.validation, expandShared(initialShared, R)),
+      forms: candidates.map(({ refit: _refit, ...c }) => c),
+      chosen: { form: chosen.form, l2: chosen.l2, validation: chosen.validation },
+      criterion:
+        referenceIndex === null
+          ? 'validation mean of raw / static / time-aware MRR'
+          : 'validation mean of raw / static / time-aware MRR among the forms at least as good as the recurrency form in every filter mode',
       fitQueries: input.fit.slot.length,
       validationQueries: input.validation.slot.length,
       seconds: (performance.now() - t0) / 1000,

@@ -8,7 +8,7 @@
 // Owns: the collection schedule, the query sampling and the combination at score time. Must not import tfjs,
 // src/train, kafkajs or src/kafka (the base forecaster is passed in).
 import type { Direction, Snapshot, TkgForecaster } from '../core/types.ts';
-import { buildAnswerFilter, trueAnswers } from '../eval/rank.ts';
+import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../eval/rank.ts';
 import type { TkgProtocol } from '../eval/protocols.ts';
 import { baseOnlyWeights, combineInPlace, slotOf, type HybridWeights } from './features.ts';
 import { fitHybridWeights, QuerySetBuilder, type HybridFitReport, type QuerySet } from './fit.ts';
@@ -20,6 +20,11 @@ export interface HybridPlan {
   fitTargets: readonly Snapshot[];
   /** Steps whose queries select the regularisation (the valid split). Ascending, after fitTargets. */
   validationTargets: readonly Snapshot[];
+  /**
+   * The facts the static filter of the selection knows (the selection splits: history + validation, never the test
+   * split); without them the static selection MRR equals the time-aware one.
+   */
+  knownFacts?: readonly Snapshot[];
   /** Most queries sampled per phase (fit, validation); default 20,000. */
   maxQueriesPerPhase?: number;
   seed?: number;
@@ -69,6 +74,7 @@ export class HybridForecaster implements TkgForecaster {
   private readonly sampleRate: Record<Phase, number>;
   private readonly random: () => number;
   private readonly options: HybridForecasterOptions;
+  private staticFilter: AnswerFilter | undefined;
 
   constructor(
     readonly base: TkgForecaster,
@@ -157,10 +163,15 @@ export class HybridForecaster implements TkgForecaster {
       l2Grid: this.options.l2Grid,
       recurrencyAlpha: this.options.recurrencyAlpha,
     });
+    const text = (m: { raw: number; static: number; timeAware: number }): string =>
+      `${m.raw.toFixed(2)}/${m.static.toFixed(2)}/${m.timeAware.toFixed(2)}`;
+    const reference = report.forms.find((f) => f.form === 'recurrency');
     this.options.log?.(
       `nlsm-h: fitted on ${report.fitQueries} train queries, selected on ${report.validationQueries} validation queries ` +
-        `(${report.chosen.form}${report.chosen.l2 !== null ? `, l2 ${report.chosen.l2}` : ''}): validation time-aware MRR ` +
-        `${report.chosen.validationMrr.toFixed(2)} vs base alone ${report.validationMrr.baseOnly.toFixed(2)} (${report.seconds.toFixed(1)} s)`,
+        `(${report.chosen.form}${report.chosen.l2 !== null ? `, l2 ${report.chosen.l2}` : ''}): validation raw/static/time-aware MRR ` +
+        `${text(report.chosen.validation)}` +
+        (reference ? ` vs recurrency form ${text(reference.validation)}` : '') +
+        ` vs base alone ${text(report.baseOnly)} (${report.seconds.toFixed(1)} s)`,
     );
     this.weightsValue = weights;
     this.report = report;
@@ -213,6 +224,13 @@ export class HybridForecaster implements TkgForecaster {
     const R = this.options.numRelations;
     const batchSize = this.options.batchSize ?? 256;
     const timeAware = buildAnswerFilter([target.triples], R);
+    const known = this.options.plan?.knownFacts;
+    if (this.staticFilter === undefined && known !== undefined && known.length > 0)
+      this.staticFilter = buildAnswerFilter(
+        known.map((s) => s.triples),
+        R,
+      );
+    const staticFilter = this.staticFilter;
     for (const direction of ['object', 'subject'] as Direction[]) {
       const anchors: number[] = [];
       const relations: number[] = [];
@@ -239,6 +257,10 @@ export class HybridForecaster implements TkgForecaster {
             answer: answers[start + b],
             history: this.history.candidates(target.step, direction, anchor, relation),
             excluded: trueAnswers(timeAware, direction, anchor, relation),
+            staticExcluded:
+              staticFilter !== undefined
+                ? trueAnswers(staticFilter, direction, anchor, relation)
+                : undefined,
           });
         }
       }

@@ -48,6 +48,7 @@ export function hybridTkgModel(options: HybridModelOptions): TkgModelFactory {
         protocol: context.protocol,
         fitTargets,
         validationTargets: validation,
+        knownFacts: [...history, ...validation],
         maxQueriesPerPhase: options.maxQueriesPerPhase,
         seed: context.seed,
       },
@@ -68,7 +69,7 @@ export function hybridTkgModel(options: HybridModelOptions): TkgModelFactory {
             ? [validation[0].step, validation[validation.length - 1].step]
             : null,
         selection: context.selection.description,
-        selectionCriterion: `time-aware filtered MRR, ${context.protocol}`,
+        selectionCriterion: `decay: recurrency's (time-aware MRR); form: mean of raw / static / time-aware MRR among the forms at least as good as the recurrency form in every mode (${context.protocol})`,
         // getters: describe() is called before the run; the fit happens at the first score()
         get fit() {
           return forecaster.fitReport;

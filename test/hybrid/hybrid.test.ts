@@ -17,6 +17,8 @@ import {
   expandShared,
   concatQuerySets,
   ascendSharedMrr,
+  modeMrrs,
+  selectForm,
   type HybridWeights,
 } from '../../src/hybrid/index.ts';
 import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
@@ -364,4 +366,85 @@ test('selection never reads the test split: weights are identical with a differe
   // before the first test query the base was only asked about train / valid steps
   assert.ok(a.scoredBeforeTest.length > 0);
   for (const step of a.scoredBeforeTest) assert.ok(step < 24, `step ${step} scored while fitting`);
+});
+
+test('selection MRRs in raw / static / time-aware mode equal dense ranks; selectForm keeps the reference unless beaten in every mode', () => {
+  let x = 23;
+  const random = () => (x = (x * 16807) % 2147483647) / 2147483647;
+  const R = 2;
+  const N = 24;
+  // topM = N: every entity is an exact candidate, so the selection MRRs must be the exact dense ones
+  const builder = new QuerySetBuilder(R, N, 0, 5);
+  const queries: Array<{
+    slot: number;
+    row: Float32Array;
+    answer: number;
+    entities: Int32Array;
+    features: Float32Array;
+    timeAware: Int32Array;
+    known: Int32Array;
+  }> = [];
+  for (let q = 0; q < 120; q++) {
+    // coarse logits: ties happen
+    const row = Float32Array.from({ length: N }, () => Math.round(random() * 6) / 2);
+    const answer = Math.floor(random() * N);
+    const entities = Int32Array.of((answer + 1) % N, answer, (answer + 7) % N);
+    const features = Float32Array.from({ length: 3 * F }, () => Math.round(random() * 4) / 4);
+    const timeAware = Int32Array.of(answer, (answer + 1) % N);
+    const known = Int32Array.of((answer + 2) % N, (answer + 3) % N, (answer + 1) % N);
+    const slot = q % (2 * R);
+    queries.push({ slot, row, answer, entities, features, timeAware, known });
+    builder.add({
+      slot,
+      row,
+      answer,
+      history: { entities, features },
+      excluded: timeAware,
+      staticExcluded: known,
+    });
+  }
+  const set = builder.build();
+  const theta = expandShared([0.7, 0.5, -0.2, 0.3, 0.1, 0.8, 0.05], R);
+  const dense = (mode: 'raw' | 'static' | 'timeAware'): number => {
+    let sum = 0;
+    for (const q of queries) {
+      const score = (e: number): number => {
+        let s = theta[q.slot % R] * q.row[e];
+        const m = q.entities.indexOf(e);
+        if (m >= 0)
+          for (let f = 0; f < F; f++) s += theta[R + q.slot * F + f] * q.features[m * F + f];
+        return Math.fround(s);
+      };
+      const skip = new Set<number>();
+      if (mode !== 'raw') for (const e of q.timeAware) skip.add(e);
+      if (mode === 'static') for (const e of q.known) skip.add(e);
+      skip.delete(q.answer);
+      const target = score(q.answer);
+      let better = 0;
+      let equal = 0;
+      for (let e = 0; e < N; e++) {
+        if (e === q.answer || skip.has(e)) continue;
+        if (score(e) > target) better++;
+        else if (score(e) === target) equal++;
+      }
+      sum += 1 / (1 + better + equal / 2);
+    }
+    return (100 * sum) / queries.length;
+  };
+  const modes = modeMrrs(set, theta);
+  for (const mode of ['raw', 'static', 'timeAware'] as const)
+    assert.ok(
+      Math.abs(modes[mode] - dense(mode)) < 1e-9,
+      `${mode}: ${modes[mode]} vs ${dense(mode)}`,
+    );
+  assert.ok(modes.raw < modes.timeAware && modes.timeAware < modes.static);
+  assert.equal(selectionMrr(set, theta, 'static'), modes.static);
+  // selectForm: the best mean loses raw to the reference, so the next best qualifying form wins
+  const m = (raw: number, st: number, ta: number) => ({
+    validation: { raw, static: st, timeAware: ta, mean: (raw + st + ta) / 3 },
+  });
+  const forms = [m(50, 80, 70), m(49.9, 90, 80), m(50.1, 81, 71), m(50, 79.9, 75)];
+  assert.deepEqual(selectForm(forms, 0), { index: 2, qualifies: [true, false, true, false] });
+  assert.equal(selectForm(forms, null).index, 1);
+  assert.equal(selectForm([m(50, 80, 70), m(40, 70, 60)], 0).index, 0);
 });
