@@ -16,7 +16,7 @@ import { createKafkaClient, createProducer } from '../kafka/client.ts';
 import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
 import type { StepClockSpec } from '../window/step-clock.ts';
-import { IngestState } from './ingest-state.ts';
+import { IngestState, type CheckpointJob } from './ingest-state.ts';
 import type { FactLimits } from './validate.ts';
 
 export interface IngestPipelineOptions {
@@ -74,6 +74,10 @@ type SnapshotSink = (snapshot: Snapshot) => void | Promise<void>;
 const OUTBOX_MAX_MESSAGES = 500;
 const OUTBOX_MAX_BYTES = 512 * 1024;
 const MAX_HEADER_MESSAGE_CHARS = 1000;
+/** Messages between checks of liveness / seeks / the checkpoint clock inside a batch. */
+const CHECK_EVERY = 256;
+/** Messages between heartbeats inside a batch (kafkajs sends one only when its interval passed). */
+const HEARTBEAT_EVERY = 2048;
 
 /** The ingest stage as an object: `await start()`, snapshots arrive at `onSnapshot` sinks, `await stop()`. */
 export class IngestPipeline {
@@ -91,6 +95,8 @@ export class IngestPipeline {
   private outbox: Array<{ topic: string; message: Message }> = [];
   private outboxBytes = 0;
   private lane: Promise<unknown> = Promise.resolve();
+  /** The checkpoint being written in the background (resolved when none; never rejects). */
+  private writing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private messagesSinceCheckpoint = 0;
   private lastCheckpointMs = 0;
@@ -106,6 +112,14 @@ export class IngestPipeline {
     late: 0,
     stepsClosed: 0,
     checkpoints: 0,
+    rejectedByReason: {} as Record<string, number>,
+  };
+  /** What publishCountMetrics already added to the Prometheus counters. */
+  private readonly reportedCounts = {
+    ingested: 0,
+    duplicate: 0,
+    late: 0,
+    rejected: 0,
     rejectedByReason: {} as Record<string, number>,
   };
 
@@ -226,28 +240,43 @@ export class IngestPipeline {
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         await this.exclusive(async () => {
           const partition = batch.partition;
-          let processed = 0;
-          for (const message of batch.messages) {
-            if (!isRunning() || isStale() || !this.running) break;
+          const messages = batch.messages;
+          const everyMessages = this.options.checkpointEveryMessages ?? 20_000;
+          let next = state.nextOffset(partition) ?? 0;
+          let lastSeen: string | undefined;
+          for (let i = 0; i < messages.length; i++) {
+            // Per-message work is the hot path: liveness, seeks (kafkajs's isStale builds a JSON key per
+            // call), heartbeats and the clock-based checkpoint are checked every CHECK_EVERY messages.
+            if (i % CHECK_EVERY === 0) {
+              if (!isRunning() || isStale() || !this.running) break;
+              if (i > 0) {
+                if (i % HEARTBEAT_EVERY === 0) await heartbeat();
+                if (this.checkpointDue(false)) await this.checkpointInBackground();
+              }
+            }
+            const message = messages[i];
             const offset = Number(message.offset);
-            const next = state.nextOffset(partition) ?? 0;
             if (offset >= next) {
               this.handleMessage(partition, message);
-              state.setNextOffset(partition, offset + 1);
-              this.messagesSinceCheckpoint += 1;
+              next = offset + 1;
+              state.setNextOffset(partition, next);
+              if (++this.messagesSinceCheckpoint >= everyMessages)
+                await this.checkpointInBackground();
             }
-            resolveOffset(message.offset);
-            if (++processed % 2000 === 0) await heartbeat();
+            lastSeen = message.offset;
             if (this.outbox.length >= OUTBOX_MAX_MESSAGES || this.outboxBytes >= OUTBOX_MAX_BYTES)
               await this.flushOutbox();
-            if (this.checkpointDue(false)) await this.checkpointNow();
           }
+          // One resolve per batch (kafkajs parses the offset into a Long on every call).
+          if (lastSeen !== undefined) resolveOffset(lastSeen);
+          this.publishCountMetrics();
           const high = Number(batch.highWatermark);
           this.highWatermarks.set(partition, high);
           state.window.setBacklog(partition, (state.nextOffset(partition) ?? 0) < high);
           this.updateLag();
-          // Steps closed by this batch become durable (and reach the sinks) at its end: one checkpoint per batch.
-          if (this.checkpointDue(true)) await this.checkpointNow();
+          // Steps closed by this batch are captured at its end (one checkpoint per batch) and become durable
+          // (then reach the sinks) while the next batch is processed.
+          if (this.checkpointDue(true)) await this.checkpointInBackground();
         });
       },
     });
@@ -266,7 +295,7 @@ export class IngestPipeline {
           state.pendingSnapshots().length > 0 ||
           (state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())
         ) {
-          await this.checkpointNow();
+          await this.checkpointInBackground();
         }
       }).catch((error: unknown) => this.fail(error));
     }, tickMs);
@@ -327,6 +356,7 @@ export class IngestPipeline {
     if (wasRunning && this.state && !this.failure) {
       await this.exclusive(() => this.checkpointNow()).catch((error: unknown) => this.fail(error));
     }
+    await this.writing; // a failed or stopped pipeline still finishes the write it started
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
@@ -398,7 +428,6 @@ export class IngestPipeline {
         this.counts.rejected += 1;
         this.counts.rejectedByReason[outcome.reason] =
           (this.counts.rejectedByReason[outcome.reason] ?? 0) + 1;
-        this.metrics?.factsRejected.inc({ reason: outcome.reason });
         const text =
           outcome.message.length > MAX_HEADER_MESSAGE_CHARS
             ? `${outcome.message.slice(0, MAX_HEADER_MESSAGE_CHARS)}...`
@@ -411,11 +440,32 @@ export class IngestPipeline {
         break;
       }
     }
-    if (this.metrics) {
-      if (outcome.kind === 'added' || outcome.kind === 'duplicate')
-        this.metrics.factsIngested.inc();
-      if (outcome.kind === 'duplicate') this.metrics.factsDuplicate.inc();
-      if (outcome.kind === 'late') this.metrics.factsLate.inc();
+  }
+
+  /**
+   * Counters reach Prometheus as deltas once per batch and checkpoint, not per message (a prom-client
+   * inc() per message costs more than decoding the message).
+   */
+  private publishCountMetrics(): void {
+    const metrics = this.metrics;
+    if (!metrics) return;
+    const counts = this.counts;
+    const reported = this.reportedCounts;
+    const ingested = counts.factsAdded + counts.factsDuplicate;
+    if (ingested > reported.ingested) metrics.factsIngested.inc(ingested - reported.ingested);
+    if (counts.factsDuplicate > reported.duplicate)
+      metrics.factsDuplicate.inc(counts.factsDuplicate - reported.duplicate);
+    if (counts.late > reported.late) metrics.factsLate.inc(counts.late - reported.late);
+    reported.ingested = ingested;
+    reported.duplicate = counts.factsDuplicate;
+    reported.late = counts.late;
+    if (counts.rejected > reported.rejected) {
+      for (const [reason, count] of Object.entries(counts.rejectedByReason)) {
+        const before = reported.rejectedByReason[reason] ?? 0;
+        if (count > before) metrics.factsRejected.inc({ reason }, count - before);
+        reported.rejectedByReason[reason] = count;
+      }
+      reported.rejected = counts.rejected;
     }
   }
 
@@ -455,25 +505,49 @@ export class IngestPipeline {
     this.outboxBytes = 0;
   }
 
-  /** DLQ/late sends acked -> snapshots + vocabulary + checkpoint durable -> commit offsets -> sinks. */
-  private async checkpointNow(): Promise<void> {
+  /**
+   * DLQ/late sends acked -> capture the state (IngestState.beginCheckpoint) -> in the background:
+   * snapshots + vocabulary + checkpoint durable -> commit offsets -> sinks. Ingest goes on while the disk
+   * works; at most one checkpoint is being written (the next capture waits for it), so writes, commits
+   * and deliveries stay in capture order. Call inside the lane.
+   */
+  private async checkpointInBackground(): Promise<void> {
     const state = this.state as IngestState;
-    const started = performance.now();
+    this.publishCountMetrics();
     await this.flushOutbox();
-    if (!state.hasChanges()) {
-      this.messagesSinceCheckpoint = 0;
-      this.lastCheckpointMs = Date.now();
-      return;
-    }
-    const { snapshots, offsets } = state.checkpoint();
-    this.counts.checkpoints += 1;
     this.messagesSinceCheckpoint = 0;
     this.lastCheckpointMs = Date.now();
+    if (!state.hasChanges()) return;
+    await this.writing;
+    if (this.failure) throw this.failure;
+    const started = performance.now();
+    const job = state.beginCheckpoint();
+    this.writing = this.completeCheckpoint(job, started);
+  }
+
+  /** checkpointInBackground, then wait until it is durable, committed and delivered. Call inside the lane. */
+  private async checkpointNow(): Promise<void> {
+    await this.checkpointInBackground();
+    await this.writing;
+    if (this.failure) throw this.failure;
+  }
+
+  /** Never rejects: a failed write stops the pipeline (the previous checkpoint stays the truth). */
+  private async completeCheckpoint(job: CheckpointJob, started: number): Promise<void> {
+    const state = this.state as IngestState;
+    try {
+      await job.write();
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    this.counts.checkpoints += 1;
     this.metrics?.checkpointSeconds.observe((performance.now() - started) / 1000);
     this.metrics?.vocabularySize.set({ kind: 'entity' }, state.vocabulary.numEntities);
     this.metrics?.vocabularySize.set({ kind: 'relation' }, state.vocabulary.numRelations);
     const watermark = state.window.watermark();
     if (watermark !== null) this.metrics?.watermarkStep.set(watermark);
+    const offsets = job.offsets;
     if (this.consumer && offsets.length > 0) {
       // Best effort: the checkpoint, not the group, is the truth on restart.
       await this.consumer
@@ -491,7 +565,7 @@ export class IngestPipeline {
           ),
         );
     }
-    for (const snapshot of snapshots) {
+    for (const snapshot of job.snapshots) {
       this.counts.stepsClosed += 1;
       this.metrics?.stepsClosed.inc();
       this.metrics?.snapshotFacts.set(snapshot.triples.length / 3);

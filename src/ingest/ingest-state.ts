@@ -22,6 +22,7 @@ import {
   readFileIfExists,
   removeStaleTempFiles,
   writeFileAtomic,
+  writeFileAtomicAsync,
 } from '../window/checkpoint.ts';
 import { SnapshotStore } from '../window/snapshot-store.ts';
 import { PersistentVocabulary } from './vocabulary.ts';
@@ -51,6 +52,17 @@ export interface IngestStateOptions {
   emitEmptySteps?: boolean;
   /** The facts topic; a checkpoint of another topic is refused. */
   topic: string;
+}
+
+/** A captured checkpoint (see IngestState.beginCheckpoint); durable once `write()` resolves. */
+export interface CheckpointJob {
+  /** Steps closed since the previous capture: deliver them after write(). */
+  snapshots: Snapshot[];
+  /** Next offset per partition covered by this checkpoint: commit them after write(). */
+  offsets: Array<[number, number]>;
+  /** Size of the checkpoint file. */
+  bytes: number;
+  write(): Promise<void>;
 }
 
 interface CheckpointExtra {
@@ -219,23 +231,51 @@ export class IngestState {
     const snapshots = this.pending;
     this.store.writeMany(snapshots);
     this.vocabulary.sync();
+    const bytes = this.encodeCheckpoint(this.offsetEntries());
+    writeFileAtomic(this.checkpointPath, bytes);
+    this.pending = [];
+    this.dirty = false;
+    return { snapshots, offsets: this.offsetEntries(), bytes: bytes.length };
+  }
+
+  /**
+   * checkpoint() split in two so ingest can go on while the disk works: this call captures the state NOW
+   * (closed snapshots, window state, offsets, vocabulary sizes; the state counts as clean afterwards) and
+   * returns a job whose `write()` makes exactly that capture durable in the same order as checkpoint():
+   * snapshot files (concurrently), vocabulary names up to the captured sizes, then the checkpoint file.
+   * Jobs must be written one after the other, in capture order (a later checkpoint file must not be
+   * overwritten by an earlier one). Until `write()` resolves, the previous checkpoint is the truth.
+   */
+  beginCheckpoint(): CheckpointJob {
+    const snapshots = this.pending;
+    const offsets = this.offsetEntries();
+    const sizes = this.vocabulary.sizes();
+    const bytes = this.encodeCheckpoint(offsets);
+    this.pending = [];
+    this.dirty = false;
+    return {
+      snapshots,
+      offsets,
+      bytes: bytes.length,
+      write: async () => {
+        await this.store.writeManyAsync(snapshots);
+        await this.vocabulary.syncToAsync(sizes);
+        await writeFileAtomicAsync(this.checkpointPath, bytes);
+      },
+    };
+  }
+
+  private encodeCheckpoint(offsets: Array<[number, number]>): Buffer {
     const extra: CheckpointExtra = {
       format: 'tkg-ingest-checkpoint',
       topic: this.topic,
-      offsets: Object.fromEntries(this.offsetEntries().map(([p, o]) => [String(p), o])),
+      offsets: Object.fromEntries(offsets.map(([p, o]) => [String(p), o])),
       vocabulary: this.vocabulary.sizes(),
       clockSpec: this.clock.spec,
       clockState: this.clock.state(),
       writtenAt: new Date().toISOString(),
     };
-    const bytes = encodeWindowState(
-      this.window.state(),
-      extra as unknown as Record<string, unknown>,
-    );
-    writeFileAtomic(this.checkpointPath, bytes);
-    this.pending = [];
-    this.dirty = false;
-    return { snapshots, offsets: this.offsetEntries(), bytes: bytes.length };
+    return encodeWindowState(this.window.state(), extra as unknown as Record<string, unknown>);
   }
 
   close(): void {

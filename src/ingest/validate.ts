@@ -90,9 +90,10 @@ function checkName(
   if (value.trim().length === 0) {
     throw new InvalidInputError(field, 'is empty or blank; send a non-empty name', 'empty_name');
   }
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: count bytes only for names that could exceed the limit.
   if (
-    value.length > limits.maxNameBytes ||
-    Buffer.byteLength(value, 'utf8') > limits.maxNameBytes
+    value.length * 3 > limits.maxNameBytes &&
+    (value.length > limits.maxNameBytes || Buffer.byteLength(value, 'utf8') > limits.maxNameBytes)
   ) {
     throw new InvalidInputError(
       field,

@@ -6,17 +6,31 @@
 import {
   closeSync,
   existsSync,
+  fsync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
+  write,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { InvalidInputError, TkgError } from '../core/errors.ts';
 import { fsyncDirectory } from '../window/checkpoint.ts';
 import { MAX_ENTITY_ID } from '../window/triple-set.ts';
+
+const writeAsync = promisify(
+  (
+    fd: number,
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    callback: (error: NodeJS.ErrnoException | null, written: number) => void,
+  ) => write(fd, buffer, offset, length, null, callback),
+);
+const fsyncAsync = promisify(fsync);
 
 /** One append-only name list: ids are line numbers. */
 class NameLog {
@@ -82,21 +96,43 @@ class NameLog {
   /** Append names not yet on disk and fsync. */
   sync(): void {
     if (this.persisted === this.names.length) return;
-    const lines = this.names
-      .slice(this.persisted)
-      .map((n) => JSON.stringify(n) + '\n')
-      .join('');
+    const fd = this.openForAppend();
+    const bytes = this.linesOf(this.persisted, this.names.length);
+    let written = 0;
+    while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+    fsyncSync(fd);
+    this.persisted = this.names.length;
+  }
+
+  /**
+   * Append names [persisted, size) and fsync, off the main thread. Names assigned meanwhile (ids >= size)
+   * wait for a later call. Calls must not overlap (the ingest consumer chains its checkpoints).
+   */
+  async syncToAsync(size: number): Promise<void> {
+    const from = this.persisted;
+    if (size <= from) return;
+    const fd = this.openForAppend();
+    const bytes = this.linesOf(from, size);
+    let written = 0;
+    while (written < bytes.length)
+      written += await writeAsync(fd, bytes, written, bytes.length - written);
+    await fsyncAsync(fd);
+    this.persisted = size;
+  }
+
+  private linesOf(from: number, to: number): Buffer {
+    let lines = '';
+    for (let id = from; id < to; id++) lines += JSON.stringify(this.names[id]) + '\n';
+    return Buffer.from(lines, 'utf8');
+  }
+
+  private openForAppend(): number {
     if (this.fd === null) {
       const created = !existsSync(this.path);
       this.fd = openSync(this.path, 'a');
       if (created) fsyncDirectory(join(this.path, '..'));
     }
-    const bytes = Buffer.from(lines, 'utf8');
-    let written = 0;
-    while (written < bytes.length)
-      written += writeSync(this.fd, bytes, written, bytes.length - written);
-    fsyncSync(this.fd);
-    this.persisted = this.names.length;
+    return this.fd;
   }
 
   /** Forget names with id >= size (in memory and on disk). */
@@ -214,6 +250,14 @@ export class PersistentVocabulary {
   sync(): void {
     this.entities.sync();
     this.relations.sync();
+  }
+
+  /** Make names with ids below `sizes` durable (append + fsync) off the main thread; see NameLog.syncToAsync. */
+  async syncToAsync(sizes: VocabularySizes): Promise<void> {
+    await Promise.all([
+      this.entities.syncToAsync(sizes.numEntities),
+      this.relations.syncToAsync(sizes.numRelations),
+    ]);
   }
 
   /** Drop names beyond a checkpoint's sizes. */

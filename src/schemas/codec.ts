@@ -190,6 +190,8 @@ export class SchemaCodec {
   private readonly headers: Record<SchemaName, Buffer>; // [10] magic + fingerprint
   private readonly writersByFingerprint = new Map<string, WriterEntry>(); // key: fingerprint hex (LE bytes)
   private readonly writersByConfluentId = new Map<number, WriterEntry>();
+  /** The writer of the last single-object value decoded, by its fingerprint's two little-endian u32 halves. */
+  private lastWriter: { low: number; high: number; entry: WriterEntry } | undefined;
 
   private constructor(schemas: Record<SchemaName, object>) {
     this.schemas = schemas;
@@ -279,6 +281,7 @@ export class SchemaCodec {
     const existing = this.writersByFingerprint.get(key);
     if (existing?.version === 'current') return key; // identical to the current schema
     this.writersByFingerprint.set(key, { schema: name, version, resolver });
+    this.lastWriter = undefined;
     return key;
   }
 
@@ -363,8 +366,15 @@ export class SchemaCodec {
           'bad_avro',
         );
       }
+      // Hot path: consecutive values almost always share a writer; compare 8 bytes before a hex lookup.
+      const low = buffer.readUInt32LE(2);
+      const high = buffer.readUInt32LE(6);
+      const cached = this.lastWriter;
+      if (cached && cached.low === low && cached.high === high)
+        return this.decodeAvroBody<T>(buffer, 10, cached.entry, 'avro', options.expect);
       const key = buffer.toString('hex', 2, 10);
       const writer = this.writersByFingerprint.get(key);
+      if (writer) this.lastWriter = { low, high, entry: writer };
       if (!writer) {
         throw new CodecError(
           'value',

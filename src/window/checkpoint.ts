@@ -13,6 +13,7 @@ import {
   existsSync,
   unlinkSync,
 } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { TkgError } from '../core/errors.ts';
 import type { WindowState } from './event-time-window.ts';
@@ -159,6 +160,39 @@ export function writeFileAtomic(
   }
   renameSync(temp, path);
   if (options.fsyncDirectory ?? true) fsyncDirectory(dir);
+}
+
+/**
+ * writeFileAtomic off the main thread (libuv's pool): the same temp + fsync + rename (+ directory fsync)
+ * sequence, so many files can be made durable concurrently. The directory must exist.
+ */
+export async function writeFileAtomicAsync(
+  path: string,
+  data: Uint8Array,
+  options: { fsyncDirectory?: boolean } = {},
+): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.tmp-${process.pid}`);
+  const file = await open(temp, 'w');
+  try {
+    let written = 0;
+    while (written < data.length)
+      written += (await file.write(data, written, data.length - written)).bytesWritten;
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, path);
+  if (options.fsyncDirectory ?? true) await fsyncDirectoryAsync(dir);
+}
+
+export async function fsyncDirectoryAsync(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 export function fsyncDirectory(dir: string): void {

@@ -178,8 +178,11 @@ export class EventTimeWindow {
       clock = { maxStep: null, lastActivityMs: 0, backlog: false };
       this.partitions.set(partition, clock);
     }
-    clock.lastActivityMs = this.now();
-    if (clock.maxStep === null || fact.step > clock.maxStep) clock.maxStep = fact.step;
+    // The clock is read only when idleness is on (one read per fact, shared with advance()).
+    const now = this.idleTimeoutMs > 0 ? this.now() : 0;
+    clock.lastActivityMs = now;
+    const raised = clock.maxStep === null || fact.step > clock.maxStep;
+    if (raised) clock.maxStep = fact.step;
     let outcome: AddOutcome;
     if (this.nextStep !== null && fact.step < this.nextStep) {
       outcome = 'late';
@@ -206,7 +209,8 @@ export class EventTimeWindow {
         this.counts.duplicate += 1;
       }
     }
-    this.advance();
+    // Without idleness the watermark moves only when a partition's maximum step rises.
+    if (raised || this.idleTimeoutMs > 0) this.advance(now);
     return outcome;
   }
 
@@ -302,8 +306,7 @@ export class EventTimeWindow {
   }
 
   /** Recompute the watermark (monotone) and close the steps it passes. */
-  private advance(): void {
-    const now = this.now();
+  private advance(now: number = this.now()): void {
     let minActive = Infinity;
     let anyActive = false;
     let maxAll = -Infinity;

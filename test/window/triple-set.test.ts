@@ -18,9 +18,7 @@ function rng(seed: number): () => number {
 function reference(triples: number[][]): number[] {
   const unique = new Map<string, number[]>();
   for (const t of triples) unique.set(t.join(','), t);
-  return [...unique.values()]
-    .sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2])
-    .flat();
+  return [...unique.values()].sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]).flat();
 }
 
 for (const [label, maxEntity, maxRelation] of [
