@@ -184,3 +184,36 @@ test('ingest state: a checkpoint keeps its step clock; a different clock or topi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ingest state: a background checkpoint makes exactly its capture durable while ingest goes on', async () => {
+  const messages = stream(12_000, 23);
+  const expected = expectedSnapshots(messages.map((m) => m.fact));
+  const dir = tempStateDir('state-background');
+  try {
+    const state = new IngestState({ stateDir: dir, codec, topic });
+    feed(state, messages.slice(0, 5000), new Map());
+    const job = state.beginCheckpoint();
+    assert.ok(job.snapshots.length > 0, 'the capture holds the steps closed so far');
+    assert.equal(state.hasChanges(), false, 'the capture leaves the state clean');
+    const captured = { offsets: new Map(job.offsets), sizes: state.vocabulary.sizes() };
+    // Ingest continues before the write: new names and offsets must not leak into this checkpoint.
+    feed(state, messages.slice(0, 9000), new Map(job.offsets));
+    assert.ok(state.vocabulary.numEntities >= captured.sizes.numEntities);
+    await job.write();
+    for (const snapshot of job.snapshots)
+      assert.ok(existsSync(state.store.pathOf(snapshot.step)), `step ${snapshot.step} durable`);
+    state.close(); // crash here: the later facts were never checkpointed
+
+    const restarted = new IngestState({ stateDir: dir, codec, topic });
+    assert.deepEqual(new Map(restarted.offsetEntries()), captured.offsets);
+    assert.deepEqual(restarted.vocabulary.sizes(), captured.sizes);
+    feed(restarted, messages, captured.offsets);
+    restarted.window.flush();
+    const last = restarted.beginCheckpoint();
+    await last.write();
+    restarted.close();
+    assert.equal(snapshotDifference(expected, persistedSnapshots(dir)), null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
