@@ -38,7 +38,13 @@ interface CheckpointHeader {
 }
 
 /** Settings that must match to resume (the others, e.g. epochs, may change between runs). */
-const STRUCTURAL: (keyof TrainerSettings)[] = ['model', 'directed', 'K', 'windowSize'];
+const STRUCTURAL: (keyof TrainerSettings)[] = [
+  'model',
+  'directed',
+  'K',
+  'windowSize',
+  'logVarScale',
+];
 
 export function hasCheckpoint(dir: string): boolean {
   return existsSync(join(dir, HEADER));

@@ -32,6 +32,29 @@ export function gruStep(h: tf.Tensor2D, w: GruWeights): tf.Tensor2D {
 }
 
 /**
+ * Where a log-variance GRU's hidden state lives: logVar = centre + scale * h. The centre is the
+ * log of the prior's step variance log(s^2), so h starts near 0 and the zero-input GRU, whose
+ * candidate n = tanh(.) lies in [-1, 1], keeps its outputs in the hull of its initial state and
+ * [centre - scale, centre + scale]. Why: with the raw log-variance as the hidden state (|h| ~
+ * |log s^2| = 4.6 for s = 0.1, 9.2 for 0.01) every Adam step moves each gate pre-activation
+ * h U by up to lr * H * |h| (H = 4K = 256 for theta: ~10-70 nats per step), so the update gate
+ * of some units flips in one step and the log-variance jumps from log s^2 to the tanh range
+ * (theta std ~1 per entry: logits shift by tens of nats and the link probabilities collapse).
+ */
+export interface LogVarFrame {
+  centre: number;
+  scale: number;
+}
+
+/** One GRU step of a log-variance trajectory in its frame: centre + scale * G((logVar - centre) / scale). */
+export function logVarGruStep(logVar: tf.Tensor2D, w: GruWeights, frame: LogVarFrame): tf.Tensor2D {
+  return tf.tidy(() => {
+    const h = tf.div(tf.sub(logVar, frame.centre), frame.scale) as tf.Tensor2D;
+    return tf.add(tf.mul(gruStep(h, w), frame.scale), frame.centre) as tf.Tensor2D;
+  });
+}
+
+/**
  * h W with a gradient that transposes explicitly (dh = dY transpose(W), dW = transpose(h) dY): the
  * wasm backend's matMul with transpose flags is 5-20x slower than a transpose plus a plain matMul.
  */

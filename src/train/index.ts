@@ -42,6 +42,8 @@ export interface NlsmOptions {
   negativesPerPositive?: number;
   uniformNegativeFraction?: number;
   initScale?: number;
+  /** Log-variance GRU frame scale: logVar = log(s^2) + logVarScale * h (default from config, 1). */
+  logVarScale?: number;
   sPsi?: number;
   sTheta?: number;
   sigmaPsi?: number;
@@ -93,6 +95,7 @@ export function resolveTrainerSettings(
       trainNegativesPerPositive: options.negativesPerPositive,
       trainUniformNegativeFraction: options.uniformNegativeFraction,
       trainInitScale: options.initScale,
+      trainLogVarScale: options.logVarScale,
     },
     env,
   );
@@ -115,6 +118,7 @@ export function resolveTrainerSettings(
     negativesPerPositive: config.trainNegativesPerPositive,
     uniformNegativeFraction: config.trainUniformNegativeFraction,
     initScale: config.trainInitScale,
+    logVarScale: config.trainLogVarScale,
     seed: config.seed,
   };
 }

@@ -289,3 +289,15 @@ export function gruStepReference(
   }
   return out;
 }
+
+/** Reference of graph.ts logVarGruStep: centre + scale * GRU((logVar - centre) / scale). logVar [B, H]. */
+export function logVarGruStepReference(
+  logVar: Float32Array,
+  B: number,
+  H: number,
+  w: Parameters<typeof gruStepReference>[3],
+  frame: { centre: number; scale: number },
+): Float32Array {
+  const h = Float32Array.from(logVar, (v) => (v - frame.centre) / frame.scale);
+  return gruStepReference(h, B, H, w).map((v) => frame.centre + frame.scale * v);
+}

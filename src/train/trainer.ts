@@ -12,7 +12,9 @@ import {
   GRU_TENSOR_NAMES,
   efficientCoefficients,
   gruStep,
+  logVarGruStep,
   windowElbo,
+  type LogVarFrame,
   type GruWeights,
   type Trajectory,
   type WindowBatch,
@@ -34,6 +36,8 @@ export interface TrainerSettings {
   negativesPerPositive: number;
   uniformNegativeFraction: number;
   initScale: number;
+  /** Log-variance GRUs run in the frame logVar = log(s^2) + logVarScale * h (graph.ts logVarGruStep). */
+  logVarScale: number;
   seed: number;
 }
 
@@ -320,7 +324,11 @@ export class WindowTrainer {
       for (const [base, gru] of pairs) {
         const p = this.params.get(base)!;
         const rows = p.value.length / p.width;
-        const evolved = tf.tidy(() => gruStep(tf.tensor2d(p.value, [rows, p.width]), weights[gru]));
+        const frame = this.logVarFrame(base);
+        const evolved = tf.tidy(() => {
+          const state = tf.tensor2d(p.value, [rows, p.width]);
+          return frame ? logVarGruStep(state, weights[gru], frame) : gruStep(state, weights[gru]);
+        });
         p.value = evolved.dataSync() as Float32Array;
         evolved.dispose();
       }
@@ -341,6 +349,14 @@ export class WindowTrainer {
       }
     }
     this.clearCache();
+  }
+
+  /** The frame of a log-variance parameter (psiLogVar, thetaLogVar), null for means. */
+  logVarFrame(base: string): LogVarFrame | null {
+    const s = this.settings;
+    if (base === 'psiLogVar') return { centre: Math.log(s.sPsi ** 2), scale: s.logVarScale };
+    if (base === 'thetaLogVar') return { centre: Math.log(s.sTheta ** 2), scale: s.logVarScale };
+    return null;
   }
 
   private gruTensors(): Record<GruName, GruWeights> {
@@ -537,15 +553,17 @@ export class WindowTrainer {
       tm: gru('thetaMeanGru'),
       ts: gru('thetaLogVarGru'),
     };
+    const psiFrame = this.logVarFrame('psiLogVar')!;
+    const thetaFrame = this.logVarFrame('thetaLogVar')!;
     t.psiMean.push(get('psiMean'));
     t.psiLogVar.push(get('psiLogVar'));
     t.thetaMean.push(get('thetaMean'));
     t.thetaLogVar.push(get('thetaLogVar'));
     for (let slot = 1; slot < L; slot++) {
       t.psiMean.push(gruStep(t.psiMean[slot - 1], weights.pm));
-      t.psiLogVar.push(gruStep(t.psiLogVar[slot - 1], weights.ps));
+      t.psiLogVar.push(logVarGruStep(t.psiLogVar[slot - 1], weights.ps, psiFrame));
       t.thetaMean.push(gruStep(t.thetaMean[slot - 1], weights.tm));
-      t.thetaLogVar.push(gruStep(t.thetaLogVar[slot - 1], weights.ts));
+      t.thetaLogVar.push(logVarGruStep(t.thetaLogVar[slot - 1], weights.ts, thetaFrame));
     }
     return t;
   }

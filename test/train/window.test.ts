@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { createNlsmForecaster } from '../../src/train/index.ts';
-import { gruStepReference } from '../../src/train/math.ts';
+import { gruStepReference, logVarGruStepReference } from '../../src/train/math.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
 const small = {
@@ -35,8 +35,10 @@ test('window shift: GRU weights kept, initial psi and theta (means, log-variance
   assert.deepEqual(trainer.gruWeightsCopy(), weights, 'GRU weights unchanged by the shift');
   const K = 4;
   const D = 4 * K;
-  const expect = (state: Float32Array, rows: number, H: number, gru: string): Float32Array =>
-    gruStepReference(state, rows, H, {
+  // log-variance GRUs evolve in their frame log(s^2) + scale * h (s = 0.1, scale 1 by default)
+  const frame = { centre: Math.log(0.1 ** 2), scale: 1 };
+  const expect = (state: Float32Array, rows: number, H: number, gru: string): Float32Array => {
+    const w = {
       Uu: weights[`${gru}.Uu`],
       Ur: weights[`${gru}.Ur`],
       Un: weights[`${gru}.Un`],
@@ -44,7 +46,11 @@ test('window shift: GRU weights kept, initial psi and theta (means, log-variance
       br: weights[`${gru}.br`],
       bn: weights[`${gru}.bn`],
       bhn: weights[`${gru}.bhn`],
-    });
+    };
+    return gru.includes('LogVar')
+      ? logVarGruStepReference(state, rows, H, w, frame)
+      : gruStepReference(state, rows, H, w);
+  };
   const cases: [Float32Array, Float32Array, number, number, string][] = [
     [before.psiMean, after.psiMean, 30, K, 'psiMeanGru'],
     [before.psiLogVar, after.psiLogVar, 30, K, 'psiLogVarGru'],
