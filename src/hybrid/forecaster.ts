@@ -3,7 +3,12 @@
 // queries: the planned fit steps (the end of the train split) and validation steps (the valid split) are scored by the
 // base model BEFORE they are observed, in the protocol's own way (multi-step: the whole block is rolled forward from
 // the step before it; single-step: one step at a time), so the fitted weights see features exactly as the protocol
-// will. The weights are fitted at the first score() after the history (src/hybrid/fit.ts). The test split is never
+// will. The weights are fitted at the first score() after the history (src/hybrid/fit.ts).
+// Horizon: a query h steps past the forecast origin (multi-step: h = step - lastObserved - 1 >= 0) sees its strict
+// history decayed by decay^h on top of the origin's; the base logit is scaled by the same decay^h (horizonScale), so
+// the balance of base logit and recency evidence the fit chose at small horizons holds at every horizon (the
+// recurrency form stays "the reference model, ties broken by the base logit" however far the forecast reaches).
+// Single-step (h = 0) and serving are unaffected. The test split is never
 // read here: only snapshots passed in the plan (train / valid) are used as fitting or selection queries.
 // Owns: the collection schedule, the query sampling and the combination at score time. Must not import tfjs,
 // src/train, kafkajs or src/kafka (the base forecaster is passed in).
@@ -63,6 +68,12 @@ function mulberry32(seed: number): () => number {
 }
 
 type Phase = 'fit' | 'validation';
+
+/** Pure: decay^h for a query h = step - lastObserved - 1 steps past the forecast origin (1 when h <= 0). */
+export function horizonScale(decay: number, step: number, lastObserved: number): number {
+  const h = step - lastObserved - 1;
+  return Number.isFinite(h) && h > 0 ? Math.pow(decay, h) : 1;
+}
 
 export class HybridForecaster implements TkgForecaster {
   readonly name = 'nlsm-h';
@@ -130,6 +141,8 @@ export class HybridForecaster implements TkgForecaster {
   ): Promise<Float32Array> {
     const weights = this.ensureWeights();
     const scores = await this.base.score(step, direction, anchors, relations, numEntities); // [B, N]
+    const scale = horizonScale(this.history.decay, step, this.history.lastStep);
+    if (scale !== 1) for (let i = 0; i < scores.length; i++) scores[i] *= scale;
     const terms = this.history.batchTerms(step, direction, anchors, relations, weights);
     return combineInPlace(scores, numEntities, relations, weights.baseScale, terms);
   }
@@ -248,6 +261,8 @@ export class HybridForecaster implements TkgForecaster {
         const batchAnchors = Int32Array.from(anchors.slice(start, start + B));
         const batchRelations = Int32Array.from(relations.slice(start, start + B));
         const rows = await this.base.score(target.step, direction, batchAnchors, batchRelations, N); // [B, N]
+        const scale = horizonScale(this.history.decay, target.step, this.history.lastStep);
+        if (scale !== 1) for (let i = 0; i < rows.length; i++) rows[i] *= scale;
         for (let b = 0; b < B; b++) {
           const anchor = batchAnchors[b];
           const relation = batchRelations[b];
