@@ -87,19 +87,20 @@ test('nlsm-h score = beta_r * base logit + w . history features, checked against
     w[slot * F + 5] * Math.log1p(100 * relaxed);
   // object query (0, r0, ?) at step 3: o=1 seen at steps 0, 1; o=3 at step 1. Relaxed (., r0, o) as of step 1:
   // o=1: 2 * 0.5 + 1 = 2, o=3: 1, total 3; top-1 relaxed is o=1 (already a strict candidate).
+  // step 3 is h = 1 step past the forecast origin (last observed 1): the base logit is scaled by decay^1 = 0.5
   const objectScores = await forecaster.score(3, 'object', Int32Array.of(0), Int32Array.of(0), 5);
-  const expectedObject = [0, 1, 2, 3, 4].map((o) => 2 * stateLogit(state, 0, 0, o));
+  const expectedObject = [0, 1, 2, 3, 4].map((o) => 2 * 0.5 * stateLogit(state, 0, 0, o));
   expectedObject[1] += term(0, 0.5 ** 3 + 0.5 ** 2, 2, 2 / 3);
   expectedObject[3] += term(0, 0.5 ** 2, 1, 1 / 3);
   // subject query (?, r0, 1) at step 3: s=0 at steps 0, 1; s=2 at step 0. Relaxed (s, r0, .): s=0: 0.5 + 2 = 2.5,
   // s=2: 0.5, total 2 * 0.5 + 2 = 3 (the relation-1 fact does not count).
   const subjectScores = await forecaster.score(3, 'subject', Int32Array.of(1), Int32Array.of(0), 5);
-  const expectedSubject = [0, 1, 2, 3, 4].map((s) => 2 * stateLogit(state, s, 0, 1));
+  const expectedSubject = [0, 1, 2, 3, 4].map((s) => 2 * 0.5 * stateLogit(state, s, 0, 1));
   expectedSubject[0] += term(2, 0.5 ** 3 + 0.5 ** 2, 2, 2.5 / 3);
   expectedSubject[2] += term(2, 0.5 ** 3, 1, 0.5 / 3);
   // relation 1, object query from 4: o=2 seen once; beta = 0.5
   const r1 = await forecaster.score(3, 'object', Int32Array.of(4), Int32Array.of(1), 5);
-  const expectedR1 = [0, 1, 2, 3, 4].map((o) => 0.5 * stateLogit(state, 4, 1, o));
+  const expectedR1 = [0, 1, 2, 3, 4].map((o) => 0.5 * 0.5 * stateLogit(state, 4, 1, o));
   expectedR1[2] += term(1, 0.5 ** 2, 1, 1);
   for (const [got, want] of [
     [objectScores, expectedObject],
