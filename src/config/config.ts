@@ -56,7 +56,7 @@ export const configSchema = z.object({
   scorerMaxWaitMs: z.coerce.number().min(0).default(1).describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
   serveModelName: z.string().default('nlsm').describe('TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves'),
   // End to end (`tkg run`, `tkg train`; src/pipeline)
-  model: z.enum(['recurrency', 'nlsm', 'bas']).default('recurrency').describe('TKG_MODEL: model tkg run / tkg train trains, exports and announces (recurrency, nlsm, bas)'),
+  model: z.enum(['nlsm-h', 'recurrency', 'nlsm', 'bas']).default('nlsm-h').describe('TKG_MODEL: model tkg run / tkg train trains, exports and announces (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)'),
   replayDataset: z.string().min(1).default('yago').describe('TKG_DATASET: dataset tkg run replays (yago, wiki, enron, uci, a RE-NET dir or a fact file)'),
   replayRate: z.coerce.number().min(0).default(0).describe('TKG_REPLAY_RATE: facts per second tkg run publishes (0 = as fast as possible)'),
   replaySteps: z.coerce.number().int().min(1).optional().describe('TKG_REPLAY_STEPS: tkg run replays only this many steps (default: all)'),

@@ -7,3 +7,4 @@ export * from './fit.ts';
 export * from './forecaster.ts';
 export * from './models.ts';
 export * from './serving.ts';
+export * from './live.ts';

@@ -37,7 +37,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     mrr: new Gauge({ name: 'tkg_eval_mrr', help: 'Mean reciprocal rank (%) of the last closed step vs its forecast', labelNames: ['filter', 'direction', 'model'] as const, registers }),
     hits: new Gauge({ name: 'tkg_eval_hits', help: 'Hits@k (%) of the last closed step', labelNames: ['filter', 'direction', 'k', 'model'] as const, registers }),
     mrrDrift: new Gauge({ name: 'tkg_eval_mrr_drift', help: 'MRR minus its trailing mean over the last 10 steps (percentage points)', labelNames: ['filter', 'direction', 'model'] as const, registers }),
-    mrrGain: new Gauge({ name: 'tkg_eval_mrr_gain', help: 'MRR of the default model (nlsm-h) minus plain NLSM (percentage points)', labelNames: ['filter'] as const, registers }),
+    mrrGain: new Gauge({ name: 'tkg_eval_mrr_gain', help: 'Live MRR of nlsm-h minus plain NLSM (its base logits alone) on the same step\'s queries (percentage points)', labelNames: ['filter', 'direction', 'model'] as const, registers }),
     evalStep: new Gauge({ name: 'tkg_eval_step', help: 'Step of the last live evaluation', registers }),
   };
   return m;

@@ -2,12 +2,21 @@
 // server computes from its own state — decayed counts of (s, r, o) ("strict") and the normalised decayed
 // frequency of (., r, o) / (s, r, .) ("relaxed"), kept incrementally by src/baselines' HistoryIndex.
 // The parameters travel with each model (ModelAnnouncement.metadata, keys `history.*`), so a replica
-// always adds the term the model was exported for. Owns: that metadata format and the adapter from
-// HistoryIndex to the scorer's HistoryTermProvider. Must not import src/train, tfjs or Kafka.
+// always adds the term the model was exported for; nlsm-h models carry their fitted weights instead (key
+// `history.hybrid`, src/hybrid/serving.ts) and are served by src/hybrid's HybridTermProvider from the same
+// snapshots. Owns: the `history.*` metadata format and the adapter from HistoryIndex (or HybridTermProvider) to the
+// scorer's HistoryTermProvider. Must not import src/train, tfjs or Kafka.
 import type { Direction, Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
 import { HistoryIndex } from '../baselines/history-index.ts';
 import type { HistoryTermProvider } from '../serve/scorer.ts';
+import {
+  HybridTermProvider,
+  baseOnlyWeights,
+  hybridWeightsFromMetadata,
+  resizeHybridWeights,
+  type HybridWeights,
+} from '../hybrid/index.ts';
 
 /** score(e) = logits(e) + strictWeight * strict(e) + relaxedWeight * relaxed(e). */
 export interface HistoryTermParams {
@@ -64,6 +73,8 @@ export class ServingHistory implements HistoryTermProvider {
   private params: HistoryTermParams | undefined;
   private index: HistoryIndex | undefined;
   private numRelations = 1;
+  /** nlsm-h: the fitted weights' provider (undefined for `history.*` models). */
+  private hybrid: HybridTermProvider | undefined;
   /** (direction, relation) -> relaxed entities and weighted values, valid until the next observe. */
   private readonly relaxedCache = new Map<string, { entities: Int32Array; values: Float32Array }>();
 
@@ -77,6 +88,39 @@ export class ServingHistory implements HistoryTermProvider {
     return this.snapshots.length === 0
       ? Number.NEGATIVE_INFINITY
       : this.snapshots[this.snapshots.length - 1].step;
+  }
+
+  /** The nlsm-h weights in use (undefined: not an nlsm-h model). */
+  get hybridWeights(): HybridWeights | undefined {
+    return this.hybrid?.weights;
+  }
+
+  /**
+   * Switch to the term a model announcement asks for: nlsm-h weights (`history.hybrid`), `history.*` parameters,
+   * or none. Throws a TkgError on malformed metadata (the model is then not served).
+   */
+  setFromMetadata(metadata: Record<string, string> | undefined): void {
+    const weights = hybridWeightsFromMetadata(metadata);
+    if (weights === undefined) {
+      this.hybrid = undefined;
+      this.setParams(historyParamsFromMetadata(metadata));
+      return;
+    }
+    this.setParams(undefined);
+    const sized = this.sizedHybridWeights(weights);
+    if (this.hybrid === undefined) {
+      this.hybrid = new HybridTermProvider(sized);
+      for (const snapshot of this.snapshots) this.hybrid.observe(snapshot);
+    } else this.hybrid.setWeights(sized);
+  }
+
+  /** Weights covering every relation observed so far (relations newer than the model get no term). */
+  private sizedHybridWeights(weights: HybridWeights): HybridWeights {
+    const R = Math.max(weights.numRelations, this.numRelations);
+    if (R === weights.numRelations) return weights;
+    return resizeHybridWeights(weights, {
+      ...baseOnlyWeights(R, weights.decay, weights.relaxedTopK),
+    });
   }
 
   /** Switch parameters (from a new model's metadata); a new decay rebuilds the counts from the kept snapshots. */
@@ -102,6 +146,13 @@ export class ServingHistory implements HistoryTermProvider {
   observe(snapshot: Snapshot): void {
     if (snapshot.step <= this.lastStep) return;
     this.snapshots.push(snapshot);
+    if (this.hybrid) {
+      if (snapshot.numRelations > this.hybrid.weights.numRelations) {
+        this.numRelations = Math.max(this.numRelations, snapshot.numRelations);
+        this.hybrid.setWeights(this.sizedHybridWeights(this.hybrid.weights)); // rebuilds from its kept snapshots
+      }
+      this.hybrid.observe(snapshot);
+    }
     if (snapshot.numRelations > this.numRelations && this.index) {
       this.numRelations = snapshot.numRelations;
       this.rebuild();
@@ -117,6 +168,7 @@ export class ServingHistory implements HistoryTermProvider {
     anchor: number,
     relation: number,
   ): { entities: Int32Array; values: Float32Array } | undefined {
+    if (this.hybrid) return this.hybrid.terms(direction, anchor, relation);
     const params = this.params;
     const index = this.index;
     if (!params || !index || relation >= index.numRelations) return undefined;

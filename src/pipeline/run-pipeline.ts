@@ -25,9 +25,11 @@ import type { TkgMetrics } from '../metrics/metrics.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
 import { announceModel } from '../serve/model-watcher.ts';
 import { ServeReplica } from '../serve/replica.ts';
+import { LiveEvaluator, type StepMetricsRecord } from '../serve/live-eval.ts';
+import { Scorer } from '../serve/scorer.ts';
 import { writeFileAtomic } from '../window/checkpoint.ts';
 import { EvaluationLog, qualityTable, type QualityTable } from './evaluation-log.ts';
-import { ServingHistory, historyParamsFromMetadata } from './history-terms.ts';
+import { ServingHistory } from './history-terms.ts';
 import { createLiveModel, type LiveModelKind } from './live-models.ts';
 import { QueryTrickle, factQuery, type TrickleStats } from './query-trickle.ts';
 import { remainingFacts, replayFacts, selectReplay } from './replay.ts';
@@ -68,6 +70,8 @@ export interface StepLine {
   entities: number;
   /** Live evaluation of this step against its forecast (undefined: no model forecast it yet). */
   mrr?: { raw: number; static: number; timeAware: number; queries: number };
+  /** nlsm-h: its live MRR minus plain NLSM's on the same queries (both directions; tkg_eval_mrr_gain). */
+  gain?: { raw: number; static: number; timeAware: number };
   loss?: number;
   elbo?: number;
   trainSeconds: number;
@@ -103,6 +107,20 @@ interface RunManifest {
   /** End offsets of <prefix>.facts per partition when the run began (the replay's records follow them). */
   startOffsets: Record<string, number>;
   createdAt: string;
+}
+
+/** Pure: MRR of `served` minus MRR of `plain` for every (filter, direction) both evaluated (count > 0). */
+export function stepGains(
+  served: readonly StepMetricsRecord[],
+  plain: readonly StepMetricsRecord[],
+): Array<{ filter: string; direction: string; gain: number }> {
+  const out: Array<{ filter: string; direction: string; gain: number }> = [];
+  for (const s of served) {
+    const p = plain.find((x) => x.filter === s.filter && x.direction === s.direction);
+    if (p && s.count > 0 && p.count === s.count)
+      out.push({ filter: s.filter, direction: s.direction, gain: s.mrr - p.mrr });
+  }
+  return out;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -216,9 +234,22 @@ export class RunPipeline {
         history,
         metrics,
         logger,
-        onModel: (_served, announcement) =>
-          history.setParams(historyParamsFromMetadata(announcement.metadata)),
+        onModel: (_served, announcement) => history.setFromMetadata(announcement.metadata),
       });
+      // nlsm-h: plain NLSM on the same queries (the served model without its history term: beta_r > 0 scales a
+      // query's logits uniformly, so the ranks are NLSM's own) for tkg_eval_mrr_gain
+      const plainEvaluator =
+        this.options.model === 'nlsm-h'
+          ? new LiveEvaluator({
+              scorer: new Scorer({
+                filters: replica.scorer.filters,
+                intraOpThreads: config.scorerThreads,
+                maxBatch: config.scorerMaxBatch,
+                maxWaitMs: 0,
+              }),
+              dataset: this.options.dataset,
+            })
+          : undefined;
       const announcer = createProducer(kafka);
       await announcer.connect();
       producers.push(announcer);
@@ -340,7 +371,24 @@ export class RunPipeline {
         if (expectedVersion !== undefined)
           await this.waitForModel(replica, expectedVersion, modelTimeout);
         if (this.stopping) break;
-        const evaluation = await replica.onStepClosed(snapshot);
+        const forecaster = replica.scorer.model;
+        const comparePlain =
+          plainEvaluator !== undefined &&
+          forecaster !== undefined &&
+          forecaster.metadata.step === snapshot.step &&
+          !forecaster.isReleased;
+        if (comparePlain) forecaster.hold();
+        let gain: StepLine['gain'];
+        let evaluation: Awaited<ReturnType<ServeReplica['onStepClosed']>>;
+        try {
+          evaluation = await replica.onStepClosed(snapshot);
+          if (evaluation && comparePlain) {
+            const plain = await plainEvaluator.evaluate(snapshot, forecaster);
+            gain = this.recordGains(evaluation.records, plain.records);
+          }
+        } finally {
+          if (comparePlain) await forecaster.unhold();
+        }
         if (evaluation) evaluations.append(evaluation.records);
         history.observe(snapshot);
         const trained = await trainer.onSnapshot(snapshot, state.vocabulary);
@@ -363,6 +411,7 @@ export class RunPipeline {
                 queries: both('raw')?.count ?? 0,
               }
             : undefined,
+          gain,
           loss: trained?.loss,
           elbo: trained?.elbo,
           trainSeconds: trained?.trainSeconds ?? 0,
@@ -403,6 +452,22 @@ export class RunPipeline {
       for (const producer of producers) await producer.disconnect().catch(() => undefined);
       await admin.disconnect().catch(() => undefined);
     }
+  }
+
+  /** tkg_eval_mrr_gain per filter / direction: served (nlsm-h) minus plain NLSM MRR; the both-direction gains. */
+  private recordGains(
+    served: readonly StepMetricsRecord[],
+    plain: readonly StepMetricsRecord[],
+  ): StepLine['gain'] {
+    const gains = stepGains(served, plain);
+    for (const g of gains)
+      this.options.metrics.mrrGain.set(
+        { filter: g.filter, direction: g.direction, model: this.options.model },
+        g.gain,
+      );
+    const both = (filter: string) =>
+      gains.find((g) => g.filter === filter && g.direction === 'both')?.gain ?? 0;
+    return { raw: both('raw'), static: both('static'), timeAware: both('timeAware') };
   }
 
   private async waitForModel(

@@ -42,7 +42,8 @@ const fixed = (value: number | undefined, digits: number, width: number) =>
 /** Pure: the live line of one step. */
 export function formatStepLine(line: StepLine): string {
   const mrr = line.mrr
-    ? `MRR raw ${fixed(line.mrr.raw, 2, 6)} ta ${fixed(line.mrr.timeAware, 2, 6)}`
+    ? `MRR raw ${fixed(line.mrr.raw, 2, 6)} ta ${fixed(line.mrr.timeAware, 2, 6)}` +
+      (line.gain ? ` (vs nlsm ${line.gain.timeAware >= 0 ? '+' : ''}${line.gain.timeAware.toFixed(2)})` : '')
     : 'MRR raw      - ta      -';
   const rt = line.roundTripP50Ms === null ? '' : ` rt ${line.roundTripP50Ms.toFixed(0)} ms`;
   return (
@@ -69,7 +70,7 @@ export function register(program: Command): void {
       '--dataset <name|path>',
       'dataset to replay: yago (shipped), wiki, enron, uci, a RE-NET dir or a fact file (TKG_DATASET, default yago)',
     )
-    .option('--model <kind>', 'recurrency, nlsm or bas (TKG_MODEL, default recurrency)')
+    .option('--model <kind>', 'nlsm-h, recurrency, nlsm or bas (TKG_MODEL, default nlsm-h)')
     .option(
       '--rate <facts/s>',
       'replay speed into <prefix>.facts; 0 = as fast as possible (TKG_REPLAY_RATE, default 0)',

@@ -13,7 +13,7 @@ import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
 import { ServeReplica } from '../../serve/replica.ts';
 import { SnapshotFollower } from '../../serve/snapshot-follower.ts';
-import { ServingHistory, historyParamsFromMetadata } from '../../pipeline/history-terms.ts';
+import { ServingHistory } from '../../pipeline/history-terms.ts';
 import {
   SnapshotTopicFollower,
   ensureSnapshotsTopic,
@@ -120,7 +120,7 @@ export function register(program: Command): void {
         logger,
         history,
         onModel: (_model, announcement) =>
-          history.setParams(historyParamsFromMetadata(announcement.metadata)),
+          history.setFromMetadata(announcement.metadata),
       });
       await replica.start();
       const follower = flags.publishSteps
