@@ -137,7 +137,8 @@ test(
     await publish(kafka, codec, topicNames(prefix).facts, doubled, 'json');
     const stateDir = tempStateDir('ingest-twice');
     try {
-      const { stats } = await runToEnd(kafka, prefix, stateDir);
+      const metrics = createMetrics();
+      const { stats } = await runToEnd(kafka, prefix, stateDir, metrics);
       assert.equal(
         snapshotDifference(expectedSnapshots(facts), persistedSnapshots(stateDir)),
         null,
@@ -146,6 +147,9 @@ test(
       assert.equal(stats.factsAdded, 161_540);
       assert.equal(stats.factsDuplicate, 161_540);
       assert.equal(stats.late, 0);
+      // Counters reach Prometheus in per-batch deltas: they must still add up exactly.
+      assert.equal((await metrics.factsDuplicate.get()).values[0].value, 161_540);
+      assert.equal((await metrics.factsIngested.get()).values[0].value, 2 * 161_540);
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
