@@ -16,6 +16,17 @@ import {
   type HybridWeights,
 } from './features.ts';
 
+/** Strict term rows of one (step, weights), CSR: row i's entries are offsets[i] <= j < offsets[i + 1]. */
+export interface TermTable {
+  step: number;
+  weights: HybridWeights;
+  /** (anchor * R + relation) -> row, per direction. */
+  rowOf: Record<Direction, Map<number, number>>;
+  offsets: Int32Array; // [rows + 1]
+  entities: Int32Array; // [nnz]
+  values: Float32Array; // [nnz]
+}
+
 /** History candidates of one query: distinct entities and their features [M, F]. */
 export interface HistoryCandidates {
   entities: Int32Array; // [M]
@@ -28,6 +39,13 @@ export class HybridHistory {
   readonly relaxedTopK: number;
   private readonly decayed: HistoryIndex;
   private readonly counts: HistoryIndex;
+  /** (anchor * R + relation) keys with a strict history, per direction (the rows of the term table). */
+  private readonly strictKeys: Record<Direction, Set<number>> = {
+    object: new Set(),
+    subject: new Set(),
+  };
+  /** Strict term rows of every key for one (step, weights), CSR; built on first use, cleared by observe(). */
+  private table: TermTable | undefined;
   /** slot -> relaxed-only terms of its top relaxedTopK entities under some weights; cleared by observe(). */
   private readonly relaxedCache = new Map<
     number,
@@ -54,7 +72,14 @@ export class HybridHistory {
   observe(snapshot: Snapshot): void {
     this.decayed.observe(snapshot);
     if (this.counts !== this.decayed) this.counts.observe(snapshot);
+    const R = this.numRelations;
+    const t = snapshot.triples;
+    for (let i = 0; i < t.length; i += 3) {
+      this.strictKeys.object.add(t[i] * R + t[i + 1]);
+      this.strictKeys.subject.add(t[i + 2] * R + t[i + 1]);
+    }
     this.relaxedCache.clear();
+    this.table = undefined;
   }
 
   /**
@@ -100,8 +125,10 @@ export class HybridHistory {
    * The sparse history term of one query under `weights`: entities and values (float32, as the ONNX input). The
    * serving hot path: the top-`relaxedTopK` relaxed terms of a (direction, relation) are cached until the next
    * observe(), and a candidate with a strict history gets one more entry with its strict part (plus its relaxed part
-   * when it is not among the cached ones). Entries for the same entity add up (ONNX ScatterND with reduction=add,
-   * combineInPlace), which equals the term of candidates() exactly up to float32 rounding.
+   * when it is not among the cached ones), read from a term table of every (anchor, relation) with a strict history,
+   * built once per (step, weights) after a step closes (termTable). Entries for the same entity add up (ONNX
+   * ScatterND with reduction=add, combineInPlace), which equals the term of candidates() exactly up to float32
+   * rounding.
    */
   terms(
     step: number,
@@ -114,29 +141,79 @@ export class HybridHistory {
       return { entities: new Int32Array(0), values: new Float32Array(0) };
     const slot = slotOf(direction, relation, this.numRelations);
     const relaxed = this.relaxedTerms(direction, relation, slot, weights);
-    const strictCount = this.decayed.strictCount(direction, anchor, relation);
-    const total = relaxed.entities.length + strictCount;
-    const entities = new Int32Array(total);
-    const values = new Float32Array(total);
+    const table = this.termTable(step, weights);
+    const row = table.rowOf[direction].get(anchor * this.numRelations + relation);
+    if (row === undefined)
+      return { entities: relaxed.entities.slice(), values: relaxed.values.slice() };
+    const from = table.offsets[row];
+    const to = table.offsets[row + 1];
+    const top = relaxed.entities.length;
+    const entities = new Int32Array(top + to - from);
+    const values = new Float32Array(top + to - from);
     entities.set(relaxed.entities);
     values.set(relaxed.values);
-    let at = relaxed.entities.length;
-    const dist = this.decayed.relaxedDistribution(direction, relation);
+    entities.set(table.entities.subarray(from, to), top);
+    values.set(table.values.subarray(from, to), top);
+    return { entities, values };
+  }
+
+  /**
+   * The strict rows of every (direction, anchor, relation) with a history for one (step, weights): per candidate its
+   * strict part plus, when it is not among the slot's cached top relaxed entities, its relaxed part. Built on first
+   * use after observe() (a step close), in O(strict entries); queries then only copy their row.
+   */
+  termTable(step: number, weights: HybridWeights): TermTable {
+    const cached = this.table;
+    if (cached !== undefined && cached.step === step && cached.weights === weights) return cached;
+    const R = this.numRelations;
+    let entities = new Int32Array(1024);
+    let values = new Float32Array(1024);
+    let size = 0;
+    const offsets: number[] = [0];
+    const rowOf: Record<Direction, Map<number, number>> = { object: new Map(), subject: new Map() };
     const strictFeatures = new Float64Array(FS);
     const relaxedFeatures = new Float64Array(FR);
-    this.decayed.forEachStrict(step, direction, anchor, relation, (entity, strict) => {
-      const frequency = this.counts.strictValue(step, direction, anchor, relation, entity);
-      writeStrictFeatures(strict, frequency, strictFeatures, 0);
-      let value = weightedSum(weights, slot, strictFeatures, 0, 0, FS);
-      if (!relaxed.members.has(entity)) {
-        writeRelaxedFeatures(dist.valueOf.get(entity) ?? 0, relaxedFeatures, 0);
-        value += weightedSum(weights, slot, relaxedFeatures, 0, FS, F);
+    for (const direction of ['object', 'subject'] as Direction[]) {
+      for (const key of this.strictKeys[direction]) {
+        const relation = key % R;
+        const anchor = (key - relation) / R;
+        const slot = slotOf(direction, relation, R);
+        const relaxed = this.relaxedTerms(direction, relation, slot, weights);
+        const dist = this.decayed.relaxedDistribution(direction, relation);
+        this.decayed.forEachStrict(step, direction, anchor, relation, (entity, strict) => {
+          const frequency = this.counts.strictValue(step, direction, anchor, relation, entity);
+          writeStrictFeatures(strict, frequency, strictFeatures, 0);
+          let value = weightedSum(weights, slot, strictFeatures, 0, 0, FS);
+          if (!relaxed.members.has(entity)) {
+            writeRelaxedFeatures(dist.valueOf.get(entity) ?? 0, relaxedFeatures, 0);
+            value += weightedSum(weights, slot, relaxedFeatures, 0, FS, F);
+          }
+          if (size === entities.length) {
+            const grownEntities = new Int32Array(2 * size);
+            grownEntities.set(entities);
+            entities = grownEntities;
+            const grownValues = new Float32Array(2 * size);
+            grownValues.set(values);
+            values = grownValues;
+          }
+          entities[size] = entity;
+          values[size] = value;
+          size++;
+        });
+        rowOf[direction].set(key, offsets.length - 1);
+        offsets.push(size);
       }
-      entities[at] = entity;
-      values[at] = value;
-      at++;
-    });
-    return { entities, values };
+    }
+    const table: TermTable = {
+      step,
+      weights,
+      rowOf,
+      offsets: Int32Array.from(offsets),
+      entities: entities.slice(0, size),
+      values: values.slice(0, size),
+    };
+    this.table = table;
+    return table;
   }
 
   /** Relaxed-only terms of the top `relaxedTopK` entities of a slot (cached per weights until the next observe). */

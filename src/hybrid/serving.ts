@@ -144,6 +144,16 @@ export class HybridTermProvider implements HistoryTermProvider {
     this.memo.clear();
   }
 
+  /**
+   * Builds the term table of the forecast step now (HybridHistory.termTable: every (anchor, relation) with a strict
+   * history) instead of at the first query after a step closed; returns the seconds it took.
+   */
+  prepare(): number {
+    const t0 = performance.now();
+    this.history.termTable(this.forecastStepValue ?? this.history.lastStep + 1, this.weightsValue);
+    return (performance.now() - t0) / 1000;
+  }
+
   terms(
     direction: Direction,
     anchor: number,
