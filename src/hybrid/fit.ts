@@ -495,11 +495,15 @@ export function selectionMrr(
   return selectionMrrs(set, theta, [mode])[mode]!;
 }
 
-/** Pure: selectionMrr in several filter modes at once (one pass over the candidates). */
+/**
+ * Pure: selectionMrr in several filter modes at once (one pass over the candidates). `perQuery` (length Q), when
+ * given, receives each query's reciprocal rank (%) averaged over the modes (for standard errors).
+ */
 export function selectionMrrs(
   set: QuerySet,
   theta: ArrayLike<number>,
   modes: readonly SelectionMode[] = SELECTION_MODES,
+  perQuery?: Float64Array,
 ): Partial<Record<SelectionMode, number>> {
   const R = set.numRelations;
   const Q = set.slot.length;
@@ -537,7 +541,13 @@ export function selectionMrrs(
       !(target >= beta * set.baseFloor[q]) && beta > 0
         ? Math.max(0, set.baseRank[q] - 1 - set.baseCandidates[q])
         : 0;
-    for (let m = 0; m < bits.length; m++) sums[m] += 1 / (1 + better[m] + missed + equal[m] / 2);
+    let queryMean = 0;
+    for (let m = 0; m < bits.length; m++) {
+      const rr = 1 / (1 + better[m] + missed + equal[m] / 2);
+      sums[m] += rr;
+      queryMean += rr;
+    }
+    if (perQuery) perQuery[q] = (100 * queryMean) / bits.length;
   }
   const out: Partial<Record<SelectionMode, number>> = {};
   modes.forEach((mode, m) => (out[mode] = (100 * sums[m]) / Math.max(1, Q)));
@@ -634,9 +644,13 @@ export interface HybridFitReport {
   seconds: number;
 }
 
-/** Pure: the selection criterion of a form: its MRR in every filter mode and their mean. */
-export function modeMrrs(set: QuerySet, theta: ArrayLike<number>): ModeMrrs {
-  const m = selectionMrrs(set, theta, SELECTION_MODES);
+/** Pure: the selection criterion of a form: its MRR in every filter mode and their mean (per query in `perQuery`). */
+export function modeMrrs(
+  set: QuerySet,
+  theta: ArrayLike<number>,
+  perQuery?: Float64Array,
+): ModeMrrs {
+  const m = selectionMrrs(set, theta, SELECTION_MODES, perQuery);
   return {
     raw: m.raw!,
     static: m.static!,
@@ -646,12 +660,44 @@ export function modeMrrs(set: QuerySet, theta: ArrayLike<number>): ModeMrrs {
 }
 
 /**
+ * Pure: the one-standard-error rule over options ordered from simplest to most complex, each with its per-query
+ * criterion values (same queries): the simplest option whose mean is within one standard error of the paired
+ * difference to the best option's mean. Options with `eligible[i] === false` are skipped.
+ */
+export function oneStandardErrorChoice(
+  perQuery: readonly Float64Array[],
+  eligible?: readonly boolean[],
+): number {
+  const Q = perQuery[0]?.length ?? 0;
+  const mean = perQuery.map((v) => v.reduce((a, b) => a + b, 0) / Math.max(1, Q));
+  let best = -1;
+  for (let i = 0; i < perQuery.length; i++)
+    if ((eligible?.[i] ?? true) && (best < 0 || mean[i] > mean[best])) best = i;
+  if (best < 0 || Q < 2) return Math.max(0, best);
+  for (let i = 0; i < best; i++) {
+    if (!(eligible?.[i] ?? true)) continue;
+    let sum = 0;
+    let sumSq = 0;
+    for (let q = 0; q < Q; q++) {
+      const d = perQuery[best][q] - perQuery[i][q];
+      sum += d;
+      sumSq += d * d;
+    }
+    const variance = Math.max(0, (sumSq - (sum * sum) / Q) / (Q - 1));
+    const standardError = Math.sqrt(variance / Q);
+    if (mean[best] - mean[i] <= standardError) return i;
+  }
+  return best;
+}
+
+/**
  * Pure: the chosen form's index. Candidates that are at least as good as the reference in every filter mode (up to
  * `tolerance` MRR points) qualify; the reference always does; among the qualifying ones the best mean MRR wins (ties:
- * the earlier, i.e. simpler, form). Without a reference: the best mean.
+ * the earlier, i.e. simpler, form), or, with per-query values for every candidate, the simplest qualifying form
+ * within one standard error of that best (oneStandardErrorChoice). Without a reference: every form qualifies.
  */
 export function selectForm(
-  candidates: ReadonlyArray<{ validation: ModeMrrs }>,
+  candidates: ReadonlyArray<{ validation: ModeMrrs; perQuery?: Float64Array }>,
   referenceIndex: number | null,
   tolerance = 0,
 ): { index: number; qualifies: boolean[] } {
@@ -662,6 +708,14 @@ export function selectForm(
       i === referenceIndex ||
       SELECTION_MODES.every((mode) => c.validation[mode] >= reference[mode] - tolerance),
   );
+  if (candidates.length > 0 && candidates.every((c) => c.perQuery !== undefined))
+    return {
+      index: oneStandardErrorChoice(
+        candidates.map((c) => c.perQuery!),
+        qualifies,
+      ),
+      qualifies,
+    };
   let index = referenceIndex ?? 0;
   for (let i = 0; i < candidates.length; i++) {
     if (!qualifies[i]) continue;
@@ -737,13 +791,14 @@ export function fitHybridWeights(input: {
   };
   const spread = baseLogitSpread(input.fit);
   const betaGrid = defaultRelativeBetaGrid.map((x) => x / spread);
+  // beta: the smallest (closest to the reference model) within one standard error of the best on `set`
   const pickBeta = (set: QuerySet): number => {
-    let best = { beta: betaGrid[0], mrr: -1 };
-    for (const beta of betaGrid) {
-      const mrr = meanMrr(set, expandShared(recurrencyShared(beta), R));
-      if (mrr > best.mrr) best = { beta, mrr };
-    }
-    return best.beta;
+    const perQuery = betaGrid.map((beta) => {
+      const values = new Float64Array(set.slot.length);
+      modeMrrs(set, expandShared(recurrencyShared(beta), R), values);
+      return values;
+    });
+    return betaGrid[oneStandardErrorChoice(perQuery)];
   };
   const ascend = (set: QuerySet): Float64Array =>
     ascendSharedMrr(set, recurrencyShared(pickBeta(set)), { criterion: meanMrr }).shared;
@@ -751,21 +806,25 @@ export function fitHybridWeights(input: {
   // candidate forms fitted on the fitting queries, scored on validation; simpler forms first
   type Candidate = HybridFitReport['forms'][number] & { refit: (set: QuerySet) => Float64Array };
   const candidates: Candidate[] = [];
+  const perQuery: Float64Array[] = [];
   const add = (
     form: HybridForm,
     l2: number | null,
     theta: Float64Array,
     refit: Candidate['refit'],
     beta?: number,
-  ) =>
+  ) => {
+    const values = new Float64Array(input.validation.slot.length);
+    perQuery.push(values);
     candidates.push({
       form,
       l2,
       ...(beta !== undefined ? { beta } : {}),
-      validation: modeMrrs(input.validation, theta),
+      validation: modeMrrs(input.validation, theta, values),
       qualifies: true,
       refit,
     });
+  };
   let referenceIndex: number | null = null;
   if (input.recurrencyAlpha !== undefined) {
     const beta = pickBeta(input.fit);
@@ -788,7 +847,10 @@ export function fitHybridWeights(input: {
       fitPerRelation(set, fitShared(set), l2),
     );
   }
-  const { index, qualifies } = selectForm(candidates, referenceIndex);
+  const { index, qualifies } = selectForm(
+    candidates.map((c, i) => ({ validation: c.validation, perQuery: perQuery[i] })),
+    referenceIndex,
+  );
   candidates.forEach((c, i) => (c.qualifies = qualifies[i]));
   const chosen = candidates[index];
   // refit the chosen form on fit + validation
@@ -805,8 +867,8 @@ export function fitHybridWeights(input: {
       chosen: { form: chosen.form, l2: chosen.l2, validation: chosen.validation },
       criterion:
         referenceIndex === null
-          ? 'validation mean of raw / static / time-aware MRR'
-          : 'validation mean of raw / static / time-aware MRR among the forms at least as good as the recurrency form in every filter mode',
+          ? 'validation mean of raw / static / time-aware MRR (simplest form within one standard error of the best)'
+          : 'validation mean of raw / static / time-aware MRR among the forms at least as good as the recurrency form in every filter mode (simplest such form within one standard error of the best)',
       fitQueries: input.fit.slot.length,
       validationQueries: input.validation.slot.length,
       seconds: (performance.now() - t0) / 1000,

@@ -18,6 +18,7 @@ import {
   concatQuerySets,
   ascendSharedMrr,
   modeMrrs,
+  oneStandardErrorChoice,
   selectForm,
   type HybridWeights,
 } from '../../src/hybrid/index.ts';
@@ -449,3 +450,24 @@ test('selection MRRs in raw / static / time-aware mode equal dense ranks; select
   assert.equal(selectForm(forms, null).index, 1);
   assert.equal(selectForm([m(50, 80, 70), m(40, 70, 60)], 0).index, 0);
 });
+
+test('oneStandardErrorChoice: the simplest option within one standard error of the best', () => {
+  const random = seededRandomForTest(9);
+  const Q = 400;
+  const base = Float64Array.from({ length: Q }, () => 100 * random());
+  const noisy = (shift: number, noise: number) =>
+    Float64Array.from(base, (v) => v + shift + noise * (random() - 0.5));
+  // option 1 is better than option 0 by far more than its standard error; option 2 adds 0.01 on average with a
+  // +-10 swing per query (standard error 0.5): not worth its complexity
+  const option1 = noisy(5, 1);
+  const option2 = Float64Array.from(option1, (v, q) => v + 0.01 + (q % 2 === 0 ? 10 : -10));
+  const options = [noisy(0, 0), option1, option2];
+  assert.equal(oneStandardErrorChoice(options), 1);
+  assert.equal(oneStandardErrorChoice(options, [true, false, true]), 2);
+  assert.equal(oneStandardErrorChoice([noisy(0, 0), noisy(0.001, 10)]), 0);
+});
+
+function seededRandomForTest(seed: number): () => number {
+  let x = seed;
+  return () => (x = (x * 16807) % 2147483647) / 2147483647;
+}
