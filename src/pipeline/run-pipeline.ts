@@ -30,7 +30,11 @@ import { Scorer } from '../serve/scorer.ts';
 import { writeFileAtomic } from '../window/checkpoint.ts';
 import { EvaluationLog, qualityTable, type QualityTable } from './evaluation-log.ts';
 import { ServingHistory } from './history-terms.ts';
-import { createLiveModel, type LiveModelKind } from './live-models.ts';
+import {
+  LIVE_HYBRID_EPOCHS_PER_WINDOW,
+  createLiveModel,
+  type LiveModelKind,
+} from './live-models.ts';
 import { QueryTrickle, factQuery, type TrickleStats } from './query-trickle.ts';
 import { remainingFacts, replayFacts, selectReplay } from './replay.ts';
 import { snapshotsTopicName } from './snapshot-topic.ts';
@@ -261,7 +265,9 @@ export class RunPipeline {
         K: config.K,
         windowSize: config.windowSize,
         learningRate: config.learningRate,
-        epochsPerWindow: this.options.epochsPerWindow,
+        epochsPerWindow:
+          this.options.epochsPerWindow ??
+          (this.options.model === 'nlsm-h' ? LIVE_HYBRID_EPOCHS_PER_WINDOW : undefined),
         selectEvery: this.options.selectEvery,
         onProgress: (line) => this.log(line),
         onNanRestore: () => metrics.trainNanRestores.inc(),

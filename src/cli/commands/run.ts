@@ -43,7 +43,9 @@ const fixed = (value: number | undefined, digits: number, width: number) =>
 export function formatStepLine(line: StepLine): string {
   const mrr = line.mrr
     ? `MRR raw ${fixed(line.mrr.raw, 2, 6)} ta ${fixed(line.mrr.timeAware, 2, 6)}` +
-      (line.gain ? ` (vs nlsm ${line.gain.timeAware >= 0 ? '+' : ''}${line.gain.timeAware.toFixed(2)})` : '')
+      (line.gain
+        ? ` (vs nlsm ${line.gain.timeAware >= 0 ? '+' : ''}${line.gain.timeAware.toFixed(2)})`
+        : '')
     : 'MRR raw      - ta      -';
   const rt = line.roundTripP50Ms === null ? '' : ` rt ${line.roundTripP50Ms.toFixed(0)} ms`;
   return (
@@ -88,7 +90,10 @@ export function register(program: Command): void {
       '--query-rate <q/s>',
       'demo queries per second on <prefix>.queries; 0 = none (TKG_QUERY_RATE, default 20)',
     )
-    .option('--epochs <n>', "nlsm/bas: epochs per window update (default: the trainer's)")
+    .option(
+      '--epochs <n>',
+      "nlsm/bas/nlsm-h: epochs per window update (default: the trainer's; nlsm-h in tkg run: 4)",
+    )
     .option(
       '--state-dir <path>',
       'ingest, model and run state; the same command resumes from it (TKG_STATE_DIR, default .tkg/state)',
