@@ -621,7 +621,11 @@ export interface ModeMrrs {
   mean: number;
 }
 
-export type HybridForm = 'shared' | 'perRelation' | 'recurrency' | 'ascent';
+/**
+ * reference: the recurrency model itself, its exact ties broken by the base logit (beta = the grid's smallest);
+ * recurrency: the same with a fitted beta; ascent: its direct MRR ascent; shared / perRelation: listwise fits.
+ */
+export type HybridForm = 'reference' | 'recurrency' | 'ascent' | 'shared' | 'perRelation';
 
 export interface HybridFitReport {
   /** The base model alone on the validation queries. */
@@ -827,8 +831,11 @@ export function fitHybridWeights(input: {
   };
   let referenceIndex: number | null = null;
   if (input.recurrencyAlpha !== undefined) {
-    const beta = pickBeta(input.fit);
+    // the guard's reference: the reference model with only its exact ties broken by the base logit
+    const tieBreak = expandShared(recurrencyShared(betaGrid[0]), R);
     referenceIndex = candidates.length;
+    add('reference', null, tieBreak, () => tieBreak, betaGrid[0]);
+    const beta = pickBeta(input.fit);
     add(
       'recurrency',
       null,
@@ -868,7 +875,7 @@ export function fitHybridWeights(input: {
       criterion:
         referenceIndex === null
           ? 'validation mean of raw / static / time-aware MRR (simplest form within one standard error of the best)'
-          : 'validation mean of raw / static / time-aware MRR among the forms at least as good as the recurrency form in every filter mode (simplest such form within one standard error of the best)',
+          : 'validation mean of raw / static / time-aware MRR among the forms at least as good as the reference model (recurrency, ties broken by the base logit) in every filter mode (simplest such form within one standard error of the best)',
       fitQueries: input.fit.slot.length,
       validationQueries: input.validation.slot.length,
       seconds: (performance.now() - t0) / 1000,

@@ -178,12 +178,14 @@ export class HybridForecaster implements TkgForecaster {
     });
     const text = (m: { raw: number; static: number; timeAware: number }): string =>
       `${m.raw.toFixed(2)}/${m.static.toFixed(2)}/${m.timeAware.toFixed(2)}`;
-    const reference = report.forms.find((f) => f.form === 'recurrency');
+    const reference = report.forms.find((f) => f.form === 'reference');
     this.options.log?.(
       `nlsm-h: fitted on ${report.fitQueries} train queries, selected on ${report.validationQueries} validation queries ` +
         `(${report.chosen.form}${report.chosen.l2 !== null ? `, l2 ${report.chosen.l2}` : ''}): validation raw/static/time-aware MRR ` +
         `${text(report.chosen.validation)}` +
-        (reference ? ` vs recurrency form ${text(reference.validation)}` : '') +
+        (reference
+          ? ` vs reference (recurrency, ties broken by the base) ${text(reference.validation)}`
+          : '') +
         ` vs base alone ${text(report.baseOnly)} (${report.seconds.toFixed(1)} s)`,
     );
     this.weightsValue = weights;
