@@ -25,6 +25,12 @@ import {
   writeFileAtomicAsync,
 } from '../window/checkpoint.ts';
 import { SnapshotStore } from '../window/snapshot-store.ts';
+import {
+  PlainFactReader,
+  emptyPlainFactFields,
+  type PlainFactFields,
+} from '../schemas/fact-reader.ts';
+import { NOT_UTF8, Utf8NameCache } from './name-cache.ts';
 import { PersistentVocabulary } from './vocabulary.ts';
 import {
   checkMessageSize,
@@ -95,6 +101,11 @@ export class IngestState {
   /** Closed snapshots not yet durable (written at the next checkpoint). */
   private pending: Snapshot[] = [];
   private lastLate: LateFactInfo | null = null;
+  /** Hot path for plain Avro facts (see ingest()): reader, its scratch fields, name-bytes -> id caches. */
+  private readonly plainReader: PlainFactReader;
+  private readonly plainFields: PlainFactFields = emptyPlainFactFields();
+  private readonly entityCache: Utf8NameCache;
+  private readonly relationCache: Utf8NameCache;
   /** Whether anything changed since the last checkpoint. */
   private dirty = false;
   readonly restoredFromCheckpoint: boolean;
@@ -155,6 +166,11 @@ export class IngestState {
       this.vocabulary.truncateTo({ numEntities: 0, numRelations: 0 });
     }
     this.restoredFromCheckpoint = restored !== null;
+    // After the vocabulary's truncation to the checkpoint: from here on it only grows.
+    const vocabulary = this.vocabulary;
+    this.plainReader = new PlainFactReader(this.codec.fingerprint('Fact'));
+    this.entityCache = new Utf8NameCache((name) => vocabulary.entityId(name));
+    this.relationCache = new Utf8NameCache((name) => vocabulary.relationId(name));
     this.window.onSnapshot((snapshot) => {
       this.pending.push(snapshot);
     });
@@ -196,6 +212,55 @@ export class IngestState {
    */
   ingest(value: Buffer | null, partition: number): IngestOutcome {
     this.dirty = true;
+    let fact: EncodedFact | undefined;
+    if (value !== null) fact = this.plainFact(value);
+    if (fact === undefined) {
+      const outcome = this.decodeFact(value);
+      if (outcome.kind !== 'fact') return outcome;
+      fact = outcome.fact;
+    }
+    this.lastLate = null;
+    const outcome = this.window.add(fact, partition);
+    if (outcome === 'late')
+      return { kind: 'late', fact, info: this.lastLate as unknown as LateFactInfo };
+    return { kind: outcome, fact };
+  }
+
+  /**
+   * The hot path: a plain Avro fact (current schema, integer step; see PlainFactReader) read
+   * without avsc, strings or validation objects; undefined for anything else, which then takes the general
+   * path (decodeFact). Both give the same fact for the same value (test/ingest/plain-fact.test.ts).
+   */
+  private plainFact(value: Buffer): EncodedFact | undefined {
+    const limits = this.limits;
+    const f = this.plainFields;
+    if (value.length > limits.maxMessageBytes || !this.plainReader.read(value, f)) return undefined;
+    const maxName = limits.maxNameBytes;
+    if (
+      f.subjectEnd - f.subjectStart > maxName ||
+      f.relationEnd - f.relationStart > maxName ||
+      f.objectEnd - f.objectStart > maxName ||
+      !Number.isSafeInteger(f.step)
+    )
+      return undefined;
+    try {
+      // Same assignment order as the general path: subject, relation, object.
+      const subject = this.entityCache.idOf(value, f.subjectStart, f.subjectEnd);
+      if (subject === NOT_UTF8) return undefined;
+      const relation = this.relationCache.idOf(value, f.relationStart, f.relationEnd);
+      if (relation === NOT_UTF8) return undefined;
+      const object = this.entityCache.idOf(value, f.objectStart, f.objectEnd);
+      if (object === NOT_UTF8) return undefined;
+      return { subject, relation, object, step: f.step };
+    } catch {
+      return undefined; // e.g. vocabulary_full: the general path rejects it with its reason
+    }
+  }
+
+  /** The general path: decode (any wire format) -> validate -> step clock -> vocabulary. */
+  private decodeFact(
+    value: Buffer | null,
+  ): { kind: 'fact'; fact: EncodedFact } | Exclude<IngestOutcome, { fact: EncodedFact }> {
     let fact: EncodedFact;
     try {
       checkMessageSize(value?.length ?? 0, this.limits);
@@ -215,11 +280,7 @@ export class IngestState {
       const message = error instanceof Error ? error.message : String(error);
       return { kind: 'rejected', reason, field, message };
     }
-    this.lastLate = null;
-    const outcome = this.window.add(fact, partition);
-    if (outcome === 'late')
-      return { kind: 'late', fact, info: this.lastLate as unknown as LateFactInfo };
-    return { kind: outcome, fact };
+    return { kind: 'fact', fact };
   }
 
   /**

@@ -115,8 +115,9 @@ function bitsFor(max: number): number {
 
 /**
  * Returns a new flat triple array sorted by (s, r, o). Input [F * 3] of non-negative ids.
- * When the three ids fit in 53 bits together (e.g. 2^20 entities and 2^13 relations) each triple
- * is packed into one float64 and sorted natively; otherwise an index sort with a comparator.
+ * When the three ids fit in 32 bits together (e.g. 2^14 entities and 2^4 relations) each triple is packed
+ * into one uint32, in 53 bits (e.g. 2^20 entities and 2^13 relations) into one float64, and sorted
+ * natively; otherwise an index sort with a comparator.
  */
 export function sortTriples(triples: Int32Array): Int32Array {
   const n = triples.length / 3;
@@ -135,8 +136,30 @@ export function sortTriples(triples: Int32Array): Int32Array {
   }
   const oBits = bitsFor(maxO);
   const rBits = bitsFor(maxR);
-  if (!negative && bitsFor(maxS) + rBits + oBits <= 53) return sortPacked(triples, n, rBits, oBits);
+  const bits = bitsFor(maxS) + rBits + oBits;
+  if (!negative && bits <= 32) return sortPacked32(triples, n, rBits, oBits);
+  if (!negative && bits <= 53) return sortPacked(triples, n, rBits, oBits);
   return sortByComparator(triples, n);
+}
+
+/** Native uint32 sort of s << (rBits+oBits) | r << oBits | o (the ids fit in 32 bits together). */
+function sortPacked32(triples: Int32Array, n: number, rBits: number, oBits: number): Int32Array {
+  const keys = new Uint32Array(n); // [F]
+  const sShift = rBits + oBits;
+  for (let i = 0; i < n; i++)
+    keys[i] =
+      ((triples[i * 3] << sShift) | (triples[i * 3 + 1] << oBits) | triples[i * 3 + 2]) >>> 0;
+  keys.sort();
+  const oMask = oBits >= 32 ? -1 : (1 << oBits) - 1;
+  const rMask = (1 << rBits) - 1;
+  const sorted = new Int32Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const key = keys[i];
+    sorted[i * 3] = sShift >= 32 ? 0 : key >>> sShift;
+    sorted[i * 3 + 1] = (key >>> oBits) & rMask;
+    sorted[i * 3 + 2] = key & oMask;
+  }
+  return sorted;
 }
 
 /** Native float64 sort of s * 2^(rBits+oBits) + r * 2^oBits + o (exact: the sum stays below 2^53). */

@@ -22,7 +22,9 @@ function reference(triples: number[][]): number[] {
 }
 
 for (const [label, maxEntity, maxRelation] of [
-  ['small ids (packed float64 sort)', 300, 12],
+  ['small ids (packed uint32 sort)', 300, 12],
+  ['ids filling all 32 bits (uint32 sort, top bit set)', 2 ** 14 - 1, 2 ** 4 - 1],
+  ['ids up to 2^20 with 2^6 relations (packed float64 sort)', 2 ** 20 - 1, 2 ** 6 - 1],
   ['ids up to 2^26 - 1 with 2^20 relations (comparator sort)', MAX_ENTITY_ID, 2 ** 20 - 1],
 ] as const) {
   test(`triple set: growth, dedup and (s, r, o) order equal a reference, ${label}`, () => {
