@@ -4,34 +4,41 @@
 // and asks the vocabulary (which assigns, persists and enforces limits), then remembers the answer.
 // Valid while the vocabulary only grows (PersistentVocabulary truncates only when a checkpoint is
 // loaded, before ingest starts).
+//
+// Layout (few cache lines per lookup): `table` holds [entry + 1 (0 = empty), hash] per bucket, and
+// `entries` holds [id, arena start, length] per entry; names' bytes are back to back in `arena`.
 
-const EMPTY = -1;
 /** idOf's answer for bytes that are not valid UTF-8: the caller takes the general path. */
 export const NOT_UTF8 = -2;
 
-/** 32-bit FNV-1a of bytes[start, end). */
+const ENTRY_FIELDS = 3;
+
+/** 32-bit hash of bytes[start, end): FNV-1a style mixing of 4-byte words, then the tail bytes. */
 function hashBytes(bytes: Uint8Array, start: number, end: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
-  return hash | 0;
+  let hash = 0x811c9dc5 ^ (end - start);
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    const word = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    hash = Math.imul(hash ^ word, 0x01000193);
+    hash ^= hash >>> 15;
+  }
+  for (; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
+  return (hash ^ (hash >>> 13)) | 0;
 }
 
 export class Utf8NameCache {
   private readonly assign: (name: string) => number;
-  private slots: Int32Array; // [buckets], EMPTY or an entry index
-  private mask: number;
-  private entryHash = new Int32Array(1024); // [entries]
-  private entryId = new Int32Array(1024); // [entries]
-  private entryStart = new Int32Array(1024); // [entries] offset of the name's bytes in `arena`
-  private entryLength = new Int32Array(1024); // [entries]
-  private entries = 0;
+  private table: Int32Array; // [buckets * 2]: entry + 1 (0 = empty), hash
+  private mask: number; // buckets - 1
+  private entries = new Int32Array(1024 * ENTRY_FIELDS); // [capacity * 3]: id, arena start, length
+  private count = 0;
   private arena = new Uint8Array(64 * 1024);
   private arenaUsed = 0;
 
   /** `assign`: the vocabulary's idOf (the id of a name, assigned if new; may throw, e.g. vocabulary_full). */
   constructor(assign: (name: string) => number, buckets = 2048) {
     this.assign = assign;
-    this.slots = new Int32Array(buckets).fill(EMPTY);
+    this.table = new Int32Array(buckets * 2);
     this.mask = buckets - 1;
   }
 
@@ -39,16 +46,20 @@ export class Utf8NameCache {
   idOf(bytes: Uint8Array, start: number, end: number): number {
     const hash = hashBytes(bytes, start, end);
     const length = end - start;
-    const arena = this.arena;
+    const table = this.table;
     let bucket = hash & this.mask;
     for (;;) {
-      const entry = this.slots[bucket];
-      if (entry === EMPTY) break;
-      if (this.entryHash[entry] === hash && this.entryLength[entry] === length) {
-        const at = this.entryStart[entry];
-        let k = 0;
-        while (k < length && arena[at + k] === bytes[start + k]) k++;
-        if (k === length) return this.entryId[entry];
+      const slot = table[bucket * 2];
+      if (slot === 0) break;
+      if (table[bucket * 2 + 1] === hash) {
+        const at = (slot - 1) * ENTRY_FIELDS;
+        if (this.entries[at + 2] === length) {
+          const arena = this.arena;
+          const from = this.entries[at + 1];
+          let k = 0;
+          while (k < length && arena[from + k] === bytes[start + k]) k++;
+          if (k === length) return this.entries[at];
+        }
       }
       bucket = (bucket + 1) & this.mask;
     }
@@ -61,16 +72,10 @@ export class Utf8NameCache {
   }
 
   private insert(hash: number, id: number, bytes: Uint8Array, start: number, length: number): void {
-    if (this.entries === this.entryId.length) {
-      const grown = (old: Int32Array) => {
-        const next = new Int32Array(old.length * 2);
-        next.set(old);
-        return next;
-      };
-      this.entryHash = grown(this.entryHash);
-      this.entryId = grown(this.entryId);
-      this.entryStart = grown(this.entryStart);
-      this.entryLength = grown(this.entryLength);
+    if ((this.count + 1) * ENTRY_FIELDS > this.entries.length) {
+      const entries = new Int32Array(this.entries.length * 2);
+      entries.set(this.entries);
+      this.entries = entries;
     }
     if (this.arenaUsed + length > this.arena.length) {
       const arena = new Uint8Array(Math.max(this.arena.length * 2, this.arenaUsed + length));
@@ -78,25 +83,26 @@ export class Utf8NameCache {
       this.arena = arena;
     }
     this.arena.set(bytes.subarray(start, start + length), this.arenaUsed);
-    const entry = this.entries++;
-    this.entryHash[entry] = hash;
-    this.entryId[entry] = id;
-    this.entryStart[entry] = this.arenaUsed;
-    this.entryLength[entry] = length;
+    const entry = this.count++;
+    this.entries[entry * ENTRY_FIELDS] = id;
+    this.entries[entry * ENTRY_FIELDS + 1] = this.arenaUsed;
+    this.entries[entry * ENTRY_FIELDS + 2] = length;
     this.arenaUsed += length;
-    if (this.entries * 2 > this.slots.length) this.rehash(this.slots.length * 2);
-    else this.place(entry);
+    if (this.count * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2);
+    else this.place(entry, hash);
   }
 
-  private place(entry: number): void {
-    let bucket = this.entryHash[entry] & this.mask;
-    while (this.slots[bucket] !== EMPTY) bucket = (bucket + 1) & this.mask;
-    this.slots[bucket] = entry;
+  private place(entry: number, hash: number): void {
+    let bucket = hash & this.mask;
+    while (this.table[bucket * 2] !== 0) bucket = (bucket + 1) & this.mask;
+    this.table[bucket * 2] = entry + 1;
+    this.table[bucket * 2 + 1] = hash;
   }
 
   private rehash(buckets: number): void {
-    this.slots = new Int32Array(buckets).fill(EMPTY);
+    const old = this.table;
+    this.table = new Int32Array(buckets * 2);
     this.mask = buckets - 1;
-    for (let entry = 0; entry < this.entries; entry++) this.place(entry);
+    for (let b = 0; b < old.length; b += 2) if (old[b] !== 0) this.place(old[b] - 1, old[b + 1]);
   }
 }
