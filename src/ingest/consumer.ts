@@ -2,8 +2,9 @@
 // IngestState (decode, validate, vocabulary, window) -> durable snapshots -> sinks.
 // Owns: the consume loop, dead-lettering to `<prefix>.facts.dlq` (original key/value/headers plus
 // tkg.error.* and tkg.source.* headers), late facts to `<prefix>.facts.late`, checkpoint scheduling
-// (every N messages, every T ms, at each step close), committing offsets only after the checkpoint
-// that covers them, seeking to the checkpoint's offsets on start, and ingest metrics.
+// (every N messages, every T ms, at each step close; captured in the consume loop and written in the
+// background, one at a time), committing offsets only after the checkpoint that covers them, seeking
+// to the checkpoint's offsets on start, and ingest metrics (counters added per batch, not per message).
 // Must not import src/serve, src/train or tfjs. Run ONE ingest process per facts topic: the window's
 // watermark is a minimum over all partitions, so one process must see every partition (the consumer
 // group gives offset storage and fail-over, not parallelism).
