@@ -213,7 +213,7 @@ export class IngestState {
   ingest(value: Buffer | null, partition: number): IngestOutcome {
     this.dirty = true;
     let fact: EncodedFact | undefined;
-    if (value !== null) fact = this.plainFact(value);
+    if (value !== null) fact = this.plainFact(value) ?? this.plainJsonFact(value);
     if (fact === undefined) {
       const outcome = this.decodeFact(value);
       if (outcome.kind !== 'fact') return outcome;
@@ -254,6 +254,30 @@ export class IngestState {
       return { subject, relation, object, step: f.step };
     } catch {
       return undefined; // e.g. vocabulary_full: the general path rejects it with its reason
+    }
+  }
+
+  /**
+   * The JSON hot path: a value that starts with `{` and parses to exactly a plain fact (string names, a
+   * non-negative integer step, no timestamp, no other fields) skips the codec's schema walk (defaults,
+   * type check: nothing to fill or convert for such an object). Undefined for anything else, including
+   * every invalid value: the general path then produces the rejection.
+   */
+  private plainJsonFact(value: Buffer): EncodedFact | undefined {
+    if (value.length === 0 || value[0] !== 0x7b || value.length > this.limits.maxMessageBytes)
+      return undefined;
+    try {
+      const parsed: unknown = JSON.parse(value.toString('utf8'));
+      if (!isPlainJsonFact(parsed)) return undefined;
+      const valid = validateFact(parsed, this.limits);
+      return {
+        subject: this.vocabulary.entityId(valid.subject),
+        relation: this.vocabulary.relationId(valid.relation),
+        object: this.vocabulary.entityId(valid.object),
+        step: parsed.step,
+      };
+    } catch {
+      return undefined;
     }
   }
 
@@ -342,6 +366,26 @@ export class IngestState {
   close(): void {
     this.vocabulary.close();
   }
+}
+
+const plainJsonKeys = new Set(['subject', 'relation', 'object', 'step', 'timestamp']);
+
+/** A parsed JSON object that reads the same as a Fact record without any schema default or conversion. */
+function isPlainJsonFact(
+  parsed: unknown,
+): parsed is { subject: string; relation: string; object: string; step: number } {
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return false;
+  const record = parsed as Record<string, unknown>;
+  for (const key in record) if (!plainJsonKeys.has(key)) return false;
+  return (
+    typeof record.subject === 'string' &&
+    typeof record.relation === 'string' &&
+    typeof record.object === 'string' &&
+    typeof record.step === 'number' &&
+    Number.isSafeInteger(record.step) &&
+    record.step >= 0 &&
+    (record.timestamp === undefined || record.timestamp === null)
+  );
 }
 
 function safeList(dir: string): string[] {

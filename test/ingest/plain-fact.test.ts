@@ -112,7 +112,8 @@ test('utf-8 name cache: the vocabulary ids through growth; invalid UTF-8 is left
 test('ingest state: plain and general values of the same facts get the same ids and outcomes', () => {
   const dirs = [tempStateDir('plain-a'), tempStateDir('plain-b')];
   try {
-    // State A sees every fact as plain Avro (hot path), state B as JSON (general path), same order.
+    // State A sees every fact as plain Avro or plain JSON (hot paths), state B as JSON with a leading
+    // space (general path: the hot path wants '{' first), same order.
     const [a, b] = dirs.map(
       (stateDir) => new IngestState({ stateDir, codec, topic: 'plain.facts' }),
     );
@@ -124,8 +125,9 @@ test('ingest state: plain and general values of the same facts get the same ids 
         object: fact.object,
         step: fact.step,
       };
-      const outA = a.ingest(avro(record), 0);
-      const outB = b.ingest(codec.encodeValue('Fact', { ...record, timestamp: null }, 'json'), 0);
+      const json = codec.encodeValue('Fact', { ...record, timestamp: null }, 'json');
+      const outA = a.ingest(fact.step! % 2 === 0 ? avro(record) : json, 0);
+      const outB = b.ingest(Buffer.concat([Buffer.from(' '), json]), 0);
       assert.deepEqual(outA, outB);
     }
     a.window.flush();
@@ -138,8 +140,21 @@ test('ingest state: plain and general values of the same facts get the same ids 
     invalidUtf8[11] = 0xc3; // subject 'ab' -> 0xc3 'b': a broken UTF-8 sequence, decoded as U+FFFD 'b'
     const fields = emptyPlainFactFields();
     assert.equal(new PlainFactReader(codec.fingerprint('Fact')).read(invalidUtf8, fields), true);
+    const json = (text: string): [string, Buffer] => [`JSON ${text}`, Buffer.from(text)];
+    const jsonCases = [
+      json('{"subject":"a","relation":"r","object":"b","step":1.5}'),
+      json('{"subject":"a","relation":"r","object":"b","step":-1}'),
+      json('{"subject":"a","relation":"r","object":"b","step":"7"}'),
+      json('{"subject":"a","relation":"r","object":"b","step":7,"extra":1}'),
+      json('{"subject":"a","relation":"r","object":"b","timestamp":"2020-01-01"}'),
+      json('{"subject":" ","relation":"r","object":"b","step":7}'),
+      json('{"subject":"a","relation":"r","step":7}'),
+      json('{"subject":"a","relation":"r","object":"b","step":7,"timestamp":null}'),
+      json('{"subject":"a","relation":"r","object":"b","step":7'),
+    ];
     for (const [why, value] of [
       ...generalPathValues(),
+      ...jsonCases,
       ['invalid UTF-8', invalidUtf8] as [string, Buffer],
     ]) {
       const outA = a.ingest(value, 1);
