@@ -54,7 +54,7 @@ export const configSchema = z.object({
   scorerThreads: z.coerce.number().int().min(0).default(1).describe('TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)'),
   scorerMaxBatch: z.coerce.number().int().min(1).default(64).describe('TKG_SCORER_MAX_BATCH: queries scored in one onnxruntime run (micro-batch size)'),
   scorerMaxWaitMs: z.coerce.number().min(0).default(1).describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
-  serveModelName: z.string().default('nlsm-h').describe('TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves (tkg train announces under its TKG_MODEL)'),
+  serveModelName: z.string().default('nlsm').describe('TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves'),
   // End to end (`tkg run`, `tkg train`; src/pipeline)
   model: z.enum(['nlsm-h', 'recurrency', 'nlsm', 'bas']).default('nlsm-h').describe('TKG_MODEL: model tkg run / tkg train trains, exports and announces (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)'),
   replayDataset: z.string().min(1).default('yago').describe('TKG_DATASET: dataset tkg run replays (yago, wiki, enron, uci, a RE-NET dir or a fact file)'),

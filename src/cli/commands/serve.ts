@@ -48,7 +48,7 @@ export function register(program: Command): void {
     )
     .option(
       '--model <name>',
-      'model name (key on <prefix>.models) to serve (TKG_SERVE_MODEL_NAME, default nlsm-h)',
+      'model name (key on <prefix>.models) to serve (TKG_SERVE_MODEL_NAME, default nlsm)',
     )
     .option('--group <id>', 'consumer group of the scoring replicas (default <prefix>.scorers)')
     .option('--threads <n>', 'onnxruntime intra-op threads (TKG_SCORER_THREADS, default 1)')
