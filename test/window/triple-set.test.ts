@@ -1,18 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { seededRandom } from '../../src/core/random.ts';
 import { MAX_ENTITY_ID, sortTriples, TripleSet } from '../../src/window/triple-set.ts';
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Reference: string-keyed dedup + lexicographic sort on (s, r, o). */
 function reference(triples: number[][]): number[] {
@@ -28,7 +17,7 @@ for (const [label, maxEntity, maxRelation] of [
   ['ids up to 2^26 - 1 with 2^20 relations (comparator sort)', MAX_ENTITY_ID, 2 ** 20 - 1],
 ] as const) {
   test(`triple set: growth, dedup and (s, r, o) order equal a reference, ${label}`, () => {
-    const random = rng(maxEntity);
+    const random = seededRandom(maxEntity);
     const pick = (max: number) => Math.floor(random() * (max + 1));
     const set = new TripleSet();
     const added: number[][] = [];
