@@ -21,6 +21,7 @@ import type {
 import { pino, type Logger } from 'pino';
 import type { Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
+import type { TkgConfig } from '../config/config.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { createKafkaClient, createProducer } from '../kafka/client.ts';
 import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
@@ -59,6 +60,30 @@ export interface IngestPipelineOptions {
   replayPersistedFrom?: number;
   emitEmptySteps?: boolean;
   now?: () => number;
+}
+
+/** The ingest options the configuration decides (topics, group, state, event time, checkpoints, limits). */
+export function ingestOptionsFromConfig(
+  config: TkgConfig,
+): Omit<IngestPipelineOptions, 'brokers' | 'kafka' | 'metrics' | 'logger'> {
+  return {
+    topicPrefix: config.topicPrefix,
+    groupId: config.ingestGroup,
+    stateDir: config.stateDir,
+    clock: {
+      granularity: config.granularity,
+      origin: config.origin,
+      foldAfter: config.foldAfter,
+      beforeOrigin: config.beforeOrigin,
+    },
+    allowedLateness: config.allowedLateness,
+    idleTimeoutMs: config.idleTimeoutMs,
+    checkpointEveryMessages: config.checkpointEveryMessages,
+    checkpointIntervalMs: config.checkpointIntervalMs,
+    limits: { maxMessageBytes: config.maxFactBytes, maxNameBytes: config.maxNameBytes },
+    partitions: config.partitions,
+    sessionTimeoutMs: config.ingestSessionTimeoutMs,
+  };
 }
 
 export interface IngestStats {

@@ -17,7 +17,7 @@ import type { TkgConfig } from '../config/config.ts';
 import type { Snapshot } from '../core/types.ts';
 import { ConfigError, TkgError } from '../core/errors.ts';
 import { datasetFactEvents, loadDataset } from '../datasets/index.ts';
-import { IngestPipeline } from '../ingest/consumer.ts';
+import { IngestPipeline, ingestOptionsFromConfig } from '../ingest/consumer.ts';
 import type { BrokerSource } from '../kafka/brokers.ts';
 import { createProducer } from '../kafka/client.ts';
 import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
@@ -202,22 +202,8 @@ export class RunPipeline {
       // 3. Stages.
       ingest = new IngestPipeline({
         kafka,
-        topicPrefix: config.topicPrefix,
-        groupId: config.ingestGroup,
-        stateDir: config.stateDir,
-        clock: {
-          granularity: config.granularity,
-          origin: config.origin,
-          foldAfter: config.foldAfter,
-          beforeOrigin: config.beforeOrigin,
-        },
-        allowedLateness: config.allowedLateness,
-        idleTimeoutMs: config.idleTimeoutMs,
-        checkpointEveryMessages: config.checkpointEveryMessages,
-        checkpointIntervalMs: config.checkpointIntervalMs,
-        limits: { maxMessageBytes: config.maxFactBytes, maxNameBytes: config.maxNameBytes },
+        ...ingestOptionsFromConfig(config),
         partitions,
-        sessionTimeoutMs: config.ingestSessionTimeoutMs,
         metrics,
         logger,
       });

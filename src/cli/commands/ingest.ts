@@ -11,7 +11,7 @@ import type { Producer } from 'kafkajs';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
-import { IngestPipeline } from '../../ingest/consumer.ts';
+import { IngestPipeline, ingestOptionsFromConfig } from '../../ingest/consumer.ts';
 import {
   SnapshotPublisher,
   ensureSnapshotsTopic,
@@ -125,22 +125,7 @@ export function register(program: Command): void {
           clientId: `${config.kafkaClientId}-ingest`,
           logger,
         }),
-        topicPrefix: config.topicPrefix,
-        groupId: config.ingestGroup,
-        stateDir: config.stateDir,
-        clock: {
-          granularity: config.granularity,
-          origin: config.origin,
-          foldAfter: config.foldAfter,
-          beforeOrigin: config.beforeOrigin,
-        },
-        allowedLateness: config.allowedLateness,
-        idleTimeoutMs: config.idleTimeoutMs,
-        checkpointEveryMessages: config.checkpointEveryMessages,
-        checkpointIntervalMs: config.checkpointIntervalMs,
-        limits: { maxMessageBytes: config.maxFactBytes, maxNameBytes: config.maxNameBytes },
-        partitions: config.partitions,
-        sessionTimeoutMs: config.ingestSessionTimeoutMs,
+        ...ingestOptionsFromConfig(config),
         metrics,
         logger,
       });
