@@ -8,6 +8,7 @@ import type { FilterMode } from '../core/types.ts';
 import { createProducer } from '../kafka/client.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
 import type { AnswerRecord, QueryRecord } from '../serve/query-service.ts';
+import { seededRandom } from '../core/random.ts';
 
 export interface QueryTrickleOptions {
   kafka: Kafka;
@@ -29,18 +30,6 @@ export interface TrickleStats {
   answersPerSecond: number;
   /** Median round trip (ms) of the answers since the previous call. */
   roundTripP50Ms: number | null;
-}
-
-/** mulberry32: a tiny seeded generator (the demo's query choice must not depend on Math.random). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class QueryTrickle {

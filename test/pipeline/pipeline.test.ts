@@ -19,7 +19,7 @@ import {
   snapshotRecordOf,
 } from '../../src/pipeline/snapshot-topic.ts';
 import { modelVersion } from '../../src/pipeline/trainer-stage.ts';
-import { seededRandom } from '../../src/pipeline/query-trickle.ts';
+import { seededRandom } from '../../src/core/random.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 
 const snapshot = (
