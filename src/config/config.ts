@@ -35,7 +35,7 @@ export const configSchema = z.object({
   sPsi: z.coerce.number().positive().default(0.1).describe('TKG_S_PSI: std of the random-walk prior on psi between steps (s)'),
   sigmaTheta: z.coerce.number().positive().default(10).describe('TKG_SIGMA_THETA: std of the prior on theta at the first step (sigma)'),
   sigmaPsi: z.coerce.number().positive().default(10).describe('TKG_SIGMA_PSI: std of the prior on psi at the first step (sigma)'),
-  learningRate: z.coerce.number().positive().default(0.01).describe('TKG_LR: Adam learning rate'),
+  learningRate: z.coerce.number().positive().default(0.05).describe('TKG_LR: Adam learning rate (paper 0.01; 0.05 selected on YAGO valid for the 16 Adam steps per window update: valid static MRR 60.45 vs 57.5 at 0.01, 0.1 diverges)'),
   seed: z.coerce.number().int().default(42).describe('TKG_SEED: seed of every random choice (initialisation, negative samples); same seed, same numbers'),
   // Trainer (src/train): windowed NLSM / BAS optimisation
   trainEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_EPOCHS: maximum Adam steps (full passes over the window) per window update'),
