@@ -494,9 +494,13 @@ export class HybridLiveModel implements LiveModel {
           `(time-aware MRR ${selection.validationMrr.global.toFixed(2)}, ${selection.seconds.toFixed(1)} s)`,
       );
     }
+    // refit: first time, after a decay change (the buffer refilled with the new decay's features), every selectEvery
+    const fitted = this.header.weights;
     const fitDue =
       this.buffer.length >= 2 * selectionSteps &&
-      (this.header.fittedAtStep === null || this.seen.length % selectEvery === 0);
+      (fitted === null ||
+        fitted.decay !== this.header.decay ||
+        snapshot.step - (this.header.fittedAtStep ?? snapshot.step) >= selectEvery);
     if (fitDue) {
       const R = this.numRelations;
       const sets = this.buffer.map((b) => withNumRelations(b.set, R));
