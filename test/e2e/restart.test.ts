@@ -29,7 +29,7 @@ interface RunJson {
 }
 
 const STEPS = '24';
-const RATE = '1500'; // facts/s: ~5,500 facts take ~4 s, so the kill lands while facts are still being published
+const RATE = '400'; // facts/s: ~5,200 facts take ~13 s, so the kill (at step 9; nlsm-h trains each step) lands while facts are still being published
 
 function runArgs(stateDir: string, prefix: string): string[] {
   return [
