@@ -31,13 +31,33 @@ export interface LoadModelOptions {
   vocabulary?: Vocabulary;
 }
 
+const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Int32-range integers as int64 (onnxruntime's index type). On little-endian machines the values go into the low
+ * words of an Int32Array view (high words = sign): no BigInt per element, which dominated the term path.
+ */
+export function int64(values: ArrayLike<number>): BigInt64Array {
+  const out = new BigInt64Array(values.length);
+  if (littleEndian) {
+    const words = new Int32Array(out.buffer);
+    for (let i = 0; i < values.length; i++) {
+      words[2 * i] = values[i];
+      words[2 * i + 1] = values[i] < 0 ? -1 : 0;
+    }
+  } else {
+    for (let i = 0; i < values.length; i++) out[i] = BigInt(values[i]);
+  }
+  return out;
+}
+
 /** One batch of queries in model ids. direction 0 = object query (s, r, ?), 1 = subject query (?, r, o). */
 export interface ModelBatch {
   anchors: ArrayLike<number>; // [B]
   relations: ArrayLike<number>; // [B]
   directions: ArrayLike<number>; // [B]
-  /** Sparse additive history term: flat (row, entity) pairs [M * 2] and values [M]. */
-  extraIndex?: ArrayLike<number>;
+  /** Sparse additive history term: flat (row, entity) pairs [M * 2] (an int64 array is fed as is) and values [M]. */
+  extraIndex?: ArrayLike<number> | BigInt64Array;
   extraValue?: Float32Array;
   k: number;
 }
@@ -185,18 +205,17 @@ export class ServingModel {
       );
     const B = batch.anchors.length;
     const M = batch.extraValue?.length ?? 0;
-    const int64 = (values: ArrayLike<number>): BigInt64Array => {
-      const out = new BigInt64Array(values.length);
-      for (let i = 0; i < values.length; i++) out[i] = BigInt(values[i]);
-      return out;
-    };
     const feeds: Record<string, ort.Tensor> = {
       anchor: new ort.Tensor('int64', int64(batch.anchors), [B]),
       relation: new ort.Tensor('int64', int64(batch.relations), [B]),
       direction: new ort.Tensor('int64', int64(batch.directions), [B]),
       extra_index: new ort.Tensor(
         'int64',
-        M > 0 ? int64(batch.extraIndex ?? []) : new BigInt64Array(0),
+        M > 0
+          ? batch.extraIndex instanceof BigInt64Array
+            ? batch.extraIndex
+            : int64(batch.extraIndex ?? [])
+          : new BigInt64Array(0),
         [M, 2],
       ),
       extra_value: new ort.Tensor(

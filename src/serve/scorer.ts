@@ -7,7 +7,13 @@ import { InvalidInputError, TkgError } from '../core/errors.ts';
 import { type FilteredRanks, filteredRanks } from '../eval/rank.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { FilterIndex } from './filters.ts';
-import { type LoadModelOptions, type ModelBatch, ServingModel, type Vocabulary } from './model.ts';
+import {
+  int64,
+  type LoadModelOptions,
+  type ModelBatch,
+  ServingModel,
+  type Vocabulary,
+} from './model.ts';
 
 /** A query in model ids. */
 export interface ScoreRequest {
@@ -284,8 +290,10 @@ export class Scorer {
     const excluded: Array<Int32Array | undefined> = new Array(B);
     let kNeeded = 1;
     let wantAll = false;
-    const extraIndex: number[] = [];
-    const extraValues: number[] = [];
+    const termRows: Array<{ entities: Int32Array; values: Float32Array } | undefined> = new Array(
+      B,
+    );
+    let termCount = 0;
     for (let b = 0; b < B; b++) {
       const q = requests[b];
       anchors[b] = q.anchor;
@@ -301,19 +309,30 @@ export class Scorer {
       kNeeded = Math.max(kNeeded, Math.min(N, q.k + (excluded[b]?.length ?? 0)));
       if (q.answer !== undefined) wantAll = true;
       const terms = this.history?.terms(q.direction, q.anchor, q.relation);
-      if (terms) {
+      termRows[b] = terms;
+      termCount += terms?.entities.length ?? 0;
+    }
+    const batch: ModelBatch = { anchors, relations, directions, k: kNeeded };
+    if (termCount > 0) {
+      // Flat (row, entity) pairs straight into typed arrays: no per-term JS objects or BigInts.
+      const pairs = new Int32Array(2 * termCount); // [M, 2]
+      const values = new Float32Array(termCount); // [M]
+      let m = 0;
+      for (let b = 0; b < B; b++) {
+        const terms = termRows[b];
+        if (!terms) continue;
         for (let i = 0; i < terms.entities.length; i++) {
           // The server's history may already know entities this (pinned, older) model has no row for: skip them.
           if (terms.entities[i] >= N) continue;
-          extraIndex.push(b, terms.entities[i]);
-          extraValues.push(terms.values[i]);
+          pairs[2 * m] = b;
+          pairs[2 * m + 1] = terms.entities[i];
+          values[m++] = terms.values[i];
         }
       }
-    }
-    const batch: ModelBatch = { anchors, relations, directions, k: kNeeded };
-    if (extraValues.length > 0) {
-      batch.extraIndex = extraIndex;
-      batch.extraValue = Float32Array.from(extraValues);
+      if (m > 0) {
+        batch.extraIndex = int64(pairs.subarray(0, 2 * m));
+        batch.extraValue = values.subarray(0, m);
+      }
     }
     const out = await model.run(batch, wantAll);
     const results: ScoreResult[] = new Array(B);
