@@ -66,6 +66,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     uniformNegativeFraction: num(args, 'uniform'),
     initScale: num(args, 'init-scale'),
     learningRate: num(args, 'lr'),
+    entityLrScale: num(args, 'entity-lr-scale'),
     onNanRestore: (count) => (nanRestores = count),
     onUpdate: (report) => {
       updateSeconds.push(report.seconds);

@@ -45,6 +45,7 @@ export const configSchema = z.object({
   trainUniformNegativeFraction: z.coerce.number().gt(0).max(1).default(0.2).describe('TKG_TRAIN_UNIFORM_FRACTION: share of uniform pairs in the negative proposal (the rest corrupt a positive\'s subject or object)'),
   trainInitScale: z.coerce.number().positive().default(1).describe('TKG_TRAIN_INIT_SCALE: std of new entities\' psi means (a draw from a narrowed prior; sigma_psi = 10 would saturate the sigmoid)'),
   trainLogVarScale: z.coerce.number().positive().default(1).describe('TKG_TRAIN_LOGVAR_SCALE: a log-variance GRU\'s hidden state h maps to log-variance log(s^2) + scale * h (GRU outputs stay within log(s^2) +- scale of the step prior; src/train/graph.ts logVarGruStep)'),
+  trainEntityLrScale: z.coerce.number().positive().default(2).describe('TKG_TRAIN_ENTITY_LR_SCALE: learning-rate multiplier of entity rows (psi): an entity takes Adam steps only in the windows that touch it, theta and the GRU weights in every window update'),
   trainCheckpointEvery: z.coerce.number().int().min(1).default(10).describe('TKG_TRAIN_CHECKPOINT_EVERY: window updates between automatic checkpoints (when a checkpoint directory is set)'),
   trainBackend: z.enum(['tensorflow', 'wasm', 'cpu']).optional().describe('TKG_TRAIN_BACKEND: tfjs backend; unset = tfjs-node if importable, else wasm'),
   // Serving

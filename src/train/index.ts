@@ -44,6 +44,8 @@ export interface NlsmOptions {
   initScale?: number;
   /** Log-variance GRU frame scale: logVar = log(s^2) + logVarScale * h (default from config, 1). */
   logVarScale?: number;
+  /** Learning-rate multiplier of entity (psi) rows (default from config). */
+  entityLrScale?: number;
   sPsi?: number;
   sTheta?: number;
   sigmaPsi?: number;
@@ -96,6 +98,7 @@ export function resolveTrainerSettings(
       trainUniformNegativeFraction: options.uniformNegativeFraction,
       trainInitScale: options.initScale,
       trainLogVarScale: options.logVarScale,
+      trainEntityLrScale: options.entityLrScale,
     },
     env,
   );
@@ -119,6 +122,7 @@ export function resolveTrainerSettings(
     uniformNegativeFraction: config.trainUniformNegativeFraction,
     initScale: config.trainInitScale,
     logVarScale: config.trainLogVarScale,
+    entityLrScale: config.trainEntityLrScale,
     seed: config.seed,
   };
 }

@@ -38,6 +38,11 @@ export interface TrainerSettings {
   initScale: number;
   /** Log-variance GRUs run in the frame logVar = log(s^2) + logVarScale * h (graph.ts logVarGruStep). */
   logVarScale: number;
+  /**
+   * Learning-rate multiplier of entity rows (psi means and log-variances): an entity's rows take Adam
+   * steps only in the windows that touch it (16 per update), the shared theta and GRU weights in every one.
+   */
+  entityLrScale: number;
   seed: number;
 }
 
@@ -641,7 +646,7 @@ export class WindowTrainer {
     const correction1 = 1 - ADAM_BETA1 ** this.adamStep;
     const correction2 = 1 - ADAM_BETA2 ** this.adamStep;
     tf.tidy(() => {
-      for (const working of variables.values()) {
+      for (const [name, working] of variables) {
         const g = grads[working.value.name];
         if (!g) continue;
         working.m.assign(tf.add(tf.mul(working.m, ADAM_BETA1), tf.mul(g, 1 - ADAM_BETA1)));
@@ -652,7 +657,8 @@ export class WindowTrainer {
           tf.div(working.m, correction1),
           tf.add(tf.sqrt(tf.div(working.v, correction2)), ADAM_EPSILON),
         );
-        working.value.assign(tf.sub(working.value, tf.mul(step, lr)));
+        const rate = this.params.get(name)!.rows === 'entity' ? lr * this.settings.entityLrScale : lr;
+        working.value.assign(tf.sub(working.value, tf.mul(step, rate)));
       }
     });
   }
