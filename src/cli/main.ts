@@ -16,7 +16,9 @@ export async function buildProgram(): Promise<Command> {
     .showHelpAfterError()
     .exitOverride();
   const dir = join(here, 'commands');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.ts'))
+    .sort()) {
     const mod = (await import(join(dir, file))) as { register?: (p: Command) => void };
     mod.register?.(program);
   }
@@ -34,7 +36,11 @@ async function main(): Promise<void> {
     await program.parseAsync(process.argv);
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') {
+    if (
+      code === 'commander.helpDisplayed' ||
+      code === 'commander.version' ||
+      code === 'commander.help'
+    ) {
       process.exitCode = 0;
       return;
     }

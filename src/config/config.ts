@@ -6,65 +6,324 @@ import { ConfigError } from '../core/errors.ts';
 
 export const configSchema = z.object({
   // Kafka
-  kafkaBrokers: z.string().optional().describe('KAFKA_BROKERS: comma-separated bootstrap servers; unset = embedded local broker'),
-  kafkaClientId: z.string().default('tkg-stream').describe('TKG_KAFKA_CLIENT_ID: client id the Kafka clients send (broker logs and quotas)'),
-  brokerPort: z.coerce.number().int().min(0).max(65535).default(9092).describe('TKG_BROKER_PORT: local broker port'),
-  brokerDir: z.string().default('.tkg/broker').describe('TKG_BROKER_DIR: local broker data and pid'),
-  topicPrefix: z.string().default('tkg').describe('TKG_TOPIC_PREFIX: topics are <prefix>.facts, <prefix>.queries, ...'),
-  partitions: z.coerce.number().int().min(1).default(3).describe('TKG_PARTITIONS: partitions of created topics'),
+  kafkaBrokers: z
+    .string()
+    .optional()
+    .describe('KAFKA_BROKERS: comma-separated bootstrap servers; unset = embedded local broker'),
+  kafkaClientId: z
+    .string()
+    .default('tkg-stream')
+    .describe('TKG_KAFKA_CLIENT_ID: client id the Kafka clients send (broker logs and quotas)'),
+  brokerPort: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(9092)
+    .describe('TKG_BROKER_PORT: local broker port'),
+  brokerDir: z
+    .string()
+    .default('.tkg/broker')
+    .describe('TKG_BROKER_DIR: local broker data and pid'),
+  topicPrefix: z
+    .string()
+    .default('tkg')
+    .describe('TKG_TOPIC_PREFIX: topics are <prefix>.facts, <prefix>.queries, ...'),
+  partitions: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(3)
+    .describe('TKG_PARTITIONS: partitions of created topics'),
   // State
-  stateDir: z.string().default('.tkg/state').describe('TKG_STATE_DIR: checkpoints (window, vocabulary, model)'),
+  stateDir: z
+    .string()
+    .default('.tkg/state')
+    .describe('TKG_STATE_DIR: checkpoints (window, vocabulary, model)'),
   // Window (SPEC section 3)
-  granularity: z.string().optional().describe('TKG_GRANULARITY: step length for timestamped facts, e.g. 1y, 60d, 10d'),
-  origin: z.string().optional().describe('TKG_ORIGIN: ISO-8601 time of step 0 for timestamped facts'),
-  allowedLateness: z.coerce.number().int().min(0).default(0).describe('TKG_ALLOWED_LATENESS: steps a fact may lag the watermark'),
-  idleTimeoutMs: z.coerce.number().int().min(0).default(5000).describe('TKG_IDLE_TIMEOUT_MS: idle partitions stop holding the watermark after this'),
+  granularity: z
+    .string()
+    .optional()
+    .describe('TKG_GRANULARITY: step length for timestamped facts, e.g. 1y, 60d, 10d'),
+  origin: z
+    .string()
+    .optional()
+    .describe('TKG_ORIGIN: ISO-8601 time of step 0 for timestamped facts'),
+  allowedLateness: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe('TKG_ALLOWED_LATENESS: steps a fact may lag the watermark'),
+  idleTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(5000)
+    .describe('TKG_IDLE_TIMEOUT_MS: idle partitions stop holding the watermark after this'),
   // Ingest (src/ingest, `tkg ingest`)
-  foldAfter: z.string().optional().describe('TKG_FOLD_AFTER: ISO-8601 time; later events go into the step containing it (DySAT slicing)'),
-  beforeOrigin: z.enum(['reject', 'skip']).default('reject').describe('TKG_BEFORE_ORIGIN: events before the origin: reject (dead letter) or skip'),
-  ingestGroup: z.string().optional().describe('TKG_INGEST_GROUP: consumer group of tkg ingest (default <prefix>.ingest)'),
-  checkpointEveryMessages: z.coerce.number().int().min(1).default(20000).describe('TKG_CHECKPOINT_EVERY_MESSAGES: ingest checkpoints after this many messages'),
-  checkpointIntervalMs: z.coerce.number().int().min(1).default(1000).describe('TKG_CHECKPOINT_INTERVAL_MS: ... or after this long with changes (and at every step close)'),
-  maxFactBytes: z.coerce.number().int().min(64).default(16384).describe('TKG_MAX_FACT_BYTES: larger fact messages are dead-lettered (oversized)'),
-  ingestSessionTimeoutMs: z.coerce.number().int().min(1000).default(10000).describe('TKG_INGEST_SESSION_TIMEOUT_MS: consumer session timeout; a restart after a crash waits about this long for the dead member'),
-  maxNameBytes: z.coerce.number().int().min(1).default(1024).describe('TKG_MAX_NAME_BYTES: longer entity/relation names are dead-lettered (name_too_long)'),
+  foldAfter: z
+    .string()
+    .optional()
+    .describe(
+      'TKG_FOLD_AFTER: ISO-8601 time; later events go into the step containing it (DySAT slicing)',
+    ),
+  beforeOrigin: z
+    .enum(['reject', 'skip'])
+    .default('reject')
+    .describe('TKG_BEFORE_ORIGIN: events before the origin: reject (dead letter) or skip'),
+  ingestGroup: z
+    .string()
+    .optional()
+    .describe('TKG_INGEST_GROUP: consumer group of tkg ingest (default <prefix>.ingest)'),
+  checkpointEveryMessages: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(20000)
+    .describe('TKG_CHECKPOINT_EVERY_MESSAGES: ingest checkpoints after this many messages'),
+  checkpointIntervalMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(1000)
+    .describe(
+      'TKG_CHECKPOINT_INTERVAL_MS: ... or after this long with changes (and at every step close)',
+    ),
+  maxFactBytes: z.coerce
+    .number()
+    .int()
+    .min(64)
+    .default(16384)
+    .describe('TKG_MAX_FACT_BYTES: larger fact messages are dead-lettered (oversized)'),
+  ingestSessionTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(10000)
+    .describe(
+      'TKG_INGEST_SESSION_TIMEOUT_MS: consumer session timeout; a restart after a crash waits about this long for the dead member',
+    ),
+  maxNameBytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(1024)
+    .describe('TKG_MAX_NAME_BYTES: longer entity/relation names are dead-lettered (name_too_long)'),
   // Model (SPEC section 1)
   K: z.coerce.number().int().min(1).default(64).describe('TKG_K: latent attributes'),
-  windowSize: z.coerce.number().int().min(1).default(5).describe('TKG_WINDOW: m, snapshots per training window'),
-  sTheta: z.coerce.number().positive().default(0.1).describe('TKG_S_THETA: std of the random-walk prior on theta between steps (s)'),
-  sPsi: z.coerce.number().positive().default(0.1).describe('TKG_S_PSI: std of the random-walk prior on psi between steps (s)'),
-  sigmaTheta: z.coerce.number().positive().default(10).describe('TKG_SIGMA_THETA: std of the prior on theta at the first step (sigma)'),
-  sigmaPsi: z.coerce.number().positive().default(10).describe('TKG_SIGMA_PSI: std of the prior on psi at the first step (sigma)'),
-  learningRate: z.coerce.number().positive().default(0.05).describe('TKG_LR: Adam learning rate (paper 0.01; 0.05 selected on YAGO valid for the 16 Adam steps per window update: valid static MRR 60.45 vs 57.5 at 0.01, 0.1 diverges)'),
-  seed: z.coerce.number().int().default(42).describe('TKG_SEED: seed of every random choice (initialisation, negative samples); same seed, same numbers'),
+  windowSize: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(5)
+    .describe('TKG_WINDOW: m, snapshots per training window'),
+  sTheta: z.coerce
+    .number()
+    .positive()
+    .default(0.1)
+    .describe('TKG_S_THETA: std of the random-walk prior on theta between steps (s)'),
+  sPsi: z.coerce
+    .number()
+    .positive()
+    .default(0.1)
+    .describe('TKG_S_PSI: std of the random-walk prior on psi between steps (s)'),
+  sigmaTheta: z.coerce
+    .number()
+    .positive()
+    .default(10)
+    .describe('TKG_SIGMA_THETA: std of the prior on theta at the first step (sigma)'),
+  sigmaPsi: z.coerce
+    .number()
+    .positive()
+    .default(10)
+    .describe('TKG_SIGMA_PSI: std of the prior on psi at the first step (sigma)'),
+  learningRate: z.coerce
+    .number()
+    .positive()
+    .default(0.05)
+    .describe(
+      'TKG_LR: Adam learning rate (paper 0.01; 0.05 selected on YAGO valid for the 16 Adam steps per window update: valid static MRR 60.45 vs 57.5 at 0.01, 0.1 diverges)',
+    ),
+  seed: z.coerce
+    .number()
+    .int()
+    .default(42)
+    .describe(
+      'TKG_SEED: seed of every random choice (initialisation, negative samples); same seed, same numbers',
+    ),
   // Trainer (src/train): windowed NLSM / BAS optimisation
-  trainEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_EPOCHS: maximum Adam steps (full passes over the window) per window update'),
-  trainMinEpochsPerWindow: z.coerce.number().int().min(1).default(16).describe('TKG_TRAIN_MIN_EPOCHS: Adam steps before the convergence rule may stop a window update'),
-  trainConvergenceTolerance: z.coerce.number().min(0).default(0).describe('TKG_TRAIN_TOLERANCE: stop a window update when the ELBO per fact improves by less than this fraction of its magnitude (0 = always run TKG_TRAIN_EPOCHS)'),
-  trainNegativesPerPositive: z.coerce.number().positive().default(4).describe('TKG_TRAIN_NEGATIVES: importance-weighted negative samples per positive fact and step'),
-  trainUniformNegativeFraction: z.coerce.number().gt(0).max(1).default(0.2).describe('TKG_TRAIN_UNIFORM_FRACTION: share of uniform pairs in the negative proposal (the rest corrupt a positive\'s subject or object)'),
-  trainInitScale: z.coerce.number().positive().default(1).describe('TKG_TRAIN_INIT_SCALE: std of new entities\' psi means (a draw from a narrowed prior; sigma_psi = 10 would saturate the sigmoid)'),
-  trainLogVarScale: z.coerce.number().positive().default(1).describe('TKG_TRAIN_LOGVAR_SCALE: a log-variance GRU\'s hidden state h maps to log-variance log(s^2) + scale * h (GRU outputs stay within log(s^2) +- scale of the step prior; src/train/graph.ts logVarGruStep)'),
-  trainEntityLrScale: z.coerce.number().positive().default(2).describe('TKG_TRAIN_ENTITY_LR_SCALE: learning-rate multiplier of entity rows (psi): an entity takes Adam steps only in the windows that touch it, theta and the GRU weights in every window update'),
-  trainCheckpointEvery: z.coerce.number().int().min(1).default(10).describe('TKG_TRAIN_CHECKPOINT_EVERY: window updates between automatic checkpoints (when a checkpoint directory is set)'),
-  trainBackend: z.enum(['tensorflow', 'wasm', 'cpu']).optional().describe('TKG_TRAIN_BACKEND: tfjs backend; unset = tfjs-node if importable, else wasm'),
+  trainEpochsPerWindow: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(16)
+    .describe(
+      'TKG_TRAIN_EPOCHS: maximum Adam steps (full passes over the window) per window update',
+    ),
+  trainMinEpochsPerWindow: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(16)
+    .describe(
+      'TKG_TRAIN_MIN_EPOCHS: Adam steps before the convergence rule may stop a window update',
+    ),
+  trainConvergenceTolerance: z.coerce
+    .number()
+    .min(0)
+    .default(0)
+    .describe(
+      'TKG_TRAIN_TOLERANCE: stop a window update when the ELBO per fact improves by less than this fraction of its magnitude (0 = always run TKG_TRAIN_EPOCHS)',
+    ),
+  trainNegativesPerPositive: z.coerce
+    .number()
+    .positive()
+    .default(4)
+    .describe(
+      'TKG_TRAIN_NEGATIVES: importance-weighted negative samples per positive fact and step',
+    ),
+  trainUniformNegativeFraction: z.coerce
+    .number()
+    .gt(0)
+    .max(1)
+    .default(0.2)
+    .describe(
+      "TKG_TRAIN_UNIFORM_FRACTION: share of uniform pairs in the negative proposal (the rest corrupt a positive's subject or object)",
+    ),
+  trainInitScale: z.coerce
+    .number()
+    .positive()
+    .default(1)
+    .describe(
+      "TKG_TRAIN_INIT_SCALE: std of new entities' psi means (a draw from a narrowed prior; sigma_psi = 10 would saturate the sigmoid)",
+    ),
+  trainLogVarScale: z.coerce
+    .number()
+    .positive()
+    .default(1)
+    .describe(
+      "TKG_TRAIN_LOGVAR_SCALE: a log-variance GRU's hidden state h maps to log-variance log(s^2) + scale * h (GRU outputs stay within log(s^2) +- scale of the step prior; src/train/graph.ts logVarGruStep)",
+    ),
+  trainEntityLrScale: z.coerce
+    .number()
+    .positive()
+    .default(2)
+    .describe(
+      'TKG_TRAIN_ENTITY_LR_SCALE: learning-rate multiplier of entity rows (psi): an entity takes Adam steps only in the windows that touch it, theta and the GRU weights in every window update',
+    ),
+  trainCheckpointEvery: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(10)
+    .describe(
+      'TKG_TRAIN_CHECKPOINT_EVERY: window updates between automatic checkpoints (when a checkpoint directory is set)',
+    ),
+  trainBackend: z
+    .enum(['tensorflow', 'wasm', 'cpu'])
+    .optional()
+    .describe('TKG_TRAIN_BACKEND: tfjs backend; unset = tfjs-node if importable, else wasm'),
   // Serving
-  metricsPort: z.coerce.number().int().min(0).max(65535).default(9464).describe('TKG_METRICS_PORT: /metrics, /healthz, /readyz'),
-  metricsHost: z.string().min(1).default('0.0.0.0').describe('TKG_METRICS_HOST: interface the metrics endpoint binds (127.0.0.1 = this machine only)'),
-  topK: z.coerce.number().int().min(1).default(10).describe('TKG_TOP_K: forecasts per (subject, relation)'),
-  scorerThreads: z.coerce.number().int().min(0).default(1).describe('TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)'),
-  scorerMaxBatch: z.coerce.number().int().min(1).default(64).describe('TKG_SCORER_MAX_BATCH: queries scored in one onnxruntime run (micro-batch size)'),
-  scorerMaxWaitMs: z.coerce.number().min(0).default(1).describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
-  serveModelName: z.string().default('nlsm').describe('TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves'),
+  metricsPort: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(9464)
+    .describe('TKG_METRICS_PORT: /metrics, /healthz, /readyz'),
+  metricsHost: z
+    .string()
+    .min(1)
+    .default('0.0.0.0')
+    .describe(
+      'TKG_METRICS_HOST: interface the metrics endpoint binds (127.0.0.1 = this machine only)',
+    ),
+  topK: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(10)
+    .describe('TKG_TOP_K: forecasts per (subject, relation)'),
+  scorerThreads: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(1)
+    .describe(
+      'TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)',
+    ),
+  scorerMaxBatch: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(64)
+    .describe('TKG_SCORER_MAX_BATCH: queries scored in one onnxruntime run (micro-batch size)'),
+  scorerMaxWaitMs: z.coerce
+    .number()
+    .min(0)
+    .default(1)
+    .describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
+  serveModelName: z
+    .string()
+    .default('nlsm')
+    .describe(
+      'TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves',
+    ),
   // End to end (`tkg run`, `tkg train`; src/pipeline)
-  model: z.enum(['nlsm-h', 'recurrency', 'nlsm', 'bas']).default('nlsm-h').describe('TKG_MODEL: model tkg run / tkg train trains, exports and announces (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)'),
-  replayDataset: z.string().min(1).default('yago').describe('TKG_DATASET: dataset tkg run replays (yago, wiki, enron, uci, a RE-NET dir or a fact file)'),
-  replayRate: z.coerce.number().min(0).default(0).describe('TKG_REPLAY_RATE: facts per second tkg run publishes (0 = as fast as possible)'),
-  replaySteps: z.coerce.number().int().min(1).optional().describe('TKG_REPLAY_STEPS: tkg run replays only this many steps (default: all)'),
-  replayFromStep: z.coerce.number().int().min(0).default(0).describe('TKG_REPLAY_FROM_STEP: tkg run starts this many steps after the first'),
-  queryRate: z.coerce.number().min(0).default(20).describe('TKG_QUERY_RATE: demo queries per second tkg run sends on <prefix>.queries (0 = none)'),
-  recurrencySelectEvery: z.coerce.number().int().min(1).default(25).describe('TKG_RECURRENCY_SELECT_EVERY: the live recurrency model re-selects decay and alpha every this many steps'),
-  modelLoadTimeoutMs: z.coerce.number().int().min(1000).default(120000).describe('TKG_MODEL_LOAD_TIMEOUT_MS: tkg run fails if its replica has not loaded an announced model after this long'),
+  model: z
+    .enum(['nlsm-h', 'recurrency', 'nlsm', 'bas'])
+    .default('nlsm-h')
+    .describe(
+      'TKG_MODEL: model tkg run / tkg train trains, exports and announces (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)',
+    ),
+  replayDataset: z
+    .string()
+    .min(1)
+    .default('yago')
+    .describe(
+      'TKG_DATASET: dataset tkg run replays (yago, wiki, enron, uci, a RE-NET dir or a fact file)',
+    ),
+  replayRate: z.coerce
+    .number()
+    .min(0)
+    .default(0)
+    .describe('TKG_REPLAY_RATE: facts per second tkg run publishes (0 = as fast as possible)'),
+  replaySteps: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe('TKG_REPLAY_STEPS: tkg run replays only this many steps (default: all)'),
+  replayFromStep: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe('TKG_REPLAY_FROM_STEP: tkg run starts this many steps after the first'),
+  queryRate: z.coerce
+    .number()
+    .min(0)
+    .default(20)
+    .describe(
+      'TKG_QUERY_RATE: demo queries per second tkg run sends on <prefix>.queries (0 = none)',
+    ),
+  recurrencySelectEvery: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(25)
+    .describe(
+      'TKG_RECURRENCY_SELECT_EVERY: the live recurrency model re-selects decay and alpha every this many steps',
+    ),
+  modelLoadTimeoutMs: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(120000)
+    .describe(
+      'TKG_MODEL_LOAD_TIMEOUT_MS: tkg run fails if its replica has not loaded an announced model after this long',
+    ),
 });
 
 export type TkgConfig = z.infer<typeof configSchema>;

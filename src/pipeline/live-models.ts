@@ -542,13 +542,12 @@ export class HybridLiveModel implements LiveModel {
     numEntities: number,
     numRelations: number,
   ): ExportedScorer {
-    const state = { ...this.base.scoringState(step), version, step };
-    if (state.numEntities !== numEntities || state.numRelations !== numRelations) {
-      throw new TkgError(
-        `nlsm-h scores N = ${state.numEntities}, R = ${state.numRelations} but the vocabulary has ${numEntities} / ${numRelations}`,
-        { reason: 'incompatible' },
-      );
-    }
+    const state = matchingState('nlsm-h', this.base.scoringState(step), {
+      version,
+      step,
+      numEntities,
+      numRelations,
+    });
     this.numRelations = Math.max(this.numRelations, numRelations);
     let weights = this.weights;
     if (weights.numRelations > numRelations)
@@ -723,13 +722,12 @@ export class NlsmLiveModel implements LiveModel {
     numEntities: number,
     numRelations: number,
   ): ExportedScorer {
-    const state = { ...this.forecaster.scoringState(step), version, step };
-    if (state.numEntities !== numEntities || state.numRelations !== numRelations) {
-      throw new TkgError(
-        `${this.kind} scores N = ${state.numEntities}, R = ${state.numRelations} but the vocabulary has ${numEntities} / ${numRelations}`,
-        { reason: 'incompatible' },
-      );
-    }
+    const state = matchingState(this.kind, this.forecaster.scoringState(step), {
+      version,
+      step,
+      numEntities,
+      numRelations,
+    });
     return {
       onnx: exportScoringModel(state, { vocabularyHash, modelName: this.kind }),
       metadata: { model: this.kind, K: String(state.K) },
@@ -743,4 +741,22 @@ export class NlsmLiveModel implements LiveModel {
   dispose(): void {
     this.forecaster.dispose();
   }
+}
+
+/** A trained model's scoring state stamped with version and step; its shape must match the vocabulary's. */
+function matchingState(
+  kind: string,
+  trained: ScoringState,
+  expected: { version: number; step: number; numEntities: number; numRelations: number },
+): ScoringState {
+  if (
+    trained.numEntities !== expected.numEntities ||
+    trained.numRelations !== expected.numRelations
+  ) {
+    throw new TkgError(
+      `${kind} scores N = ${trained.numEntities}, R = ${trained.numRelations} but the vocabulary has ${expected.numEntities} / ${expected.numRelations}`,
+      { reason: 'incompatible' },
+    );
+  }
+  return { ...trained, version: expected.version, step: expected.step };
 }

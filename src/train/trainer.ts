@@ -657,7 +657,8 @@ export class WindowTrainer {
           tf.div(working.m, correction1),
           tf.add(tf.sqrt(tf.div(working.v, correction2)), ADAM_EPSILON),
         );
-        const rate = this.params.get(name)!.rows === 'entity' ? lr * this.settings.entityLrScale : lr;
+        const rate =
+          this.params.get(name)!.rows === 'entity' ? lr * this.settings.entityLrScale : lr;
         working.value.assign(tf.sub(working.value, tf.mul(step, rate)));
       }
     });

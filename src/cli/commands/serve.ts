@@ -119,8 +119,7 @@ export function register(program: Command): void {
         metrics,
         logger,
         history,
-        onModel: (_model, announcement) =>
-          history.setFromMetadata(announcement.metadata),
+        onModel: (_model, announcement) => history.setFromMetadata(announcement.metadata),
       });
       await replica.start();
       const follower = flags.publishSteps
