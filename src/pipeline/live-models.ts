@@ -9,7 +9,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Direction, ScoringState, Snapshot } from '../core/types.ts';
 import { ConfigError, TkgError } from '../core/errors.ts';
-import { selectRecurrencyParams, type RecurrencyParams } from '../baselines/recurrency.ts';
+import {
+  selectRecurrencyParams,
+  type RecurrencyParams,
+  type RecurrencySelection,
+} from '../baselines/recurrency.ts';
 import { exportScoringModel } from '../serve/export/scoring-model.ts';
 import {
   HybridHistory,
@@ -186,23 +190,17 @@ export class RecurrencyLiveModel implements LiveModel {
       );
     this.seen.push(snapshot);
     this.state = { ...this.state, lastStep: snapshot.step };
-    const selectEvery = this.options.selectEvery ?? 25;
-    const selectionSteps = this.options.selectionSteps ?? 3;
-    const due =
-      this.state.selectedAtStep === null
-        ? this.seen.length >= 2 * selectionSteps
-        : this.seen.length % selectEvery === 0;
     const notes: Record<string, number> = {};
+    const last = this.seen[this.seen.length - 1];
+    const due = liveSelection(
+      this.seen,
+      this.state.selectedAtStep,
+      this.options,
+      last.numEntities,
+      Math.max(1, ...this.seen.map((s) => s.numRelations)),
+    );
     if (due) {
-      const split = this.seen.length - selectionSteps;
-      const last = this.seen[this.seen.length - 1];
-      const selection = selectRecurrencyParams({
-        history: this.seen.slice(0, split),
-        validation: this.seen.slice(split),
-        protocol: 'single-step',
-        numEntities: last.numEntities,
-        numRelations: Math.max(1, ...this.seen.map((s) => s.numRelations)),
-      });
+      const { selection, firstValidationStep } = due;
       this.state = {
         ...this.state,
         params: selection.params.global,
@@ -212,7 +210,7 @@ export class RecurrencyLiveModel implements LiveModel {
       notes.selectionSeconds = selection.seconds;
       notes.validationMrr = selection.validationMrr.global;
       this.options.onProgress?.(
-        `recurrency: selected decay ${selection.params.global.decay}, alpha ${selection.params.global.alpha} on steps ${this.seen[split].step}..${last.step} ` +
+        `recurrency: selected decay ${selection.params.global.decay}, alpha ${selection.params.global.alpha} on steps ${firstValidationStep}..${last.step} ` +
           `(time-aware MRR ${selection.validationMrr.global.toFixed(2)}, ${selection.seconds.toFixed(1)} s)`,
       );
     }
@@ -469,28 +467,23 @@ export class HybridLiveModel implements LiveModel {
     const trained = await this.base.observe(snapshot);
     this.header = { ...this.header, lastStep: snapshot.step };
     // 3. re-select decay / alpha (recurrency's rule) and refit the weights on their schedule
-    const selectEvery = this.options.selectEvery ?? 25;
-    const selectionSteps = this.options.selectionSteps ?? 3;
-    const selectionDue =
-      this.header.selectedAtStep === null
-        ? this.seen.length >= 2 * selectionSteps
-        : this.seen.length % selectEvery === 0;
-    if (selectionDue) {
-      const split = this.seen.length - selectionSteps;
-      const selection = selectRecurrencyParams({
-        history: this.seen.slice(0, split),
-        validation: this.seen.slice(split),
-        protocol: 'single-step',
-        numEntities: snapshot.numEntities,
-        numRelations: this.numRelations,
-      });
+    const { selectEvery, selectionSteps } = selectionSchedule(this.options);
+    const due = liveSelection(
+      this.seen,
+      this.header.selectedAtStep,
+      this.options,
+      snapshot.numEntities,
+      this.numRelations,
+    );
+    if (due) {
+      const { selection, firstValidationStep } = due;
       const { decay, alpha } = selection.params.global;
       if (decay !== this.header.decay) this.buffer = []; // features of another decay
       this.header = { ...this.header, decay, alpha, selectedAtStep: snapshot.step };
       this.rebuildHistory();
       notes.validationMrr = selection.validationMrr.global;
       this.options.onProgress?.(
-        `nlsm-h: recurrency selection decay ${decay}, alpha ${alpha} on steps ${this.seen[split].step}..${snapshot.step} ` +
+        `nlsm-h: recurrency selection decay ${decay}, alpha ${alpha} on steps ${firstValidationStep}..${snapshot.step} ` +
           `(time-aware MRR ${selection.validationMrr.global.toFixed(2)}, ${selection.seconds.toFixed(1)} s)`,
       );
     }
@@ -759,4 +752,38 @@ function matchingState(
     );
   }
   return { ...trained, version: expected.version, step: expected.step };
+}
+
+/** The live re-selection schedule of decay and alpha (defaults: every 25 steps, validated on the last 3). */
+function selectionSchedule(options: { selectEvery?: number; selectionSteps?: number }): {
+  selectEvery: number;
+  selectionSteps: number;
+} {
+  return { selectEvery: options.selectEvery ?? 25, selectionSteps: options.selectionSteps ?? 3 };
+}
+
+/**
+ * Recurrency's live selection rule, shared by the recurrency and nlsm-h live models: first once 2 x selectionSteps
+ * steps are seen, then every selectEvery steps; the last selectionSteps steps validate. Undefined when not due.
+ */
+function liveSelection(
+  seen: readonly Snapshot[],
+  selectedAtStep: number | null,
+  options: { selectEvery?: number; selectionSteps?: number },
+  numEntities: number,
+  numRelations: number,
+): { selection: RecurrencySelection; firstValidationStep: number } | undefined {
+  const { selectEvery, selectionSteps } = selectionSchedule(options);
+  const due =
+    selectedAtStep === null ? seen.length >= 2 * selectionSteps : seen.length % selectEvery === 0;
+  if (!due) return undefined;
+  const split = seen.length - selectionSteps;
+  const selection = selectRecurrencyParams({
+    history: seen.slice(0, split),
+    validation: seen.slice(split),
+    protocol: 'single-step',
+    numEntities,
+    numRelations,
+  });
+  return { selection, firstValidationStep: seen[split].step };
 }
