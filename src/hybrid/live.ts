@@ -3,7 +3,7 @@
 // model that forecast the step, before it trains on it), re-slotting query sets when the relation count grew,
 // binary (de)serialisation of query sets for the checkpoint, and the recurrency-form weights used before the first
 // fit and for relations the fit has not seen. Must not import tfjs, src/train, kafkajs or src/kafka.
-import type { Direction, Snapshot } from '../core/types.ts';
+import type { Direction, Snapshot, TkgForecaster } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import { seededRandom } from '../core/random.ts';
 import { buildAnswerFilter, trueAnswers } from '../eval/rank.ts';
@@ -12,15 +12,7 @@ import type { QuerySet, QuerySetBuilder } from './fit.ts';
 import type { HybridHistory } from './history.ts';
 
 /** The part of a TkgForecaster the collection needs (logits of all numEntities entities per query). */
-export interface BaseScorer {
-  score(
-    step: number,
-    direction: Direction,
-    anchors: Int32Array,
-    relations: Int32Array,
-    numEntities: number,
-  ): Promise<Float32Array>; // [B, N]
-}
+export type BaseScorer = Pick<TkgForecaster, 'score'>;
 
 /**
  * Adds up to `maxFacts` facts of `target` (both directions: 2 queries per fact), sampled with `seed`, to `builder`:

@@ -13,6 +13,7 @@ import {
 } from '../../src/train/graph.ts';
 import { logVarGruStepReference } from '../../src/train/math.ts';
 import { SeededRandom } from '../../src/train/rng.ts';
+import { randomGruWeights } from './synthetic.ts';
 
 const H = 256; // theta GRU width for K = 64, directed
 const S_THETA = 0.01;
@@ -86,17 +87,7 @@ test('logVarGruStep equals the plain-array reference and stays within the hull o
   const h = 6;
   const frame = { centre: Math.log(0.1 ** 2), scale: 2 };
   // large weights: the gates saturate either way
-  const matrix = (): Float32Array => rng.fillNormal(new Float32Array(h * h), 0, 20);
-  const vector = (): Float32Array => rng.fillNormal(new Float32Array(h), 0, 20);
-  const w = {
-    Uu: matrix(),
-    Ur: matrix(),
-    Un: matrix(),
-    bu: vector(),
-    br: vector(),
-    bn: vector(),
-    bhn: vector(),
-  };
+  const w = randomGruWeights(rng, h, { matrix: 20, vector: 20 });
   const logVar = rng.fillNormal(new Float32Array(B * h), frame.centre, 3);
   const got = tf.tidy(() =>
     logVarGruStep(

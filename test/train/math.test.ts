@@ -24,6 +24,7 @@ import {
   gruStep,
 } from '../../src/train/graph.ts';
 import { SeededRandom } from '../../src/train/rng.ts';
+import { randomGruWeights } from './synthetic.ts';
 
 const close = (a: number, b: number, tol: number, what: string): void =>
   assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
@@ -210,17 +211,7 @@ test('tf GRU step equals the plain-array reference', async () => {
   const B = 3;
   const H = 4;
   const h = rng.fillNormal(new Float32Array(B * H));
-  const matrix = (): Float32Array => rng.fillNormal(new Float32Array(H * H), 0, 0.5);
-  const vector = (): Float32Array => rng.fillNormal(new Float32Array(H));
-  const w = {
-    Uu: matrix(),
-    Ur: matrix(),
-    Un: matrix(),
-    bu: vector(),
-    br: vector(),
-    bn: vector(),
-    bhn: vector(),
-  };
+  const w = randomGruWeights(rng, H, { matrix: 0.5, vector: 1 });
   const got = tf.tidy(() =>
     gruStep(tf.tensor2d(h, [B, H]), {
       Uu: tf.tensor2d(w.Uu, [H, H]),

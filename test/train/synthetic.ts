@@ -41,3 +41,30 @@ export function plantedSnapshots(options: {
   }
   return snapshots;
 }
+
+/** Random GRU weights for one hidden size H: matrices [H, H] and biases [H] drawn from N(0, std^2). */
+export function randomGruWeights(
+  rng: SeededRandom,
+  H: number,
+  std: { matrix: number; vector: number },
+): {
+  Uu: Float32Array;
+  Ur: Float32Array;
+  Un: Float32Array;
+  bu: Float32Array;
+  br: Float32Array;
+  bn: Float32Array;
+  bhn: Float32Array;
+} {
+  const matrix = (): Float32Array => rng.fillNormal(new Float32Array(H * H), 0, std.matrix);
+  const vector = (): Float32Array => rng.fillNormal(new Float32Array(H), 0, std.vector);
+  return {
+    Uu: matrix(),
+    Ur: matrix(),
+    Un: matrix(),
+    bu: vector(),
+    br: vector(),
+    bn: vector(),
+    bhn: vector(),
+  };
+}

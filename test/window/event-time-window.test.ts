@@ -13,6 +13,7 @@ import {
 import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import { sortTriples, TripleSet } from '../../src/window/triple-set.ts';
 import type { EncodedFact, Snapshot } from '../../src/core/types.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
 const fact = (subject: number, relation: number, object: number, step: number): EncodedFact => ({
   subject,
@@ -25,18 +26,6 @@ function collect(window: EventTimeWindow): Snapshot[] {
   const out: Snapshot[] = [];
   window.onSnapshot((s) => out.push(s));
   return out;
-}
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 test('triples: a snapshot is sorted by (s, r, o) and deduplicated', () => {
@@ -234,7 +223,7 @@ test('async iterator yields closed snapshots and ends after end()', async () => 
 });
 
 test('checkpoint round trip: a restored window continues exactly like an uninterrupted one (seeded random stream)', () => {
-  const random = rng(7);
+  const random = seededRandom(7);
   const partitions = 3;
   const facts: Array<[EncodedFact, number]> = [];
   for (let i = 0; i < 20_000; i++) {
@@ -291,7 +280,7 @@ test('checkpoint round trip: a restored window continues exactly like an uninter
 
 test('checkpoint of ~200k open facts encodes and decodes quickly; atomic file write leaves no temp files', () => {
   const window = new EventTimeWindow({ allowedLateness: 1000 });
-  const random = rng(3);
+  const random = seededRandom(3);
   for (let i = 0; i < 200_000; i++) {
     window.add(
       fact(
