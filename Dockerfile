@@ -5,9 +5,8 @@
 
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
-# onnxruntime-node ships its CPU binaries in the package; skip the optional GPU download.
-ENV ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json ./
+# .npmrc: ignore-scripts=true (onnxruntime-node ships its CPU binaries in the package; no GPU download).
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:20-bookworm-slim

@@ -23,12 +23,13 @@ export function findMaybeGzipped(dir: string, base: string): string | undefined 
   return undefined;
 }
 
-/** Built-in dataset names and where each is looked up (first existing wins). */
+/** Built-in dataset names and where each ships in the repository (data/<name>, with a PROVENANCE.md). */
 export const builtinDatasets: Record<string, readonly string[]> = {
-  yago: ['data/yago', '../shared/datasets/yago'],
-  wiki: ['data/wiki', '../shared/datasets/wiki'],
-  enron: ['data/enron', '../shared/datasets/enron'],
-  uci: ['data/uci', '../shared/datasets/uci'],
+  yago: ['data/yago'],
+  wiki: ['data/wiki'],
+  icews14: ['data/icews14'],
+  enron: ['data/enron'],
+  uci: ['data/uci'],
 };
 
 /**

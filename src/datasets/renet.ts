@@ -1,5 +1,6 @@
 // RE-NET layout loader (YAGO, WIKI, ICEWS-style directories). Owns: parsing train/valid/test
-// (.txt or .txt.gz, tab- or space-separated `subject relation object step [unused...]`),
+// (.txt or .txt.gz, tab- or space-separated `subject relation object step [unused...]`), time stamps that advance
+// in a common stride (ICEWS: 24 per day) divided into consecutive steps,
 // entity2id / relation2id / stat.txt when present. Ids may be integers (used as given) or names
 // (mapped to dense ids). Must not import kafkajs, src/kafka, src/train or tfjs.
 import { basename } from 'node:path';
@@ -129,6 +130,16 @@ export function loadRenetDataset(
     }
     splits[split] = out.slice(0, n);
   }
+  const stride = timeStride(Object.values(splits));
+  if (stride > 1) {
+    notes.push(
+      `time stamps advance in multiples of ${stride}: one step = ${stride} time units (decays are per step)`,
+    );
+    for (const facts of Object.values(splits)) {
+      const offset = ((facts[3] % stride) + stride) % stride; // every stamp has this residue
+      for (let i = 3; i < facts.length; i += 4) facts[i] = (facts[i] - offset) / stride;
+    }
+  }
   const numEntities = Math.max(statEntities, maxEntity + 1, entities.size);
   const numRelations = Math.max(statRelations, maxRelation + 1, relations.size);
   const entityNames = Array.from({ length: numEntities }, (_, i) => entities.names[i] ?? String(i));
@@ -147,6 +158,22 @@ export function loadRenetDataset(
     splits,
     notes,
   };
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/**
+ * Pure: the greatest common divisor of the differences between the distinct time stamps of every split
+ * (ICEWS stamps advance by 24 per day: 24; YAGO's consecutive years: 1), 1 when there is a single stamp.
+ * Dividing by it makes the stamps consecutive steps wherever the data has no gap, and keeps real gaps.
+ */
+export function timeStride(splits: readonly Int32Array[]): number {
+  const stamps = new Set<number>();
+  for (const facts of splits) for (let i = 3; i < facts.length; i += 4) stamps.add(facts[i]);
+  const sorted = [...stamps].sort((a, b) => a - b);
+  let stride = 0;
+  for (let i = 1; i < sorted.length; i++) stride = gcd(sorted[i] - sorted[i - 1], stride);
+  return Math.max(1, stride);
 }
 
 /** The facts of one split as named FactEvents with integer steps (what `tkg publish` sends). */

@@ -149,8 +149,8 @@ export function requirePromtool(): string {
   const probe = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
     throw new Error(
-      'promtool not found on PATH; install it with .ci/install-prometheus.sh ' +
-        "(Debian's prometheus package), then re-run the tests",
+      'promtool not found on PATH; run `sudo apt-get install -y --no-install-recommends prometheus` ' +
+        "(or bash test/setup/install-prometheus.sh as root; npm test does it when it can), then re-run the tests",
     );
   }
   return 'promtool';

@@ -1,6 +1,6 @@
 // promtool checks of the deploy kit: both scrape configs, the rule files, the alert unit tests
 // (alerts.test.yml), and every Grafana dashboard query parsed as PromQL. Never skipped: without
-// promtool the tests fail and name .ci/install-prometheus.sh.
+// promtool the tests fail and name test/setup/install-prometheus.sh (npm test runs it when it can).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

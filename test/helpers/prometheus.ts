@@ -1,4 +1,4 @@
-// A real Prometheus for tests (Debian's `prometheus` binary; .ci/install-prometheus.sh installs it).
+// A real Prometheus for tests (Debian's `prometheus` binary; `npm test` installs it when it can, test/setup).
 // startPrometheus() writes a scrape config into a temp dir, starts Prometheus on a free loopback port with
 // its TSDB in that temp dir, waits until /-/ready answers, and returns a small HTTP API client.
 // Used by test/metrics/prometheus-scrape.test.ts and by the end-to-end `tkg run` test. No mocks.
@@ -55,7 +55,7 @@ export function requirePrometheusBinary(): string {
   const probe = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
     throw new Error(
-      "prometheus not found on PATH; install Debian's prometheus package with .ci/install-prometheus.sh",
+      "prometheus not found on PATH; run `sudo apt-get install -y --no-install-recommends prometheus` (npm test does it when it can)",
     );
   }
   return 'prometheus';
@@ -74,6 +74,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Start Prometheus. On any failure (no binary, not ready) nothing it started is left: no child, no temp dir.
+ * Callers that start other resources first release them on failure too (register `t.after` before calling this).
+ */
 export async function startPrometheus(options: StartPrometheusOptions): Promise<RunningPrometheus> {
   const binary = requirePrometheusBinary();
   const interval = `${options.scrapeIntervalSeconds ?? 1}s`;

@@ -37,13 +37,11 @@ import {
 const codec = SchemaCodec.load();
 const DAY = 86_400_000;
 
-function tryLoad(name: 'enron' | 'uci'): LinkDataset | undefined {
-  try {
-    const dataset = loadDataset(name);
-    return dataset.kind === 'link' ? dataset : undefined;
-  } catch {
-    return undefined;
-  }
+/** A shipped link dataset (data/enron, data/uci); fails loudly if the repository copy is missing. */
+function loadLink(name: 'enron' | 'uci'): LinkDataset {
+  const dataset = loadDataset(name);
+  assert.equal(dataset.kind, 'link', `${name} is a link dataset`);
+  return dataset as LinkDataset;
 }
 
 /** Every `every`-th raw event (time order), always keeping the first and the last (they fix the rule). */
@@ -137,9 +135,8 @@ async function ingestAll(input: {
 test(
   'Enron slice as ISO-timestamped events through Kafka (3 partitions): window with origin / 60d / fold-after gives the offline 16 snapshots',
   { timeout: 180_000 },
-  async (t) => {
-    const enron = tryLoad('enron');
-    if (!enron) return t.skip('Enron data not available');
+  async () => {
+    const enron = loadLink('enron');
     // every 3rd e-mail (~7,600 of 22,784), first and last kept so the DySAT rule is the full data's
     const events = sliceOf(enron.events, 3, 1);
     const expected = offlineSnapshots(events, enronSlicingParams, enron.relationName);
@@ -192,9 +189,8 @@ test(
 test(
   'Enron slice with a relative origin (first+200d) on one partition: the stream resolves the origin itself, same snapshots',
   { timeout: 180_000 },
-  async (t) => {
-    const enron = tryLoad('enron');
-    if (!enron) return t.skip('Enron data not available');
+  async () => {
+    const enron = loadLink('enron');
     const events = sliceOf(enron.events, 5, 2);
     const expected = offlineSnapshots(events, enronSlicingParams, enron.relationName);
     const { persisted, stats } = await ingestAll({
@@ -219,9 +215,8 @@ test(
 test(
   'UCI slice (epoch-second times sent as ISO) through Kafka: origin first + 5 d, 10d steps, tail after last - 60 d folded: the offline 13 snapshots',
   { timeout: 180_000 },
-  async (t) => {
-    const uci = tryLoad('uci');
-    if (!uci) return t.skip('UCI data not available');
+  async () => {
+    const uci = loadLink('uci');
     const events = sliceOf(uci.events, 4, 3);
     const expected = offlineSnapshots(events, uciSlicingParams, uci.relationName);
     assert.deepEqual(expected.dataset.slicing, uci.slicing);

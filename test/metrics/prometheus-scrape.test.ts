@@ -11,7 +11,7 @@ import { startPrometheus, type PromSample } from '../helpers/prometheus.ts';
 const deployPrometheus = join(import.meta.dirname, '..', '..', 'deploy', 'prometheus');
 const single = (samples: PromSample[]) => (samples.length === 1 ? samples[0].value : NaN);
 
-test('real Prometheus scrapes /metrics: series exist with the values set, and follow updates', async () => {
+test('real Prometheus scrapes /metrics: series exist with the values set, and follow updates', async (t) => {
   const metrics = createMetrics();
   metrics.factsIngested.inc(42);
   metrics.factsRejected.inc({ reason: 'bad_json' }, 2);
@@ -25,6 +25,7 @@ test('real Prometheus scrapes /metrics: series exist with the values set, and fo
 
   const server = new MetricsServer({ registry: metrics.registry, host: '127.0.0.1', port: 0 });
   const { port } = await server.start();
+  t.after(() => server.stop()); // released even when starting Prometheus fails
   const prometheus = await startPrometheus({
     targets: [`127.0.0.1:${port}`],
     scrapeIntervalSeconds: 1,
@@ -80,6 +81,5 @@ test('real Prometheus scrapes /metrics: series exist with the values set, and fo
     );
   } finally {
     await prometheus.stop();
-    await server.stop();
   }
 });

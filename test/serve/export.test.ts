@@ -2,7 +2,7 @@
 // a tfjs computation, and (where Python's onnxruntime is installed) the same file run by Python's onnxruntime.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import {
   vocabularyHash,
 } from '../../src/serve/export/scoring-model.ts';
 import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
+import { testPython } from '../helpers/python.ts';
 
 const N = 257;
 const R = 5;
@@ -179,16 +180,8 @@ test('onnxruntime-node matches a tfjs computation of the NLSM logits (max abs di
   }
 });
 
-const pythonOnnxruntime =
-  spawnSync('python3', ['-c', 'import onnxruntime, numpy'], { stdio: 'ignore' }).status === 0;
-
 test(
   "the same file gives the same answers in Python's onnxruntime",
-  {
-    skip: pythonOnnxruntime
-      ? false
-      : "Python's onnxruntime is not installed (python3 -c 'import onnxruntime' failed; pip install onnxruntime numpy)",
-  },
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tkg-onnx-'));
     try {
@@ -216,7 +209,7 @@ test(
         k,
       });
       const python = JSON.parse(
-        execFileSync('python3', ['-c', script], { input, encoding: 'utf8' }),
+        execFileSync(testPython(), ['-c', script], { input, encoding: 'utf8' }),
       ) as {
         indices: number[][];
         scores: number[][];

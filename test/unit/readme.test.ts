@@ -29,9 +29,18 @@ test('README names every exported Prometheus metric', async () => {
   assert.deepEqual(missing, [], `README metrics table lacks: ${missing.join(', ')}`);
 });
 
-test('README quick start has exactly the two commands CI runs', () => {
-  assert.match(readme, /npm ci && npm run demo {5}# main job/);
-  assert.match(readme, /\nnpm test {19}# tests/);
+test('README quick start has exactly the two commands CI runs, and CI exports nothing', () => {
+  const start = readme.indexOf('## Quick start');
+  const block = readme.slice(start).split('```')[1];
+  const commands = block
+    .split('\n')
+    .slice(1)
+    .map((line) => line.replace(/\s*#.*$/, '').trim())
+    .filter(Boolean);
+  assert.deepEqual(commands, ['npm ci && npm run demo', 'npm test']);
   const ci = readFileSync(`${projectRoot}/.ci/run`, 'utf8');
-  assert.match(ci, /\nnpm test\n/);
+  // .ci/run reads the two commands from this block and runs them; it sets no environment of its own.
+  assert.match(ci, /\/\^## Quick start\//);
+  assert.match(ci, /bash -c "\$main_cmd"[\s\S]*bash -c "\$test_cmd"/);
+  assert.doesNotMatch(ci, /^\s*export\s/m);
 });
