@@ -1,4 +1,5 @@
-// Lint rules: typescript-eslint's recommended set; import boundaries are checked by test/unit/boundaries.test.ts.
+// Lint rules: typescript-eslint's recommended set. Import boundaries (CONVENTIONS.md) are enforced by
+// test/unit/boundaries.test.ts.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 

@@ -9,14 +9,11 @@
 // (HybridHistory.termTable, built once when a step closes; its build time is reported as tableBuildMs).
 import type { ScoringState } from '../src/core/types.ts';
 import { loadTkgDataset, tkgSnapshots } from '../src/datasets/index.ts';
-import { exportScoringModel } from '../src/serve/export/scoring-model.ts';
+import { exportScoringModel } from '../src/model/scoring-graph.ts';
 import { type ScoreRequest, Scorer } from '../src/serve/scorer.ts';
-import {
-  F,
-  HybridTermProvider,
-  exportHybridScoringModel,
-  type HybridWeights,
-} from '../src/hybrid/index.ts';
+import { F, type HybridWeights } from '../src/model/hybrid-features.ts';
+import { HybridTermProvider } from '../src/serve/hybrid-terms.ts';
+import { exportHybridScoringModel } from '../src/train/hybrid/export.ts';
 
 function flag(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);

@@ -25,7 +25,7 @@ import {
   DEFAULT_MAX_BYTES_PER_PARTITION,
   IngestPipeline,
   ingestConsumerConfig,
-} from '../src/ingest/consumer.ts';
+} from '../src/kafka/fact-consumer.ts';
 import { resolveBrokerSource } from '../src/kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../src/kafka/client.ts';
 import {

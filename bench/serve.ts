@@ -22,8 +22,8 @@ import {
   node,
   onnx,
   valueInfo,
-} from '../src/serve/export/onnx-builder.ts';
-import { exportScoringModel, vocabularyHash } from '../src/serve/export/scoring-model.ts';
+} from '../src/model/onnx-builder.ts';
+import { exportScoringModel, vocabularyHash } from '../src/model/scoring-graph.ts';
 import { announceModel } from '../src/serve/model-watcher.ts';
 import { ServeReplica } from '../src/serve/replica.ts';
 import { type ScoreRequest, Scorer } from '../src/serve/scorer.ts';

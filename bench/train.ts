@@ -7,7 +7,7 @@
 import { loadTkgDataset, tkgSnapshots } from '../src/datasets/index.ts';
 import { RankCollector, buildAnswerFilter, type RankingSummary } from '../src/eval/rank.ts';
 import { rankSnapshot } from '../src/eval/protocols.ts';
-import { createNlsmForecaster } from '../src/train/index.ts';
+import { createNlsmForecaster } from '../src/train/nlsm/index.ts';
 import type { Snapshot } from '../src/core/types.ts';
 
 function flag(args: string[], name: string): string | undefined {

@@ -3,7 +3,7 @@
 // Must not import kafkajs, src/kafka, src/train, src/serve or tfjs.
 import type { LinkForecaster, Snapshot } from '../core/types.ts';
 import type { LinkModelFactory, TkgModelFactory } from '../eval/evaluate.ts';
-import { HistoryIndex } from './history-index.ts';
+import { HistoryIndex } from '../model/history-index.ts';
 import {
   RecurrencyForecaster,
   selectRecurrencyParams,

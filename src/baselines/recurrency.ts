@@ -8,7 +8,7 @@ import type { Direction, Snapshot, TkgForecaster } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import { buildAnswerFilter, trueAnswers, tieAveragedRank } from '../eval/rank.ts';
 import type { TkgProtocol } from '../eval/protocols.ts';
-import { HistoryIndex, type RelaxedDistribution } from './history-index.ts';
+import { HistoryIndex, type RelaxedDistribution } from '../model/history-index.ts';
 
 export interface RecurrencyParams {
   decay: number; // lambda in (0, 1]

@@ -2,26 +2,35 @@
 // Each verb lives in src/cli/commands/<verb>.ts and exports `register(program: Command)`.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage / configuration error.
 import { Command } from 'commander';
-import { readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TkgError } from '../core/errors.ts';
 import { addConfigFlags, applyConfigFlags } from './config-flags.ts';
+import { register as brokerVerb } from './commands/broker.ts';
+import { register as configVerb } from './commands/config.ts';
+import { register as evalVerb } from './commands/eval.ts';
+import { register as ingestVerb } from './commands/ingest.ts';
+import { register as publishVerb } from './commands/publish.ts';
+import { register as runVerb } from './commands/run.ts';
+import { register as serveVerb } from './commands/serve.ts';
+import { register as trainVerb } from './commands/train.ts';
 
-const here = dirname(fileURLToPath(import.meta.url));
+/** Every verb, in help order (src/cli/commands/<verb>.ts). */
+const verbs = [
+  brokerVerb,
+  configVerb,
+  evalVerb,
+  ingestVerb,
+  publishVerb,
+  runVerb,
+  serveVerb,
+  trainVerb,
+];
 
 export async function buildProgram(): Promise<Command> {
   const program = new Command('tkg')
     .description('tkg-stream: temporal knowledge-graph streaming processor (NLSM on Kafka)')
     .showHelpAfterError()
     .exitOverride();
-  const dir = join(here, 'commands');
-  for (const file of readdirSync(dir)
-    .filter((f) => f.endsWith('.ts'))
-    .sort()) {
-    const mod = (await import(join(dir, file))) as { register?: (p: Command) => void };
-    mod.register?.(program);
-  }
+  for (const register of verbs) register(program);
   // Every configuration key is a flag on every verb (src/cli/config-flags.ts).
   const leaves = (command: Command): Command[] =>
     command.commands.length === 0 ? [command] : command.commands.flatMap(leaves);
@@ -44,7 +53,7 @@ async function main(): Promise<void> {
       process.exitCode = 0;
       return;
     }
-    if (code?.startsWith('commander.')) {
+    if (typeof code === 'string' && code.startsWith('commander.')) {
       process.exitCode = 2;
       return;
     }

@@ -33,6 +33,12 @@ export interface Snapshot {
   numRelations: number;
 }
 
+/** Names by dense id: entityNames[id], relationNames[id] (the ingest stage's persistent vocabulary fits this). */
+export interface NamedVocabulary {
+  readonly entityNames: readonly string[];
+  readonly relationNames: readonly string[];
+}
+
 /** Query direction: 'object' = (s, r, ?), 'subject' = (?, r, o). */
 export type Direction = 'object' | 'subject';
 

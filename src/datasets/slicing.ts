@@ -3,7 +3,7 @@
 // parsing, origin, folding) is src/window/step-clock.ts's StepClock: the offline loaders and the
 // streaming window apply the same code, so a dataset sliced here equals the same events streamed.
 // Pure; no I/O.
-import { StepClock, dysatClockSpec, parseEventTime } from '../window/step-clock.ts';
+import { StepClock, dysatClockSpec, parseEventTime } from '../core/step-clock.ts';
 
 /**
  * How timestamps become steps: step = floor((time - origin) / granularity); events before

@@ -4,13 +4,9 @@
 // Models are passed in as factories: src/eval never imports src/train, kafkajs or src/kafka.
 import type { LinkForecaster, Snapshot, TkgForecaster } from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
-import {
-  linkSnapshots,
-  tkgSnapshots,
-  type Dataset,
-  type LinkDataset,
-  type TkgDataset,
-} from '../datasets/index.ts';
+import { linkSnapshots, tkgSnapshots, type Dataset } from '../datasets/index.ts';
+import { type LinkDataset } from '../datasets/events.ts';
+import { type TkgDataset } from '../datasets/renet.ts';
 import { meanStd, runLinkProtocol, type LinkEvaluation, type LinkProgress } from './link.ts';
 import {
   runTkgProtocol,

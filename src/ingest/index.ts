@@ -4,8 +4,8 @@ export {
   IngestPipeline,
   ingestConsumerConfig,
   DEFAULT_MAX_BYTES_PER_PARTITION,
-} from './consumer.ts';
-export type { IngestPipelineOptions, IngestStats } from './consumer.ts';
+} from '../kafka/fact-consumer.ts';
+export type { IngestPipelineOptions, IngestStats } from '../kafka/fact-consumer.ts';
 export { IngestState } from './ingest-state.ts';
 export type { CheckpointJob, IngestOutcome, IngestStateOptions } from './ingest-state.ts';
 export { Utf8NameCache, NOT_UTF8 } from './name-cache.ts';

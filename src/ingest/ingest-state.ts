@@ -15,15 +15,14 @@ import type { EncodedFact, Snapshot } from '../core/types.ts';
 import { ConfigError, InvalidInputError } from '../core/errors.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
 import { EventTimeWindow, type LateFactInfo } from '../window/event-time-window.ts';
-import { StepClock, type StepClockSpec } from '../window/step-clock.ts';
+import { StepClock, type StepClockSpec } from '../core/step-clock.ts';
+import { decodeWindowState, encodeWindowState } from '../window/checkpoint.ts';
 import {
-  decodeWindowState,
-  encodeWindowState,
   readFileIfExists,
   removeStaleTempFiles,
   writeFileAtomic,
   writeFileAtomicAsync,
-} from '../window/checkpoint.ts';
+} from '../core/durable.ts';
 import { SnapshotStore } from '../window/snapshot-store.ts';
 import {
   PlainFactReader,

@@ -3,7 +3,7 @@
 // label tkg_facts_rejected_total and the DLQ header tkg.error.reason. Must not touch Kafka, the
 // vocabulary or the window. Every rejection is an InvalidInputError(field, message-with-fix, reason).
 import { InvalidInputError } from '../core/errors.ts';
-import { parseEventTime } from '../window/step-clock.ts';
+import { parseEventTime } from '../core/step-clock.ts';
 
 /** Every reason a message can be rejected for (codec reasons + validation reasons + ingest reasons). */
 export const rejectionReasons = [

@@ -18,7 +18,7 @@ import {
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidInputError, TkgError } from '../core/errors.ts';
-import { fsyncDirectory } from '../window/checkpoint.ts';
+import { fsyncDirectory } from '../core/durable.ts';
 import { MAX_ENTITY_ID } from '../window/triple-set.ts';
 
 const writeAsync = promisify(

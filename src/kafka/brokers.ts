@@ -85,7 +85,7 @@ async function startKafkaContainer(): Promise<ResolvedBrokers> {
   }
   let module: { KafkaContainer: new (image: string) => KafkaContainerBuilder };
   try {
-    module = (await import(moduleName)) as typeof module;
+    module = (await import(moduleName)) as typeof module; // an optional package, named above
   } catch (error) {
     throw new ConfigError(
       `a Docker engine answers but ${moduleName} (an optional dependency) is not installed (${(error as Error).message}): run \`npm install\` (it needs Node >= 20), set KAFKA_BROKERS, or set TKG_NO_DOCKER=1 to use the local broker`,

@@ -74,3 +74,17 @@ export function createProducer(kafka: Kafka, config: ProducerConfig = {}): Produ
     ...config,
   });
 }
+
+// The Kafka client types the rest of the product uses: every module outside src/kafka imports them from here, never
+// from the client library itself (test/unit/boundaries.test.ts), so the client behind them can be replaced.
+export type {
+  Admin,
+  Consumer,
+  ConsumerConfig,
+  EachBatchPayload,
+  IHeaders,
+  Kafka,
+  KafkaMessage,
+  Message,
+  Producer,
+} from 'kafkajs';

@@ -15,7 +15,7 @@ import {
 import { dirname } from 'node:path';
 import type { FilterMode } from '../core/types.ts';
 import type { StepMetricsRecord } from '../serve/live-eval.ts';
-import { writeFileAtomic } from '../window/checkpoint.ts';
+import { writeFileAtomic } from '../core/durable.ts';
 
 export class EvaluationLog {
   readonly path: string;

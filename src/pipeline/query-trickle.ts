@@ -2,7 +2,7 @@
 // live query traffic (tkg_queries_total, tkg_query_duration_seconds, queries/s are non-zero) and shows a
 // round-trip latency. Owns: query sampling (seeded) and the round-trip bookkeeping. Must not touch the
 // scorer (it talks to the replicas through Kafka only, like any user's client).
-import type { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Consumer, Kafka, Producer } from '../kafka/client.ts';
 import { randomUUID } from 'node:crypto';
 import type { FilterMode } from '../core/types.ts';
 import { createProducer } from '../kafka/client.ts';

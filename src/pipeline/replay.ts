@@ -3,7 +3,7 @@
 // (end offset - start offset) facts of p's sequence; a restart skips exactly those. Owns: choosing the
 // replayed steps, the per-partition resume arithmetic and the stoppable, rate-limited send loop.
 // Must not touch: the dataset parsers (src/datasets), the publisher's encoding (src/kafka/publisher.ts).
-import type { Producer } from 'kafkajs';
+import type { Producer } from '../kafka/client.ts';
 import type { FactEvent } from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
 import { keyPartitioner, publishFacts, type FactFormat } from '../kafka/publisher.ts';

@@ -11,13 +11,13 @@
 // resumed run drops logged evaluations after it).
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Admin, Kafka, Producer } from 'kafkajs';
+import type { Admin, Kafka, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
 import type { TkgConfig } from '../config/config.ts';
 import type { Snapshot } from '../core/types.ts';
 import { ConfigError, TkgError } from '../core/errors.ts';
 import { datasetFactEvents, loadDataset } from '../datasets/index.ts';
-import { IngestPipeline, ingestOptionsFromConfig } from '../ingest/consumer.ts';
+import { IngestPipeline, ingestOptionsFromConfig } from '../kafka/fact-consumer.ts';
 import type { BrokerSource } from '../kafka/brokers.ts';
 import { createProducer } from '../kafka/client.ts';
 import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
@@ -27,18 +27,18 @@ import { announceModel } from '../serve/model-watcher.ts';
 import { ServeReplica } from '../serve/replica.ts';
 import { LiveEvaluator, type StepMetricsRecord } from '../serve/live-eval.ts';
 import { Scorer } from '../serve/scorer.ts';
-import { writeFileAtomic } from '../window/checkpoint.ts';
+import { writeFileAtomic } from '../core/durable.ts';
 import { EvaluationLog, qualityTable, type QualityTable } from './evaluation-log.ts';
-import { ServingHistory } from './history-terms.ts';
+import { ServingHistory } from '../serve/history-terms.ts';
 import {
   LIVE_HYBRID_EPOCHS_PER_WINDOW,
   createLiveModel,
   type LiveModelKind,
-} from './live-models.ts';
+} from '../train/live-models.ts';
 import { QueryTrickle, factQuery, type TrickleStats } from './query-trickle.ts';
 import { remainingFacts, replayFacts, selectReplay } from './replay.ts';
-import { snapshotsTopicName } from './snapshot-topic.ts';
-import { TrainerStage } from './trainer-stage.ts';
+import { snapshotsTopicName } from '../kafka/snapshot-topic.ts';
+import { TrainerStage } from '../train/stage.ts';
 
 export interface RunPipelineOptions {
   config: TkgConfig;

@@ -4,26 +4,15 @@
 // model keeps serving. Owns: announcement decoding, loading and the swap trigger. Must not import src/train or tfjs.
 import { readFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import type { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Consumer, Kafka, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { CodecError, type SchemaCodec, type WireFormat } from '../schemas/codec.ts';
 import { ModelRejectedError, type ServingModel } from './model.ts';
 import type { Scorer } from './scorer.ts';
+import type { ModelAnnouncement } from '../model/bundle.ts';
 
-/** A ModelAnnouncement value (schemas/ModelAnnouncement.avsc). */
-export interface ModelAnnouncement {
-  name: string;
-  version: number;
-  step: number;
-  createdAt: string;
-  vocabularyHash: string;
-  onnx: Uint8Array | null;
-  location: string | null;
-  entities: string[];
-  relations: string[];
-  metadata: Record<string, string>;
-}
+export type { ModelAnnouncement };
 
 /** Publish a model announcement (key: model name) on the models topic. */
 export async function announceModel(

@@ -9,7 +9,7 @@ import {
   SCORER_OUTPUTS,
   readScoringModelMetadata,
   vocabularyHash,
-} from './export/scoring-model.ts';
+} from '../model/scoring-graph.ts';
 
 /** Names of the ids a model scores (dense ids: index = id). */
 export interface Vocabulary {

@@ -2,7 +2,7 @@
 // concurrently (so the scorer's micro-batching sees many queries at once) and answered in one produce call, then
 // its offsets are committed. Malformed or unknown-entity queries get an error Answer naming the problem (never
 // silence, never a crash). Owns: Query decoding/validation and Answer encoding. Must not import src/train or tfjs.
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
 import type { FilterMode } from '../core/types.ts';
 import { InvalidInputError, TkgError } from '../core/errors.ts';

@@ -1,7 +1,7 @@
 // A scoring replica: scorer + model watcher (tkg.models) + query service (tkg.queries -> tkg.answers), and optionally
 // the step-driven publishers (tkg.forecasts, tkg.evaluations) fed with closed snapshots.
 // Owns: wiring those parts to topics and to each other. Must not import src/train or tfjs.
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../core/types.ts';
 import { createProducer } from '../kafka/client.ts';

@@ -14,7 +14,7 @@ import {
   writeFileAtomic,
   writeFileAtomicAsync,
   CorruptCheckpointError,
-} from './checkpoint.ts';
+} from '../core/durable.ts';
 
 const FILE_PATTERN = /^step-(\d{10})\.snap$/;
 

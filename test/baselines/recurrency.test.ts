@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { toSnapshots } from '../../src/datasets/index.ts';
-import { HistoryIndex } from '../../src/baselines/history-index.ts';
+import { toSnapshots } from '../../src/datasets/snapshots.ts';
+import { HistoryIndex } from '../../src/model/history-index.ts';
 import {
   RecurrencyForecaster,
   recurrencyRank,

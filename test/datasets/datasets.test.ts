@@ -4,18 +4,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compileSlicing, stepOfTime } from '../../src/datasets/slicing.ts';
 import {
-  compileSlicing,
   datasetFactEvents,
-  encodeNamedFacts,
   linkSnapshots,
   loadDataset,
-  loadRenetDataset,
-  readNamedFactFile,
-  sliceEvents,
-  stepOfTime,
   tkgSnapshots,
 } from '../../src/datasets/index.ts';
+import { encodeNamedFacts, readNamedFactFile, sliceEvents } from '../../src/datasets/events.ts';
+import { loadRenetDataset } from '../../src/datasets/renet.ts';
 
 test('Enron sliced as DySAT / the paper: 143 nodes, 16 steps, 60-day steps', () => {
   const enron = loadDataset('enron');

@@ -150,7 +150,7 @@ export function requirePromtool(): string {
   if (probe.error || probe.status !== 0) {
     throw new Error(
       'promtool not found on PATH; run `sudo apt-get install -y --no-install-recommends prometheus` ' +
-        "(or bash test/setup/install-prometheus.sh as root; npm test does it when it can), then re-run the tests",
+        '(or bash test/setup/install-prometheus.sh as root; npm test does it when it can), then re-run the tests',
     );
   }
   return 'promtool';

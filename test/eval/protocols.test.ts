@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Direction, LinkForecaster, Snapshot, TkgForecaster } from '../../src/core/types.ts';
-import { toSnapshots } from '../../src/datasets/index.ts';
+import { toSnapshots } from '../../src/datasets/snapshots.ts';
 import { runTkgProtocol } from '../../src/eval/protocols.ts';
 import { buildAnswerFilter } from '../../src/eval/rank.ts';
 import { aucWithTies, linkTestPairs, meanStd, runLinkProtocol } from '../../src/eval/link.ts';

@@ -55,7 +55,7 @@ export function requirePrometheusBinary(): string {
   const probe = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
     throw new Error(
-      "prometheus not found on PATH; run `sudo apt-get install -y --no-install-recommends prometheus` (npm test does it when it can)",
+      'prometheus not found on PATH; run `sudo apt-get install -y --no-install-recommends prometheus` (npm test does it when it can)',
     );
   }
   return 'prometheus';

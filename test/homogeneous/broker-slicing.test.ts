@@ -7,22 +7,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { FactEvent, Snapshot } from '../../src/core/types.ts';
-import {
-  dysatSlicing,
-  enronSlicingParams,
-  linkSnapshots,
-  loadDataset,
-  sliceEvents,
-  uciSlicingParams,
-  type LinkDataset,
-  type TimedEvent,
-} from '../../src/datasets/index.ts';
-import { IngestPipeline } from '../../src/ingest/consumer.ts';
+import { dysatSlicing, enronSlicingParams, uciSlicingParams } from '../../src/datasets/slicing.ts';
+import { linkSnapshots, loadDataset } from '../../src/datasets/index.ts';
+import { sliceEvents, type LinkDataset, type TimedEvent } from '../../src/datasets/events.ts';
+import { IngestPipeline } from '../../src/kafka/fact-consumer.ts';
 import { createKafkaClient } from '../../src/kafka/client.ts';
 import { topicNames } from '../../src/kafka/topics.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
-import { dysatClockSpec, type StepClockSpec } from '../../src/window/step-clock.ts';
+import { dysatClockSpec, type StepClockSpec } from '../../src/core/step-clock.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import {
   createFactTopics,

@@ -4,14 +4,12 @@ import type { Snapshot } from '../../src/core/types.ts';
 import { buildAnswerFilter } from '../../src/eval/rank.ts';
 import { runTkgProtocol } from '../../src/eval/protocols.ts';
 import type { TkgModelContext } from '../../src/eval/evaluate.ts';
+import { F, historyTermValue, type HybridWeights } from '../../src/model/hybrid-features.ts';
+import { HybridForecaster } from '../../src/train/hybrid/forecaster.ts';
+import { HybridHistory } from '../../src/model/hybrid-history.ts';
 import {
-  F,
-  HybridForecaster,
-  HybridHistory,
-  historyTermValue,
   QuerySetBuilder,
   hybridObjective,
-  hybridTkgModel,
   parameterCount,
   selectionMrr,
   expandShared,
@@ -20,8 +18,8 @@ import {
   modeMrrs,
   oneStandardErrorChoice,
   selectForm,
-  type HybridWeights,
-} from '../../src/hybrid/index.ts';
+} from '../../src/train/hybrid/fit.ts';
+import { hybridTkgModel } from '../../src/train/hybrid/models.ts';
 import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
 import {
   OracleForecaster,

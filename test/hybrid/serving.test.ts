@@ -3,15 +3,11 @@ import assert from 'node:assert/strict';
 import type { Direction } from '../../src/core/types.ts';
 import { ServingModel } from '../../src/serve/model.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
-import {
-  F,
-  HybridForecaster,
-  HybridTermProvider,
-  exportHybridScoringModel,
-  hybridWeightsFromMetadata,
-  hybridWeightsToMetadata,
-  type HybridWeights,
-} from '../../src/hybrid/index.ts';
+import { F, type HybridWeights } from '../../src/model/hybrid-features.ts';
+import { HybridForecaster } from '../../src/train/hybrid/forecaster.ts';
+import { HybridTermProvider } from '../../src/serve/hybrid-terms.ts';
+import { exportHybridScoringModel } from '../../src/train/hybrid/export.ts';
+import { hybridWeightsFromMetadata, hybridWeightsToMetadata } from '../../src/model/terms.ts';
 import { StateForecaster, randomState, seededRandom, syntheticTkg } from './helpers.ts';
 
 const N = 60;

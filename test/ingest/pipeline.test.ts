@@ -7,13 +7,13 @@ import { createKafkaClient } from '../../src/kafka/client.ts';
 import { topicNames } from '../../src/kafka/topics.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
-import { IngestPipeline } from '../../src/ingest/consumer.ts';
+import { IngestPipeline } from '../../src/kafka/fact-consumer.ts';
 import type { FactEvent, Snapshot } from '../../src/core/types.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { sampleRecords } from '../schemas/samples.ts';
 import { loadDataset } from '../../src/datasets/index.ts';
 import { linkFactEvents } from '../../src/datasets/events.ts';
-import type { StepClockSpec } from '../../src/window/step-clock.ts';
+import type { StepClockSpec } from '../../src/core/step-clock.ts';
 import {
   createFactTopics,
   expectedSnapshots,

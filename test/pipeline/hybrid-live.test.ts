@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLiveModel } from '../../src/pipeline/live-models.ts';
-import { ServingHistory } from '../../src/pipeline/history-terms.ts';
+import { createLiveModel } from '../../src/train/live-models.ts';
+import { ServingHistory } from '../../src/serve/history-terms.ts';
 import { stepGains } from '../../src/pipeline/run-pipeline.ts';
-import { HybridHistory, hybridWeightsFromMetadata } from '../../src/hybrid/index.ts';
+import { HybridHistory } from '../../src/model/hybrid-history.ts';
+import { hybridWeightsFromMetadata } from '../../src/model/terms.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 import { syntheticTkg } from '../hybrid/helpers.ts';
 

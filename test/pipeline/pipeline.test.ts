@@ -6,19 +6,16 @@ import type { FactEvent, Snapshot } from '../../src/core/types.ts';
 import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
 import { keyPartitioner } from '../../src/kafka/publisher.ts';
 import { qualityTable } from '../../src/pipeline/evaluation-log.ts';
-import {
-  ServingHistory,
-  historyParamsFromMetadata,
-  historyParamsToMetadata,
-} from '../../src/pipeline/history-terms.ts';
+import { ServingHistory } from '../../src/serve/history-terms.ts';
+import { historyParamsFromMetadata, historyParamsToMetadata } from '../../src/model/terms.ts';
 import { remainingFacts, selectReplay } from '../../src/pipeline/replay.ts';
 import {
   FollowedVocabulary,
   decodeSnapshotRecord,
   encodeSnapshotRecord,
   snapshotRecordOf,
-} from '../../src/pipeline/snapshot-topic.ts';
-import { modelVersion } from '../../src/pipeline/trainer-stage.ts';
+} from '../../src/kafka/snapshot-topic.ts';
+import { modelVersion } from '../../src/train/stage.ts';
 import { seededRandom } from '../../src/core/random.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 

@@ -12,7 +12,7 @@ import {
   exportScoringModel,
   readScoringModelMetadata,
   vocabularyHash,
-} from '../../src/serve/export/scoring-model.ts';
+} from '../../src/model/scoring-graph.ts';
 import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
 import { testPython } from '../helpers/python.ts';
 
@@ -180,55 +180,52 @@ test('onnxruntime-node matches a tfjs computation of the NLSM logits (max abs di
   }
 });
 
-test(
-  "the same file gives the same answers in Python's onnxruntime",
-  async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tkg-onnx-'));
+test("the same file gives the same answers in Python's onnxruntime", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tkg-onnx-'));
+  try {
+    const modelPath = join(dir, 'scorer.onnx');
+    writeFileSync(modelPath, bytes);
+    const script = [
+      'import json, sys, numpy as np, onnxruntime as ort',
+      'spec = json.load(sys.stdin)',
+      's = ort.InferenceSession(spec["model"], providers=["CPUExecutionProvider"])',
+      'feeds = {',
+      '  "anchor": np.array(spec["anchor"], dtype=np.int64), "relation": np.array(spec["relation"], dtype=np.int64),',
+      '  "direction": np.array(spec["direction"], dtype=np.int64),',
+      '  "extra_index": np.array(spec["extra_index"], dtype=np.int64).reshape(-1, 2),',
+      '  "extra_value": np.array(spec["extra_value"], dtype=np.float32), "k": np.array([spec["k"]], dtype=np.int64)}',
+      'idx, sc, al = s.run(["indices", "scores", "all_scores"], feeds)',
+      'print(json.dumps({"indices": idx.tolist(), "scores": sc.astype(float).tolist(), "all": al.astype(float).ravel().tolist()}))',
+    ].join('\n');
+    const input = JSON.stringify({
+      model: modelPath,
+      anchor: anchors,
+      relation: relations,
+      direction: directions,
+      extra_index: extras.flatMap(([row, e]) => [row, e]),
+      extra_value: extras.map(([, , v]) => v),
+      k,
+    });
+    const python = JSON.parse(
+      execFileSync(testPython(), ['-c', script], { input, encoding: 'utf8' }),
+    ) as {
+      indices: number[][];
+      scores: number[][];
+      all: number[];
+    };
+    const session = await ort.InferenceSession.create(bytes);
     try {
-      const modelPath = join(dir, 'scorer.onnx');
-      writeFileSync(modelPath, bytes);
-      const script = [
-        'import json, sys, numpy as np, onnxruntime as ort',
-        'spec = json.load(sys.stdin)',
-        's = ort.InferenceSession(spec["model"], providers=["CPUExecutionProvider"])',
-        'feeds = {',
-        '  "anchor": np.array(spec["anchor"], dtype=np.int64), "relation": np.array(spec["relation"], dtype=np.int64),',
-        '  "direction": np.array(spec["direction"], dtype=np.int64),',
-        '  "extra_index": np.array(spec["extra_index"], dtype=np.int64).reshape(-1, 2),',
-        '  "extra_value": np.array(spec["extra_value"], dtype=np.float32), "k": np.array([spec["k"]], dtype=np.int64)}',
-        'idx, sc, al = s.run(["indices", "scores", "all_scores"], feeds)',
-        'print(json.dumps({"indices": idx.tolist(), "scores": sc.astype(float).tolist(), "all": al.astype(float).ravel().tolist()}))',
-      ].join('\n');
-      const input = JSON.stringify({
-        model: modelPath,
-        anchor: anchors,
-        relation: relations,
-        direction: directions,
-        extra_index: extras.flatMap(([row, e]) => [row, e]),
-        extra_value: extras.map(([, , v]) => v),
-        k,
-      });
-      const python = JSON.parse(
-        execFileSync(testPython(), ['-c', script], { input, encoding: 'utf8' }),
-      ) as {
-        indices: number[][];
-        scores: number[][];
-        all: number[];
-      };
-      const session = await ort.InferenceSession.create(bytes);
-      try {
-        const out = await session.run(feeds(k));
-        assert.deepEqual(
-          python.indices.flat(),
-          Array.from(out.indices.data as BigInt64Array, Number),
-        );
-        assert.ok(maxAbsDiff(python.all, out.all_scores.data as Float32Array) <= 1e-5);
-        assert.ok(maxAbsDiff(python.scores.flat(), out.scores.data as Float32Array) <= 1e-5);
-      } finally {
-        await session.release();
-      }
+      const out = await session.run(feeds(k));
+      assert.deepEqual(
+        python.indices.flat(),
+        Array.from(out.indices.data as BigInt64Array, Number),
+      );
+      assert.ok(maxAbsDiff(python.all, out.all_scores.data as Float32Array) <= 1e-5);
+      assert.ok(maxAbsDiff(python.scores.flat(), out.scores.data as Float32Array) <= 1e-5);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      await session.release();
     }
-  },
-);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

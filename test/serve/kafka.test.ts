@@ -12,7 +12,7 @@ import { ensureTopics, topicNames } from '../../src/kafka/topics.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { MetricsServer } from '../../src/metrics/server.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
-import { exportScoringModel, vocabularyHash } from '../../src/serve/export/scoring-model.ts';
+import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
 import { type ModelAnnouncement, announceModel } from '../../src/serve/model-watcher.ts';
 import type { AnswerRecord } from '../../src/serve/query-service.ts';
 import { ServeReplica } from '../../src/serve/replica.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { Snapshot } from '../../src/core/types.ts';
 import { summarizeRanks } from '../../src/eval/rank.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
-import { exportScoringModel, vocabularyHash } from '../../src/serve/export/scoring-model.ts';
+import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
 import { activePairs, sigmoid } from '../../src/serve/forecasts.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 import { mrrDrift } from '../../src/serve/live-eval.ts';

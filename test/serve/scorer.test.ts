@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Snapshot } from '../../src/core/types.ts';
 import { InvalidInputError } from '../../src/core/errors.ts';
-import { exportScoringModel, vocabularyHash } from '../../src/serve/export/scoring-model.ts';
+import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
 import { ModelRejectedError, ServingModel } from '../../src/serve/model.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
 import { bruteForceRow, randomScoringState } from './fixtures.ts';

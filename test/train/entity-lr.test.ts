@@ -2,7 +2,7 @@
 // GRU weights lr: an entity is trained only in the windows that touch it, the shared weights in all.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNlsmForecaster } from '../../src/train/index.ts';
+import { createNlsmForecaster } from '../../src/train/nlsm/index.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
 /** Largest |change| / lr of psi means and of GRU weights over the first Adam step (bias-corrected: +-lr each). */

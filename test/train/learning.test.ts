@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNlsmForecaster } from '../../src/train/index.ts';
+import { createNlsmForecaster } from '../../src/train/nlsm/index.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
 /** Mean reciprocal rank (ties averaged) of the true objects of `target` among all N entities. */

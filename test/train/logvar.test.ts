@@ -4,15 +4,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../../src/train/backend.ts';
+import { ensureBackend } from '../../src/train/nlsm/backend.ts';
 import {
   gruStep,
   logVarGruStep,
   type GruWeights,
   type LogVarFrame,
-} from '../../src/train/graph.ts';
-import { logVarGruStepReference } from '../../src/train/math.ts';
-import { SeededRandom } from '../../src/train/rng.ts';
+} from '../../src/train/nlsm/graph.ts';
+import { logVarGruStepReference } from '../../src/train/nlsm/math.ts';
+import { SeededRandom } from '../../src/train/nlsm/rng.ts';
 import { randomGruWeights } from './synthetic.ts';
 
 const H = 256; // theta GRU width for K = 64, directed

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../../src/train/backend.ts';
+import { ensureBackend } from '../../src/train/nlsm/backend.ts';
 import {
   buildNegativeProposal,
   expandTheta,
@@ -14,7 +14,7 @@ import {
   queryVector,
   sampleNegatives,
   softplus,
-} from '../../src/train/math.ts';
+} from '../../src/train/nlsm/math.ts';
 import {
   edgeLogits,
   edgeLogitsFused,
@@ -22,8 +22,8 @@ import {
   expectedLogRandomWalkTf,
   gaussianEntropyTf,
   gruStep,
-} from '../../src/train/graph.ts';
-import { SeededRandom } from '../../src/train/rng.ts';
+} from '../../src/train/nlsm/graph.ts';
+import { SeededRandom } from '../../src/train/nlsm/rng.ts';
 import { randomGruWeights } from './synthetic.ts';
 
 const close = (a: number, b: number, tol: number, what: string): void =>

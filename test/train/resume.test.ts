@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNlsmForecaster, type NlsmOptions } from '../../src/train/index.ts';
+import { createNlsmForecaster, type NlsmOptions } from '../../src/train/nlsm/index.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
 const options = (extra: Partial<NlsmOptions> = {}): NlsmOptions => ({

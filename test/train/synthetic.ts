@@ -1,6 +1,6 @@
 // Planted synthetic temporal graphs for the trainer tests (not a test file itself).
 import type { Snapshot } from '../../src/core/types.ts';
-import { SeededRandom } from '../../src/train/rng.ts';
+import { SeededRandom } from '../../src/train/nlsm/rng.ts';
 
 /**
  * N entities, R relations, T steps. Every subject s < subjects has, per relation r, one planted object

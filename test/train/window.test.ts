@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { createNlsmForecaster } from '../../src/train/index.ts';
-import { gruStepReference, logVarGruStepReference } from '../../src/train/math.ts';
+import { createNlsmForecaster } from '../../src/train/nlsm/index.ts';
+import { gruStepReference, logVarGruStepReference } from '../../src/train/nlsm/math.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
 const small = {

@@ -4,12 +4,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventTimeWindow } from '../../src/window/event-time-window.ts';
-import {
-  decodeWindowState,
-  encodeWindowState,
-  writeFileAtomic,
-  decodeContainer,
-} from '../../src/window/checkpoint.ts';
+import { decodeWindowState, encodeWindowState } from '../../src/window/checkpoint.ts';
+import { writeFileAtomic, decodeContainer } from '../../src/core/durable.ts';
 import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import { sortTriples, TripleSet } from '../../src/window/triple-set.ts';
 import type { EncodedFact, Snapshot } from '../../src/core/types.ts';

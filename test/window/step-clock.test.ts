@@ -9,7 +9,7 @@ import {
   parseEventTime,
   parseGranularity,
   dysatClockSpec,
-} from '../../src/window/step-clock.ts';
+} from '../../src/core/step-clock.ts';
 import { ConfigError, InvalidInputError } from '../../src/core/errors.ts';
 
 test('parseGranularity: fixed units and calendar months/years', () => {

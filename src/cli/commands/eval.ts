@@ -2,10 +2,6 @@
 // from src/datasets, protocols and reports from src/eval, recurrency from src/baselines, NLSM / BAS
 // from src/train (loaded on demand). Exit codes: 0 ok, 1 failure, 2 usage / configuration.
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { LinkForecaster, TkgForecaster } from '../../core/types.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { loadDataset } from '../../datasets/index.ts';
 import {
@@ -18,7 +14,7 @@ import {
 } from '../../eval/evaluate.ts';
 import { tkgProtocols, type TkgProtocol } from '../../eval/protocols.ts';
 import { recurrencyLinkModel, recurrencyTkgModel } from '../../baselines/recurrency-models.ts';
-import { hybridTkgModel } from '../../hybrid/models.ts';
+import { hybridTkgModel } from '../../train/hybrid/models.ts';
 import { parseSeedList, runLinkWorkers, trainerOverrides } from '../link-workers.ts';
 
 interface EvalFlags {
@@ -44,46 +40,8 @@ interface EvalFlags {
 const models = ['nlsm', 'bas', 'recurrency', 'nlsm-h'] as const;
 type ModelName = (typeof models)[number];
 
-/** The trainer's factory, imported only when an NLSM / BAS model is asked for. */
-interface TrainModule {
-  createNlsmForecaster(options: {
-    model: 'nlsm' | 'bas';
-    numEntities: number;
-    numRelations: number;
-    directed: boolean;
-    seed?: number;
-    windowSize?: number;
-    epochsPerWindow?: number;
-    minEpochsPerWindow?: number;
-    convergenceTolerance?: number;
-    learningRate?: number;
-    negativesPerPositive?: number;
-    uniformNegativeFraction?: number;
-    initScale?: number;
-    K?: number;
-    sPsi?: number;
-    sTheta?: number;
-    sigmaPsi?: number;
-    sigmaTheta?: number;
-    onProgress?: (p: { step: number; loss: number; elbo: number; seconds: number }) => void;
-  }): Promise<TkgForecaster & LinkForecaster & { dispose(): void }>;
-}
-
-async function loadTrainer(model: string): Promise<TrainModule> {
-  const file = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'train', 'index.ts');
-  if (!existsSync(file)) {
-    throw new ConfigError(
-      `--model ${model} needs the trainer (src/train/index.ts exporting createNlsmForecaster), which is not in this build; use --model recurrency`,
-    );
-  }
-  const mod = (await import(pathToFileURL(file).href)) as Partial<TrainModule>;
-  if (typeof mod.createNlsmForecaster !== 'function') {
-    throw new ConfigError(
-      `src/train/index.ts does not export createNlsmForecaster; cannot evaluate --model ${model}`,
-    );
-  }
-  return mod as TrainModule;
-}
+/** The trainer, imported only when an NLSM / BAS model is asked for (tfjs loads with it). */
+const loadTrainer = () => import('../../train/nlsm/index.ts');
 
 function parseCount(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -212,7 +170,7 @@ export function register(program: Command): void {
         if (model === 'recurrency') {
           createModel = recurrencyTkgModel({ perRelation: flags.perRelation });
         } else {
-          const trainer = await loadTrainer(model);
+          const trainer = await loadTrainer();
           const baseModel = model === 'nlsm-h' ? 'nlsm' : model;
           createModel = (context) =>
             trainer.createNlsmForecaster({
@@ -275,7 +233,7 @@ export function register(program: Command): void {
             `--model nlsm-h ranks TKG queries; ${dataset.name} is a link-forecasting network (use nlsm, bas or recurrency)`,
           );
         } else {
-          const trainer = await loadTrainer(model);
+          const trainer = await loadTrainer();
           createModel = (context) =>
             trainer.createNlsmForecaster({
               model,

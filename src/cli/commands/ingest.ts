@@ -7,16 +7,16 @@ import { pino } from 'pino';
 import { loadConfig } from '../../config/config.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { resolveBrokerSource } from '../../kafka/brokers.ts';
-import type { Producer } from 'kafkajs';
+import type { Producer } from '../../kafka/client.ts';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
-import { IngestPipeline, ingestOptionsFromConfig } from '../../ingest/consumer.ts';
+import { IngestPipeline, ingestOptionsFromConfig } from '../../kafka/fact-consumer.ts';
 import {
   SnapshotPublisher,
   ensureSnapshotsTopic,
   previousSizesFromStore,
-} from '../../pipeline/snapshot-topic.ts';
+} from '../../kafka/snapshot-topic.ts';
 
 interface IngestFlags {
   stateDir?: string;

@@ -4,12 +4,8 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.ts';
 import { ConfigError } from '../../core/errors.ts';
-import {
-  datasetFactEvents,
-  loadDataset,
-  splitNames,
-  type SplitName,
-} from '../../datasets/index.ts';
+import { datasetFactEvents, loadDataset } from '../../datasets/index.ts';
+import { splitNames, type SplitName } from '../../datasets/renet.ts';
 import { resolveBrokerSource } from '../../kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { publishFacts, type FactFormat } from '../../kafka/publisher.ts';

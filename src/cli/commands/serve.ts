@@ -13,12 +13,12 @@ import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
 import { ServeReplica } from '../../serve/replica.ts';
 import { SnapshotFollower } from '../../serve/snapshot-follower.ts';
-import { ServingHistory } from '../../pipeline/history-terms.ts';
+import { ServingHistory } from '../../serve/history-terms.ts';
 import {
   SnapshotTopicFollower,
   ensureSnapshotsTopic,
   snapshotsTopicName,
-} from '../../pipeline/snapshot-topic.ts';
+} from '../../kafka/snapshot-topic.ts';
 
 interface ServeFlags {
   topicPrefix?: string;

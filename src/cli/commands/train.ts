@@ -15,13 +15,13 @@ import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { ensureTopics, topicNames } from '../../kafka/topics.ts';
 import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
-import { createLiveModel } from '../../pipeline/live-models.ts';
+import { createLiveModel } from '../../train/live-models.ts';
 import {
   ensureSnapshotsTopic,
   SnapshotTopicFollower,
   type NamedVocabulary,
-} from '../../pipeline/snapshot-topic.ts';
-import { TrainerStage, type TrainedStep } from '../../pipeline/trainer-stage.ts';
+} from '../../kafka/snapshot-topic.ts';
+import { TrainerStage, type TrainedStep } from '../../train/stage.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
 import { announceModel } from '../../serve/model-watcher.ts';
 import { SnapshotFollower } from '../../serve/snapshot-follower.ts';

@@ -6,9 +6,11 @@
 // snapshots on in step order. Must not touch: ingest internals, the window, the model.
 import type { Admin, Consumer, Kafka, Producer } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
-import type { Snapshot } from '../core/types.ts';
+import type { NamedVocabulary, Snapshot } from '../core/types.ts';
+
+export type { NamedVocabulary };
 import { TkgError } from '../core/errors.ts';
-import { decodeContainer, encodeContainer } from '../window/checkpoint.ts';
+import { decodeContainer, encodeContainer } from '../core/durable.ts';
 
 /** `<prefix>.snapshots` (not one of src/kafka's user-facing topics: an internal stage-to-stage log). */
 export function snapshotsTopicName(prefix = 'tkg'): string {
@@ -105,12 +107,6 @@ export function decodeSnapshotRecord(
     relationOffset: header.relationOffset as number,
     newRelations: header.newRelations as string[],
   };
-}
-
-/** Names by dense id (the ingest stage's PersistentVocabulary fits this). */
-export interface NamedVocabulary {
-  readonly entityNames: readonly string[];
-  readonly relationNames: readonly string[];
 }
 
 /**

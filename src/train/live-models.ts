@@ -14,26 +14,28 @@ import {
   type RecurrencyParams,
   type RecurrencySelection,
 } from '../baselines/recurrency.ts';
-import { exportScoringModel } from '../serve/export/scoring-model.ts';
+import { exportScoringModel } from '../model/scoring-graph.ts';
+import { HybridHistory } from '../model/hybrid-history.ts';
 import {
-  HybridHistory,
   QuerySetBuilder,
-  collectStepQueries,
   concatQuerySets,
+  fitHybridWeights,
+  type HybridForm,
+  type QuerySet,
+} from './hybrid/fit.ts';
+import {
+  collectStepQueries,
   decodeQuerySet,
   encodeQuerySet,
-  exportHybridScoringModel,
-  fitHybridWeights,
-  hybridWeightsToMetadata,
   recurrencyFormWeights,
-  resizeHybridWeights,
   withNumRelations,
-  type HybridForm,
-  type HybridWeights,
-  type QuerySet,
-} from '../hybrid/index.ts';
-import { writeFileAtomic } from '../window/checkpoint.ts';
-import type { HistoryTermParams } from './history-terms.ts';
+} from './hybrid/live.ts';
+import { resizeHybridWeights } from '../model/hybrid-features.ts';
+import { exportHybridScoringModel } from './hybrid/export.ts';
+import { hybridWeightsToMetadata } from '../model/terms.ts';
+import { type HybridWeights } from '../model/hybrid-features.ts';
+import { writeFileAtomic } from '../core/durable.ts';
+import type { HistoryTermParams } from '../model/terms.ts';
 
 export const liveModelKinds = ['nlsm-h', 'recurrency', 'nlsm', 'bas'] as const;
 export type LiveModelKind = (typeof liveModelKinds)[number];
@@ -602,25 +604,7 @@ export class HybridLiveModel implements LiveModel {
 
 // ---- NLSM / BAS (src/train) ---------------------------------------------------------------------------
 
-/** The part of src/train's NlsmForecaster the pipeline uses (see src/train/index.ts). */
-interface TrainForecaster {
-  observe(snapshot: Snapshot): Promise<void>;
-  score(
-    step: number,
-    direction: Direction,
-    anchors: Int32Array,
-    relations: Int32Array,
-    numEntities: number,
-  ): Promise<Float32Array>;
-  scoringState(step: number): ScoringState;
-  checkpoint(): Promise<void>;
-  dispose(): void;
-  readonly lastObservedStep: number;
-}
-
-interface TrainModule {
-  createNlsmForecaster(options: Record<string, unknown>): Promise<TrainForecaster>;
-}
+type TrainForecaster = import('./nlsm/index.ts').NlsmForecaster;
 
 /**
  * NLSM (or BAS) trained on a sliding window, one update per closed step. The trainer's checkpoint in
@@ -643,18 +627,11 @@ export class NlsmLiveModel implements LiveModel {
   }
 
   static async open(options: LiveModelOptions): Promise<NlsmLiveModel> {
-    const path = '../train/index.ts';
-    let module: TrainModule;
-    try {
-      module = (await import(path)) as TrainModule;
-    } catch (error) {
-      throw new ConfigError(
-        `--model ${options.kind} needs the NLSM trainer (src/train/index.ts), which could not be loaded (${(error as Error).message}); use --model recurrency`,
-      );
-    }
+    // Loaded on first use, so the recurrency model runs without tfjs ever being imported.
+    const module = await import('./nlsm/index.ts');
     const progress: { last?: { loss: number; elbo: number } } = {};
     const forecaster = await module.createNlsmForecaster({
-      model: options.kind,
+      model: options.kind as 'nlsm' | 'bas',
       numEntities: 1,
       numRelations: 1,
       directed: options.directed ?? true,
@@ -664,7 +641,7 @@ export class NlsmLiveModel implements LiveModel {
       learningRate: options.learningRate,
       epochsPerWindow: options.epochsPerWindow,
       checkpointDir: join(options.dir, options.kind),
-      onProgress: (p: { loss: number; elbo: number }) => {
+      onProgress: (p) => {
         progress.last = { loss: p.loss, elbo: p.elbo };
       },
       onNanRestore: () => options.onNanRestore?.(),

@@ -23,12 +23,12 @@ import type { Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
 import type { TkgConfig } from '../config/config.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
-import { createKafkaClient, createProducer } from '../kafka/client.ts';
-import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
+import { createKafkaClient, createProducer } from './client.ts';
+import { ensureTopics, topicNames, type TopicNames } from './topics.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
-import type { StepClockSpec } from '../window/step-clock.ts';
-import { IngestState, type CheckpointJob } from './ingest-state.ts';
-import type { FactLimits } from './validate.ts';
+import type { StepClockSpec } from '../core/step-clock.ts';
+import { IngestState, type CheckpointJob } from '../ingest/ingest-state.ts';
+import type { FactLimits } from '../ingest/validate.ts';
 
 export interface IngestPipelineOptions {
   /** Bootstrap servers (ignored when `kafka` is given). */

@@ -5,15 +5,14 @@
 // caller injects `announce`), the scorer.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Snapshot } from '../core/types.ts';
+import type { NamedVocabulary, Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
-import { vocabularyHash } from '../serve/export/scoring-model.ts';
-import type { ModelAnnouncement } from '../serve/model-watcher.ts';
-import { writeFileAtomic } from '../window/checkpoint.ts';
-import { historyParamsToMetadata, type HistoryTermParams } from './history-terms.ts';
+import { vocabularyHash } from '../model/scoring-graph.ts';
+import type { ModelAnnouncement } from '../model/bundle.ts';
+import { writeFileAtomic } from '../core/durable.ts';
+import { historyParamsToMetadata, type HistoryTermParams } from '../model/terms.ts';
 import type { LiveModel } from './live-models.ts';
-import type { NamedVocabulary } from './snapshot-topic.ts';
 
 /** Versions are `versionBase * VERSION_STRIDE + STEP_OFFSET + forecastStep`: monotonic within a run. */
 const VERSION_STRIDE = 1_000_000;

@@ -7,61 +7,19 @@
 // snapshots. Owns: the `history.*` metadata format and the adapter from HistoryIndex (or HybridTermProvider) to the
 // scorer's HistoryTermProvider. Must not import src/train, tfjs or Kafka.
 import type { Direction, Snapshot } from '../core/types.ts';
-import { TkgError } from '../core/errors.ts';
-import { HistoryIndex } from '../baselines/history-index.ts';
-import type { HistoryTermProvider } from '../serve/scorer.ts';
+import { HistoryIndex } from '../model/history-index.ts';
+import type { HistoryTermProvider } from './scorer.ts';
+import { HybridTermProvider } from './hybrid-terms.ts';
 import {
-  HybridTermProvider,
-  baseOnlyWeights,
+  historyParamsFromMetadata,
   hybridWeightsFromMetadata,
+  type HistoryTermParams,
+} from '../model/terms.ts';
+import {
+  baseOnlyWeights,
   resizeHybridWeights,
   type HybridWeights,
-} from '../hybrid/index.ts';
-
-/** score(e) = logits(e) + strictWeight * strict(e) + relaxedWeight * relaxed(e). */
-export interface HistoryTermParams {
-  decay: number; // lambda in (0, 1] of the strict and relaxed counts
-  strictWeight: number;
-  relaxedWeight: number;
-}
-
-const KEYS = {
-  decay: 'history.decay',
-  strictWeight: 'history.strictWeight',
-  relaxedWeight: 'history.relaxedWeight',
-} as const;
-
-/** Pure: the announcement metadata entries of a history term. */
-export function historyParamsToMetadata(params: HistoryTermParams): Record<string, string> {
-  return {
-    [KEYS.decay]: String(params.decay),
-    [KEYS.strictWeight]: String(params.strictWeight),
-    [KEYS.relaxedWeight]: String(params.relaxedWeight),
-  };
-}
-
-/** Pure: the history term an announcement asks for (undefined: the model has none). Throws on malformed values. */
-export function historyParamsFromMetadata(
-  metadata: Record<string, string> | undefined,
-): HistoryTermParams | undefined {
-  if (!metadata || metadata[KEYS.decay] === undefined) return undefined;
-  const params = {
-    decay: Number(metadata[KEYS.decay]),
-    strictWeight: Number(metadata[KEYS.strictWeight] ?? 1),
-    relaxedWeight: Number(metadata[KEYS.relaxedWeight] ?? 0),
-  };
-  if (
-    !(params.decay > 0 && params.decay <= 1) ||
-    !Number.isFinite(params.strictWeight) ||
-    !Number.isFinite(params.relaxedWeight)
-  ) {
-    throw new TkgError(
-      `model metadata ${JSON.stringify(metadata)} has an invalid history term; decay must be in (0, 1] and weights finite`,
-      { reason: 'incompatible' },
-    );
-  }
-  return params;
-}
+} from '../model/hybrid-features.ts';
 
 /**
  * HistoryTermProvider over every observed snapshot. Terms are for the step after the last observed one

@@ -2,72 +2,12 @@
 // exported ONNX graph is the plain efficient scorer `Z w + c`; the history term is the sparse extra input the server
 // computes from its own state with HybridTermProvider (the scorer's HistoryTermProvider), updated as snapshots close.
 // The fitted weights travel in the model announcement's metadata (key `history.hybrid`, JSON).
-// Owns: the export helper, the provider and the metadata format of HybridWeights. Must not import tfjs, src/train,
+// Owns: the provider (the weights' metadata format is src/model/terms.ts). Must not import tfjs, src/train,
 // kafkajs or src/kafka.
-import type { Direction, ScoringState, Snapshot } from '../core/types.ts';
-import { TkgError } from '../core/errors.ts';
-import type { HistoryTermProvider } from '../serve/scorer.ts';
-import { exportScoringModel, type ExportOptions } from '../serve/export/scoring-model.ts';
-import { assertHybridWeights, type HybridWeights } from './features.ts';
-import { HybridHistory } from './history.ts';
-
-/** Pure: a ScoringState whose logits are beta_r times the original ones (Theta of relation r scaled by beta_r). */
-export function scaleScoringState(state: ScoringState, baseScale: ArrayLike<number>): ScoringState {
-  const { numRelations: R, K } = state;
-  if (baseScale.length !== R) {
-    throw new TkgError(
-      `baseScale has ${baseScale.length} entries for ${R} relations; pass one per relation`,
-      {
-        reason: 'invalid_argument',
-      },
-    );
-  }
-  const theta = new Float32Array(state.theta.length); // [R, K, 4]
-  for (let r = 0; r < R; r++) {
-    const beta = baseScale[r];
-    for (let i = r * K * 4; i < (r + 1) * K * 4; i++) theta[i] = beta * state.theta[i];
-  }
-  return { ...state, theta };
-}
-
-/** ONNX bytes of nlsm-h's dense part (the history term is added by the server through extra_index / extra_value). */
-export function exportHybridScoringModel(
-  state: ScoringState,
-  weights: HybridWeights,
-  options: ExportOptions,
-): Uint8Array {
-  assertHybridWeights(weights);
-  return exportScoringModel(scaleScoringState(state, weights.baseScale), {
-    ...options,
-    modelName: options.modelName ?? 'nlsm-h',
-  });
-}
-
-export const HYBRID_METADATA_KEY = 'history.hybrid';
-
-/** Pure: announcement metadata entries carrying the weights. */
-export function hybridWeightsToMetadata(weights: HybridWeights): Record<string, string> {
-  assertHybridWeights(weights);
-  return { [HYBRID_METADATA_KEY]: JSON.stringify(weights) };
-}
-
-/** Pure: the weights a model announcement carries (undefined: none). Throws a TkgError on malformed values. */
-export function hybridWeightsFromMetadata(
-  metadata: Record<string, string> | undefined,
-): HybridWeights | undefined {
-  const text = metadata?.[HYBRID_METADATA_KEY];
-  if (text === undefined) return undefined;
-  try {
-    const weights = JSON.parse(text) as HybridWeights;
-    assertHybridWeights(weights);
-    return weights;
-  } catch (error) {
-    throw new TkgError(
-      `model metadata ${HYBRID_METADATA_KEY} is not valid nlsm-h weights (${(error as Error).message}); re-export the model`,
-      { reason: 'incompatible', cause: error },
-    );
-  }
-}
+import type { Direction, Snapshot } from '../core/types.ts';
+import type { HistoryTermProvider } from './scorer.ts';
+import { assertHybridWeights, type HybridWeights } from '../model/hybrid-features.ts';
+import { HybridHistory } from '../model/hybrid-history.ts';
 
 /**
  * HistoryTermProvider of nlsm-h for the Scorer: terms for the forecast step (default: the step after the last

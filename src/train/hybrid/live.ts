@@ -3,13 +3,13 @@
 // model that forecast the step, before it trains on it), re-slotting query sets when the relation count grew,
 // binary (de)serialisation of query sets for the checkpoint, and the recurrency-form weights used before the first
 // fit and for relations the fit has not seen. Must not import tfjs, src/train, kafkajs or src/kafka.
-import type { Direction, Snapshot, TkgForecaster } from '../core/types.ts';
-import { InvalidInputError } from '../core/errors.ts';
-import { seededRandom } from '../core/random.ts';
-import { buildAnswerFilter, trueAnswers } from '../eval/rank.ts';
-import { F, FS, slotOf, type HybridWeights } from './features.ts';
+import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
+import { InvalidInputError } from '../../core/errors.ts';
+import { seededRandom } from '../../core/random.ts';
+import { buildAnswerFilter, trueAnswers } from '../../eval/rank.ts';
+import { F, FS, slotOf, type HybridWeights } from '../../model/hybrid-features.ts';
 import type { QuerySet, QuerySetBuilder } from './fit.ts';
-import type { HybridHistory } from './history.ts';
+import type { HybridHistory } from '../../model/hybrid-history.ts';
 
 /** The part of a TkgForecaster the collection needs (logits of all numEntities entities per query). */
 export type BaseScorer = Pick<TkgForecaster, 'score'>;
@@ -174,35 +174,6 @@ export function recurrencyFormWeights(options: {
     decay: options.decay,
     relaxedTopK: options.relaxedTopK,
     baseScale: new Array<number>(R).fill(options.beta),
-    history,
-  };
-}
-
-/** Pure: weights for numRelations >= weights.numRelations; new relations take `fill`'s (same decay / top-K). */
-export function resizeHybridWeights(weights: HybridWeights, fill: HybridWeights): HybridWeights {
-  const R0 = weights.numRelations;
-  const R = fill.numRelations;
-  if (R === R0) return weights;
-  if (R < R0)
-    throw new InvalidInputError(
-      'numRelations',
-      `${R} is below the weights' ${R0}; relation counts only grow`,
-      'invalid_argument',
-    );
-  const history = new Array<number>(2 * R * F).fill(0);
-  for (let d = 0; d < 2; d++)
-    for (let r = 0; r < R; r++) {
-      const from = r < R0 ? weights.history : fill.history;
-      const fromSlot = d * (r < R0 ? R0 : R) + r;
-      for (let f = 0; f < F; f++) history[(d * R + r) * F + f] = from[fromSlot * F + f];
-    }
-  return {
-    numRelations: R,
-    decay: weights.decay,
-    relaxedTopK: weights.relaxedTopK,
-    baseScale: Array.from({ length: R }, (_, r) =>
-      r < R0 ? weights.baseScale[r] : fill.baseScale[r],
-    ),
     history,
   };
 }

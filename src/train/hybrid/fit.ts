@@ -6,8 +6,8 @@
 // static and time-aware MRR among the forms that are at least as good as the recurrency form in every filter mode
 // (selectForm). Owns: the query-set layout, the objective, the optimiser and the selection MRRs.
 // Pure functions over typed arrays; must not import tfjs, src/train, kafkajs or src/kafka.
-import { InvalidInputError } from '../core/errors.ts';
-import { F, FS, type HybridWeights } from './features.ts';
+import { InvalidInputError } from '../../core/errors.ts';
+import { F, FS, type HybridWeights } from '../../model/hybrid-features.ts';
 
 /** D = 1 + F local parameters per query: beta (scale of the base logit) and the F history weights. */
 const D = 1 + F;

@@ -10,7 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../core/errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import type { TrainerSettings, WindowTrainer } from './trainer.ts';
 
 const HEADER = 'nlsm-checkpoint.json';

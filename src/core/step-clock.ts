@@ -2,7 +2,7 @@
 // (`1y`, `60d`, `10d`, `6h`, ...), the origin (absolute or "first event + offset") and fold rules.
 // Must not touch Kafka, the vocabulary or the trainer: a pure mapping with one piece of state (a
 // relative origin resolved from the first event), which is checkpointed with the window.
-import { ConfigError, InvalidInputError } from '../core/errors.ts';
+import { ConfigError, InvalidInputError } from './errors.ts';
 
 const MS_PER_UNIT: Record<string, number> = {
   ms: 1,

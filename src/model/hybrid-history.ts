@@ -3,7 +3,7 @@
 // query derived from them. Shared by the in-process forecaster (eval) and the serving provider (ONNX extra input),
 // so both add exactly the same numbers. Must not import tfjs, src/train, kafkajs or src/kafka.
 import type { Direction, Snapshot } from '../core/types.ts';
-import { HistoryIndex } from '../baselines/history-index.ts';
+import { HistoryIndex } from './history-index.ts';
 import {
   F,
   FR,
@@ -14,7 +14,7 @@ import {
   writeRelaxedFeatures,
   writeStrictFeatures,
   type HybridWeights,
-} from './features.ts';
+} from './hybrid-features.ts';
 
 /** Strict term rows of one (step, weights), CSR: row i's entries are offsets[i] <= j < offsets[i + 1]. */
 export interface TermTable {

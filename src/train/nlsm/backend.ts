@@ -2,7 +2,7 @@
 // imported, else the wasm backend (plus the one kernel the wasm build lacks for gather gradients),
 // else 'cpu'. Must not import kafkajs, src/kafka or src/serve.
 import * as tf from '@tensorflow/tfjs';
-import { TkgError } from '../core/errors.ts';
+import { TkgError } from '../../core/errors.ts';
 
 export type TrainBackend = 'tensorflow' | 'wasm' | 'cpu';
 

@@ -4,8 +4,8 @@
 // forecasting by rolling the GRUs forward, NaN recovery and checkpoint / resume.
 // Must not import kafkajs, src/kafka, src/window or src/serve: snapshots arrive through observe().
 import * as tf from '@tensorflow/tfjs';
-import type { Direction, ScoringState, Snapshot } from '../core/types.ts';
-import { ConfigError, InvalidInputError } from '../core/errors.ts';
+import type { Direction, ScoringState, Snapshot } from '../../core/types.ts';
+import { ConfigError, InvalidInputError } from '../../core/errors.ts';
 import { SeededRandom } from './rng.ts';
 import { buildNegativeProposal, expandTheta, sampleNegatives, thetaEntries } from './math.ts';
 import {

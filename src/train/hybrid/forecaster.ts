@@ -12,12 +12,17 @@
 // read here: only snapshots passed in the plan (train / valid) are used as fitting or selection queries.
 // Owns: the collection schedule, the query sampling and the combination at score time. Must not import tfjs,
 // src/train, kafkajs or src/kafka (the base forecaster is passed in).
-import type { Direction, Snapshot, TkgForecaster } from '../core/types.ts';
-import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../eval/rank.ts';
-import type { TkgProtocol } from '../eval/protocols.ts';
-import { baseOnlyWeights, combineInPlace, slotOf, type HybridWeights } from './features.ts';
+import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
+import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
+import type { TkgProtocol } from '../../eval/protocols.ts';
+import {
+  baseOnlyWeights,
+  combineInPlace,
+  slotOf,
+  type HybridWeights,
+} from '../../model/hybrid-features.ts';
 import { fitHybridWeights, QuerySetBuilder, type HybridFitReport, type QuerySet } from './fit.ts';
-import { HybridHistory } from './history.ts';
+import { HybridHistory } from '../../model/hybrid-history.ts';
 
 export interface HybridPlan {
   protocol: TkgProtocol;

@@ -9,9 +9,9 @@ import type {
   ScoringState,
   Snapshot,
   TkgForecaster,
-} from '../core/types.ts';
-import { ConfigError } from '../core/errors.ts';
-import { loadConfig } from '../config/config.ts';
+} from '../../core/types.ts';
+import { ConfigError } from '../../core/errors.ts';
+import { loadConfig } from '../../config/config.ts';
 import { ensureBackend, type TrainBackend } from './backend.ts';
 import {
   WindowTrainer,

@@ -189,3 +189,32 @@ export function combineInPlace(
   }
   return scores;
 }
+
+/** Pure: weights for numRelations >= weights.numRelations; new relations take `fill`'s (same decay / top-K). */
+export function resizeHybridWeights(weights: HybridWeights, fill: HybridWeights): HybridWeights {
+  const R0 = weights.numRelations;
+  const R = fill.numRelations;
+  if (R === R0) return weights;
+  if (R < R0)
+    throw new InvalidInputError(
+      'numRelations',
+      `${R} is below the weights' ${R0}; relation counts only grow`,
+      'invalid_argument',
+    );
+  const history = new Array<number>(2 * R * F).fill(0);
+  for (let d = 0; d < 2; d++)
+    for (let r = 0; r < R; r++) {
+      const from = r < R0 ? weights.history : fill.history;
+      const fromSlot = d * (r < R0 ? R0 : R) + r;
+      for (let f = 0; f < F; f++) history[(d * R + r) * F + f] = from[fromSlot * F + f];
+    }
+  return {
+    numRelations: R,
+    decay: weights.decay,
+    relaxedTopK: weights.relaxedTopK,
+    baseScale: Array.from({ length: R }, (_, r) =>
+      r < R0 ? weights.baseScale[r] : fill.baseScale[r],
+    ),
+    history,
+  };
+}

@@ -14,7 +14,7 @@
 //   object query : w = Co_r + D_r * z_s,  c = sum(A_r + Bs_r * z_s)   (rows 0..R-1 of the stacked tables)
 //   subject query: w = Bs_r + D_r * z_o,  c = sum(A_r + Co_r * z_o)   (rows R..2R-1)
 import { createHash } from 'node:crypto';
-import type { ScoringState } from '../../core/types.ts';
+import type { ScoringState } from '../core/types.ts';
 import {
   DataType,
   IR_VERSION,

@@ -3,8 +3,8 @@
 // same protocol, src/baselines), the fitting steps are the last steps of the selection history (the train split),
 // and the regularisation is chosen on the selection validation steps (the valid split) inside the forecaster.
 // Must not import tfjs, src/train, kafkajs or src/kafka (the base model comes from a factory).
-import type { TkgModelFactory } from '../eval/evaluate.ts';
-import { selectRecurrencyParams } from '../baselines/recurrency.ts';
+import type { TkgModelFactory } from '../../eval/evaluate.ts';
+import { selectRecurrencyParams } from '../../baselines/recurrency.ts';
 import { HybridForecaster } from './forecaster.ts';
 
 export interface HybridModelOptions {
