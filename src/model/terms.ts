@@ -3,6 +3,7 @@
 // fitted weights (`history.hybrid`, JSON of HybridWeights). Training writes these, serving reads them; both compute
 // the term from the same history code (history-index.ts, hybrid-history.ts).
 // Owns: the term parameter formats. Pure; must not import tfjs, onnxruntime, Kafka, src/train or src/serve.
+import type { Direction, Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
 import { assertHybridWeights, type HybridWeights } from './hybrid-features.ts';
 
@@ -75,4 +76,53 @@ export function hybridWeightsFromMetadata(
       { reason: 'incompatible', cause: error },
     );
   }
+}
+
+// ---- The term contract (SPEC section 7) -----------------------------------------------------------------------------
+// A bundle's sparse term is described by a TermSpec (plain JSON, carried by the bundle) and computed by a TermState
+// built from closed snapshots. Serving keeps one TermState per served bundle lineage and advances it only when a
+// bundle that needs the next step becomes current, so a query is scored by exactly one bundle and one state of the
+// term inputs (its answer names both). Training computes the same numbers with the same classes.
+
+/** One query's sparse additions to the dense scores: score[e] += values[i] for e = entities[i] (duplicates add up). */
+export interface SparseRow {
+  entities: Int32Array;
+  values: Float32Array;
+}
+
+/** A past fact that supports a candidate, and the rule or path that used it. */
+export interface EvidenceFact {
+  subject: number;
+  relation: number;
+  object: number;
+  step: number;
+}
+export interface Evidence {
+  /** Which part of the term: e.g. 'recurrence', 'rule', 'path'. */
+  kind: string;
+  /** Human-readable rule or path, e.g. "Consult(A, B) <= Make_statement(A, B)" (names filled in by the server). */
+  rule: string;
+  /** This evidence item's share of the candidate's term value. */
+  weight: number;
+  facts: EvidenceFact[];
+}
+
+/**
+ * The incremental state behind a term: observe closed snapshots in step order (never recomputed from scratch, bounded
+ * memory), then give the term row of a query for the step after the last observed one.
+ */
+export interface TermState {
+  /** Last observed step (-Infinity before the first snapshot). */
+  readonly lastStep: number;
+  observe(snapshot: Snapshot): void;
+  /** The term row of (direction, anchor, relation) for step lastStep + 1 (undefined: no term). */
+  terms(direction: Direction, anchor: number, relation: number): SparseRow | undefined;
+  /** Optional: per candidate entity (same order as `entities`), the top `limit` evidence items. */
+  evidence?(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    entities: Int32Array,
+    limit: number,
+  ): Evidence[][];
 }
