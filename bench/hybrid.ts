@@ -1,6 +1,6 @@
 // `npm run bench -- hybrid [--json] [--threads n] [--seconds s] [--rounds n] [--top-k t]`
 // nlsm-h serving cost with REAL history terms: the Scorer over all YAGO entities (N = 10,623, K = 64, R = 10; a seeded
-// random ScoringState, speed does not depend on its values) with the HybridTermProvider fed YAGO's train + valid
+// random ScoringState, speed does not depend on its values) with the bundle's nlsm-h term over YAGO's train + valid
 // snapshots, queries = YAGO's test facts in both directions (so the term counts are YAGO's: every strict candidate
 // of the query plus the top relaxed candidates of its relation), batch 64, against the plain scorer on the same
 // queries. Reports queries/s of both, their ratio, and the mean / p99 terms per query. Rates: best of --rounds.
@@ -12,8 +12,9 @@ import { loadTkgDataset, tkgSnapshots } from '../src/datasets/index.ts';
 import { exportScoringModel } from '../src/model/scoring-graph.ts';
 import { type ScoreRequest, Scorer } from '../src/serve/scorer.ts';
 import { F, type HybridWeights } from '../src/model/hybrid-features.ts';
-import { HybridTermProvider } from '../src/serve/hybrid-terms.ts';
-import { exportHybridScoringModel } from '../src/train/hybrid/export.ts';
+import { TermInputs } from '../src/model/term-inputs.ts';
+import { encodeTermSpec, type TermSpec } from '../src/model/terms.ts';
+import { scaleScoringState } from '../src/train/hybrid/export.ts';
 
 function flag(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
@@ -72,8 +73,12 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     baseScale: Array.from({ length: R }, () => 0.5),
     history: Array.from({ length: 2 * R * F }, () => random() * 4),
   };
-  const provider = new HybridTermProvider(weights);
-  for (const s of tkgSnapshots(dataset, ['train', 'valid'])) provider.observe(s);
+  const spec: TermSpec = { kind: 'hybrid', weights };
+  const history = tkgSnapshots(dataset, ['train', 'valid']);
+  const historyStep = history.at(-1)!.step; // 182: the bundle forecasts the first test step
+  const inputs = new TermInputs();
+  for (const s of history) inputs.add(s);
+  const provider = inputs.stateAt(spec, historyStep)!;
   const test = tkgSnapshots(dataset, ['test'])[0];
   const requests: ScoreRequest[] = [];
   for (let i = 0; i < test.triples.length; i += 3) {
@@ -102,19 +107,23 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     intraOpThreads: threads,
     maxBatch: batch,
     maxWaitMs: 0,
-    history: provider,
+    terms: inputs,
   });
-  const hybridBytes = exportHybridScoringModel(state, weights, { vocabularyHash: 'bench' });
+  const hybridBytes = exportScoringModel(scaleScoringState(state, weights.baseScale), {
+    vocabularyHash: 'bench',
+    modelName: 'nlsm-h',
+    terms: encodeTermSpec(spec),
+  });
   await hybrid.loadModel(hybridBytes);
   // cold: every query's terms computed from the history (no memo), as for a query first seen since the last step
-  const coldProvider = new HybridTermProvider(weights, { memoSize: 0 });
-  for (const s of tkgSnapshots(dataset, ['train', 'valid'])) coldProvider.observe(s);
-  const tableBuildMs = 1000 * coldProvider.prepare(); // what a step close costs the server once
+  const coldInputs = new TermInputs({ memoSize: 0 });
+  for (const s of history) coldInputs.add(s);
+  const tableBuildMs = 1000 * (coldInputs.stateAt(spec, historyStep)!.prepare?.() ?? 0); // once per step close
   const cold = new Scorer({
     intraOpThreads: threads,
     maxBatch: batch,
     maxWaitMs: 0,
-    history: coldProvider,
+    terms: coldInputs,
   });
   await cold.loadModel(hybridBytes);
   let coldOffset = 0;

@@ -1,7 +1,7 @@
 // `npm run bench -- serve [--json] [--threads n] [--seconds s] [--rounds n] [--no-kafka] [--kafka-queries n]`
 // Serving speed over all YAGO entities (N = 10,623, K = 64, R = 10; a seeded random ScoringState: speed does not depend
 // on the values): in-process batched top-10 ranking at batch 1, 64, 512 (queries/s), single-query latency through the
-// micro-batching queue (p50/p99), the same with a sparse history term (issue 8: 32 terms per query), Kafka round trip
+// micro-batching queue (p50/p99) (a bundle's real sparse term: `npm run bench -- hybrid`), Kafka round trip
 // (p50/p99, one query at a time through tkg.queries -> tkg.answers, when a broker is available), and in the same run
 // the hardware limit: onnxruntime's plain Gemm [B, K] x [K, N] with the same threads (output written into a
 // pre-allocated buffer, so it is the GEMM alone), turned into queries/s. Rates are the best of --rounds interleaved runs.
@@ -24,7 +24,8 @@ import {
   valueInfo,
 } from '../src/model/onnx-builder.ts';
 import { exportScoringModel, vocabularyHash } from '../src/model/scoring-graph.ts';
-import { announceModel } from '../src/serve/model-watcher.ts';
+import { announceBundle } from '../src/kafka/model-topic.ts';
+import { uncalibrated } from '../src/model/calibration.ts';
 import { ServeReplica } from '../src/serve/replica.ts';
 import { type ScoreRequest, Scorer } from '../src/serve/scorer.ts';
 
@@ -133,6 +134,8 @@ async function kafkaRoundTrip(
     kafka,
     codec,
     topicPrefix: prefix,
+    modelName: 'nlsm',
+    followSnapshots: false,
     scorerThreads: config.scorerThreads,
     maxWaitMs: config.scorerMaxWaitMs,
   });
@@ -142,17 +145,21 @@ async function kafkaRoundTrip(
   try {
     await replica.start();
     await producer.connect();
-    await announceModel(producer, codec, topics.models, {
+    await announceBundle(producer, codec, topics.models, {
       name: 'nlsm',
+      kind: 'nlsm',
       version: 1,
       step: 189,
+      trainedStep: 188,
       createdAt: new Date().toISOString(),
       vocabularyHash: hash,
       onnx: bytes,
       location: null,
       entities,
       relations,
-      metadata: {},
+      terms: { kind: 'none' },
+      calibration: uncalibrated,
+      notes: {},
     });
     await consumer.connect();
     await consumer.subscribe({ topic: topics.answers, fromBeginning: true });
@@ -230,20 +237,6 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     await scorer.loadModel(bytes);
     scorers.set(B, scorer);
   }
-  // history term (issue 8): 32 (entity, value) terms per query, batch 64
-  const historyTerms = {
-    terms: (_d: string, anchor: number) => ({
-      entities: Int32Array.from({ length: 32 }, (_, i) => (anchor + i * 331) % N),
-      values: new Float32Array(32).fill(0.5),
-    }),
-  };
-  const historyScorer = new Scorer({
-    intraOpThreads: threads,
-    maxBatch: 64,
-    maxWaitMs: 0,
-    history: historyTerms,
-  });
-  await historyScorer.loadModel(bytes);
   const measurements = new Map<string, { perCall: number; once: () => Promise<unknown> }>();
   for (const B of batchSizes) {
     let offset = 0;
@@ -255,22 +248,15 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const out = new ort.Tensor('float32', new Float32Array(B * N), [B, N]); // pre-allocated: no copy-out in the limit
     measurements.set(`gemm${B}`, { perCall: B, once: () => gemm.run({ w }, { scores: out }) });
   }
-  let hOffset = 0;
-  measurements.set('history64', {
-    perCall: 64,
-    once: () => historyScorer.scoreBatch(requests(64, (hOffset += 64))),
-  });
   const best: Record<string, number> = {};
   for (let round = 0; round < rounds; round++) {
     for (const [name, m] of measurements)
       best[name] = Math.max(best[name] ?? 0, await rate(m.once, m.perCall, seconds));
   }
   for (const scorer of scorers.values()) await scorer.close();
-  await historyScorer.close();
   await gemm.release();
   const batched = Object.fromEntries(batchSizes.map((B) => [B, best[`scorer${B}`]]));
   const limit = Object.fromEntries(batchSizes.map((B) => [B, best[`gemm${B}`]]));
-  const historyQps = best.history64;
   for (const B of batchSizes) {
     log(
       `  batch ${String(B).padStart(3)}: ${Math.round(batched[B]).toLocaleString('en-US')} queries/s; plain Gemm ${Math.round(limit[B]).toLocaleString('en-US')} queries/s (${((limit[B] * 2 * K * N) / 1e9).toFixed(1)} GFLOP/s)`,
@@ -279,9 +265,6 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const bestBatch = batchSizes
     .filter((b) => b > 1)
     .reduce((a, b) => (batched[b] > batched[a] ? b : a));
-  log(
-    `  batch  64 with 32 history terms per query: ${Math.round(historyQps).toLocaleString('en-US')} queries/s (${((100 * historyQps) / batched[64]).toFixed(0)}% of plain)`,
-  );
 
   // single-query latency through the micro-batching queue (one query at a time, so each waits out max-wait)
   const single = new Scorer({
@@ -346,8 +329,6 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     limitQueriesPerSecondByBatch: Object.fromEntries(
       batchSizes.map((b) => [b, Math.round(limit[b])]),
     ),
-    historyQueriesPerSecond: Math.round(historyQps),
-    historyRatioToPlain: Number((historyQps / batched[64]).toFixed(3)),
     singleP50Ms: Number(percentile(latencies, 50).toFixed(3)),
     singleP99Ms: Number(percentile(latencies, 99).toFixed(3)),
     singleDirectP50Ms: Number(percentile(direct, 50).toFixed(3)),

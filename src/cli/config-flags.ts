@@ -32,9 +32,12 @@ export function addConfigFlags(command: Command): void {
     const long = `--${kebabCase(key)}`;
     if (taken.has(long) || taken.has(`--no-${kebabCase(key)}`)) continue;
     const help = configKeyHelp(key);
+    const fallback = configSchema.shape[key].safeParse(undefined);
+    const defaultText =
+      fallback.success && fallback.data !== undefined ? `, default ${String(fallback.data)}` : '';
     const option = new Option(
       `${long} <value>`,
-      `${help}${help ? ' ' : ''}[${envNames[key]}]`,
+      `${help}${help ? ' ' : ''}[${envNames[key]}${defaultText}]`,
     ).helpGroup(configFlagsHeading);
     command.addOption(option);
     added.set(option.attributeName(), key);

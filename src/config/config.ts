@@ -264,18 +264,19 @@ export const configSchema = z.object({
     .min(0)
     .default(1)
     .describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
-  serveModelName: z
-    .string()
-    .default('nlsm')
-    .describe(
-      'TKG_SERVE_MODEL_NAME: which model name (key on tkg.models) a scoring replica serves',
-    ),
-  // End to end (`tkg run`, `tkg train`; src/pipeline)
+  // The model: one name for one thing on every verb (`tkg run`, `tkg train`, `tkg serve`)
   model: z
     .enum(['nlsm-h', 'recurrency', 'nlsm', 'bas'])
     .default('nlsm-h')
     .describe(
-      'TKG_MODEL: model tkg run / tkg train trains, exports and announces (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)',
+      'TKG_MODEL: model kind: tkg run / tkg train train it and announce its bundles, tkg serve serves them (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)',
+    ),
+  modelName: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'TKG_MODEL_NAME: bundle name (key on <prefix>.models) tkg train announces and tkg serve serves (default: the model kind)',
     ),
   replayDataset: z
     .string()

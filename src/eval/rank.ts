@@ -152,6 +152,10 @@ export function countBetterEqual(
 
 /** rank = 1 + #better + #equal-others / 2 (SPEC section 2: never the optimistic rank). */
 export function tieAveragedRank(better: number, equalOthers: number): number {
+  if (!(better >= 0 && equalOthers >= 0))
+    throw new RangeError(
+      `rank counts better=${better}, equal=${equalOthers} are negative: an excluded entity was removed twice or was never counted`,
+    );
   return 1 + better + equalOthers / 2;
 }
 
@@ -162,6 +166,7 @@ export function tieAveragedRank(better: number, equalOthers: number): number {
 export function filterCounts(
   scores: Float32Array,
   offset: number,
+  numEntities: number,
   target: number,
   counts: { better: number; equal: number },
   excluded: Int32Array | undefined,
@@ -171,7 +176,9 @@ export function filterCounts(
   let { better, equal } = counts;
   for (let i = 0; i < excluded.length; i++) {
     const e = excluded[i];
-    if (e === target) continue;
+    // Entities outside the row (ids the scoring model does not have, e.g. newer than its vocabulary) were never
+    // counted: removing them would push the rank below 1 (and MRR to infinity).
+    if (e === target || e < 0 || e >= numEntities) continue;
     const s = sanitize(scores[offset + e]);
     if (s > targetScore) better--;
     else if (s === targetScore) equal--;
@@ -190,6 +197,7 @@ export function rankOfTarget(
   const counts = filterCounts(
     scores,
     offset,
+    numEntities,
     target,
     countBetterEqual(scores, offset, numEntities, target),
     excluded,
@@ -207,8 +215,8 @@ export function filteredRanks(
   timeAwareExcluded: Int32Array | undefined,
 ): FilteredRanks {
   const raw = countBetterEqual(scores, offset, numEntities, target);
-  const st = filterCounts(scores, offset, target, raw, staticExcluded);
-  const ta = filterCounts(scores, offset, target, raw, timeAwareExcluded);
+  const st = filterCounts(scores, offset, numEntities, target, raw, staticExcluded);
+  const ta = filterCounts(scores, offset, numEntities, target, raw, timeAwareExcluded);
   return {
     raw: tieAveragedRank(raw.better, raw.equal),
     static: tieAveragedRank(st.better, st.equal),
@@ -257,7 +265,7 @@ export function sparseFilteredRanks(
     if (excluded !== undefined) {
       for (let i = 0; i < excluded.length; i++) {
         const e = excluded[i];
-        if (e === target) continue;
+        if (e === target || e < 0 || e >= numEntities) continue; // outside the row: never counted
         const s = scoreOf(e);
         if (s > targetScore) b--;
         else if (s === targetScore) q--;

@@ -290,7 +290,7 @@ export class SnapshotTopicFollower {
           if (record.snapshot.step <= this.lastQueuedStep) return;
           this.lastQueuedStep = record.snapshot.step;
           this.queue.push(record.snapshot);
-          this.draining ??= this.drain();
+          this.kick();
         } catch (error) {
           this.fail(error);
         }
@@ -310,6 +310,18 @@ export class SnapshotTopicFollower {
     await this.draining;
   }
 
+  /**
+   * Start the hand-over loop unless it runs. The loop's promise is stored before it can finish and cleared in a
+   * later turn (.finally), which re-starts it if records arrived meanwhile: the follower cannot stall.
+   */
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.queue.length > 0 && !this.stopped && !this.failure) this.kick();
+    });
+  }
+
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0 && !this.stopped && !this.failure) {
@@ -318,8 +330,6 @@ export class SnapshotTopicFollower {
       }
     } catch (error) {
       this.fail(error);
-    } finally {
-      this.draining = undefined;
     }
   }
 

@@ -11,6 +11,7 @@ export interface TopicNames {
   factsDlq: string;
   factsLate: string;
   queries: string;
+  queriesDlq: string;
   answers: string;
   forecasts: string;
   evaluations: string;
@@ -25,6 +26,7 @@ export function topicNames(prefix = 'tkg'): TopicNames {
     factsDlq: `${prefix}.facts.dlq`,
     factsLate: `${prefix}.facts.late`,
     queries: `${prefix}.queries`,
+    queriesDlq: `${prefix}.queries.dlq`,
     answers: `${prefix}.answers`,
     forecasts: `${prefix}.forecasts`,
     evaluations: `${prefix}.evaluations`,
@@ -46,7 +48,7 @@ export function topicConfigs(role: TopicRole): { name: string; value: string }[]
     ];
   }
   // Input and dead letters are kept long (replays, audits); everything else keeps the broker default.
-  if (role === 'facts' || role === 'factsDlq' || role === 'factsLate')
+  if (role === 'facts' || role === 'factsDlq' || role === 'factsLate' || role === 'queriesDlq')
     return [{ name: 'retention.ms', value: '-1' }];
   return [];
 }

@@ -112,6 +112,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['outcome'] as const,
       registers,
     }),
+    queriesRejected: new Counter({
+      name: 'tkg_queries_rejected_total',
+      help: 'Query messages that could not be decoded, dead-lettered to <prefix>.queries.dlq, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     queriesPerSecond: new Gauge({
       name: 'tkg_queries_per_second',
       help: 'Queries answered per second over the last interval',

@@ -47,12 +47,18 @@ export interface ScoringModelMetadata {
   K: number;
   /** Model family, e.g. 'nlsm' or 'nlsm-h' (free text). */
   modelName: string;
+  /** The bundle's term spec and calibration JSON, when the file carries them (ExportOptions). */
+  terms?: string;
+  calibration?: string;
 }
 
 export interface ExportOptions {
   /** Hash of the vocabulary (names -> ids) the ids refer to; the server refuses to mix vocabularies. */
   vocabularyHash: string;
   modelName?: string;
+  /** The bundle's term spec and calibration JSON (src/model/terms.ts, calibration.ts), so the file describes itself. */
+  terms?: string;
+  calibration?: string;
 }
 
 /** Per-relation tables of the efficient form, stacked as [object rows; subject rows]. */
@@ -215,7 +221,13 @@ export function exportScoringModel(state: ScoringState, options: ExportOptions):
     modelVersion: state.version,
     docString: `tkg-stream ${metadata.modelName} scorer forecasting step ${state.step}`,
     graph,
-    metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value: String(value) })),
+    metadataProps: [
+      ...Object.entries(metadata).map(([key, value]) => ({ key, value: String(value) })),
+      ...(options.terms !== undefined ? [{ key: 'terms', value: options.terms }] : []),
+      ...(options.calibration !== undefined
+        ? [{ key: 'calibration', value: options.calibration }]
+        : []),
+    ],
   });
   return onnx.ModelProto.encode(model).finish();
 }
@@ -253,6 +265,8 @@ export function readScoringModelMetadata(bytes: Uint8Array): ScoringModelMetadat
     numRelations: integer('numRelations', 1),
     K: integer('K', 1),
     modelName: props.get('modelName') ?? 'nlsm',
+    ...(props.has('terms') ? { terms: props.get('terms') } : {}),
+    ...(props.has('calibration') ? { calibration: props.get('calibration') } : {}),
   };
 }
 

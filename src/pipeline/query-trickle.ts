@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FilterMode } from '../core/types.ts';
 import { createProducer } from '../kafka/client.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
-import type { AnswerRecord, QueryRecord } from '../serve/query-service.ts';
+import type { AnswerRecord, QueryRecord } from '../serve/queries.ts';
 import { seededRandom } from '../core/random.ts';
 
 export interface QueryTrickleOptions {

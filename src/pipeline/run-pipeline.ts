@@ -23,18 +23,13 @@ import { createProducer } from '../kafka/client.ts';
 import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
-import { announceModel } from '../serve/model-watcher.ts';
+import { announceBundle } from '../kafka/model-topic.ts';
 import { ServeReplica } from '../serve/replica.ts';
 import { LiveEvaluator, type StepMetricsRecord } from '../serve/live-eval.ts';
 import { Scorer } from '../serve/scorer.ts';
 import { writeFileAtomic } from '../core/durable.ts';
 import { EvaluationLog, qualityTable, type QualityTable } from './evaluation-log.ts';
-import { ServingHistory } from '../serve/history-terms.ts';
-import {
-  LIVE_HYBRID_EPOCHS_PER_WINDOW,
-  createLiveModel,
-  type LiveModelKind,
-} from '../train/live-models.ts';
+import { createLiveModel, liveEpochsPerWindow, type LiveModelKind } from '../train/live/index.ts';
 import { QueryTrickle, factQuery, type TrickleStats } from './query-trickle.ts';
 import { remainingFacts, replayFacts, selectReplay } from './replay.ts';
 import { snapshotsTopicName } from '../kafka/snapshot-topic.ts';
@@ -208,7 +203,6 @@ export class RunPipeline {
         logger,
       });
       ingest.onSnapshot(() => this.wake?.());
-      const history = new ServingHistory();
       replica = new ServeReplica({
         kafka,
         codec,
@@ -221,13 +215,12 @@ export class RunPipeline {
         topK: config.topK,
         windowSize: config.windowSize,
         dataset: this.options.dataset,
-        history,
+        followSnapshots: false, // handed over in-process, in step order, by the loop below
         metrics,
         logger,
-        onModel: (_served, announcement) => history.setFromMetadata(announcement.metadata),
       });
-      // nlsm-h: plain NLSM on the same queries (the served model without its history term: beta_r > 0 scales a
-      // query's logits uniformly, so the ranks are NLSM's own) for tkg_eval_mrr_gain
+      // nlsm-h: plain NLSM on the same queries (the served graph without its term: beta_r > 0 scales a query's
+      // logits uniformly, so the ranks are NLSM's own) for tkg_eval_mrr_gain
       const plainEvaluator =
         this.options.model === 'nlsm-h'
           ? new LiveEvaluator({
@@ -236,6 +229,7 @@ export class RunPipeline {
                 intraOpThreads: config.scorerThreads,
                 maxBatch: config.scorerMaxBatch,
                 maxWaitMs: 0,
+                denseOnly: true,
               }),
               dataset: this.options.dataset,
             })
@@ -251,9 +245,7 @@ export class RunPipeline {
         K: config.K,
         windowSize: config.windowSize,
         learningRate: config.learningRate,
-        epochsPerWindow:
-          this.options.epochsPerWindow ??
-          (this.options.model === 'nlsm-h' ? LIVE_HYBRID_EPOCHS_PER_WINDOW : undefined),
+        epochsPerWindow: this.options.epochsPerWindow ?? liveEpochsPerWindow(this.options.model),
         selectEvery: this.options.selectEvery,
         onProgress: (line) => this.log(line),
         onNanRestore: () => metrics.trainNanRestores.inc(),
@@ -263,8 +255,8 @@ export class RunPipeline {
         modelName: this.options.model,
         dir: trainDir,
         metrics,
-        announce: (announcement) =>
-          announceModel(announcer, codec, this.topics.models, announcement),
+        seed: config.seed,
+        announce: (bundle) => announceBundle(announcer, codec, this.topics.models, bundle),
       });
 
       await ingest.start();
@@ -278,10 +270,7 @@ export class RunPipeline {
       let expectedVersion: number | undefined;
       if (resumedFrom !== null) {
         const covered = [...state.store.readFrom()].filter((s) => s.step <= resumedFrom);
-        for (const snapshot of covered) {
-          replica.scorer.filters.addSnapshot(snapshot);
-          history.observe(snapshot);
-        }
+        for (const snapshot of covered) replica.restoreStep(snapshot);
         const reannounced = await trainer.resume(covered, state.vocabulary);
         expectedVersion = reannounced?.version;
         this.log(
@@ -382,7 +371,6 @@ export class RunPipeline {
           if (comparePlain) await forecaster.unhold();
         }
         if (evaluation) evaluations.append(evaluation.records);
-        history.observe(snapshot);
         const trained = await trainer.onSnapshot(snapshot, state.vocabulary);
         if (trained) expectedVersion = trained.version;
         lastProcessed = snapshot.step;

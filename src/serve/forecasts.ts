@@ -1,5 +1,5 @@
 // Forecasts (SPEC section 4, tkg.forecasts): when a step closes, for each (subject, relation) active in the current
-// window, the top-k next-step objects with probabilities sigmoid(score).
+// window, the top-k next-step objects with the bundle's calibrated probabilities (src/model/calibration.ts).
 // Owns: which pairs are active and turning scorer results into Forecast records. Must not import src/train, tfjs or
 // Kafka (the caller publishes the records).
 import type { Snapshot } from '../core/types.ts';
@@ -11,8 +11,10 @@ export interface ForecastRecord {
   step: number;
   subject: string;
   relation: string;
-  objects: Array<{ entity: string; probability: number }>;
+  objects: Array<{ entity: string; probability: number; score: number | null }>;
   modelVersion: number;
+  historyStep: number;
+  calibration: string;
 }
 
 /** Pure: distinct (subject, relation) pairs of the snapshots, sorted, flat [s0, r0, s1, r1, ...]. */
@@ -32,8 +34,6 @@ export function activePairs(snapshots: readonly Snapshot[]): Int32Array {
   pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   return Int32Array.from(pairs.flat());
 }
-
-export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
 /** Top-k objects for every active pair the model knows, scored in batches by one model. */
 export async function forecastStep(
@@ -60,9 +60,12 @@ export async function forecastStep(
         relation: model.relationName(chunk[i].relation),
         objects: Array.from(result.entities, (entity, j) => ({
           entity: model.entityName(entity),
-          probability: sigmoid(result.scores[j]),
+          probability: result.probabilities[j],
+          score: result.scores[j],
         })),
         modelVersion: result.modelVersion,
+        historyStep: result.historyStep ?? -1,
+        calibration: model.calibration.kind,
       });
     });
   }

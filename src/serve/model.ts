@@ -1,4 +1,5 @@
-// One loaded scoring model: an onnxruntime-node session over exported ONNX bytes, its metadata and vocabulary.
+// One loaded bundle's scoring side: an onnxruntime-node session over the bundle's ONNX bytes, its metadata, vocabulary,
+// term spec and calibration (read from the file itself: the graph's metadata carries them, src/model/scoring-graph.ts).
 // Owns: session lifecycle (create, validate with a smoke query, release when drained) and the raw batch run.
 // Must not import src/train or tfjs (a replica needs only ONNX bytes); knows nothing about Kafka.
 import * as ort from 'onnxruntime-node';
@@ -10,6 +11,8 @@ import {
   readScoringModelMetadata,
   vocabularyHash,
 } from '../model/scoring-graph.ts';
+import { decodeCalibration, uncalibrated, type Calibration } from '../model/calibration.ts';
+import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 
 /** Names of the ids a model scores (dense ids: index = id). */
 export interface Vocabulary {
@@ -72,6 +75,10 @@ export interface ModelRunResult {
 export class ServingModel {
   readonly metadata: ScoringModelMetadata;
   readonly vocabulary: Vocabulary | undefined;
+  /** The sparse term the scorer adds, computed from the closed steps up to step - 1 (none for plain graphs). */
+  readonly terms: TermSpec;
+  /** Score -> probability. */
+  readonly calibration: Calibration;
   private readonly session: ort.InferenceSession;
   private readonly entityIds: Map<string, number> | undefined;
   private readonly relationIds: Map<string, number> | undefined;
@@ -88,6 +95,10 @@ export class ServingModel {
     this.session = session;
     this.metadata = metadata;
     this.vocabulary = vocabulary;
+    this.terms = metadata.terms ? decodeTermSpec(metadata.terms) : noTerm;
+    this.calibration = metadata.calibration
+      ? decodeCalibration(metadata.calibration)
+      : uncalibrated;
     this.entityIds = vocabulary && new Map(vocabulary.entities.map((name, id) => [name, id]));
     this.relationIds = vocabulary && new Map(vocabulary.relations.map((name, id) => [name, id]));
   }
@@ -135,7 +146,17 @@ export class ServingModel {
         error,
       );
     }
-    const model = new ServingModel(session, metadata, vocabulary);
+    let model: ServingModel;
+    try {
+      model = new ServingModel(session, metadata, vocabulary);
+    } catch (error) {
+      await session.release();
+      throw new ModelRejectedError(
+        `model version ${metadata.version} rejected: ${(error as Error).message}`,
+        'incompatible',
+        error,
+      );
+    }
     const missing = [
       ...SCORER_INPUTS.filter((n) => !session.inputNames.includes(n)),
       ...SCORER_OUTPUTS.filter((n) => !session.outputNames.includes(n)),
@@ -178,6 +199,11 @@ export class ServingModel {
 
   get numRelations(): number {
     return this.metadata.numRelations;
+  }
+
+  /** The closed step its term is computed up to (step - 1), or undefined when it has no term. */
+  get historyStep(): number | undefined {
+    return this.terms.kind === 'none' ? undefined : this.metadata.step - 1;
   }
 
   entityId(name: string): number | undefined {

@@ -1,11 +1,14 @@
 // The in-process scorer: micro-batches concurrent queries into one onnxruntime run, ranks supplied answers under
-// raw / static / time-aware filters (ties as in SPEC section 2, via src/eval/rank.ts), clamps k to N and swaps models
-// atomically (every query is scored entirely by the one model it was admitted with; results carry its version).
-// Owns: the batching queue and the current-model pointer. Must not import src/train, tfjs or Kafka.
+// raw / static / time-aware filters (ties as in SPEC section 2, via src/eval/rank.ts), clamps k to N and swaps bundles
+// atomically: every query is scored entirely by the one bundle it was admitted with — its graph, and its term over the
+// closed steps up to the bundle's history step (src/model/term-inputs.ts) — and its result names both.
+// Owns: the batching queue and the current-bundle pointer. Must not import src/train, tfjs or Kafka.
 import type { Direction, FilterMode } from '../core/types.ts';
 import { InvalidInputError, TkgError } from '../core/errors.ts';
 import { type FilteredRanks, filteredRanks } from '../eval/rank.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
+import { probabilityOf } from '../model/calibration.ts';
+import type { TermInputs } from '../model/term-inputs.ts';
 import { FilterIndex } from './filters.ts';
 import {
   int64,
@@ -32,22 +35,17 @@ export interface ScoreRequest {
 export interface ScoreResult {
   modelVersion: number;
   step: number;
+  /** The closed step the bundle's term was computed up to (undefined: the bundle has no term). */
+  historyStep?: number;
   /** Top-k entity ids, best first (filtered entities removed). */
   entities: Int32Array; // [k']
   scores: Float32Array; // [k']
+  /** The bundle's calibrated probabilities of the top-k (src/model/calibration.ts). */
+  probabilities: Float32Array; // [k']
   /** Rank of `answer` under the requested filter (1-based, ties count half). */
   rank?: number;
   /** Ranks of `answer` under every filter mode. */
   ranks?: FilteredRanks;
-}
-
-/** Sparse additive history terms for one query (issue 8: nlsm-h), computed by the server from its state. */
-export interface HistoryTermProvider {
-  terms(
-    direction: Direction,
-    anchor: number,
-    relation: number,
-  ): { entities: Int32Array; values: Float32Array } | undefined;
 }
 
 export interface ScorerOptions {
@@ -58,7 +56,10 @@ export interface ScorerOptions {
   /** onnxruntime intra-op threads for models loaded through loadModel. */
   intraOpThreads?: number;
   filters?: FilterIndex;
-  history?: HistoryTermProvider;
+  /** The closed snapshots the bundles' terms are computed from (required for bundles with a term). */
+  terms?: TermInputs;
+  /** Score the graph alone, without any bundle's term (e.g. plain NLSM's share of nlsm-h for tkg_eval_mrr_gain). */
+  denseOnly?: boolean;
   metrics?: TkgMetrics;
 }
 
@@ -74,7 +75,8 @@ export class Scorer {
   private readonly maxBatch: number;
   private readonly maxWaitMs: number;
   private readonly intraOpThreads: number;
-  private readonly history: HistoryTermProvider | undefined;
+  private readonly terms: TermInputs | undefined;
+  private readonly denseOnly: boolean;
   private readonly metrics: TkgMetrics | undefined;
   private current: ServingModel | undefined;
   private queue: PendingQuery[] = [];
@@ -88,7 +90,8 @@ export class Scorer {
     this.maxWaitMs = Math.max(0, options.maxWaitMs ?? 1);
     this.intraOpThreads = options.intraOpThreads ?? 1;
     this.filters = options.filters ?? new FilterIndex();
-    this.history = options.history;
+    this.terms = options.terms;
+    this.denseOnly = options.denseOnly ?? false;
     this.metrics = options.metrics;
   }
 
@@ -294,6 +297,16 @@ export class Scorer {
       B,
     );
     let termCount = 0;
+    const historyStep = this.denseOnly ? undefined : model.historyStep;
+    let termState;
+    if (historyStep !== undefined) {
+      if (!this.terms || !this.terms.has(historyStep))
+        throw new TkgError(
+          `model version ${model.version} needs the closed steps up to ${historyStep} for its ${model.terms.kind} term, which this scorer has not received`,
+          { reason: 'no_term_inputs', retriable: true },
+        );
+      termState = this.terms.stateAt(model.terms, historyStep);
+    }
     for (let b = 0; b < B; b++) {
       const q = requests[b];
       anchors[b] = q.anchor;
@@ -308,7 +321,7 @@ export class Scorer {
       );
       kNeeded = Math.max(kNeeded, Math.min(N, q.k + (excluded[b]?.length ?? 0)));
       if (q.answer !== undefined) wantAll = true;
-      const terms = this.history?.terms(q.direction, q.anchor, q.relation);
+      const terms = termState?.terms(q.direction, q.anchor, q.relation);
       termRows[b] = terms;
       termCount += terms?.entities.length ?? 0;
     }
@@ -342,19 +355,23 @@ export class Scorer {
       const skip = excluded[b];
       const entities = new Int32Array(k);
       const scores = new Float32Array(k);
+      const probabilities = new Float32Array(k);
       let n = 0;
       for (let j = 0; j < out.k && n < k; j++) {
         const entity = Number(out.indices[b * out.k + j]);
         if (skip && entity !== q.answer && binaryContains(skip, entity)) continue;
         entities[n] = entity;
         scores[n] = out.scores[b * out.k + j];
+        probabilities[n] = probabilityOf(model.calibration, q.direction, q.relation, scores[n]);
         n++;
       }
       const result: ScoreResult = {
         modelVersion: model.version,
         step,
+        historyStep,
         entities: entities.subarray(0, n),
         scores: scores.subarray(0, n),
+        probabilities: probabilities.subarray(0, n),
       };
       if (q.answer !== undefined && out.allScores) {
         const ranks = filteredRanks(

@@ -84,6 +84,13 @@ export class StepCoordinator {
     });
   }
 
+  /** A closed step before the first evaluated one (a restart): the filters and the window hold it, nothing is published. */
+  restore(snapshot: Snapshot): void {
+    this.scorer.filters.addSnapshot(snapshot);
+    this.window.push(snapshot);
+    this.lastEvaluatedStep = Math.max(this.lastEvaluatedStep, snapshot.step);
+  }
+
   /** Release every held model. */
   async close(): Promise<void> {
     await this.chain.catch(() => undefined);

@@ -106,3 +106,28 @@ test('MRR and Hits@k in percent, half ranks, and direction averaging', () => {
   assert.equal(s.static.mrr, (100 + 25) / 2);
   assert.equal(s.perDirection.subject.timeAware.mrr, 50);
 });
+
+test('filters naming entities the scoring row does not have (ids >= N) leave the rank in [1, N] (issue 13 item 3)', () => {
+  // a served model with N = 6 ranks against filter sets that already hold entities 6..9 (a newer vocabulary)
+  const excluded = Int32Array.from([1, 4, 6, 7, 8, 9]);
+  const two = new Float32Array(12);
+  two.set(scores, 0);
+  two.set([9, 9, 9, 9, 9, 9], 6); // the next row: must never be read for ids >= N
+  const ranks = filteredRanks(two, 0, 6, 0, excluded, excluded);
+  assert.deepEqual(ranks, { raw: 4, static: 2, timeAware: 2 });
+  const lookup = new Map<number, number>();
+  const sparse = sparseFilteredRanks(
+    Int32Array.from([1, 4]),
+    Float32Array.from([0.9, 0.9]),
+    2,
+    6,
+    0,
+    0.5,
+    excluded,
+    excluded,
+    lookup,
+  );
+  for (const rank of Object.values(sparse)) assert.ok(rank >= 1 && rank <= 6, String(rank));
+  const metrics = summarizeRanks([ranks.raw, ranks.static, sparse.timeAware]);
+  assert.ok(Number.isFinite(metrics.mrr) && metrics.mrr <= 100);
+});

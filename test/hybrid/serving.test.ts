@@ -5,9 +5,16 @@ import { ServingModel } from '../../src/serve/model.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
 import { F, type HybridWeights } from '../../src/model/hybrid-features.ts';
 import { HybridForecaster } from '../../src/train/hybrid/forecaster.ts';
-import { HybridTermProvider } from '../../src/serve/hybrid-terms.ts';
-import { exportHybridScoringModel } from '../../src/train/hybrid/export.ts';
-import { hybridWeightsFromMetadata, hybridWeightsToMetadata } from '../../src/model/terms.ts';
+import { HybridTermState } from '../../src/model/term-states.ts';
+import { TermInputs } from '../../src/model/term-inputs.ts';
+import { scaleScoringState } from '../../src/train/hybrid/export.ts';
+import { exportScoringModel } from '../../src/model/scoring-graph.ts';
+import {
+  decodeTermSpec,
+  encodeTermSpec,
+  termSpecFromLegacyMetadata,
+  type TermSpec,
+} from '../../src/model/terms.ts';
 import { StateForecaster, randomState, seededRandom, syntheticTkg } from './helpers.ts';
 
 const N = 60;
@@ -25,7 +32,7 @@ function weights(seed: number, decay = 0.6): HybridWeights {
   };
 }
 
-test('ONNX scores with the HybridTermProvider equal in-process nlsm-h scores (max abs diff <= 1e-4)', async () => {
+test('ONNX scores with the HybridTermState equal in-process nlsm-h scores (max abs diff <= 1e-4)', async () => {
   const { snapshots } = syntheticTkg({ N, R, steps: 8, pairsPerStep: 40, repeat: 0.6, seed: 9 });
   const state = randomState(N, R, K, 21, 8);
   const w = weights(3);
@@ -35,14 +42,22 @@ test('ONNX scores with the HybridTermProvider equal in-process nlsm-h scores (ma
     decay: w.decay,
     weights: w,
   });
-  const provider = new HybridTermProvider(w);
+  const provider = new HybridTermState(w);
+  const inputs = new TermInputs();
   for (const s of snapshots) {
     await inProcess.observe(s);
     provider.observe(s);
+    inputs.add(s);
   }
+  const spec: TermSpec = { kind: 'hybrid', weights: w };
   const model = await ServingModel.load(
-    exportHybridScoringModel(state, w, { vocabularyHash: 'test' }),
+    exportScoringModel(
+      { ...scaleScoringState(state, w.baseScale), step: snapshots.at(-1)!.step + 1 },
+      { vocabularyHash: 'test', modelName: 'nlsm-h', terms: encodeTermSpec(spec) },
+    ),
   );
+  assert.deepEqual(model.terms, spec, 'the file carries its term spec');
+  assert.equal(model.historyStep, snapshots.at(-1)!.step);
   assert.equal(model.metadata.modelName, 'nlsm-h');
   const random = seededRandom(4);
   let maxDiff = 0;
@@ -89,7 +104,7 @@ test('ONNX scores with the HybridTermProvider equal in-process nlsm-h scores (ma
   assert.ok(maxDiff <= 1e-4, `max abs diff ${maxDiff}`);
 
   // the same through the Scorer (micro-batching, top-k): top-k scores equal the in-process row's best scores
-  const scorer = new Scorer({ history: provider, maxBatch: 8 });
+  const scorer = new Scorer({ terms: inputs, maxBatch: 8 });
   scorer.swap(model);
   const row = await inProcess.score(
     8,
@@ -117,30 +132,38 @@ function anchorsWithHistory(snapshots: { triples: Int32Array }[]): number {
   return last[0];
 }
 
-test('provider: weights travel as metadata, a new decay rebuilds the counts, terms follow closed steps', () => {
+test('term specs: JSON codec, legacy metadata, a new decay rebuilds the counts, an old step gets its own state', () => {
   const { snapshots } = syntheticTkg({ N, R, steps: 6, pairsPerStep: 30, repeat: 0.6, seed: 2 });
   const w = weights(5);
-  const decoded = hybridWeightsFromMetadata(hybridWeightsToMetadata(w));
-  assert.deepEqual(decoded, w);
-  assert.equal(hybridWeightsFromMetadata({}), undefined);
+  const spec: TermSpec = { kind: 'hybrid', weights: w };
+  assert.deepEqual(decodeTermSpec(encodeTermSpec(spec)), spec);
+  assert.deepEqual(termSpecFromLegacyMetadata({ 'history.hybrid': JSON.stringify(w) }, R), spec);
+  assert.deepEqual(termSpecFromLegacyMetadata({}, R), { kind: 'none' });
   assert.throws(
-    () => hybridWeightsFromMetadata({ 'history.hybrid': '{"numRelations":3}' }),
+    () => decodeTermSpec('{"kind":"hybrid","weights":{"numRelations":3}}'),
     /re-export/,
   );
+  assert.throws(() => decodeTermSpec('{"kind":"magic"}'), /unknown/);
 
-  const provider = new HybridTermProvider(w);
-  const fresh = new HybridTermProvider(weights(5, 0.3));
-  for (const s of snapshots) {
-    provider.observe(s);
-    fresh.observe(s);
-  }
-  provider.observe(snapshots[2]); // an old step is ignored
-  provider.setWeights(weights(5, 0.3)); // rebuilds from the kept snapshots
+  const inputs = new TermInputs();
+  for (const s of snapshots) inputs.add(s);
+  inputs.add(snapshots[2]); // an old step is ignored
+  const last = snapshots[5].step;
   const t = snapshots[5].triples;
-  const a = provider.terms('object', t[0], t[1]);
+  const other: TermSpec = { kind: 'hybrid', weights: weights(5, 0.3) };
+  const fresh = new HybridTermState(weights(5, 0.3));
+  for (const s of snapshots) fresh.observe(s);
+  inputs.stateAt(spec, last);
+  const a = inputs.stateAt(other, last)!.terms('object', t[0], t[1]); // rebuilt with the new decay
   const b = fresh.terms('object', t[0], t[1]);
   assert.ok(a && b);
   assert.deepEqual([...a.entities], [...b.entities]);
   assert.deepEqual([...a.values], [...b.values]);
-  assert.equal(provider.terms('object', t[0], 99), undefined);
+  assert.equal(inputs.stateAt(other, last)!.terms('object', t[0], 99), undefined);
+  // a held bundle of an older step gets the state of exactly that step, and the current one is not disturbed
+  const older = new HybridTermState(weights(5, 0.3));
+  for (const s of snapshots.slice(0, 4)) older.observe(s);
+  const atOld = inputs.stateAt(other, snapshots[3].step)!.terms('object', t[0], t[1]);
+  assert.deepEqual(atOld, older.terms('object', t[0], t[1]));
+  assert.deepEqual(inputs.stateAt(other, last)!.terms('object', t[0], t[1]), b);
 });

@@ -21,7 +21,7 @@ test(
       assert.deepEqual(first.created.sort(), Object.values(names).sort());
       const second = await ensureTopics(admin, { prefix, partitions: 3 });
       assert.deepEqual(second.created, []);
-      assert.equal(second.existing.length, 8);
+      assert.equal(second.existing.length, 9);
       assert.deepEqual(second.updated, []);
 
       const metadata = await admin.fetchTopicMetadata({

@@ -1,16 +1,17 @@
 // nlsm-h in the live pipeline: HybridLiveModel (NLSM + fitted history term, refitted on the stream's own steps)
-// fits, exports its weights with the model, resumes from its checkpoint with the same weights; ServingHistory
-// serves the announced weights; stepGains is served minus plain MRR per filter and direction.
+// fits, exports its weights as the bundle's term spec, resumes from its checkpoint with the same weights; the serving
+// side's TermInputs computes exactly those terms; stepGains is served minus plain MRR per filter and direction.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLiveModel } from '../../src/train/live-models.ts';
-import { ServingHistory } from '../../src/serve/history-terms.ts';
+import { createLiveModel } from '../../src/train/live/index.ts';
+import { TermInputs } from '../../src/model/term-inputs.ts';
 import { stepGains } from '../../src/pipeline/run-pipeline.ts';
 import { HybridHistory } from '../../src/model/hybrid-history.ts';
-import { hybridWeightsFromMetadata } from '../../src/model/terms.ts';
+import type { HybridWeights } from '../../src/model/hybrid-features.ts';
+import type { TermSpec } from '../../src/model/terms.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 import { syntheticTkg } from '../hybrid/helpers.ts';
 
@@ -43,60 +44,63 @@ test('HybridLiveModel: fits on its own recent steps, exports the weights, resume
       await model.checkpoint();
       // before the first fit: the recurrency form (reference scores, ties broken by the NLSM logit)
       if (s.step === 0)
-        assert.equal(model.exportScorer(1, 1, 'v', 40, 2).metadata.form, 'recurrency (initial)');
+        assert.equal(model.scoringParts(1, 1, 40, 2).notes.form, 'recurrency (initial)');
     }
     assert.ok(
       lines.some((l) => /nlsm-h: fitted/.test(l)),
       `no fit happened:\n${lines.join('\n')}`,
     );
-    const exported = model.exportScorer(cut, 2, 'v', 40, 2);
-    assert.notEqual(exported.metadata.form, 'recurrency (initial)');
-    const weights = hybridWeightsFromMetadata(exported.metadata)!;
+    const exported = model.scoringParts(cut, 2, 40, 2);
+    assert.notEqual(exported.notes.form, 'recurrency (initial)');
+    assert.equal(exported.terms.kind, 'hybrid');
+    const weights = (exported.terms as { weights: HybridWeights }).weights;
     assert.equal(weights.numRelations, 2);
-    assert.ok(exported.onnx.length > 0);
+    assert.equal(exported.dense.numEntities, 40);
     model.dispose();
 
     // restart: same weights and step, history rebuilt from the covered snapshots
     const resumed = await createLiveModel(options);
     assert.equal(resumed.lastStep, snapshots[cut - 1].step);
     for (const s of snapshots.slice(0, cut)) await resumed.replay(s);
-    const again = resumed.exportScorer(cut, 2, 'v', 40, 2);
-    assert.deepEqual(hybridWeightsFromMetadata(again.metadata), weights);
+    const again = resumed.scoringParts(cut, 2, 40, 2);
+    assert.deepEqual(again.terms, exported.terms);
     await resumed.observe(snapshots[cut]); // and it keeps learning
     assert.equal(resumed.lastStep, snapshots[cut].step);
     resumed.dispose();
 
     // the serving side adds exactly the terms of those weights
-    const serving = new ServingHistory();
-    serving.setFromMetadata(exported.metadata);
+    const serving = new TermInputs();
     const reference = new HybridHistory({
       numRelations: 2,
       decay: weights.decay,
       relaxedTopK: weights.relaxedTopK,
     });
     for (const s of snapshots.slice(0, cut)) {
-      serving.observe(s);
+      serving.add(s);
       reference.observe(s);
     }
-    assert.deepEqual(serving.hybridWeights, weights);
+    const state = serving.stateAt(exported.terms, snapshots[cut - 1].step)!;
     let compared = 0;
     for (const direction of ['object', 'subject'] as const)
       for (let anchor = 0; anchor < 40; anchor++) {
-        const got = serving.terms(direction, anchor, 1);
+        const got = state.terms(direction, anchor, 1);
         const want = reference.terms(snapshots[cut].step, direction, anchor, 1, weights);
         assert.deepEqual(got?.entities ?? new Int32Array(0), want.entities);
         assert.deepEqual(got?.values ?? new Float32Array(0), want.values);
         compared += want.entities.length;
       }
     assert.ok(compared > 0);
-    // a recurrency announcement switches the same history back to `history.*` parameters
-    serving.setFromMetadata({
-      'history.decay': '0.5',
-      'history.strictWeight': '1',
-      'history.relaxedWeight': '0',
-    });
-    assert.equal(serving.hybridWeights, undefined);
-    assert.equal(serving.current?.decay, 0.5);
+    // a recurrency bundle on the same inputs gets its own state of the same step
+    const recurrency: TermSpec = {
+      kind: 'recurrency',
+      numRelations: 2,
+      decay: 0.5,
+      strictWeight: 1,
+      relaxedWeight: 0,
+    };
+    const other = serving.stateAt(recurrency, snapshots[cut - 1].step)!;
+    assert.notEqual(other, state);
+    assert.equal(other.lastStep, snapshots[cut - 1].step);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

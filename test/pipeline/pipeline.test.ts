@@ -6,8 +6,8 @@ import type { FactEvent, Snapshot } from '../../src/core/types.ts';
 import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
 import { keyPartitioner } from '../../src/kafka/publisher.ts';
 import { qualityTable } from '../../src/pipeline/evaluation-log.ts';
-import { ServingHistory } from '../../src/serve/history-terms.ts';
-import { historyParamsFromMetadata, historyParamsToMetadata } from '../../src/model/terms.ts';
+import { TermInputs } from '../../src/model/term-inputs.ts';
+import { decodeTermSpec, encodeTermSpec, type TermSpec } from '../../src/model/terms.ts';
 import { remainingFacts, selectReplay } from '../../src/pipeline/replay.ts';
 import {
   FollowedVocabulary,
@@ -117,22 +117,22 @@ test('model versions grow with the step and with the run start', () => {
   assert.throws(() => modelVersion(1, 5_000_000), /versionable range/);
 });
 
-test('serving history term equals the recurrency model scores (strict + alpha * relaxed)', async () => {
+test('the recurrency term spec equals the recurrency model scores (strict + alpha * relaxed)', async () => {
   const random = seededRandom(3);
   const N = 30;
   const R = 3;
   const params = { decay: 0.6, alpha: 0.3 };
   const reference = new RecurrencyForecaster(uniformRecurrencyParams(params, R), R);
-  const history = new ServingHistory();
-  history.setParams(
-    historyParamsFromMetadata(
-      historyParamsToMetadata({
-        decay: params.decay,
-        strictWeight: 1,
-        relaxedWeight: params.alpha,
-      }),
-    ),
+  const spec = decodeTermSpec(
+    encodeTermSpec({
+      kind: 'recurrency',
+      numRelations: R,
+      decay: params.decay,
+      strictWeight: 1,
+      relaxedWeight: params.alpha,
+    }),
   );
+  const inputs = new TermInputs();
   for (let step = 0; step < 6; step++) {
     const triples: number[] = [];
     for (let i = 0; i < 25; i++)
@@ -150,8 +150,9 @@ test('serving history term equals the recurrency model scores (strict + alpha * 
       .sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
     const s = snapshot(step, keys.flat(), N, R);
     await reference.observe(s);
-    history.observe(s);
+    inputs.add(s);
   }
+  const history = inputs.stateAt(spec, 5)!;
   for (const direction of ['object', 'subject'] as const) {
     for (let anchor = 0; anchor < 10; anchor++) {
       for (let relation = 0; relation < R; relation++) {
@@ -173,12 +174,18 @@ test('serving history term equals the recurrency model scores (strict + alpha * 
       }
     }
   }
-  // A decay change rebuilds the counts from the kept snapshots; no parameters = no term.
-  history.setParams({ decay: 1, strictWeight: 1, relaxedWeight: 0 });
+  // A decay change rebuilds the counts from the kept snapshots; a spec without a term has no state.
+  const undecayed: TermSpec = {
+    kind: 'recurrency',
+    numRelations: R,
+    decay: 1,
+    strictWeight: 1,
+    relaxedWeight: 0,
+  };
+  const rebuilt = inputs.stateAt(undecayed, 5)!;
   assert.ok(
-    history.terms('object', 0, 0) === undefined ||
-      history.terms('object', 0, 0)!.values.every((v) => v >= 1),
+    rebuilt.terms('object', 0, 0) === undefined ||
+      rebuilt.terms('object', 0, 0)!.values.every((v) => v >= 1),
   );
-  history.setParams(undefined);
-  assert.equal(history.terms('object', 0, 0), undefined);
+  assert.equal(inputs.stateAt({ kind: 'none' }, 5), undefined);
 });

@@ -25,17 +25,20 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     ok: true,
     error: null,
     results: [
-      { entity: 'USA', score: 3.25 },
-      { entity: 'Kenya', score: -1.5 },
+      { entity: 'USA', score: 3.25, probability: 0.625 },
+      { entity: 'Kenya', score: -1.5, probability: null },
     ],
     rank: 1,
+    historyStep: 2009,
   },
   Forecast: {
     step: 2010,
     subject: 'Barack_Obama',
     relation: 'isPresidentOf',
-    objects: [{ entity: 'USA', probability: 0.875 }],
+    objects: [{ entity: 'USA', probability: 0.875, score: 2.5 }],
     modelVersion: 7,
+    historyStep: 2009,
+    calibration: 'platt',
   },
   StepMetrics: {
     dataset: 'yago',
@@ -61,6 +64,10 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     entities: ['Barack_Obama', 'USA', 'Kenya'],
     relations: ['isPresidentOf'],
     metadata: { K: '64', window: '5' },
+    kind: 'nlsm-h',
+    trainedStep: 2009,
+    terms: '{"kind":"none"}',
+    calibration: '{"kind":"sigmoid"}',
   },
 };
 

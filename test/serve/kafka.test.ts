@@ -1,6 +1,8 @@
-// Integration (real broker): query/answer round trip, error answers for malformed queries, corrupt model rejected
-// while the old one serves, hot swap under 2 continuous clients (0 failed or mixed-version answers), two replicas in
-// one group splitting the load and surviving one being stopped, forecasts and evaluations published when steps close.
+// Integration (real broker): query/answer round trip, error answers for invalid queries under their replyId, undecodable
+// queries in <prefix>.queries.dlq, corrupt bundle rejected while the old one serves, hot swap of bundles of every term
+// kind (none, recurrency, nlsm-h) under 2 continuous clients with steps closing meanwhile (0 failed or mixed answers,
+// each reproduced offline from the bundle and history step it names), two replicas in one group splitting the load and
+// surviving one being killed, forecasts and evaluations published when steps close.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,10 +15,15 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
 import { MetricsServer } from '../../src/metrics/server.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
-import { type ModelAnnouncement, announceModel } from '../../src/serve/model-watcher.ts';
-import type { AnswerRecord } from '../../src/serve/query-service.ts';
+import { announceBundle } from '../../src/kafka/model-topic.ts';
+import type { ModelBundle } from '../../src/model/bundle.ts';
+import { uncalibrated } from '../../src/model/calibration.ts';
+import { F } from '../../src/model/hybrid-features.ts';
+import { createTermState } from '../../src/model/term-states.ts';
+import { encodeTermSpec, noTerm, type TermSpec } from '../../src/model/terms.ts';
+import type { AnswerRecord } from '../../src/serve/queries.ts';
 import { ServeReplica } from '../../src/serve/replica.ts';
-import { bruteForceRow, randomScoringState } from './fixtures.ts';
+import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 
 const N = 50;
@@ -35,20 +42,92 @@ const states = new Map(
   ]),
 );
 
-function announcement(version: number, onnx?: Uint8Array): ModelAnnouncement {
+/** The term of each version's bundle: plain, recurrency, nlsm-h, nlsm-h with other weights. */
+const specs = new Map<number, TermSpec>([
+  [1, noTerm],
+  [2, { kind: 'recurrency', numRelations: R, decay: 0.7, strictWeight: 3, relaxedWeight: 1.5 }],
+  [3, { kind: 'hybrid', weights: hybridWeights(3) }],
+  [4, { kind: 'hybrid', weights: hybridWeights(4) }],
+]);
+
+function hybridWeights(seed: number) {
+  const random = seededRandom(seed);
+  return {
+    numRelations: R,
+    decay: 0.6,
+    relaxedTopK: 5,
+    baseScale: [1, 1, 1],
+    history: Array.from({ length: 2 * R * F }, () => random() * 4 - 1),
+  };
+}
+
+function bundle(version: number, onnx?: Uint8Array): ModelBundle {
   const state = states.get(version)!;
+  const terms = specs.get(version)!;
   return {
     name: 'nlsm',
+    kind: 'nlsm',
     version,
     step: state.step,
+    trainedStep: state.step - 1,
     createdAt: new Date().toISOString(),
     vocabularyHash: hash,
-    onnx: onnx ?? exportScoringModel(state, { vocabularyHash: hash }),
+    onnx:
+      onnx ??
+      exportScoringModel(state, {
+        vocabularyHash: hash,
+        terms: encodeTermSpec(terms),
+        calibration: JSON.stringify(uncalibrated),
+      }),
     location: null,
     entities,
     relations,
-    metadata: { K: String(K) },
+    terms,
+    calibration: uncalibrated,
+    notes: { K: String(K) },
   };
+}
+
+/** Closed steps 0..13 with facts that repeat (so the terms are non-trivial). */
+const closedSteps: Snapshot[] = (() => {
+  const random = seededRandom(77);
+  const out: Snapshot[] = [];
+  const base: number[] = [];
+  for (let i = 0; i < 40; i++)
+    base.push(Math.floor(random() * N), Math.floor(random() * R), Math.floor(random() * N));
+  for (let step = 0; step <= 13; step++) {
+    const seen = new Set<string>();
+    const triples: number[][] = [];
+    for (let i = 0; i < 40; i++) {
+      const fact =
+        random() < 0.6
+          ? base.slice(3 * i, 3 * i + 3)
+          : [Math.floor(random() * N), Math.floor(random() * R), Math.floor(random() * N)];
+      const key = fact.join(',');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      triples.push(fact);
+    }
+    triples.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+    out.push({ step, triples: Int32Array.from(triples.flat()), numEntities: N, numRelations: R });
+  }
+  return out;
+})();
+
+/** Offline reproduction of one answer's scores: the named version's graph plus its term as of historyStep. */
+function expectedRow(answer: AnswerRecord, anchor: number, relation: number, direction: 0 | 1) {
+  const row = bruteForceRow(states.get(answer.modelVersion)!, anchor, relation, direction);
+  const spec = specs.get(answer.modelVersion)!;
+  if (spec.kind === 'none') {
+    assert.equal(answer.historyStep, -1);
+    return row;
+  }
+  assert.equal(answer.historyStep, states.get(answer.modelVersion)!.step - 1);
+  const state = createTermState(spec)!;
+  for (const s of closedSteps) if (s.step <= answer.historyStep) state.observe(s);
+  const terms = state.terms(direction === 0 ? 'object' : 'subject', anchor, relation);
+  terms?.entities.forEach((e, i) => (row[e] += terms.values[i]));
+  return row;
 }
 
 async function until(predicate: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -63,6 +142,7 @@ interface Harness {
   kafka: Kafka;
   producer: Producer;
   answers: Map<string, AnswerRecord>;
+  deadLetters: Array<{ key: string; headers: Record<string, string> }>;
   forecasts: Array<Record<string, unknown>>;
   evaluations: Array<Record<string, unknown>>;
   consumer: Consumer;
@@ -85,16 +165,24 @@ async function harness(): Promise<Harness> {
   const producer = createProducer(kafka);
   await producer.connect();
   const answers = new Map<string, AnswerRecord>();
+  const deadLetters: Harness['deadLetters'] = [];
   const forecasts: Array<Record<string, unknown>> = [];
   const evaluations: Array<Record<string, unknown>> = [];
   const consumer = kafka.consumer({ groupId: `${prefix}.test-reader`, maxWaitTimeInMs: 20 });
   await consumer.connect();
   await consumer.subscribe({
-    topics: [topics.answers, topics.forecasts, topics.evaluations],
+    topics: [topics.answers, topics.forecasts, topics.evaluations, topics.queriesDlq],
     fromBeginning: true,
   });
   await consumer.run({
     eachMessage: async ({ topic, message }) => {
+      if (topic === topics.queriesDlq) {
+        const headers = Object.fromEntries(
+          Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]),
+        );
+        deadLetters.push({ key: message.key?.toString() ?? '', headers });
+        return;
+      }
       const value = codec.decodeValue<Record<string, unknown>>(message.value).value;
       if (topic === topics.answers)
         answers.set(String(value.replyId), value as unknown as AnswerRecord);
@@ -118,6 +206,7 @@ async function harness(): Promise<Harness> {
     kafka,
     producer,
     answers,
+    deadLetters,
     forecasts,
     evaluations,
     consumer,
@@ -135,6 +224,8 @@ function replica(h: Harness, metrics = createMetrics(), publishSteps = false): S
     kafka: h.kafka,
     codec,
     topicPrefix: h.prefix,
+    modelName: 'nlsm',
+    followSnapshots: false, // the tests hand closed steps over with onStepClosed
     metrics,
     maxWaitMs: 1,
     publishSteps,
@@ -152,7 +243,7 @@ function checkScores(
 ): void {
   const state = states.get(answer.modelVersion)!;
   assert.equal(answer.step, state.step);
-  const row = bruteForceRow(state, anchor, relation, direction);
+  const row = expectedRow(answer, anchor, relation, direction);
   const best = [...row].sort((a, b) => b - a);
   answer.results.forEach((r, j) => {
     assert.ok(
@@ -172,7 +263,7 @@ test(
     const server = replica(h, metrics, true);
     try {
       await server.start();
-      await announceModel(h.producer, codec, topicNames(h.prefix).models, announcement(1));
+      await announceBundle(h.producer, codec, topicNames(h.prefix).models, bundle(1));
       await until(() => server.ready, 'model 1 loaded and consumer joined');
       const id = () => randomUUID();
       const ok1 = id();
@@ -197,7 +288,8 @@ test(
         messages: [{ key: bad.badJson, value: Buffer.from('{"replyId": 12, oops') }],
       });
       await h.send([{ replyId: id(), subject: 'e4', relation: 'likes', k: 2 }], 'avro');
-      await until(() => h.answers.size >= 8, '8 answers');
+      await until(() => h.answers.size >= 7, '7 answers');
+      await until(() => h.deadLetters.length >= 1, 'the undecodable query in the queries DLQ');
       const a1 = h.answers.get(ok1)!;
       assert.equal(a1.ok, true);
       assert.equal(a1.modelVersion, 1);
@@ -222,13 +314,17 @@ test(
       );
       assert.match(h.answers.get(bad.both)!.error ?? '', /set exactly one/);
       assert.match(h.answers.get(bad.badK)!.error ?? '', /k: must be a positive integer/);
-      assert.match(h.answers.get(bad.badJson)!.error ?? '', /bad JSON/);
-      for (const key of Object.values(bad)) assert.equal(h.answers.get(key)!.ok, false);
+      assert.equal(h.answers.has(bad.badJson), false, 'an undecodable query is not answered');
+      assert.equal(h.deadLetters[0].key, bad.badJson);
+      assert.equal(h.deadLetters[0].headers['tkg.error.reason'], 'bad_json');
+      assert.equal(h.deadLetters[0].headers['tkg.source.topic'], topicNames(h.prefix).queries);
+      for (const key of [bad.unknownEntity, bad.unknownRelation, bad.both, bad.badK])
+        assert.equal(h.answers.get(key)!.ok, false);
 
       // corrupt announcement (version 2, garbage bytes): rejected and counted; version 1 keeps serving
       const garbage = Uint8Array.from(exportScoringModel(states.get(2)!, { vocabularyHash: hash }));
       garbage.fill(7, 40, 4000);
-      await announceModel(h.producer, codec, topicNames(h.prefix).models, announcement(2, garbage));
+      await announceBundle(h.producer, codec, topicNames(h.prefix).models, bundle(2, garbage));
       let metricsText = '';
       const deadline = Date.now() + 30_000;
       while (
@@ -239,6 +335,7 @@ test(
         await sleep(50);
       }
       assert.match(metricsText, /tkg_models_rejected_total\{reason="corrupt"\} 1/);
+      assert.match(metricsText, /tkg_queries_rejected_total\{reason="bad_json"\} 1/);
       const after = id();
       await h.send([{ replyId: after, subject: 'e5', relation: 'likes', k: 3 }]);
       await until(() => h.answers.has(after), 'answer after the corrupt model');
@@ -308,7 +405,7 @@ test(
 );
 
 test(
-  'hot swap while 2 clients send queries continuously: 0 failed or mixed-version answers',
+  'hot swap of every bundle kind while 2 clients query and steps close: 0 failed or mixed answers, each reproduced offline',
   { timeout: 120_000 },
   async () => {
     const h = await harness();
@@ -316,15 +413,19 @@ test(
     try {
       await server.start();
       const modelsTopic = topicNames(h.prefix).models;
-      await announceModel(h.producer, codec, modelsTopic, announcement(1));
+      for (const s of closedSteps.slice(0, 11)) await server.onStepClosed(s); // steps 0..10
+      await announceBundle(h.producer, codec, modelsTopic, bundle(1));
       await until(() => server.ready, 'ready');
       const sent = new Map<string, { anchor: number; relation: number; direction: 0 | 1 }>();
       let stop = false;
       const client = async (seed: number) => {
         for (let i = 0; !stop; i++) {
-          const anchor = (i * 7 + seed) % N;
-          const relation = i % R;
+          // anchors with a history half of the time, so the terms matter
+          const fact = closedSteps[10].triples;
+          const f = 3 * (i % (fact.length / 3));
           const direction = ((i + seed) % 2) as 0 | 1;
+          const anchor = i % 2 === 0 ? fact[f + (direction === 0 ? 0 : 2)] : (i * 7 + seed) % N;
+          const relation = i % 2 === 0 ? fact[f + 1] : i % R;
           const replyId = `c${seed}-${i}`;
           sent.set(replyId, { anchor, relation, direction });
           const query =
@@ -337,14 +438,23 @@ test(
       };
       const clients = [client(1), client(2)];
       for (const version of [2, 3, 4]) {
-        await sleep(400);
-        await announceModel(h.producer, codec, modelsTopic, announcement(version));
+        await sleep(300);
+        // the bundle arrives before the closed step its term needs: it waits, the old one keeps serving
+        await announceBundle(h.producer, codec, modelsTopic, bundle(version));
+        await sleep(300);
+        assert.equal(server.scorer.model?.version, version - 1, 'swapped before its term inputs');
+        assert.match(server.waitingFor() ?? 'serving', /serving/);
+        await server.onStepClosed(closedSteps[9 + version]); // steps 11, 12, 13
         await until(() => server.scorer.model?.version === version, `version ${version} serving`);
       }
-      await sleep(400);
+      await sleep(300);
       stop = true;
       await Promise.all(clients);
-      await until(() => h.answers.size >= sent.size, `${sent.size} answers`, 60_000);
+      await until(
+        () => h.answers.size >= sent.size,
+        `${sent.size} answers (missing e.g. ${[...sent.keys()].filter((k) => !h.answers.has(k)).slice(0, 5)})`,
+        60_000,
+      );
       const versions = new Map<number, number>();
       for (const [replyId, q] of sent) {
         const answer = h.answers.get(replyId)!;
@@ -353,7 +463,11 @@ test(
         checkScores(answer, q.anchor, q.relation, q.direction);
       }
       assert.ok(sent.size > 100, `only ${sent.size} queries sent`);
-      assert.ok(versions.size >= 3, `answers came from versions ${[...versions.keys()]}`);
+      assert.deepEqual(
+        [...versions.keys()].sort(),
+        [1, 2, 3, 4],
+        `answers came from versions ${[...versions.keys()]}`,
+      );
     } finally {
       await server.stop();
       await h.close();
@@ -371,7 +485,17 @@ test(
     // replica B is a real `tkg serve` process, killed without a chance to leave the group
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--topic-prefix', h.prefix, '--no-metrics'],
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'serve',
+        '--topic-prefix',
+        h.prefix,
+        '--model',
+        'nlsm',
+        '--no-metrics',
+      ],
       {
         env: {
           ...process.env,
@@ -385,7 +509,7 @@ test(
     child.stderr.on('data', (chunk: Buffer) => (childLog += chunk.toString()));
     try {
       await a.start();
-      await announceModel(h.producer, codec, topicNames(h.prefix).models, announcement(1));
+      await announceBundle(h.producer, codec, topicNames(h.prefix).models, bundle(1));
       await until(() => a.ready, 'replica A ready', 60_000);
       const count = async () =>
         Number(

@@ -1,21 +1,16 @@
 // Live evaluation and forecasts, in-process: a step closing is ranked against the model that forecast it (even after
 // a newer model was swapped in), metrics per filter and direction with drift, forecasts with sigmoid probabilities.
 import { test } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import type { Snapshot } from '../../src/core/types.ts';
 import { summarizeRanks } from '../../src/eval/rank.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
-import { activePairs, sigmoid } from '../../src/serve/forecasts.ts';
+import { activePairs } from '../../src/serve/forecasts.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 import { mrrDrift } from '../../src/serve/live-eval.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
 import { StepCoordinator } from '../../src/serve/step-coordinator.ts';
-import { SnapshotFollower } from '../../src/serve/snapshot-follower.ts';
-import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import type { ForecastRecord } from '../../src/serve/forecasts.ts';
 import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
 
@@ -91,7 +86,8 @@ test('steps closing are evaluated against the model that forecast them; forecast
     }),
   );
   assert.equal(await coordinator.onStepClosed(snapshots[0]), undefined, 'no model forecast step 4');
-  // forecasts for step 5 with model 1: one record per active (s, r) of the window, probabilities = sigmoid(logit)
+  // forecasts for step 5 with model 1: one record per active (s, r) of the window; an uncalibrated bundle's
+  // probabilities are sigmoid(score)
   assert.equal(forecasts.length, 1);
   const pairs = activePairs([snapshots[0]]);
   assert.equal(forecasts[0].length, pairs.length / 2);
@@ -105,7 +101,9 @@ test('steps closing are evaluated against the model that forecast them; forecast
       relations.indexOf(record.relation),
       0,
     );
-    const best = sigmoid([...row].sort((a, b) => b - a)[0]);
+    const best = 1 / (1 + Math.exp(-[...row].sort((a, b) => b - a)[0]));
+    assert.equal(record.calibration, 'sigmoid');
+    assert.ok(Math.abs(record.objects[0].score! - [...row].sort((a, b) => b - a)[0]) < 1e-4);
     assert.ok(Math.abs(record.objects[0].probability - best) < 1e-5);
     assert.ok(
       record.objects.every((o, j) => j === 0 || o.probability <= record.objects[j - 1].probability),
@@ -179,27 +177,4 @@ test('steps closing are evaluated against the model that forecast them; forecast
   assert.match(text, /tkg_model_version 2/);
   await coordinator.close();
   await scorer.close();
-});
-
-test('SnapshotFollower hands over persisted steps once each, in step order', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tkg-follow-'));
-  try {
-    const store = new SnapshotStore(dir);
-    store.write(randomSnapshot(3, 5, 3));
-    store.write(randomSnapshot(1, 5, 1));
-    const seen: number[] = [];
-    const follower = new SnapshotFollower({
-      dir,
-      onSnapshot: async (s) => void seen.push(s.step),
-      intervalMs: 60_000,
-    });
-    await follower.poll();
-    store.write(randomSnapshot(4, 5, 4));
-    await follower.poll();
-    await follower.poll();
-    assert.deepEqual(seen, [1, 3, 4]);
-    await follower.stop();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });

@@ -7,6 +7,8 @@ import { InvalidInputError } from '../../src/core/errors.ts';
 import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
 import { ModelRejectedError, ServingModel } from '../../src/serve/model.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
+import { TermInputs } from '../../src/model/term-inputs.ts';
+import { encodeTermSpec, type TermSpec } from '../../src/model/terms.ts';
 import { bruteForceRow, randomScoringState } from './fixtures.ts';
 
 const N = 60;
@@ -124,22 +126,35 @@ test('ranks of supplied answers: averaged ties, raw / static / time-aware filter
   await scorer.close();
 });
 
-test('a sparse history term is added to the scores', async () => {
-  const state = randomScoringState({ seed: 9, N, R, K });
-  const history = {
-    terms: (direction: string, anchor: number, relation: number) =>
-      direction === 'object' && anchor === 1 && relation === 2
-        ? { entities: Int32Array.of(33), values: Float32Array.of(1000) }
-        : undefined,
+test("a bundle's sparse term is added to the scores, from the closed steps up to its history step", async () => {
+  const state = { ...randomScoringState({ seed: 9, N, R, K }), step: 4 };
+  const spec: TermSpec = {
+    kind: 'recurrency',
+    numRelations: R,
+    decay: 1,
+    strictWeight: 1000,
+    relaxedWeight: 0,
   };
-  const scorer = new Scorer({ history, maxWaitMs: 0 });
-  await scorer.loadModel(exportScoringModel(state, { vocabularyHash: hash }));
+  const bytes = exportScoringModel(state, { vocabularyHash: hash, terms: encodeTermSpec(spec) });
+  // without the closed steps the term needs, the bundle cannot score (never a silent term-less answer)
+  const blind = new Scorer({ maxWaitMs: 0 });
+  await blind.loadModel(bytes);
+  await assert.rejects(
+    blind.score({ direction: 'object', anchor: 1, relation: 2, k: 1 }),
+    /needs the closed steps up to 3/,
+  );
+  await blind.close();
+  const terms = new TermInputs();
+  terms.add({ step: 3, triples: Int32Array.of(1, 2, 33), numEntities: N, numRelations: R });
+  const scorer = new Scorer({ terms, maxWaitMs: 0 });
+  await scorer.loadModel(bytes);
   const [boosted, plain] = await Promise.all([
     scorer.score({ direction: 'object', anchor: 1, relation: 2, k: 1, answer: 33 }),
     scorer.score({ direction: 'object', anchor: 1, relation: 3, k: 1 }),
   ]);
   assert.equal(boosted.entities[0], 33);
   assert.equal(boosted.rank, 1);
+  assert.equal(boosted.historyStep, 3);
   assert.ok(Math.abs(boosted.scores[0] - (bruteForceRow(state, 1, 2, 0)[33] + 1000)) < 1e-3);
   const best = bruteForceRow(state, 1, 3, 0).reduce((a, b) => Math.max(a, b), -Infinity);
   assert.ok(Math.abs(plain.scores[0] - best) < 1e-4);

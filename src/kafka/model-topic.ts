@@ -1,0 +1,86 @@
+// The `<prefix>.models` topic (compacted; key: model name): publishing bundles as ModelAnnouncement records and
+// following every announcement from the beginning (each follower in a throw-away group of its own, so every replica
+// sees every bundle). Owns: the Kafka side of bundles only — encoding with the codec, the consumer loop, handing
+// records over one at a time in topic order. What a bundle means and how it is loaded is src/model and src/serve.
+import { randomUUID } from 'node:crypto';
+import type { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Logger } from 'pino';
+import { bundleToAnnouncement, type ModelAnnouncement, type ModelBundle } from '../model/bundle.ts';
+import type { SchemaCodec, WireFormat } from '../schemas/codec.ts';
+
+/** Publish a bundle (key: its name) on the models topic. */
+export async function announceBundle(
+  producer: Producer,
+  codec: SchemaCodec,
+  topic: string,
+  bundle: ModelBundle,
+  format: WireFormat = 'avro',
+): Promise<void> {
+  const announcement = bundleToAnnouncement(bundle);
+  const value = {
+    ...announcement,
+    onnx: announcement.onnx ? Buffer.from(announcement.onnx) : null,
+  };
+  await producer.send({
+    topic,
+    acks: -1,
+    messages: [{ key: bundle.name, value: codec.encodeValue('ModelAnnouncement', value, format) }],
+  });
+}
+
+export interface ModelTopicFollowerOptions {
+  kafka: Kafka;
+  codec: SchemaCodec;
+  topic: string;
+  /** Each decoded announcement, in topic order, one at a time. */
+  onAnnouncement: (announcement: ModelAnnouncement) => Promise<void>;
+  /** A record that does not decode (counted and logged by the caller; the follower goes on). */
+  onCorrupt: (error: unknown) => void;
+  logger?: Logger;
+}
+
+export class ModelTopicFollower {
+  private readonly options: ModelTopicFollowerOptions;
+  private consumer: Consumer | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ModelTopicFollowerOptions) {
+    this.options = options;
+  }
+
+  async start(): Promise<void> {
+    const { kafka, topic, codec } = this.options;
+    this.consumer = kafka.consumer({
+      groupId: `${topic}.follower.${randomUUID()}`,
+      maxBytesPerPartition: 64 * 1024 * 1024,
+      maxBytes: 128 * 1024 * 1024,
+      sessionTimeout: 30_000,
+      maxWaitTimeInMs: 200,
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic, fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message }) => {
+        let announcement: ModelAnnouncement;
+        try {
+          announcement = codec.decodeValue<ModelAnnouncement>(message.value, {
+            expect: 'ModelAnnouncement',
+          }).value;
+        } catch (error) {
+          this.options.onCorrupt(error);
+          return;
+        }
+        const work = this.chain.then(() => this.options.onAnnouncement(announcement));
+        this.chain = work.catch(() => undefined);
+        await work;
+      },
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    this.consumer = undefined;
+    await this.chain;
+  }
+}

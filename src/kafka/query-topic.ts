@@ -1,0 +1,150 @@
+// tkg.queries -> tkg.answers over Kafka. Replicas share the load as ONE consumer group; each fetched batch is handed
+// to the scoring side concurrently (so its micro-batching sees many queries at once) and answered in one produce
+// call, then its offsets are committed. A message that does not decode as a Query goes to <prefix>.queries.dlq with
+// the reason headers (as facts do) and is counted; a decodable query is always answered under its replyId (an
+// invalid one with an error answer). Owns: the consumer loop, decoding, the answers and dead-letter produce.
+// Must not know how queries are scored (the `answer` callback does).
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { TkgMetrics } from '../metrics/metrics.ts';
+import { CodecError, type SchemaCodec, type WireFormat } from '../schemas/codec.ts';
+import type { AnswerRecord, QueryRecord } from '../serve/queries.ts';
+import { createProducer } from './client.ts';
+import { deadLetter, errorHeaders } from './dead-letters.ts';
+
+export interface QueryTopicOptions {
+  kafka: Kafka;
+  codec: SchemaCodec;
+  queriesTopic: string;
+  answersTopic: string;
+  deadLetterTopic: string;
+  /** Consumer group shared by every replica. */
+  groupId: string;
+  /** Score one decoded query (never throws: failures are error answers). */
+  answer: (query: QueryRecord) => Promise<AnswerRecord>;
+  metrics?: TkgMetrics;
+  logger?: Logger;
+}
+
+export class QueryTopicConsumer {
+  private readonly options: QueryTopicOptions;
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private joined = false;
+  private answered = 0;
+  private rateTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: QueryTopicOptions) {
+    this.options = options;
+  }
+
+  /** True once the consumer joined its group. */
+  get isJoined(): boolean {
+    return this.joined;
+  }
+
+  async start(): Promise<void> {
+    const { kafka, queriesTopic, groupId, metrics } = this.options;
+    this.producer = createProducer(kafka);
+    await this.producer.connect();
+    this.consumer = kafka.consumer({
+      groupId,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+      rebalanceTimeout: 10_000,
+      maxWaitTimeInMs: 20,
+    });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      this.joined = true;
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: queriesTopic, fromBeginning: false });
+    await this.consumer.run({
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => this.handleBatch(payload),
+    });
+    let last = Date.now();
+    this.rateTimer = setInterval(() => {
+      const now = Date.now();
+      metrics?.queriesPerSecond.set((this.answered * 1000) / Math.max(1, now - last));
+      this.answered = 0;
+      last = now;
+    }, 5000);
+    this.rateTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.rateTimer) clearInterval(this.rateTimer);
+    await this.consumer?.disconnect();
+    await this.producer?.disconnect();
+    this.consumer = undefined;
+    this.producer = undefined;
+    this.joined = false;
+  }
+
+  private async handleBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    commitOffsetsIfNecessary,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
+    const { codec, answersTopic, deadLetterTopic, metrics } = this.options;
+    const received = performance.now();
+    const deadLetters: Message[] = [];
+    const work: Array<Promise<{ record: AnswerRecord; format: WireFormat }>> = [];
+    for (const message of batch.messages) {
+      const decoded = this.decode(message);
+      if (decoded instanceof CodecError) {
+        deadLetters.push(
+          deadLetter(
+            message,
+            { topic: batch.topic, partition: batch.partition },
+            errorHeaders(decoded),
+          ),
+        );
+        metrics?.queriesRejected.inc({ reason: decoded.reason });
+        continue;
+      }
+      work.push(
+        this.options.answer(decoded.query).then((record) => ({ record, format: decoded.format })),
+      );
+    }
+    const answers = await Promise.all(work);
+    if (!isRunning() || isStale()) return; // a rebalance took the partition: another replica answers these
+    const topicMessages: Array<{ topic: string; messages: Message[] }> = [
+      {
+        topic: answersTopic,
+        messages: answers.map(({ record, format }) => ({
+          key: record.replyId,
+          value: codec.encodeValue('Answer', record, format),
+        })),
+      },
+    ];
+    if (deadLetters.length > 0)
+      topicMessages.push({ topic: deadLetterTopic, messages: deadLetters });
+    await this.producer!.sendBatch({ acks: -1, topicMessages });
+    const seconds = (performance.now() - received) / 1000;
+    for (const { record } of answers) {
+      metrics?.queries.inc({ outcome: record.ok ? 'ok' : 'error' });
+      metrics?.queryLatency.observe({ path: 'kafka' }, seconds);
+    }
+    this.answered += answers.length;
+    for (const message of batch.messages) resolveOffset(message.offset);
+    await commitOffsetsIfNecessary();
+    await heartbeat();
+  }
+
+  private decode(message: KafkaMessage): { query: QueryRecord; format: WireFormat } | CodecError {
+    try {
+      const decoded = this.options.codec.decodeValue<QueryRecord>(message.value, {
+        expect: 'Query',
+      });
+      return { query: decoded.value, format: decoded.format };
+    } catch (error) {
+      if (error instanceof CodecError) return error;
+      return new CodecError('value', (error as Error).message, 'bad_avro');
+    }
+  }
+}
