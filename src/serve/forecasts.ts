@@ -72,8 +72,11 @@ export async function forecastStep(
   return records;
 }
 
-/** The last `size` closed snapshots (the current window). */
-export class SnapshotWindow {
+/**
+ * The closed snapshots a replica keeps for forecasting and late evaluation: the most recent `size`, by step.
+ * (Not the event-time window of src/window, nor the trainer's m-snapshot training window.)
+ */
+export class RecentSteps {
   private readonly size: number;
   private readonly snapshots: Snapshot[] = [];
 
@@ -88,8 +91,13 @@ export class SnapshotWindow {
     while (this.snapshots.length > this.size) this.snapshots.shift();
   }
 
-  get contents(): readonly Snapshot[] {
-    return this.snapshots;
+  get(step: number): Snapshot | undefined {
+    return this.snapshots.find((s) => s.step === step);
+  }
+
+  /** The snapshots of the `count` steps before `step` (those kept). */
+  before(step: number, count: number): Snapshot[] {
+    return this.snapshots.filter((s) => s.step < step && s.step >= step - count);
   }
 
   get lastStep(): number | undefined {

@@ -178,3 +178,39 @@ test('steps closing are evaluated against the model that forecast them; forecast
   await coordinator.close();
   await scorer.close();
 });
+
+test('a trainer that lags the stream: bundles for steps that already closed are evaluated and forecast on arrival, in order', async () => {
+  const scorer = new Scorer({ maxWaitMs: 0 });
+  const forecasts: ForecastRecord[][] = [];
+  const evaluations: StepMetricsRecord[][] = [];
+  const coordinator = new StepCoordinator({
+    scorer,
+    topK: 3,
+    windowSize: 2,
+    publishForecasts: async (records) => void forecasts.push(records),
+    publishEvaluations: async (records) => void evaluations.push(records),
+  });
+  const snapshots = [randomSnapshot(4, 30, 4), randomSnapshot(5, 30, 5), randomSnapshot(6, 30, 6)];
+  for (const s of snapshots) assert.equal(await coordinator.onStepClosed(s), undefined);
+  for (const step of [5, 6]) {
+    const state = randomScoringState({ seed: step, N, R, K, version: step, step });
+    const model = await scorer.loadModel(exportScoringModel(state, { vocabularyHash: hash }), {
+      entities,
+      relations,
+    });
+    const evaluation = await coordinator.onModel(model);
+    assert.ok(evaluation, `step ${step} evaluated when its late bundle arrived`);
+    assert.equal(evaluation.step, step);
+    assert.equal(evaluation.modelVersion, step);
+    // its forecasts use only the steps before it (never the step it forecasts)
+    assert.ok(forecasts.at(-1)!.every((f) => f.step === step));
+    const before = snapshots.filter((s) => s.step < step && s.step >= step - 2);
+    assert.equal(forecasts.at(-1)!.length, activePairs(before).length / 2);
+  }
+  assert.deepEqual(
+    evaluations.map((e) => e[0].step),
+    [5, 6],
+  );
+  await coordinator.close();
+  await scorer.close();
+});
