@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve as resolvePath } from 'node:path';
 import { deployDir, prometheusDir, readDashboard, readYaml, repoRoot } from './deploy-files.ts';
+import { topicNames } from '../../src/kafka/topics.ts';
 
 interface ComposeService {
   image?: string;
@@ -29,17 +30,9 @@ interface Compose {
 
 const compose = readYaml<Compose>(join(deployDir, 'compose.yaml'));
 const services = compose.services;
-const TKG_STAGES = ['ingest', 'train', 'serve'];
-const SPEC_TOPICS = [
-  'tkg.facts',
-  'tkg.facts.dlq',
-  'tkg.facts.late',
-  'tkg.queries',
-  'tkg.answers',
-  'tkg.forecasts',
-  'tkg.evaluations',
-  'tkg.models',
-];
+const TKG_STAGES = ['ingest', 'train', 'serve', 'serve-steps'];
+/** Every user-facing topic (SPEC section 4), as the code names them; tkg.snapshots is created by tkg ingest. */
+const SPEC_TOPICS = Object.values(topicNames('tkg'));
 
 function env(service: string): Record<string, string> {
   return Object.fromEntries(
@@ -121,7 +114,7 @@ test('compose: ingest, train, serve are built from the root Dockerfile with KAFK
       `${stage}: build context is not the repo root`,
     );
     assert.ok(existsSync(join(repoRoot, service.build.dockerfile ?? 'Dockerfile')));
-    assert.equal(commandOf(stage)[0], stage);
+    assert.equal(commandOf(stage)[0], stage === 'serve-steps' ? 'serve' : stage);
     const e = env(stage);
     assert.equal(
       e.KAFKA_BROKERS,
@@ -134,6 +127,9 @@ test('compose: ingest, train, serve are built from the root Dockerfile with KAFK
     });
   }
   assert.equal(services.serve.deploy?.replicas, 2);
+  // exactly one replica publishes forecasts and evaluations
+  assert.deepEqual(commandOf('serve-steps'), ['serve', '--publish-steps']);
+  assert.ok(!commandOf('serve').includes('--publish-steps'));
   // Replicas cannot share a fixed host port or container name.
   assert.equal(services.serve.ports, undefined);
   assert.ok(!('container_name' in services.serve));
