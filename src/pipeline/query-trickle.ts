@@ -1,13 +1,11 @@
-// A small client that sends real queries on `<prefix>.queries` and reads `<prefix>.answers`, so a demo has
-// live query traffic (tkg_queries_total, tkg_query_duration_seconds, queries/s are non-zero) and shows a
-// round-trip latency. Owns: query sampling (seeded) and the round-trip bookkeeping. Must not touch the
-// scorer (it talks to the replicas through Kafka only, like any user's client).
-import type { Consumer, Kafka, Producer } from '../kafka/client.ts';
-import { randomUUID } from 'node:crypto';
+// The demo's query traffic: real queries through src/kafka's QueryClient at a fixed rate, so a `tkg run` has live
+// query traffic (tkg_queries_total, tkg_query_duration_seconds, queries/s are non-zero) and shows a round-trip
+// latency. Owns: query sampling (seeded) and the round-trip statistics. Must not touch the scorer.
+import type { Kafka } from '../kafka/client.ts';
 import type { FilterMode } from '../core/types.ts';
-import { createProducer } from '../kafka/client.ts';
+import { QueryClient } from '../kafka/query-client.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
-import type { AnswerRecord, QueryRecord } from '../serve/queries.ts';
+import type { QueryRecord } from '../serve/queries.ts';
 import { seededRandom } from '../core/random.ts';
 
 export interface QueryTrickleOptions {
@@ -35,12 +33,8 @@ export interface TrickleStats {
 export class QueryTrickle {
   private readonly options: QueryTrickleOptions;
   private readonly random: () => number;
-  private producer: Producer | undefined;
-  private consumer: Consumer | undefined;
+  private readonly client: QueryClient;
   private timer: NodeJS.Timeout | undefined;
-  private readonly pending = new Map<string, number>();
-  private readonly prefix = randomUUID().slice(0, 8);
-  private counter = 0;
   private sent = 0;
   private answered = 0;
   private errors = 0;
@@ -51,39 +45,20 @@ export class QueryTrickle {
   constructor(options: QueryTrickleOptions) {
     this.options = options;
     this.random = seededRandom(options.seed ?? 1);
+    this.client = new QueryClient({
+      ...options,
+      onAnswer: (_replyId, answer, roundTripMs) => {
+        this.answered++;
+        this.windowAnswers++;
+        if (!answer?.ok) this.errors++;
+        this.windowRoundTrips.push(roundTripMs);
+      },
+    });
   }
 
   async start(): Promise<void> {
     if (this.options.rate <= 0) return;
-    const { kafka } = this.options;
-    this.producer = createProducer(kafka);
-    await this.producer.connect();
-    this.consumer = kafka.consumer({
-      groupId: `${this.options.answersTopic}.demo-client.${this.prefix}`,
-      maxWaitTimeInMs: 50,
-    });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.options.answersTopic, fromBeginning: false });
-    await this.consumer.run({
-      eachMessage: async ({ message }) => {
-        const replyId = message.key?.toString('utf8') ?? '';
-        const sentAt = this.pending.get(replyId);
-        if (sentAt === undefined) return; // someone else's answer
-        this.pending.delete(replyId);
-        let answer: AnswerRecord | undefined;
-        try {
-          answer = this.options.codec.decodeValue<AnswerRecord>(message.value, {
-            expect: 'Answer',
-          }).value;
-        } catch {
-          answer = undefined;
-        }
-        this.answered++;
-        this.windowAnswers++;
-        if (!answer?.ok) this.errors++;
-        this.windowRoundTrips.push(performance.now() - sentAt);
-      },
-    });
+    await this.client.start();
     // Batches every 100 ms (rate / 10 queries each, carrying fractions over).
     let owed = 0;
     this.timer = setInterval(() => {
@@ -96,31 +71,15 @@ export class QueryTrickle {
   }
 
   private async send(count: number): Promise<void> {
-    const producer = this.producer;
-    if (!producer) return;
-    const messages = [];
+    const queries: QueryRecord[] = [];
     for (let i = 0; i < count; i++) {
       const query = this.options.nextQuery(this.random);
       if (!query) break;
-      const replyId = `${this.prefix}-${++this.counter}`;
-      const record: QueryRecord = { replyId, ...query };
-      messages.push({
-        key: query.subject ?? query.object ?? replyId,
-        value: this.options.codec.encodeValue('Query', record, 'avro'),
-        replyId,
-      });
+      queries.push({ replyId: this.client.nextReplyId(), ...query });
     }
-    if (messages.length === 0) return;
-    const now = performance.now();
-    for (const m of messages) this.pending.set(m.replyId, now);
-    // Forget queries never answered (e.g. sent before any model was loaded and lost in a rebalance).
-    if (this.pending.size > 10_000)
-      for (const key of [...this.pending.keys()].slice(0, 5_000)) this.pending.delete(key);
-    await producer.send({
-      topic: this.options.queriesTopic,
-      messages: messages.map(({ key, value }) => ({ key, value })),
-    });
-    this.sent += messages.length;
+    if (queries.length === 0) return;
+    await this.client.send(queries);
+    this.sent += queries.length;
   }
 
   stats(): TrickleStats {
@@ -142,10 +101,7 @@ export class QueryTrickle {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.producer?.disconnect().catch(() => undefined);
-    this.consumer = undefined;
-    this.producer = undefined;
+    await this.client.stop();
   }
 }
 

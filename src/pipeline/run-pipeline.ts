@@ -9,30 +9,29 @@
 // the same entity ids and the same snapshots on every run; each step is evaluated only after the model for it
 // is loaded; the model's checkpoint is the commit point of a step (its evaluation is logged before it, and a
 // resumed run drops logged evaluations after it).
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Admin, Kafka, Producer } from '../kafka/client.ts';
+import type { Kafka, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
 import type { TkgConfig } from '../config/config.ts';
 import type { Snapshot } from '../core/types.ts';
-import { ConfigError, TkgError } from '../core/errors.ts';
+import { TkgError } from '../core/errors.ts';
 import { datasetFactEvents, loadDataset } from '../datasets/index.ts';
 import { IngestPipeline, ingestOptionsFromConfig } from '../kafka/fact-consumer.ts';
 import type { BrokerSource } from '../kafka/brokers.ts';
 import { createProducer } from '../kafka/client.ts';
-import { ensureTopics, topicNames, type TopicNames } from '../kafka/topics.ts';
+import { topicNames, type TopicNames } from '../kafka/topics.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
 import { announceBundle } from '../kafka/model-topic.ts';
 import { ServeReplica } from '../serve/replica.ts';
 import { LiveEvaluator, type StepMetricsRecord } from '../serve/live-eval.ts';
 import { Scorer } from '../serve/scorer.ts';
-import { writeFileAtomic } from '../core/durable.ts';
 import { EvaluationLog, qualityTable, type QualityTable } from './evaluation-log.ts';
+import { factOffsets, openRunManifest } from './run-manifest.ts';
 import { createLiveModel, liveEpochsPerWindow, type LiveModelKind } from '../train/live/index.ts';
 import { QueryTrickle, factQuery, type TrickleStats } from './query-trickle.ts';
 import { remainingFacts, replayFacts, selectReplay } from './replay.ts';
-import { snapshotsTopicName } from '../kafka/snapshot-topic.ts';
 import { TrainerStage } from '../train/stage.ts';
 
 export interface RunPipelineOptions {
@@ -93,21 +92,6 @@ export interface RunResult {
   ingest: { messages: number; stepsClosed: number; late: number; rejected: number };
 }
 
-interface RunManifest {
-  format: 'tkg-run';
-  dataset: string;
-  model: LiveModelKind;
-  fromStep: number | null;
-  replaySteps: number | null;
-  limit: number | null;
-  topicPrefix: string;
-  facts: number;
-  partitions: number;
-  /** End offsets of <prefix>.facts per partition when the run began (the replay's records follow them). */
-  startOffsets: Record<string, number>;
-  createdAt: string;
-}
-
 /** Pure: MRR of `served` minus MRR of `plain` for every (filter, direction) both evaluated (count > 0). */
 export function stepGains(
   served: readonly StepMetricsRecord[],
@@ -123,14 +107,6 @@ export function stepGains(
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function factOffsets(
-  admin: Admin,
-  topic: string,
-): Promise<Map<number, { low: number; high: number }>> {
-  const offsets = await admin.fetchTopicOffsets(topic);
-  return new Map(offsets.map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
-}
 
 export class RunPipeline {
   private readonly options: RunPipelineOptions;
@@ -191,7 +167,22 @@ export class RunPipeline {
     let model: Awaited<ReturnType<typeof createLiveModel>> | undefined;
     let replay: Promise<number> | undefined;
     try {
-      const manifest = await this.openManifest(admin, runDir, facts.length);
+      const manifest = await openRunManifest({
+        admin,
+        runDir,
+        factCount: facts.length,
+        config,
+        brokerSource: this.options.brokerSource,
+        wanted: {
+          dataset: this.options.dataset,
+          model: this.options.model,
+          fromStep: this.options.fromStep ?? null,
+          replaySteps: this.options.replaySteps ?? null,
+          limit: this.options.limit ?? null,
+          topicPrefix: config.topicPrefix,
+        },
+        log: (line) => this.log(line),
+      });
       const partitions = manifest.partitions;
 
       // 3. Stages.
@@ -270,7 +261,7 @@ export class RunPipeline {
       let expectedVersion: number | undefined;
       if (resumedFrom !== null) {
         const covered = [...state.store.readFrom()].filter((s) => s.step <= resumedFrom);
-        for (const snapshot of covered) replica.restoreStep(snapshot);
+        for (const snapshot of covered) await replica.restoreStep(snapshot);
         const reannounced = await trainer.resume(covered, state.vocabulary);
         expectedVersion = reannounced?.version;
         this.log(
@@ -465,94 +456,6 @@ export class RunPipeline {
         );
       }
       await sleep(20);
-    }
-  }
-
-  /** Read `<run>/run.json`, or create it for a fresh run (cleaning a local broker's leftover topics). */
-  private async openManifest(
-    admin: Admin,
-    runDir: string,
-    factCount: number,
-  ): Promise<RunManifest> {
-    const { config } = this.options;
-    const path = join(runDir, 'run.json');
-    const wanted = {
-      dataset: this.options.dataset,
-      model: this.options.model,
-      fromStep: this.options.fromStep ?? null,
-      replaySteps: this.options.replaySteps ?? null,
-      limit: this.options.limit ?? null,
-      topicPrefix: config.topicPrefix,
-    };
-    if (existsSync(path)) {
-      const manifest = JSON.parse(readFileSync(path, 'utf8')) as RunManifest;
-      for (const [key, value] of Object.entries(wanted)) {
-        const had = (manifest as unknown as Record<string, unknown>)[key];
-        if (had !== value) {
-          throw new ConfigError(
-            `state directory ${config.stateDir} holds a run with ${key} ${JSON.stringify(had)}, not ${JSON.stringify(value)}: resume it with the same flags, or use another --state-dir (or delete it) for a new run`,
-          );
-        }
-      }
-      await ensureTopics(admin, { prefix: config.topicPrefix, partitions: manifest.partitions });
-      return manifest;
-    }
-    if (existsSync(join(config.stateDir, 'checkpoint.bin'))) {
-      throw new ConfigError(
-        `state directory ${config.stateDir} holds an ingest checkpoint but no run manifest (it belongs to \`tkg ingest\`); use another --state-dir for tkg run`,
-      );
-    }
-    await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
-    let offsets = await factOffsets(admin, this.topics.facts);
-    const leftover = [...offsets.values()].reduce((a, o) => a + (o.high - o.low), 0);
-    if (leftover > 0) {
-      if (this.options.brokerSource !== 'local') {
-        throw new ConfigError(
-          `${this.topics.facts} already holds ${leftover} records and ${config.stateDir} is a fresh run: set TKG_TOPIC_PREFIX (--topic-prefix) to an unused prefix, or resume the run with its state directory`,
-        );
-      }
-      this.log(
-        `fresh run: deleting the local broker's leftover ${config.topicPrefix}.* topics (${leftover} old facts)`,
-      );
-      await this.recreateTopics(admin);
-      offsets = await factOffsets(admin, this.topics.facts);
-    }
-    const manifest: RunManifest = {
-      format: 'tkg-run',
-      ...wanted,
-      facts: factCount,
-      partitions: offsets.size,
-      startOffsets: Object.fromEntries([...offsets].map(([p, o]) => [String(p), o.high])),
-      createdAt: new Date().toISOString(),
-    };
-    writeFileAtomic(path, Buffer.from(JSON.stringify(manifest, null, 2)));
-    return manifest;
-  }
-
-  private async recreateTopics(admin: Admin): Promise<void> {
-    const { config } = this.options;
-    const existing = new Set(await admin.listTopics());
-    const ours = [...Object.values(this.topics), snapshotsTopicName(config.topicPrefix)].filter(
-      (t) => existing.has(t),
-    );
-    await admin.deleteTopics({ topics: ours, timeout: 30_000 });
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      try {
-        const left = (await admin.listTopics()).filter((t) => ours.includes(t));
-        if (left.length === 0) {
-          await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
-          return;
-        }
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-      }
-      if (Date.now() > deadline)
-        throw new TkgError(`topics ${ours.join(', ')} were not deleted within 60 s`, {
-          reason: 'timeout',
-          retriable: true,
-        });
-      await sleep(500);
     }
   }
 }

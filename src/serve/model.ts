@@ -14,8 +14,8 @@ import {
 import { decodeCalibration, uncalibrated, type Calibration } from '../model/calibration.ts';
 import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 
-/** Names of the ids a model scores (dense ids: index = id). */
-export interface Vocabulary {
+/** Names of the ids a bundle scores (dense ids: index = id), as the bundle lists them. */
+export interface ModelNames {
   entities: readonly string[];
   relations: readonly string[];
 }
@@ -30,8 +30,8 @@ export class ModelRejectedError extends TkgError {
 export interface LoadModelOptions {
   /** onnxruntime intra-op threads (0 = onnxruntime's default). */
   intraOpThreads?: number;
-  /** Vocabulary the ids refer to; when given, its hash must match the model's metadata. */
-  vocabulary?: Vocabulary;
+  /** Names the ids refer to; when given, their hash must match the model's metadata. */
+  vocabulary?: ModelNames;
 }
 
 const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -74,7 +74,7 @@ export interface ModelRunResult {
 
 export class ServingModel {
   readonly metadata: ScoringModelMetadata;
-  readonly vocabulary: Vocabulary | undefined;
+  readonly vocabulary: ModelNames | undefined;
   /** The sparse term the scorer adds, computed from the closed steps up to step - 1 (none for plain graphs). */
   readonly terms: TermSpec;
   /** Score -> probability. */
@@ -90,7 +90,7 @@ export class ServingModel {
   private constructor(
     session: ort.InferenceSession,
     metadata: ScoringModelMetadata,
-    vocabulary: Vocabulary | undefined,
+    vocabulary: ModelNames | undefined,
   ) {
     this.session = session;
     this.metadata = metadata;

@@ -189,9 +189,10 @@ export class ServeReplica {
   }
 
   /** A closed step the replica's state must hold without evaluating it (rebuilding after a restart). */
-  restoreStep(snapshot: Snapshot): void {
+  restoreStep(snapshot: Snapshot): Promise<void> {
     this.coordinator.restore(snapshot);
     this.terms.add(snapshot);
+    return this.bundles.maybeSwap(); // a bundle that arrived first may have waited for this step
   }
 
   async stop(): Promise<void> {

@@ -15,7 +15,7 @@ import {
   type LoadModelOptions,
   type ModelBatch,
   ServingModel,
-  type Vocabulary,
+  type ModelNames,
 } from './model.ts';
 
 /** A query in model ids. */
@@ -103,7 +103,7 @@ export class Scorer {
   /** Load ONNX bytes and swap to them atomically; throws ModelRejectedError and keeps the old model on failure. */
   async loadModel(
     bytes: Uint8Array,
-    vocabulary?: Vocabulary,
+    vocabulary?: ModelNames,
     options: LoadModelOptions = {},
   ): Promise<ServingModel> {
     const model = await this.prepare(bytes, vocabulary, options);
@@ -114,7 +114,7 @@ export class Scorer {
   /** Load and validate a model with this scorer's session options, without swapping to it. */
   prepare(
     bytes: Uint8Array,
-    vocabulary?: Vocabulary,
+    vocabulary?: ModelNames,
     options: LoadModelOptions = {},
   ): Promise<ServingModel> {
     return ServingModel.load(bytes, {

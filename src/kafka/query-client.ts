@@ -1,0 +1,122 @@
+// A client of the query topics, as any user's program would be one: send Query records on <prefix>.queries and
+// match the Answer records on <prefix>.answers by replyId. Used by the demo's query trickle and `tkg query`.
+// Owns: the producer, the answers consumer (its own throw-away group, from the end) and the pending replies.
+// Must not touch the scorer (it talks to the replicas through Kafka only).
+import { randomUUID } from 'node:crypto';
+import type { Consumer, Kafka, Producer } from 'kafkajs';
+import { TkgError } from '../core/errors.ts';
+import type { SchemaCodec } from '../schemas/codec.ts';
+import type { AnswerRecord, QueryRecord } from '../serve/queries.ts';
+import { createProducer } from './client.ts';
+
+export interface QueryClientOptions {
+  kafka: Kafka;
+  codec: SchemaCodec;
+  queriesTopic: string;
+  answersTopic: string;
+  /** Every answer to a query this client sent (undefined: the answer did not decode), with its round trip. */
+  onAnswer?: (replyId: string, answer: AnswerRecord | undefined, roundTripMs: number) => void;
+}
+
+export class QueryClient {
+  private readonly options: QueryClientOptions;
+  private producer: Producer | undefined;
+  private consumer: Consumer | undefined;
+  private readonly pending = new Map<
+    string,
+    { sentAt: number; resolve?: (answer: AnswerRecord | undefined) => void }
+  >();
+  private readonly prefix = randomUUID().slice(0, 8);
+  private counter = 0;
+
+  constructor(options: QueryClientOptions) {
+    this.options = options;
+  }
+
+  /** A reply id no other client uses. */
+  nextReplyId(): string {
+    return `${this.prefix}-${++this.counter}`;
+  }
+
+  async start(): Promise<void> {
+    const { kafka, answersTopic, codec } = this.options;
+    this.producer = createProducer(kafka);
+    await this.producer.connect();
+    this.consumer = kafka.consumer({
+      groupId: `${answersTopic}.client.${this.prefix}`,
+      maxWaitTimeInMs: 50,
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: answersTopic, fromBeginning: false });
+    await this.consumer.run({
+      eachMessage: async ({ message }) => {
+        const replyId = message.key?.toString('utf8') ?? '';
+        const waiting = this.pending.get(replyId);
+        if (!waiting) return; // someone else's answer
+        this.pending.delete(replyId);
+        let answer: AnswerRecord | undefined;
+        try {
+          answer = codec.decodeValue<AnswerRecord>(message.value, { expect: 'Answer' }).value;
+        } catch {
+          answer = undefined;
+        }
+        this.options.onAnswer?.(replyId, answer, performance.now() - waiting.sentAt);
+        waiting.resolve?.(answer);
+      },
+    });
+  }
+
+  /** Send queries (each with its replyId); their answers arrive through onAnswer. */
+  async send(queries: readonly QueryRecord[]): Promise<void> {
+    if (!this.producer) throw new TkgError('query client not started', { reason: 'not_started' });
+    const now = performance.now();
+    for (const q of queries) this.pending.set(q.replyId, { sentAt: now });
+    // forget queries never answered (e.g. sent before any bundle was served and lost in a rebalance)
+    if (this.pending.size > 10_000)
+      for (const key of [...this.pending.keys()].slice(0, 5_000)) this.pending.delete(key);
+    await this.producer.send({
+      topic: this.options.queriesTopic,
+      messages: queries.map((q) => ({
+        key: q.subject ?? q.object ?? q.replyId,
+        value: this.options.codec.encodeValue('Query', q, 'avro'),
+      })),
+    });
+  }
+
+  /** Send one query and wait for its answer (rejects after timeoutMs). */
+  ask(query: Omit<QueryRecord, 'replyId'>, timeoutMs = 30_000): Promise<AnswerRecord> {
+    const record: QueryRecord = { replyId: this.nextReplyId(), ...query };
+    return new Promise<AnswerRecord>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(record.replyId);
+        reject(
+          new TkgError(
+            `no answer on ${this.options.answersTopic} within ${timeoutMs} ms: is a \`tkg serve\` replica running on this topic prefix?`,
+            { reason: 'timeout', retriable: true },
+          ),
+        );
+      }, timeoutMs);
+      this.send([record])
+        .then(() => {
+          const waiting = this.pending.get(record.replyId);
+          if (waiting)
+            waiting.resolve = (answer) => {
+              clearTimeout(timer);
+              if (answer) resolve(answer);
+              else reject(new TkgError('the answer did not decode', { reason: 'bad_answer' }));
+            };
+        })
+        .catch((error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+    this.consumer = undefined;
+    this.producer = undefined;
+  }
+}
