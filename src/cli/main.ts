@@ -9,6 +9,7 @@ import { register as configVerb } from './commands/config.ts';
 import { register as evalVerb } from './commands/eval.ts';
 import { register as ingestVerb } from './commands/ingest.ts';
 import { register as publishVerb } from './commands/publish.ts';
+import { register as queryVerb } from './commands/query.ts';
 import { register as runVerb } from './commands/run.ts';
 import { register as serveVerb } from './commands/serve.ts';
 import { register as trainVerb } from './commands/train.ts';
@@ -20,6 +21,7 @@ const verbs = [
   evalVerb,
   ingestVerb,
   publishVerb,
+  queryVerb,
   runVerb,
   serveVerb,
   trainVerb,

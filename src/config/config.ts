@@ -245,6 +245,15 @@ export const configSchema = z.object({
     .min(1)
     .default(10)
     .describe('TKG_TOP_K: forecasts per (subject, relation)'),
+  forecastEvidence: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(3)
+    .describe(
+      'TKG_FORECAST_EVIDENCE: supporting past facts (with the rule or path that used them) per forecast object, when the model gives any',
+    ),
   scorerThreads: z.coerce
     .number()
     .int()

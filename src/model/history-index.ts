@@ -188,6 +188,16 @@ export class HistoryIndex {
     for (const [entity, e] of entries) visit(entity, e.value * Math.pow(this.decay, step - e.step));
   }
 
+  /** The last step at which the exact fact occurred (undefined: never). */
+  strictLastStep(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    entity: number,
+  ): number | undefined {
+    return this.strict[direction].get(this.key(anchor, relation))?.get(entity)?.step;
+  }
+
   /** Number of candidates with a strict (exact-fact) history for this query. */
   strictCount(direction: Direction, anchor: number, relation: number): number {
     return this.strict[direction].get(this.key(anchor, relation))?.size ?? 0;

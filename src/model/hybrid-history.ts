@@ -68,6 +68,21 @@ export class HybridHistory {
     return this.decayed.lastStep;
   }
 
+  /** The last step and the number of steps at which the exact fact occurred (undefined: never). */
+  recurrence(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    entity: number,
+  ): { lastStep: number; count: number } | undefined {
+    const lastStep = this.counts.strictLastStep(direction, anchor, relation, entity);
+    if (lastStep === undefined) return undefined;
+    return {
+      lastStep,
+      count: this.counts.strictValue(lastStep, direction, anchor, relation, entity),
+    };
+  }
+
   /** Adds a closed snapshot (step order; see HistoryIndex.observe). */
   observe(snapshot: Snapshot): void {
     this.decayed.observe(snapshot);

@@ -9,12 +9,47 @@ import { HybridHistory } from './hybrid-history.ts';
 import {
   assertTermSpec,
   restrictRelations,
+  type Evidence,
   type SparseRow,
   type TermSpec,
   type TermState,
 } from './terms.ts';
 
 const empty: SparseRow = { entities: new Int32Array(0), values: new Float32Array(0) };
+
+/**
+ * Pure: the recurrence evidence of a query's entities: the last past occurrence of the exact fact, with how often it
+ * occurred and the entity's term value as its weight (entities without one get none).
+ */
+function recurrenceEvidence(
+  direction: Direction,
+  anchor: number,
+  relation: number,
+  entities: Int32Array,
+  row: SparseRow | undefined,
+  recurrence: (entity: number) => { lastStep: number; count?: number } | undefined,
+): Evidence[][] {
+  const value = new Map<number, number>();
+  if (row) row.entities.forEach((e, i) => value.set(e, (value.get(e) ?? 0) + row.values[i]));
+  return Array.from(entities, (entity) => {
+    const seen = recurrence(entity);
+    if (!seen) return [];
+    const [subject, object] = direction === 'object' ? [anchor, entity] : [entity, anchor];
+    return [
+      {
+        kind: 'recurrence',
+        rule:
+          seen.count === undefined
+            ? `the same fact before, the last time at step ${seen.lastStep}`
+            : seen.count > 1
+              ? `the same fact at ${seen.count} earlier steps, the last at step ${seen.lastStep}`
+              : `the same fact at step ${seen.lastStep}`,
+        weight: value.get(entity) ?? 0,
+        facts: [{ subject, relation, object, step: seen.lastStep }],
+      },
+    ];
+  });
+}
 
 /**
  * The recurrency form: strictWeight * (decayed count of the exact fact) + relaxedWeight * (normalised decayed
@@ -78,6 +113,20 @@ export class RecurrencyTermState implements TermState {
     return { entities, values };
   }
 
+  evidence(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    entities: Int32Array,
+    limit: number,
+  ): Evidence[][] {
+    const row = this.terms(direction, anchor, relation);
+    return recurrenceEvidence(direction, anchor, relation, entities, row, (entity) => {
+      const lastStep = this.index.strictLastStep(direction, anchor, relation, entity);
+      return lastStep === undefined ? undefined : { lastStep };
+    }).map((items) => items.slice(0, limit));
+  }
+
   private relaxedRow(direction: Direction, relation: number): SparseRow {
     const key = `${direction}:${relation}`;
     let row = this.relaxedCache.get(key);
@@ -127,6 +176,19 @@ export class HybridTermState implements TermState {
 
   get lastStep(): number {
     return this.history.lastStep;
+  }
+
+  evidence(
+    direction: Direction,
+    anchor: number,
+    relation: number,
+    entities: Int32Array,
+    limit: number,
+  ): Evidence[][] {
+    const row = this.terms(direction, anchor, relation);
+    return recurrenceEvidence(direction, anchor, relation, entities, row, (entity) =>
+      this.history.recurrence(direction, anchor, relation, entity),
+    ).map((items) => items.slice(0, limit));
   }
 
   /** Take new weights without a rebuild when the counts stay valid (same decay, top-K and relations). */

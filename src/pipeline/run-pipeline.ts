@@ -204,6 +204,7 @@ export class RunPipeline {
         maxWaitMs: config.scorerMaxWaitMs,
         publishSteps: true,
         topK: config.topK,
+        forecastEvidence: config.forecastEvidence,
         windowSize: config.windowSize,
         dataset: this.options.dataset,
         followSnapshots: false, // handed over in-process, in step order, by the loop below

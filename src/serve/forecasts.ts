@@ -3,6 +3,7 @@
 // Owns: which pairs are active and turning scorer results into Forecast records. Must not import src/train, tfjs or
 // Kafka (the caller publishes the records).
 import type { Snapshot } from '../core/types.ts';
+import { namedEvidence, type EvidenceRecord } from './queries.ts';
 import type { ServingModel } from './model.ts';
 import type { Scorer } from './scorer.ts';
 
@@ -11,7 +12,12 @@ export interface ForecastRecord {
   step: number;
   subject: string;
   relation: string;
-  objects: Array<{ entity: string; probability: number; score: number | null }>;
+  objects: Array<{
+    entity: string;
+    probability: number;
+    score: number | null;
+    evidence: EvidenceRecord[];
+  }>;
   modelVersion: number;
   historyStep: number;
   calibration: string;
@@ -41,12 +47,19 @@ export async function forecastStep(
   model: ServingModel,
   pairs: Int32Array,
   k: number,
+  evidence = 0,
   batchSize = 256,
 ): Promise<ForecastRecord[]> {
   const requests = [];
   for (let i = 0; i < pairs.length; i += 2) {
     if (pairs[i] < model.numEntities && pairs[i + 1] < model.numRelations) {
-      requests.push({ direction: 'object' as const, anchor: pairs[i], relation: pairs[i + 1], k });
+      requests.push({
+        direction: 'object' as const,
+        anchor: pairs[i],
+        relation: pairs[i + 1],
+        k,
+        evidence,
+      });
     }
   }
   const records: ForecastRecord[] = [];
@@ -62,6 +75,7 @@ export async function forecastStep(
           entity: model.entityName(entity),
           probability: result.probabilities[j],
           score: result.scores[j],
+          evidence: namedEvidence(model, result.evidence?.[j] ?? []),
         })),
         modelVersion: result.modelVersion,
         historyStep: result.historyStep ?? -1,

@@ -4,6 +4,7 @@
 // carries the records).
 import type { Logger } from 'pino';
 import type { FilterMode } from '../core/types.ts';
+import type { Evidence } from '../model/terms.ts';
 import { InvalidInputError, TkgError } from '../core/errors.ts';
 import type { ServingModel } from './model.ts';
 import type { ScoreRequest, Scorer } from './scorer.ts';
@@ -17,6 +18,37 @@ export interface QueryRecord {
   k: number;
   filter: FilterMode;
   answer: string | null;
+  /** Evidence items per ranked entity (0 = none). */
+  evidence?: number;
+}
+
+/** An Evidence record with names (schemas/Answer.avsc, Forecast.avsc). */
+export interface EvidenceRecord {
+  kind: string;
+  rule: string;
+  weight: number;
+  facts: Array<{ subject: string; relation: string; object: string; step: number }>;
+}
+
+/** Most evidence items per ranked entity a query may ask for. */
+export const MAX_EVIDENCE = 10;
+
+/** Pure: evidence in ids -> records with the bundle's names. */
+export function namedEvidence(
+  model: ServingModel,
+  evidence: readonly Evidence[],
+): EvidenceRecord[] {
+  return evidence.map((e) => ({
+    kind: e.kind,
+    rule: e.rule,
+    weight: e.weight,
+    facts: e.facts.map((f) => ({
+      subject: model.entityName(f.subject),
+      relation: model.relationName(f.relation),
+      object: model.entityName(f.object),
+      step: f.step,
+    })),
+  }));
 }
 
 /** An Answer value (schemas/Answer.avsc). */
@@ -26,7 +58,12 @@ export interface AnswerRecord {
   step: number;
   ok: boolean;
   error: string | null;
-  results: Array<{ entity: string; score: number; probability: number | null }>;
+  results: Array<{
+    entity: string;
+    score: number;
+    probability: number | null;
+    evidence: EvidenceRecord[];
+  }>;
   rank: number | null;
   historyStep: number;
 }
@@ -71,7 +108,22 @@ export function resolveQuery(query: QueryRecord, model: ServingModel): ScoreRequ
         'unknown_entity',
       );
   }
-  return { direction, anchor, relation, k: query.k, filter: query.filter ?? 'raw', answer };
+  const evidence = query.evidence ?? 0;
+  if (!Number.isInteger(evidence) || evidence < 0 || evidence > MAX_EVIDENCE)
+    throw new InvalidInputError(
+      'evidence',
+      `must be an integer in [0, ${MAX_EVIDENCE}], got ${evidence}`,
+      'invalid_evidence',
+    );
+  return {
+    direction,
+    anchor,
+    relation,
+    k: query.k,
+    filter: query.filter ?? 'raw',
+    answer,
+    evidence,
+  };
 }
 
 export function errorAnswer(
@@ -121,6 +173,7 @@ export async function answerQuery(
         entity: model.entityName(entity),
         score: result.scores[j],
         probability: result.probabilities[j],
+        evidence: namedEvidence(model, result.evidence?.[j] ?? []),
       })),
       rank: result.rank ?? null,
       historyStep: result.historyStep ?? -1,

@@ -42,6 +42,8 @@ export interface ServeReplicaOptions {
    */
   followSnapshots?: boolean;
   topK?: number;
+  /** Evidence items per forecast object (0 = none). */
+  forecastEvidence?: number;
   windowSize?: number;
   dataset?: string;
   /** Wire format of forecasts and evaluations. */
@@ -82,6 +84,7 @@ export class ServeReplica {
     this.coordinator = new StepCoordinator({
       scorer: this.scorer,
       topK: options.topK,
+      forecastEvidence: options.forecastEvidence,
       windowSize: options.windowSize,
       dataset: options.dataset,
       metrics,

@@ -9,6 +9,7 @@ import { type FilteredRanks, filteredRanks } from '../eval/rank.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { probabilityOf } from '../model/calibration.ts';
 import type { TermInputs } from '../model/term-inputs.ts';
+import type { Evidence } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
 import {
   int64,
@@ -30,6 +31,8 @@ export interface ScoreRequest {
   filter?: FilterMode;
   /** A true answer whose rank to report. */
   answer?: number;
+  /** Evidence items per ranked entity (0 or absent: none). */
+  evidence?: number;
 }
 
 export interface ScoreResult {
@@ -46,6 +49,8 @@ export interface ScoreResult {
   rank?: number;
   /** Ranks of `answer` under every filter mode. */
   ranks?: FilteredRanks;
+  /** Per ranked entity, the evidence of the bundle's term (when asked for and the term gives any). */
+  evidence?: Evidence[][];
 }
 
 export interface ScorerOptions {
@@ -373,6 +378,14 @@ export class Scorer {
         scores: scores.subarray(0, n),
         probabilities: probabilities.subarray(0, n),
       };
+      if (q.evidence && q.evidence > 0 && termState?.evidence)
+        result.evidence = termState.evidence(
+          q.direction,
+          q.anchor,
+          q.relation,
+          result.entities,
+          q.evidence,
+        );
       if (q.answer !== undefined && out.allScores) {
         const ranks = filteredRanks(
           out.allScores,

@@ -21,6 +21,8 @@ export interface StepCoordinatorOptions {
   windowSize?: number;
   /** Objects per forecast. */
   topK?: number;
+  /** Evidence items per forecast object (0 = none). */
+  forecastEvidence?: number;
   dataset?: string;
   metrics?: TkgMetrics;
   publishForecasts?: (records: ForecastRecord[]) => Promise<void>;
@@ -32,6 +34,7 @@ export class StepCoordinator {
   private readonly windowSize: number;
   private readonly recent: RecentSteps;
   private readonly topK: number;
+  private readonly forecastEvidence: number;
   private readonly evaluator: LiveEvaluator;
   private readonly metrics: TkgMetrics | undefined;
   private readonly publishForecasts: StepCoordinatorOptions['publishForecasts'];
@@ -47,6 +50,7 @@ export class StepCoordinator {
     this.windowSize = options.windowSize ?? 5;
     this.recent = new RecentSteps(this.windowSize + LATE_STEPS_KEPT);
     this.topK = options.topK ?? 10;
+    this.forecastEvidence = options.forecastEvidence ?? 0;
     this.metrics = options.metrics;
     this.evaluator = new LiveEvaluator({
       scorer: options.scorer,
@@ -123,7 +127,13 @@ export class StepCoordinator {
     if (!this.publishForecasts || step <= this.lastForecastStep) return;
     if ((this.recent.lastStep ?? Number.NEGATIVE_INFINITY) < step - 1) return; // the step before is still open
     const window = this.recent.before(step, this.windowSize);
-    const records = await forecastStep(this.scorer, model, activePairs(window), this.topK);
+    const records = await forecastStep(
+      this.scorer,
+      model,
+      activePairs(window),
+      this.topK,
+      this.forecastEvidence,
+    );
     this.lastForecastStep = step;
     await this.publishForecasts(records);
     this.metrics?.forecastsPublished.inc(records.length);

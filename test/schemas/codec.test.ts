@@ -173,11 +173,12 @@ test('codec: bad input gives a typed error that names the reason and the field',
 });
 
 test('schema evolution: a record written with an older schema decodes with the new one (added field takes its default)', () => {
-  // The "old" Query: before `answer` and `k` existed. Written by an old producer with the old fingerprint.
+  // The "old" Query: before `answer`, `k` and `evidence` existed. Written by an old producer with the old fingerprint.
   const current = JSON.parse(readFileSync(join(defaultSchemaDir, 'Query.avsc'), 'utf8'));
+  const added = ['answer', 'k', 'evidence'];
   const old = {
     ...current,
-    fields: current.fields.filter((f: { name: string }) => f.name !== 'answer' && f.name !== 'k'),
+    fields: current.fields.filter((f: { name: string }) => !added.includes(f.name)),
   };
   const body = avro.Type.forSchema(old).toBuffer({
     replyId: 'r1',
@@ -206,5 +207,6 @@ test('schema evolution: a record written with an older schema decodes with the n
     k: 10,
     filter: 'static',
     answer: null,
+    evidence: 0,
   });
 });

@@ -17,6 +17,7 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     k: 5,
     filter: 'timeAware',
     answer: 'USA',
+    evidence: 2,
   },
   Answer: {
     replyId: 'q-1',
@@ -25,8 +26,22 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     ok: true,
     error: null,
     results: [
-      { entity: 'USA', score: 3.25, probability: 0.625 },
-      { entity: 'Kenya', score: -1.5, probability: null },
+      {
+        entity: 'USA',
+        score: 3.25,
+        probability: 0.625,
+        evidence: [
+          {
+            kind: 'recurrence',
+            rule: 'the same fact at step 2008',
+            weight: 1.5,
+            facts: [
+              { subject: 'Barack_Obama', relation: 'isPresidentOf', object: 'USA', step: 2008 },
+            ],
+          },
+        ],
+      },
+      { entity: 'Kenya', score: -1.5, probability: null, evidence: [] },
     ],
     rank: 1,
     historyStep: 2009,
@@ -35,7 +50,7 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     step: 2010,
     subject: 'Barack_Obama',
     relation: 'isPresidentOf',
-    objects: [{ entity: 'USA', probability: 0.875, score: 2.5 }],
+    objects: [{ entity: 'USA', probability: 0.875, score: 2.5, evidence: [] }],
     modelVersion: 7,
     historyStep: 2009,
     calibration: 'platt',

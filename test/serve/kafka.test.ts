@@ -25,6 +25,7 @@ import type { AnswerRecord } from '../../src/serve/queries.ts';
 import { ServeReplica } from '../../src/serve/replica.ts';
 import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
+import { startTkg } from '../e2e/helpers.ts';
 
 const N = 50;
 const R = 3;
@@ -549,6 +550,60 @@ test(
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       await a.stop();
+      await h.close();
+    }
+  },
+);
+
+test(
+  '`tkg query` asks through the topics and prints the ranked answer with its evidence (past facts before the step)',
+  { timeout: 120_000 },
+  async () => {
+    const h = await harness();
+    const server = replica(h);
+    try {
+      await server.start();
+      for (const s of closedSteps.slice(0, 12)) await server.onStepClosed(s); // steps 0..11: v2's term needs 11
+      await announceBundle(h.producer, codec, topicNames(h.prefix).models, bundle(2));
+      await until(() => server.scorer.model?.version === 2, 'the recurrency bundle serving');
+      const fact = closedSteps[11].triples;
+      const [s, r] = [fact[0], fact[1]];
+      const query = startTkg(
+        ['query', '--subject', `e${s}`, '--relation', relations[r], '--top-k', '5', '--json'],
+        { KAFKA_BROKERS: (await testBrokers()).join(','), TKG_TOPIC_PREFIX: h.prefix },
+      );
+      const done = await query.finished;
+      assert.equal(done.code, 0, done.stderr);
+      const answer = JSON.parse(done.stdout) as AnswerRecord;
+      assert.equal(answer.ok, true);
+      assert.equal(answer.modelVersion, 2);
+      assert.equal(answer.historyStep, 11);
+      const withEvidence = answer.results.filter((x) => x.evidence.length > 0);
+      assert.ok(withEvidence.length > 0, 'the recurring objects carry evidence');
+      for (const result of withEvidence) {
+        for (const fact of result.evidence[0].facts) {
+          assert.ok(fact.step <= answer.historyStep, 'evidence is from before the ranked step');
+          const t = closedSteps[fact.step].triples;
+          const ids = [fact.subject, fact.relation, fact.object].map((name, i) =>
+            i === 1 ? relations.indexOf(name) : Number(name.slice(1)),
+          );
+          let found = false;
+          for (let i = 0; i < t.length; i += 3)
+            if (t[i] === ids[0] && t[i + 1] === ids[1] && t[i + 2] === ids[2]) found = true;
+          assert.ok(found, `${JSON.stringify(fact)} is a fact of step ${fact.step}`);
+        }
+      }
+      // the human-readable form names the question and the rule
+      const text = startTkg(['query', '--subject', `e${s}`, '--relation', relations[r]], {
+        KAFKA_BROKERS: (await testBrokers()).join(','),
+        TKG_TOPIC_PREFIX: h.prefix,
+      });
+      const printed = await text.finished;
+      assert.equal(printed.code, 0, printed.stderr);
+      assert.match(printed.stdout, new RegExp(`\\(e${s}, ${relations[r]}, \\?\\)`));
+      assert.match(printed.stdout, /recurrence: the same fact/);
+    } finally {
+      await server.stop();
       await h.close();
     }
   },

@@ -60,6 +60,7 @@ export function register(program: Command): void {
         maxWaitMs: config.scorerMaxWaitMs,
         publishSteps: flags.publishSteps ?? false,
         topK: config.topK,
+        forecastEvidence: config.forecastEvidence,
         windowSize: config.windowSize,
         dataset: flags.dataset,
         metrics,
