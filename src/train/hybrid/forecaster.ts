@@ -21,7 +21,9 @@ import {
   slotOf,
   type HybridWeights,
 } from '../../model/hybrid-features.ts';
-import { fitHybridWeights, QuerySetBuilder, type HybridFitReport, type QuerySet } from './fit.ts';
+import { fitHybridWeights } from './fit.ts';
+import { QuerySetBuilder, type QuerySet } from './query-set.ts';
+import { type HybridFitReport } from './selection.ts';
 import { HybridHistory } from '../../model/hybrid-history.ts';
 
 export interface HybridPlan {

@@ -8,7 +8,7 @@ import { InvalidInputError } from '../../core/errors.ts';
 import { seededRandom } from '../../core/random.ts';
 import { buildAnswerFilter, trueAnswers } from '../../eval/rank.ts';
 import { F, FS, slotOf, type HybridWeights } from '../../model/hybrid-features.ts';
-import type { QuerySet, QuerySetBuilder } from './fit.ts';
+import type { QuerySet, QuerySetBuilder } from './query-set.ts';
 import type { HybridHistory } from '../../model/hybrid-history.ts';
 
 /** The part of a TkgForecaster the collection needs (logits of all numEntities entities per query). */

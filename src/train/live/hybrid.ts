@@ -8,13 +8,9 @@ import { TkgError } from '../../core/errors.ts';
 import { HybridHistory } from '../../model/hybrid-history.ts';
 import { resizeHybridWeights, type HybridWeights } from '../../model/hybrid-features.ts';
 import { writeFileAtomic } from '../../core/durable.ts';
-import {
-  QuerySetBuilder,
-  concatQuerySets,
-  fitHybridWeights,
-  type HybridForm,
-  type QuerySet,
-} from '../hybrid/fit.ts';
+import { QuerySetBuilder, concatQuerySets, type QuerySet } from '../hybrid/query-set.ts';
+import { fitHybridWeights } from '../hybrid/fit.ts';
+import { type HybridForm } from '../hybrid/selection.ts';
 import {
   collectStepQueries,
   decodeQuerySet,
