@@ -443,10 +443,6 @@ export class RuleTermState implements TermState {
     const known = code < C;
     const scratch = this.scratch;
     const stamp = ++scratch.stamp;
-    // h steps past the forecast origin (multi-step; 0 for the next step) the features without a recency of their own
-    // (neighbour, pair strength, popularity) shrink by decay^h as the exact fact's count does, so the balance the
-    // ranker chose at the next step holds at every horizon
-    const horizon = this.powerOf(Math.max(0, step - this.lastStepValue - 1));
     let size = 0;
     const row = (entity: number): number => {
       if (entity >= scratch.stampOf.length) scratch.growEntities(entity + 1);
@@ -464,8 +460,8 @@ export class RuleTermState implements TermState {
         let at = -1;
         if (entity !== anchor) {
           at = row(entity);
-          scratch.features[at + FI.neighbour] = horizon;
-          scratch.features[at + FI.logPair] = horizon * Math.log1p(pair.edges);
+          scratch.features[at + FI.neighbour] = 1;
+          scratch.features[at + FI.logPair] = Math.log1p(pair.edges);
         }
         for (let k = 0; k < pair.codes.length; k++) {
           const body = pair.codes[k];
@@ -497,8 +493,8 @@ export class RuleTermState implements TermState {
     const rows = scratch.features;
     for (let m = 0; m < size; m++) {
       const share = top.shareOf.get(scratch.entities[m]) ?? 0;
-      rows[m * RF + FI.relaxed] = horizon * share;
-      rows[m * RF + FI.logRelaxed] = horizon * Math.log1p(100 * share);
+      rows[m * RF + FI.relaxed] = share;
+      rows[m * RF + FI.logRelaxed] = Math.log1p(100 * share);
     }
     return { entities: scratch.entities.slice(0, size), features: rows.slice(0, size * RF) };
   }
