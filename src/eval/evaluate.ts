@@ -110,15 +110,15 @@ export const SELECTION_FACT_SHARE = 0.1;
 
 /**
  * The one selection rule of every dataset and of the live stream: the validation steps are the history's last steps
- * that together hold at least SELECTION_FACT_SHARE of its facts (at least `minSteps` steps, else at most half of the
- * steps); the selection history is everything before them. The multi-step protocol passes its horizon (the number
+ * that together hold at least SELECTION_FACT_SHARE of its facts and are at least `minSteps` steps, but never more than
+ * half of the steps (the selection needs a history of its own); the selection history is everything before them. The multi-step protocol passes its horizon (the number
  * of steps it forecasts) as minSteps, so a model is selected at the horizons it will forecast at. Nobody hands a stream a validation split, so none is used here.
  */
 export function selectionSplit(history: readonly Snapshot[], minSteps = 1): SelectionSplits {
   if (history.length < 2)
     throw new ConfigError(`selection needs at least 2 history steps, got ${history.length}`);
   const total = history.reduce((n, s) => n + s.triples.length / 3, 0);
-  const most = Math.max(Math.floor(history.length / 2), Math.min(minSteps, history.length - 1));
+  const most = Math.max(1, Math.floor(history.length / 2));
   let k = 0;
   let facts = 0;
   while (k < most && (k < minSteps || facts < SELECTION_FACT_SHARE * total)) {
