@@ -6,7 +6,7 @@
 // selection queries. Never a target step: the caller passes only history queries.
 // Owns: the forms and that choice. Pure; no tfjs.
 import { FEATURE_INDEX, RF } from '../../model/rule-spec.ts';
-import { oneStandardErrorChoice } from '../hybrid/fit.ts';
+import { oneStandardErrorChoice } from '../hybrid/selection.ts';
 import {
   MODES,
   ascendRanker,

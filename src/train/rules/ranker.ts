@@ -6,7 +6,7 @@
 // selection MRR of a parameter vector in every filter mode, and a direct MRR ascent.
 // Owns: the query-set layout, the objective, the optimiser and the selection MRRs. Pure; no tfjs.
 import { InvalidInputError } from '../../core/errors.ts';
-import { solveSymmetric } from '../hybrid/fit.ts';
+import { solveSymmetric } from '../hybrid/objective.ts';
 
 export type Mode = 'raw' | 'static' | 'timeAware';
 export const MODES: readonly Mode[] = ['raw', 'static', 'timeAware'];
