@@ -13,6 +13,7 @@ import {
 /** Recurrency for TKGs: decay and alpha chosen on the selection splits (time-aware MRR, same protocol). */
 export function recurrencyTkgModel(options: { perRelation?: boolean } = {}): TkgModelFactory {
   return async (context) => {
+    let lastLine = 0;
     const selection = selectRecurrencyParams({
       history: context.selection.history,
       validation: context.selection.validation,
@@ -20,6 +21,14 @@ export function recurrencyTkgModel(options: { perRelation?: boolean } = {}): Tkg
       numEntities: context.numEntities,
       numRelations: context.numRelations,
       perRelation: options.perRelation ?? false,
+      onProgress: (done, total, elapsed) => {
+        const now = Date.now();
+        if (now - lastLine < 2000 && done < total) return;
+        lastLine = now;
+        context.log(
+          `recurrency: choosing decay and alpha: ${done}/${total} decays, ETA ${Math.round(((total - done) * elapsed) / done)}s`,
+        );
+      },
     });
     context.log(
       `recurrency: selected decay ${selection.params.global.decay}, alpha ${selection.params.global.alpha} ` +

@@ -188,6 +188,8 @@ export function selectRecurrencyParams(input: {
   decayGrid?: readonly number[];
   alphaGrid?: readonly number[];
   minRelationQueries?: number;
+  /** Called after each decay of the grid (done of total), e.g. for a progress line with an ETA. */
+  onProgress?: (done: number, total: number, elapsedSeconds: number) => void;
 }): RecurrencySelection {
   const t0 = performance.now();
   const decays = input.decayGrid ?? defaultDecayGrid;
@@ -244,6 +246,7 @@ export function selectRecurrencyParams(input: {
       }
       if (input.protocol === 'single-step') index.observe(target);
     }
+    input.onProgress?.(di + 1, decays.length, (performance.now() - t0) / 1000);
   }
   const total = counts.reduce((a, b) => a + b, 0);
   const grid: RecurrencySelection['grid'] = [];

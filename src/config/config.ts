@@ -275,10 +275,10 @@ export const configSchema = z.object({
     .describe('TKG_SCORER_MAX_WAIT_MS: longest a query waits for its micro-batch to fill'),
   // The model: one name for one thing on every verb (`tkg run`, `tkg train`, `tkg serve`)
   model: z
-    .enum(['nlsm-h', 'recurrency', 'nlsm', 'bas'])
+    .enum(['nlsm-h', 'recurrency', 'nlsm', 'bas', 'nlsm-r', 'rules'])
     .default('nlsm-h')
     .describe(
-      'TKG_MODEL: model kind: tkg run / tkg train train it and announce its bundles, tkg serve serves them (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas)',
+      'TKG_MODEL: model kind: tkg run / tkg train train it and announce its bundles, tkg serve serves them (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas, nlsm-r = NLSM + temporal rule term, rules = the rule term alone)',
     ),
   modelName: z
     .string()

@@ -105,11 +105,38 @@ const strip = (m: RankMetrics): Metrics4 => ({
 const range = (s: readonly Snapshot[]): [number, number] | null =>
   s.length === 0 ? null : [s[0].step, s[s.length - 1].step];
 
+/** Share of the history's facts held by the selection steps carved from its end (selectionSplit). */
+export const SELECTION_FACT_SHARE = 0.1;
+
 /**
- * History / targets / selection of a TKG dataset:
- * with a train split (YAGO, RE-NET layout): history = train + valid, targets = test, selection = train -> valid;
- * without (WIKI here): history = valid, targets = test, selection = the valid split's earlier steps -> its
- * last 30% of steps (at least 1).
+ * The one selection rule of every dataset and of the live stream: the validation steps are the history's last steps
+ * that together hold at least SELECTION_FACT_SHARE of its facts and are at least `minSteps` steps, but never more than
+ * half of the steps (the selection needs a history of its own); the selection history is everything before them. The multi-step protocol passes its horizon (the number
+ * of steps it forecasts) as minSteps, so a model is selected at the horizons it will forecast at. Nobody hands a stream a validation split, so none is used here.
+ */
+export function selectionSplit(history: readonly Snapshot[], minSteps = 1): SelectionSplits {
+  if (history.length < 2)
+    throw new ConfigError(`selection needs at least 2 history steps, got ${history.length}`);
+  const total = history.reduce((n, s) => n + s.triples.length / 3, 0);
+  const most = Math.max(1, Math.floor(history.length / 2));
+  let k = 0;
+  let facts = 0;
+  while (k < most && (k < minSteps || facts < SELECTION_FACT_SHARE * total)) {
+    facts += history[history.length - 1 - k].triples.length / 3;
+    k++;
+  }
+  const split = history.length - k;
+  return {
+    history: history.slice(0, split),
+    validation: history.slice(split),
+    description: `history steps ${history[0].step}-${history[split - 1].step} -> selection steps ${history[split].step}-${history[history.length - 1].step} (the history's last ${k} steps, ${Math.round((100 * facts) / Math.max(1, total))}% of its facts)`,
+  };
+}
+
+/**
+ * History / targets / selection of a TKG dataset: targets = test and history = every other split (YAGO: train +
+ * valid; WIKI here: valid only); a dataset without a test split (ICEWS14's development copy: train + valid) has
+ * history = train and targets = valid. Selection: selectionSplit(history), the same rule for every dataset.
  */
 export function tkgSplits(dataset: TkgDataset): {
   history: Snapshot[];
@@ -118,54 +145,30 @@ export function tkgSplits(dataset: TkgDataset): {
   notes: string[];
 } {
   const notes: string[] = [];
-  if (dataset.splits.test === undefined) {
-    throw new ConfigError(`dataset ${dataset.name} has no test split; evaluation needs test.txt`);
+  const { train, valid, test } = dataset.splits;
+  let history: Snapshot[];
+  let targets: Snapshot[];
+  if (test !== undefined) {
+    targets = tkgSnapshots(dataset, ['test']);
+    if (train === undefined && valid === undefined)
+      throw new ConfigError(
+        `dataset ${dataset.name} has only a test split; need train or valid as history`,
+      );
+    history = tkgSnapshots(dataset, train !== undefined ? ['train', 'valid'] : ['valid']);
+    if (train === undefined)
+      notes.push(
+        `train split not available: valid (steps ${history[0].step}-${history[history.length - 1].step}) is the history, test the target (a shorter history than the paper's)`,
+      );
+  } else {
+    if (train === undefined || valid === undefined)
+      throw new ConfigError(
+        `dataset ${dataset.name} has no test split and not both train and valid; evaluation needs test.txt, or train.txt + valid.txt (history = train, target = valid)`,
+      );
+    history = tkgSnapshots(dataset, ['train']);
+    targets = tkgSnapshots(dataset, ['valid']);
+    notes.push('no test split: history = train, target = valid (development split)');
   }
-  const targets = tkgSnapshots(dataset, ['test']);
-  if (dataset.splits.train !== undefined) {
-    const train = tkgSnapshots(dataset, ['train']);
-    const valid = dataset.splits.valid !== undefined ? tkgSnapshots(dataset, ['valid']) : [];
-    if (valid.length > 0) {
-      return {
-        history: [...train, ...valid],
-        targets,
-        selection: { history: train, validation: valid, description: 'train -> valid' },
-        notes,
-      };
-    }
-    const k = Math.max(1, Math.round(train.length * 0.1));
-    notes.push(`no valid split: hyperparameters selected on the last ${k} train steps`);
-    return {
-      history: train,
-      targets,
-      selection: {
-        history: train.slice(0, -k),
-        validation: train.slice(-k),
-        description: `train[..-${k}] -> train[-${k}..]`,
-      },
-      notes,
-    };
-  }
-  if (dataset.splits.valid === undefined)
-    throw new ConfigError(
-      `dataset ${dataset.name} has only a test split; need train or valid as history`,
-    );
-  const valid = tkgSnapshots(dataset, ['valid']);
-  const k = Math.max(1, Math.round(valid.length * 0.3));
-  notes.push(
-    `train split not available: valid (steps ${valid[0].step}-${valid[valid.length - 1].step}) is the history, test the target ` +
-      `(a shorter history than the paper's); hyperparameters selected on valid steps ${valid[valid.length - k].step}+ given the earlier valid steps`,
-  );
-  return {
-    history: valid,
-    targets,
-    selection: {
-      history: valid.slice(0, valid.length - k),
-      validation: valid.slice(valid.length - k),
-      description: `valid[..-${k}] -> valid[-${k}..]`,
-    },
-    notes,
-  };
+  return { history, targets, selection: selectionSplit(history), notes };
 }
 
 function averageOverSeeds(parts: RankMetrics[]): Metrics4 {
@@ -187,9 +190,12 @@ export async function evaluateTkg(input: {
   const t0 = performance.now();
   const { dataset } = input;
   const log = input.log ?? (() => {});
-  const { history, targets: allTargets, selection, notes } = tkgSplits(dataset);
+  const { history, targets: allTargets, notes, ...splits } = tkgSplits(dataset);
   const targets =
     input.limitSteps !== undefined ? allTargets.slice(0, input.limitSteps) : allTargets;
+  // multi-step forecasts the whole target block from its origin: select at that horizon
+  const selection =
+    input.protocol === 'multi-step' ? selectionSplit(history, allTargets.length) : splits.selection;
   if (targets.length < allTargets.length)
     notes.push(
       `--limit-steps ${input.limitSteps}: ${targets.length} of ${allTargets.length} test steps scored`,

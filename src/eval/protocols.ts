@@ -8,6 +8,7 @@ import {
   RankCollector,
   buildAnswerFilter,
   filteredRanks,
+  sparseFilteredRanks,
   summarizeRanks,
   trueAnswers,
   type AnswerFilter,
@@ -15,6 +16,23 @@ import {
 } from './rank.ts';
 
 export type TkgProtocol = 'multi-step' | 'single-step';
+
+/**
+ * A forecaster whose scores are sparse: explicit scores for a few entities per query, `defaultScore` for every other
+ * one (the rule model without a base). The protocol then ranks in O(nnz) per query instead of O(N).
+ */
+export interface SparseTkgForecaster extends TkgForecaster {
+  scoreSparse(
+    step: number,
+    direction: Direction,
+    anchors: Int32Array,
+    relations: Int32Array,
+  ): Promise<Array<{ entities: Int32Array; values: Float32Array; defaultScore: number }>>;
+}
+
+function isSparse(forecaster: TkgForecaster): forecaster is SparseTkgForecaster {
+  return typeof (forecaster as Partial<SparseTkgForecaster>).scoreSparse === 'function';
+}
 export const tkgProtocols: readonly TkgProtocol[] = ['multi-step', 'single-step'];
 
 /** Progress of a protocol run: observing history, or scoring targets. */
@@ -83,6 +101,7 @@ export async function rankSnapshot(
   const timeAwareFilter = buildAnswerFilter([target.triples], staticFilter.numRelations);
   const stepCollector = new RankCollector();
   const F = target.triples.length / 3;
+  const lookup = new Map<number, number>();
   let done = 0;
   for (const direction of ['object', 'subject'] as Direction[]) {
     for (let start = 0; start < F; start += batchSize) {
@@ -98,6 +117,28 @@ export async function rankSnapshot(
         anchors[b] = direction === 'object' ? s : o;
         relations[b] = r;
         answers[b] = direction === 'object' ? o : s;
+      }
+      if (isSparse(forecaster)) {
+        const rows = await forecaster.scoreSparse(target.step, direction, anchors, relations);
+        for (let b = 0; b < B; b++) {
+          const row = rows[b];
+          const ranks = sparseFilteredRanks(
+            row.entities,
+            row.values,
+            row.entities.length,
+            numEntities,
+            answers[b],
+            row.defaultScore,
+            trueAnswers(staticFilter, direction, anchors[b], relations[b]),
+            trueAnswers(timeAwareFilter, direction, anchors[b], relations[b]),
+            lookup,
+          );
+          collector.add(direction, ranks);
+          stepCollector.add(direction, ranks);
+        }
+        done += B;
+        options.onBatch?.(done);
+        continue;
       }
       const scores = await forecaster.score(
         target.step,

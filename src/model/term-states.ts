@@ -6,6 +6,7 @@ import type { Direction, Snapshot } from '../core/types.ts';
 import { HistoryIndex } from './history-index.ts';
 import { assertHybridWeights, type HybridWeights } from './hybrid-features.ts';
 import { HybridHistory } from './hybrid-history.ts';
+import { RuleTermState } from './rule-term.ts';
 import {
   assertTermSpec,
   restrictRelations,
@@ -258,5 +259,7 @@ export function createTermState(
       return new RecurrencyTermState(spec);
     case 'hybrid':
       return new HybridTermState(spec.weights, options);
+    case 'rules':
+      return new RuleTermState(spec.spec);
   }
 }

@@ -7,12 +7,15 @@
 import type { Direction, Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
 import { assertHybridWeights, type HybridWeights } from './hybrid-features.ts';
+import { assertRuleTermSpec, type RuleTermSpec } from './rule-spec.ts';
 
 /**
  * What a bundle adds to its dense scores:
  * - `none`: nothing (plain NLSM, BAS);
  * - `recurrency`: strictWeight * strict(e) + relaxedWeight * relaxed(e), decayed counts per step (src/model/history-index.ts);
- * - `hybrid`: nlsm-h's fitted history features (src/model/hybrid-features.ts), the base scale folded into the graph.
+ * - `hybrid`: nlsm-h's fitted history features (src/model/hybrid-features.ts), the base scale folded into the graph;
+ * - `rules`: the rule model's term (recurrence, temporal rules with lag-bucketed confidences, popularity; weights of
+ *   its ranker), src/model/rule-spec.ts and rule-term.ts; any base scale folded into the graph.
  */
 export type TermSpec =
   | { kind: 'none' }
@@ -25,7 +28,8 @@ export type TermSpec =
       strictWeight: number;
       relaxedWeight: number;
     }
-  | { kind: 'hybrid'; weights: HybridWeights };
+  | { kind: 'hybrid'; weights: HybridWeights }
+  | { kind: 'rules'; spec: RuleTermSpec };
 
 export type TermKind = TermSpec['kind'];
 export const noTerm: TermSpec = { kind: 'none' };
@@ -57,9 +61,16 @@ export function assertTermSpec(spec: TermSpec): void {
         throw incompatible(`terms.weights: ${(error as Error).message}`, error);
       }
       return;
+    case 'rules':
+      try {
+        assertRuleTermSpec(spec.spec);
+      } catch (error) {
+        throw incompatible(`terms.spec: ${(error as Error).message}`, error);
+      }
+      return;
     default:
       throw incompatible(
-        `terms.kind ${JSON.stringify((spec as { kind?: unknown })?.kind)} is unknown (none, recurrency, hybrid)`,
+        `terms.kind ${JSON.stringify((spec as { kind?: unknown })?.kind)} is unknown (none, recurrency, hybrid, rules)`,
       );
   }
 }

@@ -15,6 +15,7 @@ import {
 import { tkgProtocols, type TkgProtocol } from '../../eval/protocols.ts';
 import { recurrencyLinkModel, recurrencyTkgModel } from '../../baselines/recurrency-models.ts';
 import { hybridTkgModel } from '../../train/hybrid/models.ts';
+import { ruleTkgModel } from '../../train/rules/models.ts';
 import { parseSeedList, runLinkWorkers, trainerOverrides } from '../link-workers.ts';
 
 interface EvalFlags {
@@ -37,7 +38,7 @@ interface EvalFlags {
   seedList?: string;
 }
 
-const models = ['nlsm', 'bas', 'recurrency', 'nlsm-h'] as const;
+const models = ['nlsm', 'bas', 'recurrency', 'nlsm-h', 'rules', 'nlsm-r'] as const;
 type ModelName = (typeof models)[number];
 
 /** The trainer, imported only when an NLSM / BAS model is asked for (tfjs loads with it). */
@@ -169,9 +170,11 @@ export function register(program: Command): void {
         let createModel: TkgModelFactory;
         if (model === 'recurrency') {
           createModel = recurrencyTkgModel({ perRelation: flags.perRelation });
+        } else if (model === 'rules') {
+          createModel = ruleTkgModel();
         } else {
           const trainer = await loadTrainer();
-          const baseModel = model === 'nlsm-h' ? 'nlsm' : model;
+          const baseModel = model === 'nlsm-h' || model === 'nlsm-r' ? 'nlsm' : model;
           createModel = (context) =>
             trainer.createNlsmForecaster({
               model: baseModel,
@@ -188,6 +191,9 @@ export function register(program: Command): void {
           // nlsm-h: NLSM logits + the fitted sparse history term (src/hybrid)
           if (model === 'nlsm-h')
             createModel = hybridTkgModel({ createBase: createModel, baseName: 'nlsm' });
+          // nlsm-r: NLSM logits + the rule term (src/train/rules)
+          if (model === 'nlsm-r')
+            createModel = ruleTkgModel({ createBase: createModel, baseName: 'nlsm' });
         }
         report = await evaluateTkg({
           dataset,
@@ -228,9 +234,9 @@ export function register(program: Command): void {
         let createModel: LinkModelFactory;
         if (model === 'recurrency') {
           createModel = recurrencyLinkModel();
-        } else if (model === 'nlsm-h') {
+        } else if (model === 'nlsm-h' || model === 'nlsm-r' || model === 'rules') {
           throw new ConfigError(
-            `--model nlsm-h ranks TKG queries; ${dataset.name} is a link-forecasting network (use nlsm, bas or recurrency)`,
+            `--model ${model} ranks TKG queries; ${dataset.name} is a link-forecasting network (use nlsm, bas or recurrency)`,
           );
         } else {
           const trainer = await loadTrainer();

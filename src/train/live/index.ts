@@ -14,7 +14,7 @@ import {
 } from '../../baselines/recurrency.ts';
 import type { TermSpec } from '../../model/terms.ts';
 
-export const liveModelKinds = ['nlsm-h', 'recurrency', 'nlsm', 'bas'] as const;
+export const liveModelKinds = ['nlsm-h', 'recurrency', 'nlsm', 'bas', 'nlsm-r', 'rules'] as const;
 export type LiveModelKind = (typeof liveModelKinds)[number];
 
 /** What one observed step produced (loss / ELBO only for models that optimise one). */
@@ -82,7 +82,7 @@ export const LIVE_HYBRID_EPOCHS_PER_WINDOW = 4;
 
 /** The live NLSM epochs per window update of a model kind when --epochs is not given (undefined: the trainer's). */
 export function liveEpochsPerWindow(kind: LiveModelKind): number | undefined {
-  return kind === 'nlsm-h' ? LIVE_HYBRID_EPOCHS_PER_WINDOW : undefined;
+  return kind === 'nlsm-h' || kind === 'nlsm-r' ? LIVE_HYBRID_EPOCHS_PER_WINDOW : undefined;
 }
 
 /** Default until the first selection: recent exact repeats first, then frequent objects (no tuning). */
@@ -98,6 +98,13 @@ export async function createLiveModel(options: LiveModelOptions): Promise<LiveMo
     case 'nlsm':
     case 'bas':
       return (await import('./nlsm.ts')).NlsmLiveModel.open(options);
+    case 'nlsm-r':
+    case 'rules': {
+      const { NlsmLiveModel } = await import('./nlsm.ts');
+      return (await import('./rules.ts')).RuleLiveModel.open(options, () =>
+        NlsmLiveModel.open({ ...options, kind: 'nlsm' }),
+      );
+    }
     default:
       throw new ConfigError(
         `--model ${JSON.stringify(options.kind)}: use one of ${liveModelKinds.join(', ')}`,

@@ -1,0 +1,233 @@
+// The parameters of the rule term (issue 15): temporal rules "head(X, Y) <= body(X, Y) seen `lag` steps ago" with
+// confidences per lag bucket, two-hop path rules "head(X, Z) <= body1(X, Y), body2(Y, Z)", the decay of the strict
+// recurrency counts (per step), and the ranker's feature weights. A plain JSON value (the model bundle embeds it)
+// with a validating codec. Relations are addressed by codes: 2r = r read forward (subject -> object), 2r + 1 = r
+// read backwards (object -> subject), so a subject query (?, r, o) is the object query (o, r^-1, ?) and a relation
+// count that grows only appends codes (rules of new relations are simply absent; shared weights apply).
+// Owns: the spec type, its feature list, defaults and codec. Pure; imports only src/core.
+import { InvalidInputError } from '../core/errors.ts';
+import type { Direction } from '../core/types.ts';
+
+/**
+ * Features of one candidate (all 0 for a candidate without support, which keeps the term sparse):
+ * - strict:      sum_i decay^(t - t_i) over past steps t_i of the exact fact (recency-weighted count);
+ * - logStrict:   log(1 + strict);
+ * - selfRule:    -log(1 - c) of the recurrence rule "r(X, Y) <= r(X, Y) at lag L" for the exact fact's last lag;
+ * - ruleSum:     sum over the other body codes b seen between anchor and candidate of -log(1 - c(head, b, lag))
+ *                (a noisy-or of the length-1 rules in log space);
+ * - ruleMax:     max of those confidences c;
+ * - pathSum:     sum over two-hop paths anchor -b1-> y -b2-> candidate of -log(1 - c(head, b1, b2)) (capped);
+ * - relaxed:     share of the head code's decayed facts that point at the candidate (top relaxedTopK + supported);
+ * - logRelaxed:  log(1 + 100 * relaxed);
+ * - neighbour:   1 if the candidate has any past fact with the anchor (either direction, any relation);
+ * - logPair:     log(1 + the number of (relation, step) edges between them), recency-free interaction strength.
+ */
+export const RULE_FEATURES = [
+  'strict',
+  'logStrict',
+  'selfRule',
+  'ruleSum',
+  'ruleMax',
+  'pathSum',
+  'relaxed',
+  'logRelaxed',
+  'neighbour',
+  'logPair',
+] as const;
+export type RuleFeature = (typeof RULE_FEATURES)[number];
+export const RF = RULE_FEATURES.length;
+export const FEATURE_INDEX: Record<RuleFeature, number> = Object.fromEntries(
+  RULE_FEATURES.map((name, i) => [name, i]),
+) as Record<RuleFeature, number>;
+
+/** Upper bounds (inclusive, in steps) of the lag buckets; the last bucket holds every longer lag. */
+export const DEFAULT_LAG_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64];
+
+export interface RuleTermSpec {
+  format: 'tkg-rule-term/1';
+  /** R when the spec was written; codes are 0 .. 2R - 1. */
+  numRelations: number;
+  /** lambda in (0, 1] per step of the strict counts. */
+  decay: number;
+  /** lambda in (0, 1] per step of the relaxed (popularity) counts. */
+  relaxedDecay: number;
+  /** Relaxed candidates per head code that get a relaxed term. */
+  relaxedTopK: number;
+  /** Lag bucket bounds (ascending positive integers); bucket i holds lags <= lagBounds[i], the last one the rest. */
+  lagBounds: number[];
+  /** Count bucket bounds (ascending positive integers), as lagBounds. */
+  countBounds: number[];
+  /** weights[f]: the ranker's weight of feature RULE_FEATURES[f]. */
+  weights: number[];
+  /** Length-1 rules: [head code, body code, confidence per bucket (bucketCount numbers: lag-major, then count)]. */
+  rules: Array<[number, number, number[]]>;
+  /** Two-hop path rules: [head code, body1 code, body2 code, confidence]. */
+  paths: Array<[number, number, number, number]>;
+  /** Two-hop paths use first hops at most this many steps old (0: no paths). */
+  pathWindow: number;
+  /** At most this many intermediate entities per query (the most recent first). */
+  pathFanout: number;
+}
+
+/** The query code of (direction, relation): object queries read r forward, subject queries backwards. */
+export function queryCode(direction: Direction, relation: number): number {
+  return 2 * relation + (direction === 'object' ? 0 : 1);
+}
+
+/** The inverse code (r forward <-> r backwards). */
+export function inverseCode(code: number): number {
+  return code ^ 1;
+}
+
+/** Upper bounds (inclusive) of the count buckets: how many distinct steps the body edge was seen. */
+export const DEFAULT_COUNT_BOUNDS: readonly number[] = [];
+
+/** Confidences per rule: one per (lag bucket, count bucket). */
+export function bucketCount(spec: Pick<RuleTermSpec, 'lagBounds' | 'countBounds'>): number {
+  return (spec.lagBounds.length + 1) * (spec.countBounds.length + 1);
+}
+
+/** The confidence slot of a body edge last seen `lag` steps ago, seen at `count` distinct steps. */
+export function ruleBucket(
+  spec: Pick<RuleTermSpec, 'lagBounds' | 'countBounds'>,
+  lag: number,
+  count: number,
+): number {
+  return (
+    lagBucket(spec.lagBounds, lag) * (spec.countBounds.length + 1) +
+    lagBucket(spec.countBounds, count)
+  );
+}
+
+/** Lag bucket of a lag in steps (>= 1). */
+export function lagBucket(lagBounds: readonly number[], lag: number): number {
+  let b = 0;
+  while (b < lagBounds.length && lag > lagBounds[b]) b++;
+  return b;
+}
+
+/** A spec with no rules and the recurrency form's weights (strict + alpha * relaxed). */
+export function recurrencyRuleSpec(options: {
+  numRelations: number;
+  decay: number;
+  alpha: number;
+  relaxedTopK?: number;
+}): RuleTermSpec {
+  const weights = new Array<number>(RF).fill(0);
+  weights[FEATURE_INDEX.strict] = 1;
+  weights[FEATURE_INDEX.relaxed] = options.alpha;
+  return {
+    format: 'tkg-rule-term/1',
+    numRelations: options.numRelations,
+    decay: options.decay,
+    relaxedDecay: options.decay,
+    relaxedTopK: options.relaxedTopK ?? 64,
+    lagBounds: [...DEFAULT_LAG_BOUNDS],
+    countBounds: [...DEFAULT_COUNT_BOUNDS],
+    weights,
+    rules: [],
+    paths: [],
+    pathWindow: 0,
+    pathFanout: 0,
+  };
+}
+
+const fail = (field: string, message: string): never => {
+  throw new InvalidInputError(`ruleTerm.${field}`, message, 'invalid_argument');
+};
+
+const isCode = (x: unknown, codes: number): boolean =>
+  Number.isInteger(x) && (x as number) >= 0 && (x as number) < codes;
+const isProbability = (x: unknown): boolean =>
+  typeof x === 'number' && Number.isFinite(x) && x >= 0 && x < 1;
+
+/** Throws InvalidInputError naming the field when a spec is malformed; returns it typed. */
+export function assertRuleTermSpec(value: unknown): RuleTermSpec {
+  if (typeof value !== 'object' || value === null) return fail('', 'must be an object');
+  const spec = value as RuleTermSpec;
+  if (spec.format !== 'tkg-rule-term/1')
+    fail(
+      'format',
+      `is ${JSON.stringify(spec.format)}, expected "tkg-rule-term/1"; re-export the model`,
+    );
+  if (!Number.isInteger(spec.numRelations) || spec.numRelations < 1)
+    fail('numRelations', `must be a positive integer, got ${spec.numRelations}`);
+  for (const key of ['decay', 'relaxedDecay'] as const)
+    if (!(spec[key] > 0 && spec[key] <= 1)) fail(key, `must be in (0, 1], got ${spec[key]}`);
+  for (const key of ['relaxedTopK', 'pathWindow', 'pathFanout'] as const)
+    if (!Number.isInteger(spec[key]) || spec[key] < 0)
+      fail(key, `must be a non-negative integer, got ${spec[key]}`);
+  if (
+    !Array.isArray(spec.lagBounds) ||
+    spec.lagBounds.length === 0 ||
+    !spec.lagBounds.every(
+      (b, i) => Number.isInteger(b) && b >= 1 && (i === 0 || b > spec.lagBounds[i - 1]),
+    )
+  )
+    fail('lagBounds', 'must be ascending positive integers (at least one)');
+  if (
+    !Array.isArray(spec.countBounds) ||
+    !spec.countBounds.every(
+      (b, i) => Number.isInteger(b) && b >= 1 && (i === 0 || b > spec.countBounds[i - 1]),
+    )
+  )
+    fail('countBounds', 'must be ascending positive integers');
+  if (
+    !Array.isArray(spec.weights) ||
+    spec.weights.length !== RF ||
+    !spec.weights.every(Number.isFinite)
+  )
+    fail('weights', `needs ${RF} finite numbers (${RULE_FEATURES.join(', ')})`);
+  const codes = 2 * spec.numRelations;
+  const buckets = bucketCount(spec);
+  if (!Array.isArray(spec.rules)) fail('rules', 'must be an array');
+  spec.rules.forEach((rule, i) => {
+    if (
+      !Array.isArray(rule) ||
+      !isCode(rule[0], codes) ||
+      !isCode(rule[1], codes) ||
+      !Array.isArray(rule[2]) ||
+      rule[2].length !== buckets ||
+      !rule[2].every(isProbability)
+    )
+      fail(
+        `rules[${i}]`,
+        `must be [head, body, ${buckets} confidences in [0, 1)] with codes < ${codes}`,
+      );
+  });
+  if (!Array.isArray(spec.paths)) fail('paths', 'must be an array');
+  spec.paths.forEach((path, i) => {
+    if (
+      !Array.isArray(path) ||
+      !isCode(path[0], codes) ||
+      !isCode(path[1], codes) ||
+      !isCode(path[2], codes) ||
+      !isProbability(path[3])
+    )
+      fail(
+        `paths[${i}]`,
+        `must be [head, body1, body2, confidence in [0, 1)] with codes < ${codes}`,
+      );
+  });
+  return spec;
+}
+
+/** JSON text of a spec (validated). */
+export function encodeRuleTermSpec(spec: RuleTermSpec): string {
+  return JSON.stringify(assertRuleTermSpec(spec));
+}
+
+/** A spec from JSON text; throws InvalidInputError naming the field when it is malformed. */
+export function decodeRuleTermSpec(text: string): RuleTermSpec {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidInputError(
+      'ruleTerm',
+      `is not JSON (${(error as Error).message})`,
+      'invalid_argument',
+    );
+  }
+  return assertRuleTermSpec(parsed);
+}
