@@ -60,7 +60,9 @@ export const configSchema = z.object({
     .int()
     .min(0)
     .default(5000)
-    .describe('TKG_IDLE_TIMEOUT_MS: idle partitions stop holding the watermark after this'),
+    .describe(
+      'TKG_IDLE_TIMEOUT_MS: a partition caught up to a freshly read log-end offset with no record for this long is idle and stops holding the watermark (0 = never idle)',
+    ),
   // Ingest (src/ingest, `tkg ingest`)
   foldAfter: z
     .string()

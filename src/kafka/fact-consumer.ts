@@ -25,6 +25,8 @@ import type { TkgConfig } from '../config/config.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { createKafkaClient, createProducer } from './client.ts';
 import { ensureTopics, topicNames, type TopicNames } from './topics.ts';
+import { LogEndPoller, type LogEnd } from './log-end-poller.ts';
+import { withRetries } from './retry.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
 import type { StepClockSpec } from '../core/step-clock.ts';
 import { IngestState, type CheckpointJob } from '../ingest/ingest-state.ts';
@@ -158,7 +160,12 @@ export class IngestPipeline {
   private lane: Promise<unknown> = Promise.resolve();
   /** The checkpoint being written in the background (resolved when none; never rejects). */
   private writing: Promise<void> = Promise.resolve();
-  private timer: NodeJS.Timeout | undefined;
+  private poller: LogEndPoller | undefined;
+  /** Partitions the group assigned to this process (undefined before the first join: all of them). */
+  private assigned: Set<number> | undefined;
+  private readonly now: () => number;
+  private reportedMismatches = 0;
+  private lastMismatchWarnMs = 0;
   private messagesSinceCheckpoint = 0;
   private lastCheckpointMs = 0;
   private readonly highWatermarks = new Map<number, number>();
@@ -190,6 +197,7 @@ export class IngestPipeline {
     this.groupId = options.groupId ?? `${options.topicPrefix ?? 'tkg'}.ingest`;
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.metrics = options.metrics;
+    this.now = options.now ?? Date.now;
   }
 
   /** Add a sink for closed snapshots: called in step order, after the snapshot is durable. */
@@ -229,19 +237,28 @@ export class IngestPipeline {
     this.state = state;
     this.kafka =
       options.kafka ?? createKafkaClient({ brokers: options.brokers ?? [], logger: this.logger });
+    // Any stage may start first or together with the others (SPEC section 8): every start-up request retries
+    // transient broker errors (leaders being elected right after topic creation, coordinators moving) with a log line.
+    const retry = { logger: this.logger };
     const admin = this.kafka.admin();
     this.admin = admin;
-    await admin.connect();
+    await withRetries('connect the ingest admin client', () => admin.connect(), retry);
     if (options.createTopics ?? true) {
       await ensureTopics(admin, {
         prefix: options.topicPrefix ?? 'tkg',
         partitions: options.partitions ?? 3,
         roles: ['facts', 'factsDlq', 'factsLate'],
+        logger: this.logger,
       });
     }
     // Where to start each partition: the checkpoint's offset, else the log start. The checkpoint is the truth.
-    const topicOffsets = await admin.fetchTopicOffsets(this.topics.facts);
-    for (const { partition, low, high } of topicOffsets) {
+    const issuedAt = this.now();
+    const topicOffsets = await withRetries(
+      `read the offsets of ${this.topics.facts}`,
+      () => admin.fetchTopicOffsets(this.topics.facts),
+      retry,
+    );
+    for (const { partition, low } of topicOffsets) {
       const logStart = Number(low);
       let next = state.nextOffset(partition);
       if (next === undefined || next < logStart) {
@@ -253,13 +270,25 @@ export class IngestPipeline {
         next = logStart;
       }
       state.setNextOffset(partition, next);
-      this.highWatermarks.set(partition, Number(high));
-      state.window.setBacklog(partition, next < Number(high));
+      state.window.addPartition(partition);
     }
-    await this.resetGroupIfAhead(admin);
+    this.applyLogEnd(
+      issuedAt,
+      topicOffsets.map(({ partition, high, low }) => ({
+        partition,
+        high: Number(high),
+        low: Number(low),
+      })),
+    );
+    await withRetries(
+      'check the ingest group offsets',
+      () => this.resetGroupIfAhead(admin),
+      retry,
+    );
 
-    this.producer = createProducer(this.kafka, { idempotent: false });
-    await this.producer.connect();
+    const producer = createProducer(this.kafka, { idempotent: false });
+    this.producer = producer;
+    await withRetries('connect the dead-letter producer', () => producer.connect(), retry);
     if (options.replayPersistedFrom !== undefined) {
       for (const snapshot of state.store.readFrom(options.replayPersistedFrom))
         await this.deliver(snapshot);
@@ -273,12 +302,21 @@ export class IngestPipeline {
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       const assigned = payload.memberAssignment[this.topics.facts] ?? [];
+      this.assigned = new Set(assigned);
       for (const partition of assigned) state.window.addPartition(partition);
-      // A partition this process no longer reads must not hold the watermark forever: let it go idle.
-      for (const { partition } of state.window.partitionStatus()) {
-        if (!assigned.includes(partition)) state.window.setBacklog(partition, false);
-      }
+      // A partition another member reads keeps holding the watermark (it is never idle here): closing steps
+      // without its facts would publish incomplete snapshots. One ingest process per facts topic.
+      const elsewhere = state.window
+        .partitionStatus()
+        .map(({ partition }) => partition)
+        .filter((partition) => !this.assigned?.has(partition));
+      for (const partition of elsewhere) state.window.markUnread(partition);
       this.logger.info({ groupId: this.groupId, assigned }, 'joined the ingest group');
+      if (elsewhere.length > 0)
+        this.logger.warn(
+          { groupId: this.groupId, elsewhere },
+          'another member of the ingest group reads some partitions: steps stay open until this process reads every partition (run one tkg ingest per facts topic)',
+        );
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       this.logger.error(
@@ -287,8 +325,12 @@ export class IngestPipeline {
       );
       if (!payload.restart) this.fail(payload.error);
     });
-    await consumer.connect();
-    await consumer.subscribe({ topic: this.topics.facts, fromBeginning: true });
+    await withRetries('connect the ingest consumer', () => consumer.connect(), retry);
+    await withRetries(
+      `subscribe to ${this.topics.facts}`,
+      () => consumer.subscribe({ topic: this.topics.facts, fromBeginning: true }),
+      retry,
+    );
     this.lastCheckpointMs = Date.now();
     this.running = true;
     await consumer.run({
@@ -327,10 +369,12 @@ export class IngestPipeline {
           // One resolve per batch (kafkajs parses the offset into a Long on every call).
           if (lastSeen !== undefined) resolveOffset(lastSeen);
           this.publishCountMetrics();
+          // The fetch's high watermark can only say "unread records remain"; idleness needs a fresh log-end read.
           const high = Number(batch.highWatermark);
           this.highWatermarks.set(partition, high);
-          state.window.setBacklog(partition, (state.nextOffset(partition) ?? 0) < high);
+          if ((state.nextOffset(partition) ?? 0) < high) state.window.markUnread(partition);
           this.updateLag();
+          this.reportPartitionMismatches();
           // Steps closed by this batch are captured at its end (one checkpoint per batch) and become durable
           // (then reach the sinks) while the next batch is processed.
           if (this.checkpointDue(true)) await this.checkpointInBackground();
@@ -340,23 +384,74 @@ export class IngestPipeline {
     for (const [partition, offset] of state.offsetEntries()) {
       consumer.seek({ topic: this.topics.facts, partition, offset: String(offset) });
     }
-    const tickMs = Math.max(
-      50,
-      Math.min(1000, Math.floor((options.idleTimeoutMs ?? 1000) / 4) || 1000),
-    );
-    this.timer = setInterval(() => {
-      void this.exclusive(async () => {
-        if (!this.running) return;
-        state.window.tick();
-        if (
-          state.pendingSnapshots().length > 0 ||
-          (state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())
-        ) {
-          await this.checkpointInBackground();
-        }
-      }).catch((error: unknown) => this.fail(error));
-    }, tickMs);
-    this.timer.unref();
+    // Fresh log-end reads a few times per idle timeout (the window's idleness rule), the window's tick, and the
+    // clock-based checkpoint, all in the lane (never interleaved with a batch).
+    const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    this.poller = new LogEndPoller({
+      admin,
+      topic: this.topics.facts,
+      intervalMs:
+        idleTimeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(idleTimeoutMs / 4))) : 1000,
+      now: this.now,
+      logger: this.logger,
+      onLogEnd: (issuedAtMs, ends) =>
+        this.exclusive(() => {
+          if (this.running) this.applyLogEnd(issuedAtMs, ends);
+        }),
+      onInterval: () =>
+        this.exclusive(async () => {
+          if (!this.running) return;
+          state.window.tick();
+          if (
+            state.pendingSnapshots().length > 0 ||
+            (state.hasChanges() &&
+              Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())
+          ) {
+            await this.checkpointInBackground();
+          }
+        }).catch((error: unknown) => this.fail(error)),
+    });
+    this.poller.start();
+  }
+
+  /**
+   * A log-end read issued at `issuedAtMs`: partitions this process reads whose position reached it are caught up
+   * (the window decides whether they are idle), the others have unread records. Call inside the lane (or before the
+   * consumer runs).
+   */
+  private applyLogEnd(issuedAtMs: number, ends: LogEnd[]): void {
+    const state = this.state as IngestState;
+    for (const { partition, high } of ends) {
+      this.highWatermarks.set(partition, high);
+      const ours = this.assigned === undefined || this.assigned.has(partition);
+      if (ours && (state.nextOffset(partition) ?? 0) >= high)
+        state.window.markCaughtUp(partition, issuedAtMs);
+      else state.window.markUnread(partition);
+    }
+    this.updateLag();
+  }
+
+  /** Count facts whose subject arrived on another partition before; warn at most once a minute. */
+  private reportPartitionMismatches(): void {
+    const monitor = (this.state as IngestState).subjectPartitions;
+    if (monitor.mismatches === this.reportedMismatches) return;
+    this.metrics?.factsPartitionMismatch.inc(monitor.mismatches - this.reportedMismatches);
+    const now = Date.now();
+    if (now - this.lastMismatchWarnMs >= 60_000 && monitor.lastMismatch) {
+      const { subject, firstPartition, partition } = monitor.lastMismatch;
+      this.logger.warn(
+        {
+          topic: this.topics.facts,
+          subject: (this.state as IngestState).vocabulary.entityNames[subject],
+          firstPartition,
+          partition,
+          factsOnAnotherPartition: monitor.mismatches,
+        },
+        "one subject's facts arrive on several partitions: a producer does not partition by the subject key like Kafka's Java client (librdkafka clients: set partitioner=murmur2_random; key every fact by its subject; keep the partition count)",
+      );
+      this.lastMismatchWarnMs = now;
+    }
+    this.reportedMismatches = monitor.mismatches;
   }
 
   /**
@@ -368,9 +463,12 @@ export class IngestPipeline {
     const state = this.state;
     if (!admin || !state)
       throw new TkgError('waitUntilCaughtUp() before start()', { reason: 'not_started' });
-    const targets = (await admin.fetchTopicOffsets(this.topics.facts)).map(
-      ({ partition, high }) => [partition, Number(high)] as const,
+    const offsets = await withRetries(
+      `read the log-end offsets of ${this.topics.facts}`,
+      () => admin.fetchTopicOffsets(this.topics.facts),
+      { logger: this.logger },
     );
+    const targets = offsets.map(({ partition, high }) => [partition, Number(high)] as const);
     const deadline = Date.now() + (options.timeoutMs ?? 600_000);
     for (;;) {
       if (this.failure) throw this.failure;
@@ -403,10 +501,10 @@ export class IngestPipeline {
 
   /** Stop consuming, write a final checkpoint, commit its offsets, disconnect. Idempotent. */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
     const wasRunning = this.running;
     this.running = false;
+    await this.poller?.stop();
+    this.poller = undefined;
     await this.consumer
       ?.stop()
       .catch((error: unknown) => this.logger.warn({ err: error }, 'consumer stop failed'));
