@@ -280,11 +280,7 @@ export class IngestPipeline {
         low: Number(low),
       })),
     );
-    await withRetries(
-      'check the ingest group offsets',
-      () => this.resetGroupIfAhead(admin),
-      retry,
-    );
+    await withRetries('check the ingest group offsets', () => this.resetGroupIfAhead(admin), retry);
 
     const producer = createProducer(this.kafka, { idempotent: false });
     this.producer = producer;
