@@ -29,6 +29,31 @@ export const configSchema = z.object({
     .string()
     .default('tkg')
     .describe('TKG_TOPIC_PREFIX: topics are <prefix>.facts, <prefix>.queries, ...'),
+  schemaRegistryUrl: z
+    .string()
+    .url()
+    .optional()
+    .describe(
+      'TKG_SCHEMA_REGISTRY_URL: Confluent-compatible schema registry (Confluent, Apicurio .../apis/ccompat/v7, Karapace); ingest resolves unknown Confluent schema ids from it; unset = no registry',
+    ),
+  schemaRegistryUsername: z
+    .string()
+    .optional()
+    .describe(
+      'TKG_SCHEMA_REGISTRY_USERNAME: HTTP basic-auth user of the schema registry (Confluent Cloud: API key)',
+    ),
+  schemaRegistryPassword: z
+    .string()
+    .optional()
+    .describe(
+      'TKG_SCHEMA_REGISTRY_PASSWORD: HTTP basic-auth password of the schema registry (Confluent Cloud: API secret)',
+    ),
+  outputFormat: z
+    .enum(['avro', 'confluent', 'json'])
+    .default('avro')
+    .describe(
+      'TKG_OUTPUT_FORMAT: wire format of forecasts, answers, evaluations, models: avro (single-object encoding), confluent (0x00 + schema id, schemas registered under <topic>-value; needs TKG_SCHEMA_REGISTRY_URL) or json',
+    ),
   partitions: z.coerce
     .number()
     .int()

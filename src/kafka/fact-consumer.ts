@@ -28,6 +28,7 @@ import { ensureTopics, topicNames, type TopicNames } from './topics.ts';
 import { LogEndPoller, type LogEnd } from './log-end-poller.ts';
 import { withRetries } from './retry.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
+import type { ConfluentRegistry } from '../schemas/registry.ts';
 import type { StepClockSpec } from '../core/step-clock.ts';
 import { IngestState, type CheckpointJob } from '../ingest/ingest-state.ts';
 import type { FactLimits } from '../ingest/validate.ts';
@@ -51,6 +52,8 @@ export interface IngestPipelineOptions {
   metrics?: TkgMetrics;
   logger?: Logger;
   codec?: SchemaCodec;
+  /** Schema registry of the producers' Confluent-framed facts (their unknown schema ids are resolved from it). */
+  registry?: ConfluentRegistry;
   /** Create the facts/dlq/late topics if missing (default true) with this many partitions (default 3). */
   createTopics?: boolean;
   partitions?: number;
@@ -222,7 +225,7 @@ export class IngestPipeline {
 
   async start(): Promise<void> {
     const options = this.options;
-    const codec = options.codec ?? SchemaCodec.load();
+    const codec = options.codec ?? options.registry?.codec ?? SchemaCodec.load();
     const state = new IngestState({
       stateDir: options.stateDir,
       codec,
@@ -333,6 +336,7 @@ export class IngestPipeline {
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        const registry = this.options.registry;
         await this.exclusive(async () => {
           const partition = batch.partition;
           const messages = batch.messages;
@@ -352,6 +356,10 @@ export class IngestPipeline {
             const message = messages[i];
             const offset = Number(message.offset);
             if (offset >= next) {
+              if (registry) {
+                const id = codec.unknownConfluentId(message.value);
+                if (id !== undefined) await this.resolveSchemaId(registry, id, heartbeat);
+              }
               this.handleMessage(partition, message);
               next = offset + 1;
               state.setNextOffset(partition, next);
@@ -425,6 +433,32 @@ export class IngestPipeline {
       else state.window.markUnread(partition);
     }
     this.updateLag();
+  }
+
+  /**
+   * Resolve a producer's Confluent schema id from the registry before its first fact is decoded. While the registry
+   * does not answer, wait with backoff (heartbeating, logging): that is not the fact's fault, so it is no dead letter.
+   */
+  private async resolveSchemaId(
+    registry: ConfluentRegistry,
+    id: number,
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await registry.resolveId(id, 'Fact');
+        return;
+      } catch (error) {
+        if (!this.running) throw error;
+        const wait = Math.min(5000, 250 * 2 ** Math.min(attempt, 5));
+        this.logger.warn(
+          { id, attempt, err: (error as Error).message, retryInMs: wait },
+          'schema registry did not answer; ingest waits for it',
+        );
+        await heartbeat().catch(() => undefined);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   /** Count facts whose subject arrived on another partition before; warn at most once a minute. */

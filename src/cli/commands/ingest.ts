@@ -10,6 +10,7 @@ import { resolveBrokerSource } from '../../kafka/brokers.ts';
 import type { Producer } from '../../kafka/client.ts';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { withRetries } from '../../kafka/retry.ts';
+import { codecFromConfig } from '../../kafka/schema-config.ts';
 import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { IngestPipeline, ingestOptionsFromConfig } from '../../kafka/fact-consumer.ts';
@@ -120,7 +121,12 @@ export function register(program: Command): void {
       const logger = pino({ level: process.env.TKG_LOG_LEVEL ?? 'info' }, pino.destination(2));
       const brokers = await resolveBrokerSource(config, process.env, (line) => logger.info(line));
       const metrics = createMetrics({ defaultMetrics: true });
+      // Producers' Confluent-framed facts: their schema ids are resolved from TKG_SCHEMA_REGISTRY_URL.
+      const { codec, registry } = await codecFromConfig(config, { logger });
+      if (registry) logger.info({ url: registry.url }, 'schema registry configured');
       const pipeline = new IngestPipeline({
+        codec,
+        registry,
         kafka: createKafkaClient({
           brokers: brokers.brokers,
           clientId: `${config.kafkaClientId}-ingest`,
