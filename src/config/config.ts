@@ -10,6 +10,12 @@ export const configSchema = z.object({
     .string()
     .optional()
     .describe('KAFKA_BROKERS: comma-separated bootstrap servers; unset = embedded local broker'),
+  kafkaClient: z
+    .enum(['kafkajs', 'confluent'])
+    .default('kafkajs')
+    .describe(
+      'TKG_KAFKA_CLIENT: Kafka client library: kafkajs (pure JS, installed by npm ci) or confluent (@confluentinc/kafka-javascript, librdkafka; build it once with npm run kafka:confluent)',
+    ),
   kafkaClientId: z
     .string()
     .default('tkg-stream')

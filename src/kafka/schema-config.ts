@@ -70,3 +70,31 @@ export async function codecFromConfig(
   }
   return { codec, registry, outputFormat };
 }
+
+/**
+ * Resolve a producer's Confluent schema id from the registry before its first value is decoded. While the registry
+ * does not answer, wait with backoff (heartbeating, logging): that is not the value's fault, so it is no dead letter.
+ * Gives up (throws) only when `running()` turns false.
+ */
+export async function waitForSchemaId(
+  registry: ConfluentRegistry,
+  id: number,
+  expect: SchemaName,
+  context: { running: () => boolean; heartbeat: () => Promise<void>; logger: RetryLog },
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await registry.resolveId(id, expect);
+      return;
+    } catch (error) {
+      if (!context.running()) throw error;
+      const wait = Math.min(5000, 250 * 2 ** Math.min(attempt, 5));
+      context.logger.warn(
+        { id, attempt, err: (error as Error).message, retryInMs: wait },
+        'schema registry did not answer; ingest waits for it',
+      );
+      await context.heartbeat().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}

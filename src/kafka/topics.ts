@@ -146,7 +146,12 @@ async function ensureTopicsOnce(
     wanted.map((t) => t.topic),
   );
   const updated: string[] = [];
-  if (roles.includes('models') && existingTopics.has(names.models)) {
+  // (describeConfigs is kafkajs-only: the librdkafka adapter's admin lacks it, and then the check is skipped)
+  if (
+    roles.includes('models') &&
+    existingTopics.has(names.models) &&
+    typeof admin.describeConfigs === 'function'
+  ) {
     const described = await admin.describeConfigs({
       resources: [
         {
