@@ -50,6 +50,13 @@ interface ConfluentConsumer {
 
 let loaded: ConfluentModule | undefined;
 
+/** The layer checks keys with hasOwn: a key present with an undefined value must not be passed at all. */
+function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(object).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}
+
 /** True when @confluentinc/kafka-javascript and its native binding load on this machine. */
 export function confluentClientAvailable(): boolean {
   try {
@@ -215,7 +222,7 @@ class DeferredConsumer {
         listener({ payload: { groupId: config.groupId, memberAssignment } });
     };
     const consumer = this.kafka.consumer({
-      kafkaJS: {
+      kafkaJS: defined({
         groupId: config.groupId,
         fromBeginning: this.fromBeginning,
         autoCommit: run.autoCommit ?? true,
@@ -224,7 +231,7 @@ class DeferredConsumer {
         heartbeatInterval: config.heartbeatInterval,
         maxBytesPerPartition: config.maxBytesPerPartition,
         maxWaitTimeInMs: config.maxWaitTimeInMs,
-      },
+      }),
       'allow.auto.create.topics': config.allowAutoTopicCreation ?? false,
       'js.consumer.max.batch.size': 4096,
       rebalance_cb: (
@@ -238,12 +245,14 @@ class DeferredConsumer {
     await consumer.connect();
     await consumer.subscribe({ topics: this.topics });
     for (const seek of this.pendingSeeks.splice(0)) consumer.seek(seek);
-    await consumer.run({
-      eachBatch: run.eachBatch,
-      eachMessage: run.eachMessage,
-      eachBatchAutoResolve: run.eachBatchAutoResolve,
-      partitionsConsumedConcurrently: run.partitionsConsumedConcurrently,
-    });
+    await consumer.run(
+      defined({
+        eachBatch: run.eachBatch,
+        eachMessage: run.eachMessage,
+        eachBatchAutoResolve: run.eachBatchAutoResolve,
+        partitionsConsumedConcurrently: run.partitionsConsumedConcurrently,
+      }),
+    );
   }
 
   seek(entry: { topic: string; partition: number; offset: string }): void {
