@@ -208,7 +208,7 @@ function consumerPerformance(
 /** `facts` `copies` times in a row, each copy's steps after the previous copy's last step (a longer valid stream). */
 function repeatedStream(facts: readonly FactEvent[], copies: number): FactEvent[] {
   if (copies <= 1) return [...facts];
-  const span = Math.max(...facts.map((f) => f.step ?? 0)) + 1;
+  const span = facts.reduce((max, f) => Math.max(max, f.step ?? 0), 0) + 1;
   const out: FactEvent[] = [];
   for (let c = 0; c < copies; c++)
     for (const f of facts) out.push(f.step === undefined ? f : { ...f, step: f.step + c * span });
