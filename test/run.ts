@@ -9,6 +9,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { localBrokerStatus, projectRoot, stopLocalBroker } from '../src/kafka/local-broker.ts';
 import { testBrokerDir } from './helpers/broker.ts';
+import { localRegistryStatus, stopLocalRegistry } from '../src/kafka/local-registry.ts';
+import { testRegistryDir } from './helpers/registry.ts';
 import {
   PrerequisiteError,
   ensureKafka,
@@ -61,6 +63,7 @@ async function main(): Promise<number> {
   }
   const useLocalBroker = !process.env.KAFKA_BROKERS;
   const brokerRanBefore = useLocalBroker && (await localBrokerStatus(testBrokerDir)).running;
+  const registryRanBefore = (await localRegistryStatus(testRegistryDir)).running;
   const before = projectProcesses();
 
   const child = spawn(
@@ -86,6 +89,9 @@ async function main(): Promise<number> {
   // Global teardown.
   let leftover = false;
   if (useLocalBroker && !brokerRanBefore) await stopLocalBroker(testBrokerDir);
+  // The shared test schema registry (test/helpers/registry.ts) when a test started it.
+  if (!process.env.TKG_SCHEMA_REGISTRY_URL && !registryRanBefore)
+    await stopLocalRegistry(testRegistryDir);
   for (const [pid, cmdline] of projectProcesses()) {
     if (before.has(pid) || pid === child.pid) continue;
     leftover = true;

@@ -10,6 +10,7 @@ import { register as evalVerb } from './commands/eval.ts';
 import { register as ingestVerb } from './commands/ingest.ts';
 import { register as publishVerb } from './commands/publish.ts';
 import { register as queryVerb } from './commands/query.ts';
+import { register as registryVerb } from './commands/registry.ts';
 import { register as runVerb } from './commands/run.ts';
 import { register as serveVerb } from './commands/serve.ts';
 import { register as trainVerb } from './commands/train.ts';
@@ -22,6 +23,7 @@ const verbs = [
   ingestVerb,
   publishVerb,
   queryVerb,
+  registryVerb,
   runVerb,
   serveVerb,
   trainVerb,

@@ -10,6 +10,12 @@ export const configSchema = z.object({
     .string()
     .optional()
     .describe('KAFKA_BROKERS: comma-separated bootstrap servers; unset = embedded local broker'),
+  kafkaClient: z
+    .enum(['kafkajs', 'confluent'])
+    .default('kafkajs')
+    .describe(
+      'TKG_KAFKA_CLIENT: Kafka client library: kafkajs (pure JS, installed by npm ci) or confluent (@confluentinc/kafka-javascript, librdkafka; build it once with npm run kafka:confluent)',
+    ),
   kafkaClientId: z
     .string()
     .default('tkg-stream')
@@ -29,6 +35,31 @@ export const configSchema = z.object({
     .string()
     .default('tkg')
     .describe('TKG_TOPIC_PREFIX: topics are <prefix>.facts, <prefix>.queries, ...'),
+  schemaRegistryUrl: z
+    .string()
+    .url()
+    .optional()
+    .describe(
+      'TKG_SCHEMA_REGISTRY_URL: Confluent-compatible schema registry (Confluent, Apicurio .../apis/ccompat/v7, Karapace); ingest resolves unknown Confluent schema ids from it; unset = no registry',
+    ),
+  schemaRegistryUsername: z
+    .string()
+    .optional()
+    .describe(
+      'TKG_SCHEMA_REGISTRY_USERNAME: HTTP basic-auth user of the schema registry (Confluent Cloud: API key)',
+    ),
+  schemaRegistryPassword: z
+    .string()
+    .optional()
+    .describe(
+      'TKG_SCHEMA_REGISTRY_PASSWORD: HTTP basic-auth password of the schema registry (Confluent Cloud: API secret)',
+    ),
+  outputFormat: z
+    .enum(['avro', 'confluent', 'json'])
+    .default('avro')
+    .describe(
+      'TKG_OUTPUT_FORMAT: wire format of forecasts, answers, evaluations, models: avro (single-object encoding), confluent (0x00 + schema id, schemas registered under <topic>-value; needs TKG_SCHEMA_REGISTRY_URL) or json',
+    ),
   partitions: z.coerce
     .number()
     .int()
@@ -60,7 +91,9 @@ export const configSchema = z.object({
     .int()
     .min(0)
     .default(5000)
-    .describe('TKG_IDLE_TIMEOUT_MS: idle partitions stop holding the watermark after this'),
+    .describe(
+      'TKG_IDLE_TIMEOUT_MS: a partition caught up to a freshly read log-end offset with no record for this long is idle and stops holding the watermark (0 = never idle)',
+    ),
   // Ingest (src/ingest, `tkg ingest`)
   foldAfter: z
     .string()

@@ -31,6 +31,7 @@ import {
 } from '../schemas/fact-reader.ts';
 import { NOT_UTF8, Utf8NameCache } from './name-cache.ts';
 import { PersistentVocabulary } from './vocabulary.ts';
+import { SubjectPartitionMonitor } from './subject-partitions.ts';
 import {
   checkMessageSize,
   defaultFactLimits,
@@ -95,6 +96,8 @@ export class IngestState {
   readonly window: EventTimeWindow;
   readonly store: SnapshotStore;
   readonly limits: FactLimits;
+  /** Subjects whose facts arrive on more than one partition (not checkpointed: a per-process warning). */
+  readonly subjectPartitions = new SubjectPartitionMonitor();
   /** partition -> next offset to process (everything below is in the state). */
   private readonly offsets = new Map<number, number>();
   /** Closed snapshots not yet durable (written at the next checkpoint). */
@@ -219,6 +222,7 @@ export class IngestState {
       fact = outcome.fact;
     }
     this.lastLate = null;
+    this.subjectPartitions.observe(fact.subject, partition);
     const outcome = this.window.add(fact, partition);
     if (outcome === 'late')
       return { kind: 'late', fact, info: this.lastLate as unknown as LateFactInfo };

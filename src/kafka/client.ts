@@ -1,5 +1,7 @@
-// kafkajs client factory. Owns: one place that builds Kafka clients (client id, retry policy, timeouts) and the
-// bridge from kafkajs's logger to pino. Must not touch: topics' contents, stage logic, broker processes.
+// Kafka client factory: the adapter every Kafka call goes through. Owns: one place that builds Kafka clients (client
+// id, retry policy, timeouts), the choice of client library (TKG_KAFKA_CLIENT: kafkajs, the default, or Confluent's
+// librdkafka-based @confluentinc/kafka-javascript behind the same kafkajs-shaped interface, confluent-client.ts) and
+// the bridge from kafkajs's logger to pino. Must not touch: topics' contents, stage logic, broker processes.
 import {
   Kafka,
   Partitioners,
@@ -10,6 +12,12 @@ import {
   type ProducerConfig,
 } from 'kafkajs';
 import { pino, type Logger } from 'pino';
+import { ConfigError } from '../core/errors.ts';
+import { createConfluentKafka } from './confluent-client.ts';
+
+/** The Kafka client libraries the adapter can use. */
+export const kafkaClientKinds = ['kafkajs', 'confluent'] as const;
+export type KafkaClientKind = (typeof kafkaClientKinds)[number];
 
 export interface KafkaClientOptions {
   brokers: string[];
@@ -20,6 +28,17 @@ export interface KafkaClientOptions {
   level?: logLevel;
   /** Extra kafkajs settings (override the defaults below). */
   overrides?: Partial<KafkaConfig>;
+  /** Client library (default: TKG_KAFKA_CLIENT, else kafkajs; --kafka-client sets that variable). */
+  client?: KafkaClientKind;
+}
+
+/** The client library the configuration names (TKG_KAFKA_CLIENT), kafkajs when unset. */
+export function configuredClientKind(env: NodeJS.ProcessEnv = process.env): KafkaClientKind {
+  const value = env.TKG_KAFKA_CLIENT;
+  if (value === undefined || value === '') return 'kafkajs';
+  if (!(kafkaClientKinds as readonly string[]).includes(value))
+    throw new ConfigError(`TKG_KAFKA_CLIENT=${value}: use ${kafkaClientKinds.join(' or ')}`);
+  return value as KafkaClientKind;
 }
 
 const pinoLevelOf: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
@@ -51,6 +70,12 @@ export const defaultRetry = {
 /** A kafkajs client for `brokers` with the project's retry, timeouts and log bridge. */
 export function createKafkaClient(options: KafkaClientOptions): Kafka {
   const logger = options.logger ?? pino({ level: 'silent' });
+  if ((options.client ?? configuredClientKind()) === 'confluent')
+    return createConfluentKafka({
+      brokers: options.brokers,
+      clientId: options.clientId ?? 'tkg-stream',
+      logger,
+    });
   return new Kafka({
     clientId: options.clientId ?? 'tkg-stream',
     brokers: options.brokers,

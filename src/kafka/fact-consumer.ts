@@ -1,144 +1,47 @@
-// The Kafka ingest consumer (issue 3 item 4): a kafkajs consumer group on `<prefix>.facts` ->
-// IngestState (decode, validate, vocabulary, window) -> durable snapshots -> sinks.
-// Owns: the consume loop, dead-lettering to `<prefix>.facts.dlq` (original key/value/headers plus
-// tkg.error.* and tkg.source.* headers), late facts to `<prefix>.facts.late`, checkpoint scheduling
-// (every N messages, every T ms, at each step close; captured in the consume loop and written in the
-// background, one at a time), committing offsets only after the checkpoint that covers them, seeking
-// to the checkpoint's offsets on start, and ingest metrics (counters added per batch, not per message).
-// Must not import src/serve, src/train or tfjs. Run ONE ingest process per facts topic: the window's
-// watermark is a minimum over all partitions, so one process must see every partition (the consumer
-// group gives offset storage and fail-over, not parallelism).
-import type {
-  Admin,
-  Consumer,
-  ConsumerConfig,
-  IHeaders,
-  KafkaMessage,
-  Kafka,
-  Message,
-  Producer,
-} from 'kafkajs';
+// The Kafka ingest consumer: a consumer group on `<prefix>.facts` -> IngestState (decode, validate, vocabulary, window)
+// -> durable snapshots -> sinks. Owns: the stage's lifecycle (start with retried start-up steps, stop), the consume
+// loop, fresh log-end reads for the window's idleness (log-end-poller.ts), schema ids resolved before decoding, and
+// seeking to the checkpoint's offsets. Its helpers own the rest: options (ingest-options.ts), counters
+// (ingest-counts.ts), dead-letter and late sends (ingest-outbox.ts), checkpoints and commits
+// (ingest-checkpoints.ts), start positions (ingest-positions.ts). Must not import src/serve, src/train or tfjs.
+// Run ONE ingest process per facts topic: the watermark is a minimum over all partitions, so one process must
+// see every partition (the group gives offset storage and fail-over, not parallelism).
+import type { Admin, Consumer, KafkaMessage, Kafka, Producer } from './client.ts';
 import { pino, type Logger } from 'pino';
 import type { Snapshot } from '../core/types.ts';
 import { TkgError } from '../core/errors.ts';
-import type { TkgConfig } from '../config/config.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { createKafkaClient, createProducer } from './client.ts';
 import { ensureTopics, topicNames, type TopicNames } from './topics.ts';
+import { LogEndPoller, type LogEnd } from './log-end-poller.ts';
+import { withRetries } from './retry.ts';
 import { SchemaCodec } from '../schemas/codec.ts';
-import type { StepClockSpec } from '../core/step-clock.ts';
 import { IngestState, type CheckpointJob } from '../ingest/ingest-state.ts';
-import type { FactLimits } from '../ingest/validate.ts';
+import { errorHeaders } from './dead-letters.ts';
+import { IngestCounts } from './ingest-counts.ts';
+import {
+  ingestConsumerConfig,
+  type IngestPipelineOptions,
+  type IngestStats,
+} from './ingest-options.ts';
+import { FactOutbox } from './ingest-outbox.ts';
+import { IngestCheckpoints } from './ingest-checkpoints.ts';
+import { rewindGroupIfAhead, startPositions, waitForPositions } from './ingest-positions.ts';
+import { waitForSchemaId } from './schema-config.ts';
 
-export interface IngestPipelineOptions {
-  /** Bootstrap servers (ignored when `kafka` is given). */
-  brokers?: string[];
-  kafka?: Kafka;
-  topicPrefix?: string;
-  /** Consumer group id (default `<prefix>.ingest`). */
-  groupId?: string;
-  stateDir: string;
-  clock?: StepClockSpec;
-  allowedLateness?: number;
-  idleTimeoutMs?: number;
-  /** Checkpoint after this many messages (default 20,000). */
-  checkpointEveryMessages?: number;
-  /** ... or when this much time passed with changes (default 1000 ms). */
-  checkpointIntervalMs?: number;
-  limits?: Partial<FactLimits>;
-  metrics?: TkgMetrics;
-  logger?: Logger;
-  codec?: SchemaCodec;
-  /** Create the facts/dlq/late topics if missing (default true) with this many partitions (default 3). */
-  createTopics?: boolean;
-  partitions?: number;
-  /** kafkajs consumer session timeout (default 10,000 ms; the broker's minimum is usually 6,000). */
-  sessionTimeoutMs?: number;
-  /** Fetch size per partition (default DEFAULT_MAX_BYTES_PER_PARTITION); see ingestConsumerConfig. */
-  maxBytesPerPartition?: number;
-  /** On start, hand persisted snapshots with step >= this to the sinks first (a restarted trainer catching up). */
-  replayPersistedFrom?: number;
-  emitEmptySteps?: boolean;
-  now?: () => number;
-}
-
-/** The ingest options the configuration decides (topics, group, state, event time, checkpoints, limits). */
-export function ingestOptionsFromConfig(
-  config: TkgConfig,
-): Omit<IngestPipelineOptions, 'brokers' | 'kafka' | 'metrics' | 'logger'> {
-  return {
-    topicPrefix: config.topicPrefix,
-    groupId: config.ingestGroup,
-    stateDir: config.stateDir,
-    clock: {
-      granularity: config.granularity,
-      origin: config.origin,
-      foldAfter: config.foldAfter,
-      beforeOrigin: config.beforeOrigin,
-    },
-    allowedLateness: config.allowedLateness,
-    idleTimeoutMs: config.idleTimeoutMs,
-    checkpointEveryMessages: config.checkpointEveryMessages,
-    checkpointIntervalMs: config.checkpointIntervalMs,
-    limits: { maxMessageBytes: config.maxFactBytes, maxNameBytes: config.maxNameBytes },
-    partitions: config.partitions,
-    sessionTimeoutMs: config.ingestSessionTimeoutMs,
-  };
-}
-
-export interface IngestStats {
-  messages: number;
-  factsAdded: number;
-  factsDuplicate: number;
-  factsSkipped: number;
-  rejected: number;
-  rejectedByReason: Record<string, number>;
-  late: number;
-  stepsClosed: number;
-  checkpoints: number;
-  watermark: number | null;
-  nextStepToClose: number | null;
-  openSteps: number[];
-  numEntities: number;
-  numRelations: number;
-  offsets: Record<string, number>;
-  lag: number;
-  restoredFromCheckpoint: boolean;
-}
+export {
+  DEFAULT_MAX_BYTES_PER_PARTITION,
+  ingestConsumerConfig,
+  ingestOptionsFromConfig,
+} from './ingest-options.ts';
+export type { IngestPipelineOptions, IngestStats } from './ingest-options.ts';
 
 type SnapshotSink = (snapshot: Snapshot) => void | Promise<void>;
 
-const OUTBOX_MAX_MESSAGES = 500;
-const OUTBOX_MAX_BYTES = 512 * 1024;
-const MAX_HEADER_MESSAGE_CHARS = 1000;
 /** Messages between checks of liveness / seeks / the checkpoint clock inside a batch. */
 const CHECK_EVERY = 256;
 /** Messages between heartbeats inside a batch (kafkajs sends one only when its interval passed). */
 const HEARTBEAT_EVERY = 2048;
-
-/**
- * Bytes fetched per partition per request. Measured on YAGO (201k messages, bare kafkajs consumer, CPU s,
- * shared 2-core machine): 16 MiB 0.52-0.81, 4 MiB 0.29-0.41, 1 MiB 0.27-0.41, 512 KiB 0.29-0.48. kafkajs
- * decodes a response whole, so large fetches keep more message objects alive through young-GC scavenges.
- */
-export const DEFAULT_MAX_BYTES_PER_PARTITION = 1024 * 1024;
-
-/** The ingest consumer's kafkajs settings (the bench's bare kafkajs consumer reads with the same ones). */
-export function ingestConsumerConfig(
-  groupId: string,
-  options: { sessionTimeoutMs?: number; maxBytesPerPartition?: number } = {},
-): ConsumerConfig {
-  const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
-  return {
-    groupId,
-    sessionTimeout,
-    rebalanceTimeout: Math.max(sessionTimeout, 10_000),
-    heartbeatInterval: Math.min(1000, Math.floor(sessionTimeout / 3)),
-    allowAutoTopicCreation: false,
-    maxBytesPerPartition: options.maxBytesPerPartition ?? DEFAULT_MAX_BYTES_PER_PARTITION,
-    maxWaitTimeInMs: 100,
-  };
-}
 
 /** The ingest stage as an object: `await start()`, snapshots arrive at `onSnapshot` sinks, `await stop()`. */
 export class IngestPipeline {
@@ -153,43 +56,24 @@ export class IngestPipeline {
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private readonly sinks = new Set<SnapshotSink>();
-  private outbox: Array<{ topic: string; message: Message }> = [];
-  private outboxBytes = 0;
   private lane: Promise<unknown> = Promise.resolve();
-  /** The checkpoint being written in the background (resolved when none; never rejects). */
-  private writing: Promise<void> = Promise.resolve();
-  private timer: NodeJS.Timeout | undefined;
-  private messagesSinceCheckpoint = 0;
-  private lastCheckpointMs = 0;
+  private poller: LogEndPoller | undefined;
+  /** Partitions the group assigned to this process (undefined before the first join: all of them). */
+  private assigned: Set<number> | undefined;
+  private readonly now: () => number;
+  private checkpoints: IngestCheckpoints | undefined;
   private readonly highWatermarks = new Map<number, number>();
   private running = false;
   private failure: Error | undefined;
-  private readonly counts = {
-    messages: 0,
-    factsAdded: 0,
-    factsDuplicate: 0,
-    factsSkipped: 0,
-    rejected: 0,
-    late: 0,
-    stepsClosed: 0,
-    checkpoints: 0,
-    rejectedByReason: {} as Record<string, number>,
-  };
-  /** What publishCountMetrics already added to the Prometheus counters. */
-  private readonly reportedCounts = {
-    ingested: 0,
-    duplicate: 0,
-    late: 0,
-    rejected: 0,
-    rejectedByReason: {} as Record<string, number>,
-  };
-
+  private readonly counts = new IngestCounts();
+  private readonly outbox = new FactOutbox();
   constructor(options: IngestPipelineOptions) {
     this.options = options;
     this.topics = topicNames(options.topicPrefix ?? 'tkg');
     this.groupId = options.groupId ?? `${options.topicPrefix ?? 'tkg'}.ingest`;
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.metrics = options.metrics;
+    this.now = options.now ?? Date.now;
   }
 
   /** Add a sink for closed snapshots: called in step order, after the snapshot is durable. */
@@ -214,7 +98,7 @@ export class IngestPipeline {
 
   async start(): Promise<void> {
     const options = this.options;
-    const codec = options.codec ?? SchemaCodec.load();
+    const codec = options.codec ?? options.registry?.codec ?? SchemaCodec.load();
     const state = new IngestState({
       stateDir: options.stateDir,
       codec,
@@ -227,39 +111,69 @@ export class IngestPipeline {
       now: options.now,
     });
     this.state = state;
+    this.checkpoints = new IngestCheckpoints({
+      state,
+      everyMessages: options.checkpointEveryMessages ?? 20_000,
+      intervalMs: options.checkpointIntervalMs ?? 1000,
+      beforeCapture: async () => {
+        this.publishCountMetrics();
+        await this.flushOutbox();
+      },
+      commit: (offsets) => this.commit(offsets),
+      onDurable: (job, seconds) => this.onDurable(job, seconds),
+      deliver: (snapshot) => this.deliver(snapshot),
+      fail: (error) => this.fail(error),
+      failure: () => this.failure,
+    });
+    const checkpoints = this.checkpoints;
     this.kafka =
       options.kafka ?? createKafkaClient({ brokers: options.brokers ?? [], logger: this.logger });
+    // Any stage may start first or together with the others (SPEC section 8): every start-up request retries
+    // transient broker errors (leaders being elected right after topic creation, coordinators moving) with a log line.
+    const retry = { logger: this.logger };
     const admin = this.kafka.admin();
     this.admin = admin;
-    await admin.connect();
+    await withRetries('connect the ingest admin client', () => admin.connect(), retry);
     if (options.createTopics ?? true) {
       await ensureTopics(admin, {
         prefix: options.topicPrefix ?? 'tkg',
         partitions: options.partitions ?? 3,
         roles: ['facts', 'factsDlq', 'factsLate'],
+        logger: this.logger,
       });
     }
     // Where to start each partition: the checkpoint's offset, else the log start. The checkpoint is the truth.
-    const topicOffsets = await admin.fetchTopicOffsets(this.topics.facts);
-    for (const { partition, low, high } of topicOffsets) {
-      const logStart = Number(low);
-      let next = state.nextOffset(partition);
-      if (next === undefined || next < logStart) {
-        if (next !== undefined)
-          this.logger.warn(
-            { partition, checkpoint: next, logStart },
-            'records below the log start were deleted by retention before ingest read them',
-          );
-        next = logStart;
-      }
-      state.setNextOffset(partition, next);
-      this.highWatermarks.set(partition, Number(high));
-      state.window.setBacklog(partition, next < Number(high));
-    }
-    await this.resetGroupIfAhead(admin);
+    const issuedAt = this.now();
+    const topicOffsets = await withRetries(
+      `read the offsets of ${this.topics.facts}`,
+      () => admin.fetchTopicOffsets(this.topics.facts),
+      retry,
+    );
+    startPositions(state, topicOffsets, this.logger);
+    this.applyLogEnd(
+      issuedAt,
+      topicOffsets.map(({ partition, high, low }) => ({
+        partition,
+        high: Number(high),
+        low: Number(low),
+      })),
+    );
+    await withRetries(
+      'check the ingest group offsets',
+      () =>
+        rewindGroupIfAhead(admin, {
+          groupId: this.groupId,
+          topic: this.topics.facts,
+          state,
+          logger: this.logger,
+          sessionTimeoutMs: this.options.sessionTimeoutMs ?? 10_000,
+        }),
+      retry,
+    );
 
-    this.producer = createProducer(this.kafka, { idempotent: false });
-    await this.producer.connect();
+    const producer = createProducer(this.kafka, { idempotent: false });
+    this.producer = producer;
+    await withRetries('connect the dead-letter producer', () => producer.connect(), retry);
     if (options.replayPersistedFrom !== undefined) {
       for (const snapshot of state.store.readFrom(options.replayPersistedFrom))
         await this.deliver(snapshot);
@@ -273,12 +187,21 @@ export class IngestPipeline {
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       const assigned = payload.memberAssignment[this.topics.facts] ?? [];
+      this.assigned = new Set(assigned);
       for (const partition of assigned) state.window.addPartition(partition);
-      // A partition this process no longer reads must not hold the watermark forever: let it go idle.
-      for (const { partition } of state.window.partitionStatus()) {
-        if (!assigned.includes(partition)) state.window.setBacklog(partition, false);
-      }
+      // A partition another member reads keeps holding the watermark (it is never idle here): closing steps
+      // without its facts would publish incomplete snapshots. One ingest process per facts topic.
+      const elsewhere = state.window
+        .partitionStatus()
+        .map(({ partition }) => partition)
+        .filter((partition) => !this.assigned?.has(partition));
+      for (const partition of elsewhere) state.window.markUnread(partition);
       this.logger.info({ groupId: this.groupId, assigned }, 'joined the ingest group');
+      if (elsewhere.length > 0)
+        this.logger.warn(
+          { groupId: this.groupId, elsewhere },
+          'another member of the ingest group reads some partitions: steps stay open until this process reads every partition (run one tkg ingest per facts topic)',
+        );
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       this.logger.error(
@@ -287,18 +210,21 @@ export class IngestPipeline {
       );
       if (!payload.restart) this.fail(payload.error);
     });
-    await consumer.connect();
-    await consumer.subscribe({ topic: this.topics.facts, fromBeginning: true });
-    this.lastCheckpointMs = Date.now();
+    await withRetries('connect the ingest consumer', () => consumer.connect(), retry);
+    await withRetries(
+      `subscribe to ${this.topics.facts}`,
+      () => consumer.subscribe({ topic: this.topics.facts, fromBeginning: true }),
+      retry,
+    );
     this.running = true;
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        const registry = this.options.registry;
         await this.exclusive(async () => {
           const partition = batch.partition;
           const messages = batch.messages;
-          const everyMessages = this.options.checkpointEveryMessages ?? 20_000;
           let next = state.nextOffset(partition) ?? 0;
           let lastSeen: string | undefined;
           for (let i = 0; i < messages.length; i++) {
@@ -308,55 +234,92 @@ export class IngestPipeline {
               if (!isRunning() || isStale() || !this.running) break;
               if (i > 0) {
                 if (i % HEARTBEAT_EVERY === 0) await heartbeat();
-                if (this.checkpointDue(false)) await this.checkpointInBackground();
+                if (checkpoints.due(false)) await checkpoints.inBackground();
               }
             }
             const message = messages[i];
             const offset = Number(message.offset);
             if (offset >= next) {
+              if (registry) {
+                const id = codec.unknownConfluentId(message.value);
+                if (id !== undefined)
+                  await waitForSchemaId(registry, id, 'Fact', {
+                    running: () => this.running,
+                    heartbeat,
+                    logger: this.logger,
+                  });
+              }
               this.handleMessage(partition, message);
               next = offset + 1;
               state.setNextOffset(partition, next);
-              if (++this.messagesSinceCheckpoint >= everyMessages)
-                await this.checkpointInBackground();
+              if (checkpoints.noteMessage()) await checkpoints.inBackground();
             }
             lastSeen = message.offset;
-            if (this.outbox.length >= OUTBOX_MAX_MESSAGES || this.outboxBytes >= OUTBOX_MAX_BYTES)
-              await this.flushOutbox();
+            if (this.outbox.full()) await this.flushOutbox();
           }
           // One resolve per batch (kafkajs parses the offset into a Long on every call).
           if (lastSeen !== undefined) resolveOffset(lastSeen);
           this.publishCountMetrics();
+          // The fetch's high watermark can only say "unread records remain"; idleness needs a fresh log-end read.
           const high = Number(batch.highWatermark);
           this.highWatermarks.set(partition, high);
-          state.window.setBacklog(partition, (state.nextOffset(partition) ?? 0) < high);
+          if ((state.nextOffset(partition) ?? 0) < high) state.window.markUnread(partition);
           this.updateLag();
+          const state_ = this.state as IngestState;
+          this.counts.reportPartitionMismatches(state_.subjectPartitions, {
+            topic: this.topics.facts,
+            names: state_.vocabulary.entityNames,
+            metrics: this.metrics,
+            logger: this.logger,
+          });
           // Steps closed by this batch are captured at its end (one checkpoint per batch) and become durable
           // (then reach the sinks) while the next batch is processed.
-          if (this.checkpointDue(true)) await this.checkpointInBackground();
+          if (checkpoints.due(true)) await checkpoints.inBackground();
         });
       },
     });
     for (const [partition, offset] of state.offsetEntries()) {
       consumer.seek({ topic: this.topics.facts, partition, offset: String(offset) });
     }
-    const tickMs = Math.max(
-      50,
-      Math.min(1000, Math.floor((options.idleTimeoutMs ?? 1000) / 4) || 1000),
-    );
-    this.timer = setInterval(() => {
-      void this.exclusive(async () => {
-        if (!this.running) return;
-        state.window.tick();
-        if (
-          state.pendingSnapshots().length > 0 ||
-          (state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs())
-        ) {
-          await this.checkpointInBackground();
-        }
-      }).catch((error: unknown) => this.fail(error));
-    }, tickMs);
-    this.timer.unref();
+    // Fresh log-end reads a few times per idle timeout (the window's idleness rule), the window's tick, and the
+    // clock-based checkpoint, all in the lane (never interleaved with a batch).
+    const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    this.poller = new LogEndPoller({
+      admin,
+      topic: this.topics.facts,
+      intervalMs:
+        idleTimeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(idleTimeoutMs / 4))) : 1000,
+      now: this.now,
+      logger: this.logger,
+      onLogEnd: (issuedAtMs, ends) =>
+        this.exclusive(() => {
+          if (this.running) this.applyLogEnd(issuedAtMs, ends);
+        }),
+      onInterval: () =>
+        this.exclusive(async () => {
+          if (!this.running) return;
+          state.window.tick();
+          if (checkpoints.dueByClock()) await checkpoints.inBackground();
+        }).catch((error: unknown) => this.fail(error)),
+    });
+    this.poller.start();
+  }
+
+  /**
+   * A log-end read issued at `issuedAtMs`: partitions this process reads whose position reached it are caught up
+   * (the window decides whether they are idle), the others have unread records. Call inside the lane (or before the
+   * consumer runs).
+   */
+  private applyLogEnd(issuedAtMs: number, ends: LogEnd[]): void {
+    const state = this.state as IngestState;
+    for (const { partition, high } of ends) {
+      this.highWatermarks.set(partition, high);
+      const ours = this.assigned === undefined || this.assigned.has(partition);
+      if (ours && (state.nextOffset(partition) ?? 0) >= high)
+        state.window.markCaughtUp(partition, issuedAtMs);
+      else state.window.markUnread(partition);
+    }
+    this.updateLag();
   }
 
   /**
@@ -368,28 +331,17 @@ export class IngestPipeline {
     const state = this.state;
     if (!admin || !state)
       throw new TkgError('waitUntilCaughtUp() before start()', { reason: 'not_started' });
-    const targets = (await admin.fetchTopicOffsets(this.topics.facts)).map(
-      ({ partition, high }) => [partition, Number(high)] as const,
+    const offsets = await withRetries(
+      `read the log-end offsets of ${this.topics.facts}`,
+      () => admin.fetchTopicOffsets(this.topics.facts),
+      { logger: this.logger },
     );
-    const deadline = Date.now() + (options.timeoutMs ?? 600_000);
-    for (;;) {
-      if (this.failure) throw this.failure;
-      if (targets.every(([partition, high]) => (state.nextOffset(partition) ?? 0) >= high)) break;
-      if (Date.now() > deadline) {
-        const behind = targets
-          .filter(([p, high]) => (state.nextOffset(p) ?? 0) < high)
-          .map(([p, high]) => `${p}: ${state.nextOffset(p)}/${high}`);
-        throw new TkgError(
-          `ingest did not catch up within ${options.timeoutMs} ms (partition position/end: ${behind.join(', ')})`,
-          {
-            reason: 'timeout',
-            retriable: true,
-          },
-        );
-      }
-      await new Promise((r) => setTimeout(r, options.pollMs ?? 50));
-    }
-    await this.exclusive(() => this.checkpointNow());
+    await waitForPositions(state, offsets, {
+      timeoutMs: options.timeoutMs ?? 600_000,
+      pollMs: options.pollMs ?? 50,
+      failure: () => this.failure,
+    });
+    await this.exclusive(() => (this.checkpoints as IngestCheckpoints).now());
   }
 
   /** End of stream: close every open step (later facts for them are late), make it durable, deliver it. */
@@ -397,23 +349,25 @@ export class IngestPipeline {
     const state = this.ingestState;
     await this.exclusive(async () => {
       state.window.flush();
-      await this.checkpointNow();
+      await (this.checkpoints as IngestCheckpoints).now();
     });
   }
 
   /** Stop consuming, write a final checkpoint, commit its offsets, disconnect. Idempotent. */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
     const wasRunning = this.running;
     this.running = false;
+    await this.poller?.stop();
+    this.poller = undefined;
     await this.consumer
       ?.stop()
       .catch((error: unknown) => this.logger.warn({ err: error }, 'consumer stop failed'));
     if (wasRunning && this.state && !this.failure) {
-      await this.exclusive(() => this.checkpointNow()).catch((error: unknown) => this.fail(error));
+      await this.exclusive(() => (this.checkpoints as IngestCheckpoints).now()).catch(
+        (error: unknown) => this.fail(error),
+      );
     }
-    await this.writing; // a failed or stopped pipeline still finishes the write it started
+    await this.checkpoints?.writing; // a failed or stopped pipeline still finishes the write it started
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
@@ -426,8 +380,7 @@ export class IngestPipeline {
   stats(): IngestStats {
     const state = this.ingestState;
     return {
-      ...this.counts,
-      rejectedByReason: { ...this.counts.rejectedByReason },
+      ...this.counts.snapshot(),
       watermark: state.window.watermark(),
       nextStepToClose: state.window.nextStepToClose(),
       openSteps: state.window.openSteps(),
@@ -439,20 +392,6 @@ export class IngestPipeline {
     };
   }
 
-  // ---- internals -------------------------------------------------------------------------------
-
-  private checkpointIntervalMs(): number {
-    return this.options.checkpointIntervalMs ?? 1000;
-  }
-
-  private checkpointDue(onStepClose: boolean): boolean {
-    const state = this.state as IngestState;
-    if (onStepClose && state.pendingSnapshots().length > 0) return true;
-    if (this.messagesSinceCheckpoint >= (this.options.checkpointEveryMessages ?? 20_000))
-      return true;
-    return state.hasChanges() && Date.now() - this.lastCheckpointMs >= this.checkpointIntervalMs();
-  }
-
   /** Run `work` after everything queued before it (batches, timer ticks, flushes never interleave). */
   private exclusive<T>(work: () => Promise<T> | T): Promise<T> {
     const result = this.lane.then(work);
@@ -461,173 +400,70 @@ export class IngestPipeline {
   }
 
   private handleMessage(partition: number, message: KafkaMessage): void {
-    const state = this.state as IngestState;
-    this.counts.messages += 1;
-    const outcome = state.ingest(message.value, partition);
-    switch (outcome.kind) {
-      case 'added':
-        this.counts.factsAdded += 1;
-        break;
-      case 'duplicate':
-        this.counts.factsDuplicate += 1;
-        break;
-      case 'skipped':
-        this.counts.factsSkipped += 1;
-        break;
-      case 'late':
-        this.counts.late += 1;
-        this.enqueue(this.topics.factsLate, message, partition, {
+    const outcome = (this.state as IngestState).ingest(message.value, partition);
+    this.counts.record(outcome);
+    if (outcome.kind === 'late')
+      this.outbox.enqueue(
+        this.topics.factsLate,
+        message,
+        { topic: this.topics.facts, partition },
+        {
           'tkg.late.step': String(outcome.fact.step),
           'tkg.late.next_step_to_close': String(outcome.info.nextStepToClose),
-        });
-        break;
-      case 'rejected': {
-        this.counts.rejected += 1;
-        this.counts.rejectedByReason[outcome.reason] =
-          (this.counts.rejectedByReason[outcome.reason] ?? 0) + 1;
-        const text =
-          outcome.message.length > MAX_HEADER_MESSAGE_CHARS
-            ? `${outcome.message.slice(0, MAX_HEADER_MESSAGE_CHARS)}...`
-            : outcome.message;
-        this.enqueue(this.topics.factsDlq, message, partition, {
-          'tkg.error.reason': outcome.reason,
-          'tkg.error.field': outcome.field,
-          'tkg.error.message': text,
-        });
-        break;
-      }
-    }
+        },
+      );
+    else if (outcome.kind === 'rejected')
+      this.outbox.enqueue(
+        this.topics.factsDlq,
+        message,
+        { topic: this.topics.facts, partition },
+        errorHeaders(outcome),
+      );
   }
 
-  /**
-   * Counters reach Prometheus as deltas once per batch and checkpoint, not per message (a prom-client
-   * inc() per message costs more than decoding the message).
-   */
   private publishCountMetrics(): void {
-    const metrics = this.metrics;
-    if (!metrics) return;
-    const counts = this.counts;
-    const reported = this.reportedCounts;
-    const ingested = counts.factsAdded + counts.factsDuplicate;
-    if (ingested > reported.ingested) metrics.factsIngested.inc(ingested - reported.ingested);
-    if (counts.factsDuplicate > reported.duplicate)
-      metrics.factsDuplicate.inc(counts.factsDuplicate - reported.duplicate);
-    if (counts.late > reported.late) metrics.factsLate.inc(counts.late - reported.late);
-    reported.ingested = ingested;
-    reported.duplicate = counts.factsDuplicate;
-    reported.late = counts.late;
-    if (counts.rejected > reported.rejected) {
-      for (const [reason, count] of Object.entries(counts.rejectedByReason)) {
-        const before = reported.rejectedByReason[reason] ?? 0;
-        if (count > before) metrics.factsRejected.inc({ reason }, count - before);
-        reported.rejectedByReason[reason] = count;
-      }
-      reported.rejected = counts.rejected;
-    }
-  }
-
-  /** Queue the ORIGINAL key, value and headers plus ours for the DLQ / late topic. */
-  private enqueue(
-    topic: string,
-    message: KafkaMessage,
-    partition: number,
-    extra: Record<string, string>,
-  ): void {
-    const headers: IHeaders = { ...(message.headers ?? {}) };
-    for (const [key, value] of Object.entries(extra)) headers[key] = value;
-    headers['tkg.source.topic'] = this.topics.facts;
-    headers['tkg.source.partition'] = String(partition);
-    headers['tkg.source.offset'] = message.offset;
-    this.outbox.push({
-      topic,
-      message: { key: message.key, value: message.value, headers, timestamp: message.timestamp },
-    });
-    this.outboxBytes += (message.value?.length ?? 0) + (message.key?.length ?? 0) + 256;
+    if (this.metrics) this.counts.publish(this.metrics);
   }
 
   private async flushOutbox(): Promise<void> {
-    if (this.outbox.length === 0) return;
-    const producer = this.producer as Producer;
-    const byTopic = new Map<string, Message[]>();
-    for (const { topic, message } of this.outbox) {
-      let list = byTopic.get(topic);
-      if (!list) byTopic.set(topic, (list = []));
-      list.push(message);
-    }
-    await producer.sendBatch({
-      acks: -1,
-      topicMessages: [...byTopic.entries()].map(([topic, messages]) => ({ topic, messages })),
-    });
-    this.outbox = [];
-    this.outboxBytes = 0;
+    await this.outbox.flush(this.producer as Producer);
   }
 
-  /**
-   * DLQ/late sends acked -> capture the state (IngestState.beginCheckpoint) -> in the background:
-   * snapshots + vocabulary + checkpoint durable -> commit offsets -> sinks. Ingest goes on while the disk
-   * works; at most one checkpoint is being written (the next capture waits for it), so writes, commits
-   * and deliveries stay in capture order. Call inside the lane.
-   */
-  private async checkpointInBackground(): Promise<void> {
+  /** Metrics of a checkpoint that just became durable (before its commit and deliveries). */
+  private onDurable(job: CheckpointJob, seconds: number): void {
     const state = this.state as IngestState;
-    this.publishCountMetrics();
-    await this.flushOutbox();
-    this.messagesSinceCheckpoint = 0;
-    this.lastCheckpointMs = Date.now();
-    if (!state.hasChanges()) return;
-    await this.writing;
-    if (this.failure) throw this.failure;
-    const started = performance.now();
-    const job = state.beginCheckpoint();
-    this.writing = this.completeCheckpoint(job, started);
-  }
-
-  /** checkpointInBackground, then wait until it is durable, committed and delivered. Call inside the lane. */
-  private async checkpointNow(): Promise<void> {
-    await this.checkpointInBackground();
-    await this.writing;
-    if (this.failure) throw this.failure;
-  }
-
-  /** Never rejects: a failed write stops the pipeline (the previous checkpoint stays the truth). */
-  private async completeCheckpoint(job: CheckpointJob, started: number): Promise<void> {
-    const state = this.state as IngestState;
-    try {
-      await job.write();
-    } catch (error) {
-      this.fail(error);
-      return;
-    }
-    this.counts.checkpoints += 1;
-    this.metrics?.checkpointSeconds.observe((performance.now() - started) / 1000);
-    this.metrics?.vocabularySize.set({ kind: 'entity' }, state.vocabulary.numEntities);
-    this.metrics?.vocabularySize.set({ kind: 'relation' }, state.vocabulary.numRelations);
+    this.counts.values.checkpoints += 1;
+    this.counts.values.stepsClosed += job.snapshots.length;
+    const metrics = this.metrics;
+    if (!metrics) return;
+    metrics.checkpointSeconds.observe(seconds);
+    metrics.vocabularySize.set({ kind: 'entity' }, state.vocabulary.numEntities);
+    metrics.vocabularySize.set({ kind: 'relation' }, state.vocabulary.numRelations);
     const watermark = state.window.watermark();
-    if (watermark !== null) this.metrics?.watermarkStep.set(watermark);
-    const offsets = job.offsets;
-    if (this.consumer && offsets.length > 0) {
-      // Best effort: the checkpoint, not the group, is the truth on restart.
-      await this.consumer
-        .commitOffsets(
-          offsets.map(([partition, offset]) => ({
-            topic: this.topics.facts,
-            partition,
-            offset: String(offset),
-          })),
-        )
-        .catch((error: unknown) =>
-          this.logger.warn(
-            { err: error },
-            'offset commit failed (the checkpoint still holds the offsets)',
-          ),
-        );
+    if (watermark !== null) metrics.watermarkStep.set(watermark);
+    if (job.snapshots.length > 0) {
+      metrics.stepsClosed.inc(job.snapshots.length);
+      const last = job.snapshots[job.snapshots.length - 1];
+      metrics.snapshotFacts.set(last.triples.length / 3);
     }
-    for (const snapshot of job.snapshots) {
-      this.counts.stepsClosed += 1;
-      this.metrics?.stepsClosed.inc();
-      this.metrics?.snapshotFacts.set(snapshot.triples.length / 3);
-      await this.deliver(snapshot);
-    }
+  }
+
+  /** Best effort: the checkpoint, not the group, is the truth on restart. */
+  private async commit(offsets: Array<[number, number]>): Promise<void> {
+    await this.consumer
+      ?.commitOffsets(
+        offsets.map(([partition, offset]) => ({
+          topic: this.topics.facts,
+          partition,
+          offset: String(offset),
+        })),
+      )
+      .catch((error: unknown) =>
+        this.logger.warn(
+          { err: error },
+          'offset commit failed (the checkpoint still holds the offsets)',
+        ),
+      );
   }
 
   private async deliver(snapshot: Snapshot): Promise<void> {
@@ -651,45 +487,6 @@ export class IngestPipeline {
 
   private updateLag(): void {
     this.metrics?.consumerLag.set({ topic: this.topics.facts }, this.lag());
-  }
-
-  /**
-   * If the group's committed offsets are AHEAD of the checkpoint (e.g. the state directory was replaced),
-   * rewind the group to the checkpoint so no record is skipped. Needs the group to be empty: waits for a
-   * dead member's session to expire.
-   */
-  private async resetGroupIfAhead(admin: Admin): Promise<void> {
-    const state = this.state as IngestState;
-    const committed = await admin.fetchOffsets({
-      groupId: this.groupId,
-      topics: [this.topics.facts],
-    });
-    const partitions = committed[0]?.partitions ?? [];
-    const ahead = partitions.filter(
-      ({ partition, offset }) =>
-        Number(offset) >= 0 && Number(offset) > (state.nextOffset(partition) ?? 0),
-    );
-    if (ahead.length === 0) return;
-    this.logger.warn(
-      { ahead },
-      'group offsets are ahead of the checkpoint; rewinding the group to the checkpoint',
-    );
-    const deadline = Date.now() + 2 * (this.options.sessionTimeoutMs ?? 10_000) + 10_000;
-    for (;;) {
-      try {
-        await admin.setOffsets({
-          groupId: this.groupId,
-          topic: this.topics.facts,
-          partitions: state
-            .offsetEntries()
-            .map(([partition, offset]) => ({ partition, offset: String(offset) })),
-        });
-        return;
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
   }
 
   private fail(error: unknown): void {

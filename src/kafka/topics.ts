@@ -1,6 +1,8 @@
 // Topic names and topic creation (SPEC section 4). Owns: the topic name of every role, its partition count and
 // topic-level configs, and idempotent creation. Must not touch: topic contents (producers, consumers, codecs).
 import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
+import { TkgError } from '../core/errors.ts';
+import { withRetries, type RetryLog } from './retry.ts';
 
 // kafkajs is CommonJS and this enum is not visible as an ESM named export.
 const { ConfigResourceTypes } = kafkajs;
@@ -67,6 +69,10 @@ export interface EnsureTopicsOptions {
   replicationFactor?: number;
   /** Only these roles (default: all). */
   roles?: TopicRole[];
+  /** Where retries of transient broker errors are logged. */
+  logger?: RetryLog;
+  /** Give up on transient broker errors after this long (default 120 s). */
+  deadlineMs?: number;
 }
 
 export interface EnsureTopicsResult {
@@ -78,12 +84,43 @@ export interface EnsureTopicsResult {
 
 /**
  * Create every missing topic with its partitions and configs; idempotent and safe to race with other processes
- * (TOPIC_ALREADY_EXISTS is not an error). An existing tkg.models without compaction or with a small
- * max.message.bytes gets its configs altered.
+ * (TOPIC_ALREADY_EXISTS is not an error). Returns once every partition of every wanted topic has a leader, whoever
+ * created it (a process that lost the creation race would otherwise meet LEADER_NOT_AVAILABLE / NOT_LEADER on its
+ * first request). Transient broker errors are retried with backoff and logged. An existing tkg.models without
+ * compaction or with a small max.message.bytes gets its configs altered.
  */
 export async function ensureTopics(
   admin: Admin,
   options: EnsureTopicsOptions = {},
+): Promise<EnsureTopicsResult> {
+  return withRetries('ensure topics', () => ensureTopicsOnce(admin, options), {
+    logger: options.logger,
+    deadlineMs: options.deadlineMs,
+  });
+}
+
+/**
+ * Resolve once every partition of `topics` has a leader (retriable error otherwise: use with withRetries).
+ */
+export async function assertTopicLeaders(admin: Admin, topics: string[]): Promise<void> {
+  const { topics: described } = await admin.fetchTopicMetadata({ topics });
+  for (const topic of topics) {
+    const metadata = described.find((t) => t.name === topic);
+    const leaderless = (metadata?.partitions ?? []).filter(
+      (p) => p.partitionErrorCode !== 0 || p.leader < 0,
+    );
+    if (!metadata || metadata.partitions.length === 0 || leaderless.length > 0) {
+      throw new TkgError(
+        `topic ${topic} has no leader yet for partition(s) ${leaderless.map((p) => p.partitionId).join(',') || '(metadata missing)'}`,
+        { reason: 'leader_not_available', retriable: true },
+      );
+    }
+  }
+}
+
+async function ensureTopicsOnce(
+  admin: Admin,
+  options: EnsureTopicsOptions,
 ): Promise<EnsureTopicsResult> {
   const names = topicNames(options.prefix ?? 'tkg');
   const partitions = options.partitions ?? 3;
@@ -104,8 +141,17 @@ export async function ensureTopics(
       timeout: 30_000,
     });
   }
+  await assertTopicLeaders(
+    admin,
+    wanted.map((t) => t.topic),
+  );
   const updated: string[] = [];
-  if (roles.includes('models') && existingTopics.has(names.models)) {
+  // (describeConfigs is kafkajs-only: the librdkafka adapter's admin lacks it, and then the check is skipped)
+  if (
+    roles.includes('models') &&
+    existingTopics.has(names.models) &&
+    typeof admin.describeConfigs === 'function'
+  ) {
     const described = await admin.describeConfigs({
       resources: [
         {

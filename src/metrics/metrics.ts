@@ -31,6 +31,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Facts already in their snapshot (no state change)',
       registers,
     }),
+    factsPartitionMismatch: new Counter({
+      name: 'tkg_facts_partition_mismatch_total',
+      help: 'Facts whose subject arrived earlier on another partition (a producer that does not partition by the subject key like murmur2, e.g. librdkafka without partitioner=murmur2_random)',
+      registers,
+    }),
     consumerLag: new Gauge({
       name: 'tkg_consumer_lag_messages',
       help: 'Messages behind the log end, by topic',

@@ -12,8 +12,10 @@ import avro from 'avsc';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidInputError } from '../core/errors.ts';
+import { CodecError } from './codec-error.ts';
 import { fingerprintBytes, parsingCanonicalForm, schemaFingerprint64 } from './fingerprint.ts';
+import { checkRecord, convertJson, describe, hexPreview } from './json-form.ts';
+import { resolverFor } from './resolution.ts';
 
 export const schemaNames = [
   'Fact',
@@ -35,25 +37,7 @@ export const defaultSchemaDir = resolve(
   'schemas',
 );
 
-/** Reasons a value cannot be decoded (bounded set: used as DLQ header and metric label). */
-export type CodecErrorReason =
-  | 'empty_message'
-  | 'unknown_format'
-  | 'bad_json'
-  | 'unknown_fingerprint'
-  | 'unknown_schema_id'
-  | 'bad_avro'
-  | 'schema_mismatch'
-  | 'missing_field'
-  | 'wrong_type';
-
-/** A value that cannot be decoded or encoded; `field` names the offending field ('value' for the whole message). */
-export class CodecError extends InvalidInputError {
-  declare readonly reason: CodecErrorReason;
-  constructor(field: string, message: string, reason: CodecErrorReason) {
-    super(field, message, reason);
-  }
-}
+export { CodecError, type CodecErrorReason } from './codec-error.ts';
 
 export interface DecodedValue<T = Record<string, unknown>> {
   /** The schema the value was read as (the reader schema); null for JSON without an expected schema. */
@@ -69,112 +53,8 @@ interface WriterEntry {
   version: string;
   /** Reads writer bytes into the current reader type (identity when the writer is current). */
   resolver: avro.Resolver | undefined;
-}
-
-function hexPreview(bytes: Uint8Array, count = 12): string {
-  return Buffer.from(bytes.subarray(0, count)).toString('hex');
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'undefined';
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 60)}...` : text;
-}
-
-function typeLabel(type: avro.Type): string {
-  const name = (type as { name?: string }).name;
-  return name ?? type.typeName;
-}
-
-/** Converts between avsc values and plain JSON values (bytes <-> base64), walking the type. */
-function convertJson(type: avro.Type, value: unknown, direction: 'toJson' | 'fromJson'): unknown {
-  if (value === null || value === undefined) return value;
-  switch (type.typeName) {
-    case 'bytes':
-      if (direction === 'toJson') return Buffer.isBuffer(value) ? value.toString('base64') : value;
-      return typeof value === 'string' ? Buffer.from(value, 'base64') : value;
-    case 'record':
-    case 'error': {
-      if (typeof value !== 'object' || Array.isArray(value)) return value;
-      const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
-      for (const field of (type as avro.types.RecordType).fields) {
-        if (field.name in out)
-          out[field.name] = convertJson(field.type, out[field.name], direction);
-      }
-      return out;
-    }
-    case 'array':
-      return Array.isArray(value)
-        ? value.map((item) =>
-            convertJson((type as avro.types.ArrayType).itemsType, item, direction),
-          )
-        : value;
-    case 'map': {
-      if (typeof value !== 'object' || Array.isArray(value)) return value;
-      const valuesType = (type as avro.types.MapType).valuesType;
-      return Object.fromEntries(
-        Object.entries(value as Record<string, unknown>).map(([k, v]) => [
-          k,
-          convertJson(valuesType, v, direction),
-        ]),
-      );
-    }
-    case 'union:unwrapped': {
-      const branches = (type as avro.types.UnwrappedUnionType).types;
-      const bytesBranch = branches.find((branch) => branch.typeName === 'bytes');
-      if (!bytesBranch) {
-        const branch = branches.find((b) => b.typeName !== 'null' && b.isValid(value));
-        return branch ? convertJson(branch, value, direction) : value;
-      }
-      if (direction === 'toJson' && Buffer.isBuffer(value)) return value.toString('base64');
-      if (
-        direction === 'fromJson' &&
-        typeof value === 'string' &&
-        !branches.some((b) => b.typeName === 'string')
-      ) {
-        return Buffer.from(value, 'base64');
-      }
-      return value;
-    }
-    default:
-      return value;
-  }
-}
-
-/** Fills defaults for missing fields of a JSON record and throws a typed error naming the first bad field. */
-function checkRecord(
-  type: avro.types.RecordType,
-  raw: Record<string, unknown>,
-): Record<string, unknown> {
-  const value: Record<string, unknown> = { ...raw };
-  for (const field of type.fields) {
-    if (value[field.name] === undefined) {
-      const fallback = field.defaultValue();
-      if (fallback === undefined) {
-        throw new CodecError(
-          field.name,
-          `required field of ${type.name} is missing`,
-          'missing_field',
-        );
-      }
-      value[field.name] = fallback;
-    }
-  }
-  let problem: { path: string[]; value: unknown; type: avro.Type } | undefined;
-  const valid = type.isValid(value, {
-    errorHook: (path: string[], any: unknown, badType: avro.Type) => {
-      problem ??= { path, value: any, type: badType };
-    },
-  });
-  if (!valid && problem) {
-    const field = problem.path.join('.') || 'value';
-    throw new CodecError(
-      field,
-      `expected ${typeLabel(problem.type)}, got ${describe(problem.value)}`,
-      'wrong_type',
-    );
-  }
-  return value;
+  /** A registry schema the reader cannot read: decoding its values throws this (a dead letter naming the field). */
+  failure?: CodecError;
 }
 
 const singleObjectMagic0 = 0xc3;
@@ -190,6 +70,8 @@ export class SchemaCodec {
   private readonly headers: Record<SchemaName, Buffer>; // [10] magic + fingerprint
   private readonly writersByFingerprint = new Map<string, WriterEntry>(); // key: fingerprint hex (LE bytes)
   private readonly writersByConfluentId = new Map<number, WriterEntry>();
+  /** Confluent schema id of each schema as registered for outputs (src/schemas/registry.ts). */
+  private readonly outputIds = new Map<SchemaName, number>();
   /** The writer of the last single-object value decoded, by its fingerprint's two little-endian u32 halves. */
   private lastWriter: { low: number; high: number; entry: WriterEntry } | undefined;
 
@@ -285,7 +167,11 @@ export class SchemaCodec {
     return key;
   }
 
-  /** Map a Confluent schema-registry id to a schema (the current one, or an older writer schema). */
+  /**
+   * Map a Confluent schema-registry id to a schema: the current one, or a writer schema read through Avro schema
+   * resolution (a writer record of another name is accepted). Throws CodecError naming the field the reader cannot
+   * get from the writer (the id stays unknown).
+   */
   registerConfluentId(
     id: number,
     name: SchemaName,
@@ -296,12 +182,31 @@ export class SchemaCodec {
       this.writersByConfluentId.set(id, { schema: name, version: 'current', resolver: undefined });
       return;
     }
-    const writer = avro.Type.forSchema(writerSchema as avro.Schema, { wrapUnions: 'auto' });
+    const resolver = resolverFor(this.types[name], writerSchema, `writer schema ${version}`);
+    this.writersByConfluentId.set(id, { schema: name, version, resolver });
+  }
+
+  /** Values framed with Confluent schema `id` are dead letters with this error (e.g. a schema the reader cannot read). */
+  registerConfluentFailure(id: number, name: SchemaName, failure: CodecError): void {
     this.writersByConfluentId.set(id, {
       schema: name,
-      version,
-      resolver: this.types[name].createResolver(writer),
+      version: `confluent-${id}`,
+      resolver: undefined,
+      failure,
     });
+  }
+
+  /** The schema id of a Confluent-framed value whose id this codec does not know yet (undefined otherwise). */
+  unknownConfluentId(value: Uint8Array | null | undefined): number | undefined {
+    if (!value || value.length < 5 || value[0] !== 0) return undefined;
+    const id = ((value[1] << 24) | (value[2] << 16) | (value[3] << 8) | value[4]) >>> 0;
+    return this.writersByConfluentId.has(id) ? undefined : id;
+  }
+
+  /** Use Confluent schema `id` when encoding `name` Confluent-framed (the id its schema got in the registry). */
+  setConfluentOutputId(name: SchemaName, id: number): void {
+    this.outputIds.set(name, id);
+    if (!this.writersByConfluentId.has(id)) this.registerConfluentId(id, name);
   }
 
   /** Encode `value` as `name` in the given wire format. Throws CodecError naming the bad field. */
@@ -324,15 +229,16 @@ export class SchemaCodec {
       throw new CodecError('value', `cannot encode as ${name}: ${describe(value)}`, 'wrong_type');
     }
     if (format === 'confluent') {
-      if (options.confluentId === undefined)
+      const id = options.confluentId ?? this.outputIds.get(name);
+      if (id === undefined)
         throw new CodecError(
           'confluentId',
-          'Confluent framing needs a schema id (options.confluentId)',
+          `Confluent framing of ${name} needs its schema id: set --schema-registry-url (--output-format confluent registers the schemas under <topic>-value)`,
           'unknown_schema_id',
         );
       const out = Buffer.allocUnsafe(5 + body.length);
       out[0] = 0;
-      out.writeInt32BE(options.confluentId, 1);
+      out.writeInt32BE(id, 1);
       body.copy(out, 5);
       return out;
     }
@@ -396,7 +302,7 @@ export class SchemaCodec {
       if (!writer)
         throw new CodecError(
           'value',
-          `unknown Confluent schema id ${id}: register it with registerConfluentId`,
+          `unknown Confluent schema id ${id}: configure the schema registry the producer used (--schema-registry-url)`,
           'unknown_schema_id',
         );
       return this.decodeAvroBody<T>(buffer, 5, writer, 'confluent', options.expect);
@@ -431,6 +337,7 @@ export class SchemaCodec {
     format: WireFormat,
     expect: SchemaName | undefined,
   ): DecodedValue<T> {
+    if (writer.failure) throw writer.failure;
     if (expect && writer.schema !== expect) {
       throw new CodecError(
         'value',

@@ -1,13 +1,23 @@
 // Event-time tumbling window over steps. Owns: per-partition watermarks (max event step seen minus
-// the allowed lateness; min over non-idle partitions; every step < watermark is closed, so step t
-// closes once each non-idle partition has seen a step > t + lateness), closing steps IN ORDER into deduplicated
-// Snapshots, late-fact detection, flush at end of stream, and the window's checkpointable state.
-// Must not touch Kafka, names/vocabulary, files or the trainer: facts arrive as EncodedFact with a
-// partition number, snapshots leave through listeners or an async iterator. Time for idleness comes
-// from an injected clock (`now`), so tests are deterministic.
+// the allowed lateness; the window's watermark is their minimum, where an idle partition counts with what it allows
+// (src/window/idleness.ts); every step < watermark is closed, so step t closes once each partition that is not idle
+// has seen a step > t + lateness), closing steps IN ORDER into deduplicated Snapshots, late-fact detection, flush at
+// end of stream, and the window's checkpointable state.
+// Must not touch Kafka, names/vocabulary, files or the trainer: facts arrive as EncodedFact with a partition number,
+// snapshots leave through listeners or an async iterator. Idleness comes from signals the source sends ("partition p
+// was caught up at a log-end read issued at t", "p has unread records") and an injected clock (`now`), so tests are
+// deterministic.
 import type { EncodedFact, Snapshot } from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
 import { TripleSet } from './triple-set.ts';
+import {
+  WatermarkHistory,
+  applyCaughtUp,
+  newPartitionIdleness,
+  stampActivity,
+  wake,
+  type PartitionIdleness,
+} from './idleness.ts';
 
 export type AddOutcome = 'added' | 'duplicate' | 'late';
 
@@ -20,9 +30,12 @@ export interface LateFactInfo {
 export interface EventTimeWindowOptions {
   /** Steps a fact may lag its partition's maximum step and still count (default 0). */
   allowedLateness?: number;
-  /** A partition with no fact for this long stops holding the watermark back; 0 disables idleness. */
+  /**
+   * A partition verified caught up (markCaughtUp) with no record for this long is idle and stops holding the
+   * watermark back (src/window/idleness.ts); 0 disables idleness.
+   */
   idleTimeoutMs?: number;
-  /** Wall clock for idleness (ms); inject a fake one in tests. */
+  /** Clock for idleness (ms, the same clock as the times given to markCaughtUp); inject a fake one in tests. */
   now?: () => number;
   /** First step to close (default: the smallest step seen when the first step closes). */
   firstStep?: number;
@@ -47,12 +60,12 @@ export interface WindowState {
 type SnapshotListener = (snapshot: Snapshot) => void;
 type LateListener = (fact: EncodedFact, partition: number, info: LateFactInfo) => void;
 
-interface PartitionClock {
+interface PartitionClock extends PartitionIdleness {
   maxStep: number | null;
-  lastActivityMs: number;
-  /** The source still has unread records for this partition (e.g. Kafka lag > 0): never idle then. */
-  backlog: boolean;
 }
+
+/** History kept beyond the idle timeout for verifications whose answer arrives late (a slow log-end read). */
+const HISTORY_MARGIN_MS = 120_000;
 
 export class EventTimeWindow {
   readonly allowedLateness: number;
@@ -64,6 +77,8 @@ export class EventTimeWindow {
     (() => { numEntities: number; numRelations: number }) | undefined;
   private readonly partitions = new Map<number, PartitionClock>();
   private readonly open = new Map<number, TripleSet>();
+  /** The highest partition watermark over time (what idle partitions allow). */
+  private readonly history = new WatermarkHistory();
   private currentWatermark: number | null = null;
   private nextStep: number | null;
   private maxEntityId = -1;
@@ -147,19 +162,30 @@ export class EventTimeWindow {
 
   /** Register a partition (e.g. on assignment): it holds the watermark until it sends facts or goes idle. */
   addPartition(partition: number): void {
-    if (!this.partitions.has(partition)) {
-      this.partitions.set(partition, { maxStep: null, lastActivityMs: this.now(), backlog: false });
-    }
+    if (!this.partitions.has(partition)) this.partitions.set(partition, this.newClock(null));
   }
 
   /**
-   * Tell the window whether the source still has unread records for `partition` (Kafka: position <
-   * high watermark). A partition with a backlog is never idle: a slow reader must not make its own
-   * data late. Only a caught-up partition that stays quiet for idleTimeoutMs is idle.
+   * The source read `partition`'s log-end offset with a request issued at `readIssuedAtMs` (this window's clock) and
+   * had already consumed everything below it. If the partition also delivered no record since readIssuedAtMs - the
+   * idle timeout, it is idle and lets the watermark advance to the highest partition watermark reached by then
+   * (src/window/idleness.ts). Closes what that allows. Unknown partitions are ignored.
    */
-  setBacklog(partition: number, backlog: boolean): void {
+  markCaughtUp(partition: number, readIssuedAtMs: number): void {
+    if (this.idleTimeoutMs <= 0) return;
+    const clock = this.partitions.get(partition);
+    if (!clock) return;
+    stampActivity(clock, this.now());
+    if (applyCaughtUp(clock, readIssuedAtMs, this.idleTimeoutMs, this.history)) this.advance();
+  }
+
+  /**
+   * The source has unread records for `partition` (Kafka: its position is below a log-end offset): the partition is
+   * not idle, whatever its quiet time; a slow reader never makes its own data late.
+   */
+  markUnread(partition: number): void {
     this.addPartition(partition);
-    (this.partitions.get(partition) as PartitionClock).backlog = backlog;
+    wake(this.partitions.get(partition) as PartitionClock, this.now());
   }
 
   /** Forget a partition (revoked): it no longer holds the watermark. */
@@ -175,14 +201,20 @@ export class EventTimeWindow {
   add(fact: EncodedFact, partition = 0): AddOutcome {
     let clock = this.partitions.get(partition);
     if (!clock) {
-      clock = { maxStep: null, lastActivityMs: 0, backlog: false };
+      clock = this.newClock(null);
       this.partitions.set(partition, clock);
     }
-    // The clock is read only when idleness is on (one read per fact, shared with advance()).
-    const now = this.idleTimeoutMs > 0 ? this.now() : 0;
-    clock.lastActivityMs = now;
+    // Hot path: no clock read per fact. Activity is stamped at the next tick() or verification; an idle partition
+    // that delivers a record holds the watermark again at once.
+    clock.sawRecord = true;
+    if (clock.idle) wake(clock, this.now());
     const raised = clock.maxStep === null || fact.step > clock.maxStep;
-    if (raised) clock.maxStep = fact.step;
+    if (raised) {
+      clock.maxStep = fact.step;
+      const partitionWatermark = fact.step - this.allowedLateness;
+      if (this.idleTimeoutMs > 0 && partitionWatermark > this.history.highest)
+        this.history.record(this.now(), partitionWatermark);
+    }
     let outcome: AddOutcome;
     if (this.nextStep !== null && fact.step < this.nextStep) {
       outcome = 'late';
@@ -209,14 +241,21 @@ export class EventTimeWindow {
         this.counts.duplicate += 1;
       }
     }
-    // Without idleness the watermark moves only when a partition's maximum step rises.
-    if (raised || this.idleTimeoutMs > 0) this.advance(now);
+    // The watermark moves only when a partition's maximum step rises (or at a verification, see markCaughtUp).
+    if (raised) this.advance();
     return outcome;
   }
 
-  /** Re-evaluate idleness with the injected clock and close what the watermark now passes. */
+  /**
+   * Stamp the records seen since the last tick with the clock (idleness measures quiet time from them) and forget
+   * watermark history no verification can need. Call it regularly (the ingest consumer does, a few times per idle
+   * timeout); it closes nothing by itself.
+   */
   tick(): void {
-    this.advance();
+    if (this.idleTimeoutMs <= 0) return;
+    const now = this.now();
+    for (const clock of this.partitions.values()) stampActivity(clock, now);
+    this.history.forgetBefore(now - this.idleTimeoutMs - HISTORY_MARGIN_MS);
   }
 
   /** End of stream: close every open step in order (later facts for them are late). */
@@ -258,15 +297,23 @@ export class EventTimeWindow {
     return n;
   }
 
-  /** Partitions and whether each currently holds the watermark (false = idle). */
-  partitionStatus(): Array<{ partition: number; maxStep: number | null; idle: boolean }> {
-    const now = this.now();
+  /**
+   * Partitions, whether each is idle (false = it holds the watermark at its own maximum step minus the lateness),
+   * and, for idle ones, the watermark it allows.
+   */
+  partitionStatus(): Array<{
+    partition: number;
+    maxStep: number | null;
+    idle: boolean;
+    allows: number | null;
+  }> {
     return [...this.partitions.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([partition, clock]) => ({
         partition,
         maxStep: clock.maxStep,
-        idle: this.isIdle(clock, now),
+        idle: clock.idle,
+        allows: clock.idle && Number.isFinite(clock.allowance) ? clock.allowance : null,
       }));
   }
 
@@ -292,34 +339,31 @@ export class EventTimeWindow {
     this.nextStep = state.nextStepToClose ?? this.nextStep;
     this.maxEntityId = state.maxEntityId;
     this.maxRelationId = state.maxRelationId;
-    const now = this.now();
-    for (const { partition, maxStep } of state.partitions)
-      this.partitions.set(partition, { maxStep, lastActivityMs: now, backlog: false });
+    let highest = -Infinity;
+    for (const { partition, maxStep } of state.partitions) {
+      this.partitions.set(partition, this.newClock(maxStep));
+      if (maxStep !== null && maxStep - this.allowedLateness > highest)
+        highest = maxStep - this.allowedLateness;
+    }
+    // When the restored partitions reached their steps is unknown: count it as now (idle partitions wait T for it).
+    if (this.idleTimeoutMs > 0 && highest > -Infinity) this.history.record(this.now(), highest);
     for (const { step, triples } of state.openSteps)
       this.open.set(step, TripleSet.fromTriples(triples));
   }
 
-  private isIdle(clock: PartitionClock, now: number): boolean {
-    return (
-      !clock.backlog && this.idleTimeoutMs > 0 && now - clock.lastActivityMs >= this.idleTimeoutMs
-    );
+  private newClock(maxStep: number | null): PartitionClock {
+    return { maxStep, ...newPartitionIdleness(this.idleTimeoutMs > 0 ? this.now() : 0) };
   }
 
   /** Recompute the watermark (monotone) and close the steps it passes. */
-  private advance(now: number = this.now()): void {
-    let minActive = Infinity;
-    let anyActive = false;
-    let maxAll = -Infinity;
+  private advance(): void {
+    // min over partitions of what each allows: its own watermark, or more while it is idle
+    let candidate = Infinity;
     for (const clock of this.partitions.values()) {
-      const partitionWatermark =
-        clock.maxStep === null ? -Infinity : clock.maxStep - this.allowedLateness;
-      if (partitionWatermark > maxAll) maxAll = partitionWatermark;
-      if (this.isIdle(clock, now)) continue;
-      anyActive = true;
-      if (partitionWatermark < minActive) minActive = partitionWatermark;
+      let allows = clock.maxStep === null ? -Infinity : clock.maxStep - this.allowedLateness;
+      if (clock.idle && clock.allowance > allows) allows = clock.allowance;
+      if (allows < candidate) candidate = allows;
     }
-    // Every partition idle: none holds the watermark back, so it follows the most advanced one.
-    const candidate = anyActive ? minActive : maxAll;
     if (candidate === -Infinity || candidate === Infinity) return;
     if (this.currentWatermark !== null && candidate <= this.currentWatermark) return;
     this.currentWatermark = candidate;

@@ -102,6 +102,20 @@ test('compose: kafka-init creates every topic of SPEC section 4; tkg.models is c
   assert.deepEqual(services['kafka-init'].depends_on, { kafka: { condition: 'service_healthy' } });
 });
 
+test('compose: a Confluent-compatible schema registry (the Apicurio Registry deploy/registry runs) and every tkg service pointed at it', () => {
+  const registry = services.registry;
+  assert.ok(registry, 'service registry missing');
+  const pom = readFileSync(join(deployDir, 'registry', 'pom.xml'), 'utf8');
+  const version = /<apicurio.version>([^<]+)</.exec(pom)?.[1];
+  assert.equal(
+    registry.image,
+    `apicurio/apicurio-registry:${version}`,
+    'the same version as deploy/registry',
+  );
+  for (const stage of TKG_STAGES)
+    assert.equal(env(stage).TKG_SCHEMA_REGISTRY_URL, 'http://registry:8080/apis/ccompat/v7');
+});
+
 test('compose: ingest, train, serve are built from the root Dockerfile with KAFKA_BROKERS; serve has 2 replicas', () => {
   const advertised = /PLAINTEXT:\/\/([^,]+)/.exec(env('kafka').KAFKA_ADVERTISED_LISTENERS)?.[1];
   for (const stage of TKG_STAGES) {
@@ -124,6 +138,7 @@ test('compose: ingest, train, serve are built from the root Dockerfile with KAFK
     assert.match(e.TKG_METRICS_PORT, /^\d+$/);
     assert.deepEqual(service.depends_on, {
       'kafka-init': { condition: 'service_completed_successfully' },
+      registry: { condition: 'service_started' },
     });
   }
   assert.equal(services.serve.deploy?.replicas, 2);

@@ -62,7 +62,14 @@ export function ensurePrometheus(): void {
     );
 }
 
-const pythonModules = ['onnxruntime', 'numpy', 'confluent_kafka', 'fastavro'];
+// confluent_kafka.schema_registry.avro: the [avro,schemaregistry] extras (the schema-registry interop tests)
+const pythonModules = [
+  'onnxruntime',
+  'numpy',
+  'confluent_kafka',
+  'confluent_kafka.schema_registry.avro',
+  'fastavro',
+];
 
 function importsAll(python: string): boolean {
   return succeeds(python, ['-c', `import ${pythonModules.join(', ')}`]);

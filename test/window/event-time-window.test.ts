@@ -146,62 +146,6 @@ test('steps close in order; empty steps between facts are emitted as empty snaps
   );
 });
 
-test('idle partitions stop holding the watermark after the timeout (injected clock); an all-idle window follows the max', () => {
-  let now = 0;
-  const window = new EventTimeWindow({ idleTimeoutMs: 1000, now: () => now });
-  const closed = collect(window);
-  window.addPartition(0);
-  window.addPartition(1);
-  window.addPartition(2); // never sends anything
-  window.add(fact(1, 0, 1, 0), 0);
-  window.add(fact(2, 0, 2, 0), 1);
-  window.add(fact(1, 0, 1, 1), 0);
-  window.add(fact(2, 0, 2, 1), 1);
-  assert.equal(closed.length, 0, 'partition 2 holds the watermark while not idle');
-  now = 999;
-  window.tick();
-  assert.equal(closed.length, 0);
-  window.add(fact(1, 0, 1, 2), 0); // partition 0 active at 999
-  now = 1000;
-  window.tick(); // partition 2 idle (1000 - 0), partition 1 idle too (last fact at 0); 0 active at step 2
-  assert.deepEqual(
-    closed.map((s) => s.step),
-    [0, 1],
-  );
-  assert.deepEqual(
-    window.partitionStatus().map((p) => p.idle),
-    [false, true, true],
-  );
-  now = 5000;
-  window.tick(); // all idle: watermark follows the most advanced partition (step 2), still open
-  assert.equal(window.watermark(), 2);
-  assert.equal(
-    window.add(fact(2, 0, 9, 1), 1),
-    'late',
-    'an idle partition that wakes up behind the watermark gets late facts',
-  );
-  assert.equal(window.watermark(), 2, 'the watermark never goes back');
-});
-
-test('a partition with a backlog (unread records) is never idle, however long it is quiet', () => {
-  let now = 0;
-  const window = new EventTimeWindow({ idleTimeoutMs: 1000, now: () => now });
-  const closed = collect(window);
-  window.add(fact(1, 0, 1, 0), 0);
-  window.add(fact(2, 0, 2, 0), 1);
-  window.setBacklog(1, true);
-  window.add(fact(1, 0, 1, 5), 0);
-  now = 10_000;
-  window.tick();
-  assert.equal(closed.length, 0, 'partition 1 is behind, not idle');
-  window.setBacklog(1, false);
-  window.tick();
-  assert.deepEqual(
-    closed.map((s) => s.step),
-    [0, 1, 2, 3, 4],
-  );
-});
-
 test('async iterator yields closed snapshots and ends after end()', async () => {
   const window = new EventTimeWindow();
   const iterator = window.snapshots();

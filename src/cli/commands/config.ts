@@ -31,7 +31,8 @@ export function configRows(
       key,
       flag: `--${kebabCase(key)}`,
       env,
-      value: config[key],
+      // secrets are shown as set or unset, never printed
+      value: /password/i.test(key) && config[key] !== undefined ? '(set)' : config[key],
       default: defaults[key],
       source: fromFlag ? 'flag' : fromEnv ? 'env' : 'default',
       help: configKeyHelp(key),

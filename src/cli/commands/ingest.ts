@@ -9,6 +9,8 @@ import { ConfigError } from '../../core/errors.ts';
 import { resolveBrokerSource } from '../../kafka/brokers.ts';
 import type { Producer } from '../../kafka/client.ts';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
+import { withRetries } from '../../kafka/retry.ts';
+import { codecFromConfig } from '../../kafka/schema-config.ts';
 import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { IngestPipeline, ingestOptionsFromConfig } from '../../kafka/fact-consumer.ts';
@@ -119,7 +121,12 @@ export function register(program: Command): void {
       const logger = pino({ level: process.env.TKG_LOG_LEVEL ?? 'info' }, pino.destination(2));
       const brokers = await resolveBrokerSource(config, process.env, (line) => logger.info(line));
       const metrics = createMetrics({ defaultMetrics: true });
+      // Producers' Confluent-framed facts: their schema ids are resolved from TKG_SCHEMA_REGISTRY_URL.
+      const { codec, registry } = await codecFromConfig(config, { logger });
+      if (registry) logger.info({ url: registry.url }, 'schema registry configured');
       const pipeline = new IngestPipeline({
+        codec,
+        registry,
         kafka: createKafkaClient({
           brokers: brokers.brokers,
           clientId: `${config.kafkaClientId}-ingest`,
@@ -138,13 +145,18 @@ export function register(program: Command): void {
           clientId: `${config.kafkaClientId}-ingest-snapshots`,
           logger,
         });
+        // Any stage may start first or together with the others: transient broker errors are retried.
+        const retry = { logger };
         const admin = kafka.admin();
-        await admin.connect();
-        const topic = await ensureSnapshotsTopic(admin, config.topicPrefix).finally(() =>
-          admin.disconnect(),
-        );
-        snapshotProducer = createProducer(kafka);
-        await snapshotProducer.connect();
+        await withRetries('connect the snapshots admin client', () => admin.connect(), retry);
+        const topic = await withRetries(
+          'create the snapshots topic',
+          () => ensureSnapshotsTopic(admin, config.topicPrefix),
+          retry,
+        ).finally(() => admin.disconnect());
+        const producer = createProducer(kafka);
+        snapshotProducer = producer;
+        await withRetries('connect the snapshots producer', () => producer.connect(), retry);
         snapshotPublisher = new SnapshotPublisher({
           producer: snapshotProducer,
           topic,

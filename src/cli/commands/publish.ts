@@ -9,7 +9,8 @@ import { splitNames, type SplitName } from '../../datasets/renet.ts';
 import { resolveBrokerSource } from '../../kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../../kafka/client.ts';
 import { publishFacts, type FactFormat } from '../../kafka/publisher.ts';
-import { ensureTopics, topicNames } from '../../kafka/topics.ts';
+import { assertTopicLeaders, ensureTopics, topicNames } from '../../kafka/topics.ts';
+import { retryLogger, withRetries } from '../../kafka/retry.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
 
 interface PublishFlags {
@@ -72,18 +73,31 @@ export function register(program: Command): void {
         clientId: `${config.kafkaClientId}-publish`,
       });
       const topic = flags.topic ?? topicNames(config.topicPrefix).facts;
+      // Any stage may start first or together with the others: transient broker errors are retried with a log line.
+      const retry = { logger: retryLogger(log) };
       const admin = kafka.admin();
-      await admin.connect();
+      await withRetries('connect the admin client', () => admin.connect(), retry);
       try {
         if (flags.topic) {
-          const existing = await admin.listTopics();
-          if (!existing.includes(topic))
-            await admin.createTopics({
-              topics: [{ topic, numPartitions: config.partitions }],
-              waitForLeaders: true,
-            });
+          await withRetries(
+            `create ${topic}`,
+            async () => {
+              const existing = await admin.listTopics();
+              if (!existing.includes(topic))
+                await admin.createTopics({
+                  topics: [{ topic, numPartitions: config.partitions }],
+                  waitForLeaders: true,
+                });
+              await assertTopicLeaders(admin, [topic]);
+            },
+            retry,
+          );
         } else {
-          await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
+          await ensureTopics(admin, {
+            prefix: config.topicPrefix,
+            partitions: config.partitions,
+            logger: retry.logger,
+          });
         }
       } finally {
         await admin.disconnect();
@@ -103,7 +117,7 @@ export function register(program: Command): void {
       const started = performance.now();
       bar?.start(facts.length, 0, { speed: 0 });
       const producer = createProducer(kafka);
-      await producer.connect();
+      await withRetries('connect the producer', () => producer.connect(), retry);
       let result;
       try {
         result = await publishFacts(producer, SchemaCodec.load(), facts, {
