@@ -33,6 +33,13 @@ export interface EvidenceRecord {
 /** Most evidence items per ranked entity a query may ask for. */
 export const MAX_EVIDENCE = 10;
 
+/** Pure: a rule text with relation codes (`r12`, `r12^-1` = its inverse) in the bundle's relation names. */
+export function namedRule(model: ServingModel, rule: string): string {
+  return rule.replace(/\br(\d+)(\^-1)?/g, (whole, id: string, inverse: string | undefined) =>
+    Number(id) < model.numRelations ? `${model.relationName(Number(id))}${inverse ?? ''}` : whole,
+  );
+}
+
 /** Pure: evidence in ids -> records with the bundle's names. */
 export function namedEvidence(
   model: ServingModel,
@@ -40,7 +47,7 @@ export function namedEvidence(
 ): EvidenceRecord[] {
   return evidence.map((e) => ({
     kind: e.kind,
-    rule: e.rule,
+    rule: namedRule(model, e.rule),
     weight: e.weight,
     facts: e.facts.map((f) => ({
       subject: model.entityName(f.subject),

@@ -9,7 +9,13 @@ import { HybridForecaster } from '../../src/train/hybrid/forecaster.ts';
 import { HybridHistory } from '../../src/model/hybrid-history.ts';
 import { QuerySetBuilder, concatQuerySets } from '../../src/train/hybrid/query-set.ts';
 import { hybridObjective, parameterCount, expandShared } from '../../src/train/hybrid/objective.ts';
-import { selectionMrr, ascendSharedMrr, modeMrrs, oneStandardErrorChoice, selectForm } from '../../src/train/hybrid/selection.ts';
+import {
+  selectionMrr,
+  ascendSharedMrr,
+  modeMrrs,
+  oneStandardErrorChoice,
+  selectForm,
+} from '../../src/train/hybrid/selection.ts';
 import { hybridTkgModel } from '../../src/train/hybrid/models.ts';
 import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
 import {
