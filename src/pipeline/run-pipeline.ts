@@ -22,7 +22,7 @@ import type { BrokerSource } from '../kafka/brokers.ts';
 import { createProducer } from '../kafka/client.ts';
 import { topicNames, type TopicNames } from '../kafka/topics.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
-import { SchemaCodec } from '../schemas/codec.ts';
+import { codecFromConfig } from '../kafka/schema-config.ts';
 import { announceBundle } from '../kafka/model-topic.ts';
 import { ServeReplica } from '../serve/replica.ts';
 import { LiveEvaluator, type StepMetricsRecord } from '../serve/live-eval.ts';
@@ -147,7 +147,7 @@ export class RunPipeline {
     const { config, kafka, metrics, logger } = this.options;
     const runDir = join(config.stateDir, 'run');
     mkdirSync(runDir, { recursive: true });
-    const codec = SchemaCodec.load();
+    const { codec, outputFormat } = await codecFromConfig(config, { logger });
 
     // 1. What to replay.
     const dataset = loadDataset(this.options.dataset);
@@ -197,6 +197,7 @@ export class RunPipeline {
       replica = new ServeReplica({
         kafka,
         codec,
+        format: outputFormat,
         topicPrefix: config.topicPrefix,
         modelName: this.options.model,
         scorerThreads: config.scorerThreads,

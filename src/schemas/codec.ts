@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CodecError } from './codec-error.ts';
 import { fingerprintBytes, parsingCanonicalForm, schemaFingerprint64 } from './fingerprint.ts';
-import { checkRecord, convertJson, describe, hexPreview } from './json-form.ts';
+import { checkRecord, convertJson, describe, hexPreview, jsonText } from './json-form.ts';
 import { resolverFor } from './resolution.ts';
 
 export const schemaNames = [
@@ -219,7 +219,7 @@ export class SchemaCodec {
     const type = this.types[name];
     if (format === 'json') {
       const checked = checkRecord(type, value as Record<string, unknown>);
-      return Buffer.from(JSON.stringify(convertJson(type, checked, 'toJson')));
+      return Buffer.from(jsonText(type, convertJson(type, checked, 'toJson')));
     }
     let body: Buffer;
     try {

@@ -114,3 +114,55 @@ export function checkRecord(
   }
   return value;
 }
+
+/** A JSON number for an Avro double/float: always with a fraction or exponent, so typed readers see a float. */
+function doubleText(value: number): string {
+  if (!Number.isFinite(value)) return 'null';
+  const text = String(value);
+  return /[.eE]/.test(text) ? text : `${text}.0`;
+}
+
+/**
+ * JSON text of a value in the plain JSON form (after convertJson 'toJson'), walking the type so that double and
+ * float fields are written as floats (`2.0`, not `2`): the JSON answer's rank reads as the same type as the Avro one.
+ */
+export function jsonText(type: avro.Type, value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  switch (type.typeName) {
+    case 'double':
+    case 'float':
+      return typeof value === 'number' ? doubleText(value) : JSON.stringify(value);
+    case 'record':
+    case 'error': {
+      if (typeof value !== 'object' || Array.isArray(value)) return JSON.stringify(value);
+      const record = value as Record<string, unknown>;
+      const known = new Map((type as avro.types.RecordType).fields.map((f) => [f.name, f.type]));
+      const parts = Object.entries(record)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => {
+          const fieldType = known.get(k);
+          return `${JSON.stringify(k)}:${fieldType ? jsonText(fieldType, v) : JSON.stringify(v)}`;
+        });
+      return `{${parts.join(',')}}`;
+    }
+    case 'array':
+      return Array.isArray(value)
+        ? `[${value.map((v) => jsonText((type as avro.types.ArrayType).itemsType, v)).join(',')}]`
+        : JSON.stringify(value);
+    case 'map': {
+      if (typeof value !== 'object' || Array.isArray(value)) return JSON.stringify(value);
+      const valuesType = (type as avro.types.MapType).valuesType;
+      return `{${Object.entries(value as Record<string, unknown>)
+        .map(([k, v]) => `${JSON.stringify(k)}:${jsonText(valuesType, v)}`)
+        .join(',')}}`;
+    }
+    case 'union:unwrapped': {
+      const branch = (type as avro.types.UnwrappedUnionType).types.find(
+        (b) => b.typeName !== 'null' && b.isValid(value),
+      );
+      return branch && typeof value === 'number' ? jsonText(branch, value) : JSON.stringify(value);
+    }
+    default:
+      return JSON.stringify(value);
+  }
+}

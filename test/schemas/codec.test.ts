@@ -210,3 +210,20 @@ test('schema evolution: a record written with an older schema decodes with the n
     evidence: 0,
   });
 });
+
+test('JSON answers write doubles as floats (rank 2 -> 2.0), so JSON and Avro readers see one type (issue 13 item 6)', () => {
+  const codec = SchemaCodec.load();
+  const answer = {
+    ...sampleRecords.Answer,
+    rank: 2,
+    results: [{ entity: 'USA', score: 3, probability: 1, evidence: [] }],
+  };
+  const text = codec.encodeValue('Answer', answer, 'json').toString('utf8');
+  assert.match(text, /"rank":2\.0\b/);
+  assert.match(text, /"score":3\.0\b/);
+  assert.match(text, /"modelVersion":7[,}]/, 'longs stay integers');
+  assert.deepEqual(
+    toPlain(codec.decodeValue(Buffer.from(text), { expect: 'Answer' }).value),
+    toPlain(codec.decodeValue(codec.encodeValue('Answer', answer, 'avro')).value),
+  );
+});

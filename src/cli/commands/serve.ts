@@ -10,7 +10,7 @@ import { withRetries } from '../../kafka/retry.ts';
 import { ensureSnapshotsTopic } from '../../kafka/snapshot-topic.ts';
 import { ensureTopics } from '../../kafka/topics.ts';
 import { readinessFromChecks } from '../../metrics/server.ts';
-import { SchemaCodec } from '../../schemas/codec.ts';
+import { codecFromConfig } from '../../kafka/schema-config.ts';
 import { ServeReplica } from '../../serve/replica.ts';
 import { openStageProcess } from '../stage-process.ts';
 
@@ -49,9 +49,12 @@ export function register(program: Command): void {
         },
         { logger },
       ).finally(() => admin.disconnect());
+      // forecasts and evaluations in TKG_OUTPUT_FORMAT (confluent: registered in the schema registry)
+      const { codec, outputFormat } = await codecFromConfig(config, { logger });
       const replica = new ServeReplica({
         kafka,
-        codec: SchemaCodec.load(),
+        codec,
+        format: outputFormat,
         topicPrefix: config.topicPrefix,
         modelName,
         groupId: flags.group,
