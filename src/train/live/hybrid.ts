@@ -20,6 +20,8 @@ import {
 } from '../hybrid/live.ts';
 import { scaleScoringState } from '../hybrid/export.ts';
 import {
+  assertObservable,
+  assertReplayable,
   initialRecurrencyParams,
   liveSelection,
   matchingState,
@@ -189,11 +191,7 @@ export class HybridLiveModel implements LiveModel {
   }
 
   async replay(snapshot: Snapshot): Promise<void> {
-    if (snapshot.step > this.lastStep)
-      throw new TkgError(
-        `replay of step ${snapshot.step} after the checkpoint's step ${this.lastStep}; observe it instead`,
-        { reason: 'out_of_order' },
-      );
+    assertReplayable(snapshot.step, this.lastStep);
     const last = this.seen[this.seen.length - 1];
     if (!last || snapshot.step > last.step) this.observeHistory(snapshot);
     await this.base.replay();
@@ -201,11 +199,7 @@ export class HybridLiveModel implements LiveModel {
 
   async observe(snapshot: Snapshot): Promise<ObserveResult> {
     const started = performance.now();
-    if (snapshot.step <= this.lastStep)
-      throw new TkgError(
-        `step ${snapshot.step} is not after the last observed step ${this.lastStep}`,
-        { reason: 'out_of_order' },
-      );
+    assertObservable(snapshot.step, this.lastStep);
     const notes: Record<string, number> = {};
     // 1. fitting queries of this step, scored by the model that forecast it (before it trains on the step)
     const previous = this.seen[this.seen.length - 1];

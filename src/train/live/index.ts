@@ -163,3 +163,20 @@ export function liveSelection(
   });
   return { selection, firstValidationStep: seen[split].step };
 }
+
+/** Throws unless `step` is covered by the checkpoint (a replay after a restart: step <= lastStep). */
+export function assertReplayable(step: number, lastStep: number): void {
+  if (step > lastStep)
+    throw new TkgError(
+      `replay of step ${step} after the checkpoint's step ${lastStep}; observe it instead`,
+      { reason: 'out_of_order' },
+    );
+}
+
+/** Throws unless `step` comes after the last observed one (steps strictly increase). */
+export function assertObservable(step: number, lastStep: number): void {
+  if (step <= lastStep)
+    throw new TkgError(`step ${step} is not after the last observed step ${lastStep}`, {
+      reason: 'out_of_order',
+    });
+}

@@ -8,6 +8,8 @@ import { TkgError } from '../../core/errors.ts';
 import type { RecurrencyParams } from '../../baselines/recurrency.ts';
 import { writeFileAtomic } from '../../core/durable.ts';
 import {
+  assertObservable,
+  assertReplayable,
   initialRecurrencyParams,
   liveSelection,
   type LiveModel,
@@ -72,22 +74,14 @@ export class RecurrencyLiveModel implements LiveModel {
   }
 
   async replay(snapshot: Snapshot): Promise<void> {
-    if (snapshot.step > this.lastStep)
-      throw new TkgError(
-        `replay of step ${snapshot.step} after the checkpoint's step ${this.lastStep}; observe it instead`,
-        { reason: 'out_of_order' },
-      );
+    assertReplayable(snapshot.step, this.lastStep);
     const last = this.seen[this.seen.length - 1];
     if (!last || snapshot.step > last.step) this.seen.push(snapshot);
   }
 
   async observe(snapshot: Snapshot): Promise<ObserveResult> {
     const started = performance.now();
-    if (snapshot.step <= this.lastStep)
-      throw new TkgError(
-        `step ${snapshot.step} is not after the last observed step ${this.lastStep}`,
-        { reason: 'out_of_order' },
-      );
+    assertObservable(snapshot.step, this.lastStep);
     this.seen.push(snapshot);
     this.state = { ...this.state, lastStep: snapshot.step };
     const notes: Record<string, number> = {};
