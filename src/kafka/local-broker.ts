@@ -2,24 +2,20 @@
 // deploy/kafka/pom.xml fetches into deploy/kafka/lib. Owns: the broker directory (server.properties,
 // log4j.properties, data/, broker.pid, broker.json, broker.log), storage formatting, start/stop/status.
 // Must not touch: topics, producers, consumers (see topics.ts, client.ts) or any stage logic.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  readSync,
-  statSync,
-  writeFileSync,
-  rmSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
+import {
+  isJvmProcess,
+  logTail,
+  readJsonState,
+  spawnDetachedJava,
+  stopProcess,
+} from './jvm-process.ts';
 import { ConfigError, TkgError } from '../core/errors.ts';
 
 /** Project root (this file is src/kafka/local-broker.ts). */
@@ -102,43 +98,16 @@ async function isPortFree(port: number): Promise<boolean> {
 
 /** True when `pid` is alive and is a Kafka JVM serving `dir` (guards against pid reuse). */
 export function isBrokerProcess(pid: number, dir: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('kafka.Kafka') && cmdline.includes(dir);
-  } catch {
-    return true; // no /proc (macOS): trust the pid file
-  }
+  return isJvmProcess(pid, dir, 'kafka.Kafka');
 }
 
 export function readBrokerState(dir?: string): LocalBrokerState | undefined {
-  const file = join(brokerDirOf(dir), stateFileName);
-  if (!existsSync(file)) return undefined;
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as LocalBrokerState;
-  } catch {
-    return undefined;
-  }
+  return readJsonState<LocalBrokerState>(join(brokerDirOf(dir), stateFileName));
 }
 
 /** Last `lines` lines of the broker log (for error messages). */
 export function brokerLogTail(dir?: string, lines = 30): string {
-  const file = join(brokerDirOf(dir), logFileName);
-  if (!existsSync(file)) return '(no broker log)';
-  const size = statSync(file).size;
-  const length = Math.min(size, 64 * 1024);
-  const buffer = Buffer.alloc(length);
-  const fd = openSync(file, 'r');
-  try {
-    readSync(fd, buffer, 0, length, size - length);
-  } finally {
-    closeSync(fd);
-  }
-  return buffer.toString('utf8').split('\n').slice(-lines).join('\n');
+  return logTail(join(brokerDirOf(dir), logFileName), lines);
 }
 
 function commandExists(command: string, args: string[]): boolean {
@@ -399,22 +368,15 @@ export async function startLocalBroker(
     `starting Kafka on 127.0.0.1:${port} (controller ${controllerPort}), log ${join(dir, logFileName)}`,
   );
   const logFile = join(dir, logFileName);
-  const logFd = openSync(logFile, 'a');
-  const child = spawn(
-    'java',
+  const pid = spawnDetachedJava(
     [...javaBaseArgs(dir, heapMb, classpath), 'kafka.Kafka', join(dir, 'server.properties')],
-    {
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
-      cwd: dir,
-    },
+    dir,
+    logFile,
   );
-  closeSync(logFd);
-  if (child.pid === undefined)
+  if (pid === undefined)
     throw new BrokerError('could not spawn java for the Kafka broker', 'spawn_failed', true);
-  child.unref();
   const state: LocalBrokerState = {
-    pid: child.pid,
+    pid,
     port,
     controllerPort,
     dir,
@@ -423,7 +385,7 @@ export async function startLocalBroker(
     startedAt: new Date().toISOString(),
     logFile,
   };
-  writeFileSync(join(dir, pidFileName), `${child.pid}\n`);
+  writeFileSync(join(dir, pidFileName), `${pid}\n`);
   writeFileSync(join(dir, stateFileName), JSON.stringify(state, null, 2) + '\n');
   try {
     await waitUntilReady(state, options.readyTimeoutMs ?? 60_000);
@@ -473,13 +435,7 @@ export async function stopLocalBroker(
     cleanup();
     return { stopped: false, pid: state?.pid };
   }
-  process.kill(state.pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && isBrokerProcess(state.pid, absolute)) await sleep(200);
-  if (isBrokerProcess(state.pid, absolute)) {
-    process.kill(state.pid, 'SIGKILL');
-    while (isBrokerProcess(state.pid, absolute)) await sleep(100);
-  }
+  await stopProcess(state.pid, () => isBrokerProcess(state.pid, absolute), graceMs);
   cleanup();
   return { stopped: true, pid: state.pid };
 }

@@ -3,19 +3,17 @@
 // fetches from Maven Central. Owns: the registry directory (registry.json state, registry.log, pid), start (idempotent,
 // waits until the Confluent API answers), status and stop by pid. Must not touch: schemas, codecs, Kafka.
 // The broker harness (local-broker.ts) is the pattern: same state-file, pid-check and log-tail habits.
-import { spawn, spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { TkgError } from '../core/errors.ts';
+import {
+  isJvmProcess,
+  logTail,
+  readJsonState,
+  spawnDetachedJava,
+  stopProcess,
+} from './jvm-process.ts';
 import { findFreePort, projectRoot } from './local-broker.ts';
 
 export const registryAppDir = join(projectRoot, 'deploy', 'registry', 'app');
@@ -83,33 +81,15 @@ export function ensureRegistryApp(onProgress?: (line: string) => void): string {
 
 /** True when `pid` is alive and is the registry JVM of `dir` (guards against pid reuse). */
 export function isRegistryProcess(pid: number, dir: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('apicurio-registry-app') && cmdline.includes(dir);
-  } catch {
-    return true; // no /proc (macOS): trust the state file
-  }
+  return isJvmProcess(pid, dir, 'apicurio-registry-app');
 }
 
 export function readRegistryState(dir?: string): LocalRegistryState | undefined {
-  const file = join(registryDirOf(dir), stateFileName);
-  if (!existsSync(file)) return undefined;
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as LocalRegistryState;
-  } catch {
-    return undefined;
-  }
+  return readJsonState<LocalRegistryState>(join(registryDirOf(dir), stateFileName));
 }
 
-function logTail(dir: string, lines = 30): string {
-  const file = join(dir, logFileName);
-  if (!existsSync(file)) return '(no log)';
-  return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+function registryLogTail(dir: string, lines = 30): string {
+  return logTail(join(dir, logFileName), lines);
 }
 
 /** True when the Confluent-compatible API answers GET /subjects. */
@@ -149,11 +129,9 @@ export async function startLocalRegistry(
   mkdirSync(dir, { recursive: true });
   const port = options.port === 0 ? await findFreePort() : (options.port ?? 8081);
   const logFile = join(dir, logFileName);
-  const logFd = openSync(logFile, 'a');
   options.onProgress?.(`starting Apicurio Registry on 127.0.0.1:${port}, log ${logFile}`);
   // Small heap, serial GC and C1 only: the registry holds a few schemas; start-up time matters more than peak speed.
-  const child = spawn(
-    'java',
+  const pid = spawnDetachedJava(
     [
       `-Xmx${options.heapMb ?? 192}m`,
       '-XX:+UseSerialGC',
@@ -165,14 +143,13 @@ export async function startLocalRegistry(
       '-jar',
       jar,
     ],
-    { detached: true, stdio: ['ignore', logFd, logFd], cwd: dir },
+    dir,
+    logFile,
   );
-  closeSync(logFd);
-  if (child.pid === undefined)
+  if (pid === undefined)
     throw new RegistryError('could not spawn java for the schema registry', 'spawn_failed', true);
-  child.unref();
   const state: LocalRegistryState = {
-    pid: child.pid,
+    pid,
     port,
     dir,
     url: `http://127.0.0.1:${port}${confluentApiPath}`,
@@ -194,14 +171,14 @@ async function waitUntilReady(state: LocalRegistryState, timeoutMs: number): Pro
   while (Date.now() < deadline) {
     if (!isRegistryProcess(state.pid, state.dir))
       throw new RegistryError(
-        `the schema registry (pid ${state.pid}) exited during start-up; last lines of ${state.logFile}:\n${logTail(state.dir)}`,
+        `the schema registry (pid ${state.pid}) exited during start-up; last lines of ${state.logFile}:\n${registryLogTail(state.dir)}`,
         'registry_exited',
       );
     if (await registryAnswers(state.url)) return;
     await sleep(300);
   }
   throw new RegistryError(
-    `the schema registry on ${state.url} did not answer within ${Math.round(timeoutMs / 1000)} s; last lines of ${state.logFile}:\n${logTail(state.dir)}`,
+    `the schema registry on ${state.url} did not answer within ${Math.round(timeoutMs / 1000)} s; last lines of ${state.logFile}:\n${registryLogTail(state.dir)}`,
     'registry_timeout',
     true,
   );
@@ -215,13 +192,7 @@ export async function stopLocalRegistry(
   const absolute = registryDirOf(dir);
   const state = readRegistryState(absolute);
   if (!state || !isRegistryProcess(state.pid, absolute)) return { stopped: false, pid: state?.pid };
-  process.kill(state.pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && isRegistryProcess(state.pid, absolute)) await sleep(200);
-  if (isRegistryProcess(state.pid, absolute)) {
-    process.kill(state.pid, 'SIGKILL');
-    while (isRegistryProcess(state.pid, absolute)) await sleep(100);
-  }
+  await stopProcess(state.pid, () => isRegistryProcess(state.pid, absolute), graceMs);
   rmSync(join(absolute, stateFileName), { force: true });
   return { stopped: true, pid: state.pid };
 }
