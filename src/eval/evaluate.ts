@@ -6,7 +6,7 @@ import type { LinkForecaster, Snapshot, TkgForecaster } from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
 import { linkSnapshots, tkgSnapshots, type Dataset } from '../datasets/index.ts';
 import { type LinkDataset } from '../datasets/events.ts';
-import { type TkgDataset } from '../datasets/renet.ts';
+import { type SplitName, type TkgDataset } from '../datasets/renet.ts';
 import { meanStd, runLinkProtocol, type LinkEvaluation, type LinkProgress } from './link.ts';
 import {
   runTkgProtocol,
@@ -54,6 +54,8 @@ export interface TkgEvalReport {
   kind: 'tkg';
   dataset: string;
   protocol: TkgProtocol;
+  /** The forecast split: test, or valid (--target valid, development). */
+  target: EvalTarget;
   model: string;
   raw: Metrics4;
   static: Metrics4;
@@ -133,12 +135,23 @@ export function selectionSplit(history: readonly Snapshot[], minSteps = 1): Sele
   };
 }
 
+/** Which split `tkg eval` forecasts: the test split (the default), or valid (development, never reads test). */
+export type EvalTarget = 'test' | 'valid';
+
 /**
- * History / targets / selection of a TKG dataset: targets = test and history = every other split (YAGO: train +
- * valid; WIKI here: valid only); a dataset without a test split (ICEWS14's development copy: train + valid) has
- * history = train and targets = valid. Selection: selectionSplit(history), the same rule for every dataset.
+ * History / targets / selection of a TKG dataset.
+ * - target 'test' (default): targets = test and history = every other split (YAGO: train + valid; WIKI here: valid
+ *   only); a dataset without a test split (ICEWS14's development copy: train + valid) has history = train and
+ *   targets = valid.
+ * - target 'valid' (development): targets = valid and history = the splits before it (train); a dataset without a
+ *   train split (WIKI here) splits valid itself: history = its first ceil(n / 2) steps, targets = its last
+ *   floor(n / 2). The test split is never read (nor is it in the static filter, see staticFilterSplits).
+ * Selection: selectionSplit(history), the same rule for every dataset.
  */
-export function tkgSplits(dataset: TkgDataset): {
+export function tkgSplits(
+  dataset: TkgDataset,
+  target: EvalTarget = 'test',
+): {
   history: Snapshot[];
   targets: Snapshot[];
   selection: SelectionSplits;
@@ -148,7 +161,27 @@ export function tkgSplits(dataset: TkgDataset): {
   const { train, valid, test } = dataset.splits;
   let history: Snapshot[];
   let targets: Snapshot[];
-  if (test !== undefined) {
+  if (target === 'valid') {
+    if (valid === undefined)
+      throw new ConfigError(`--target valid: dataset ${dataset.name} has no valid split`);
+    if (train !== undefined) {
+      history = tkgSnapshots(dataset, ['train']);
+      targets = tkgSnapshots(dataset, ['valid']);
+      notes.push('--target valid: history = train, target = valid (the test split is not read)');
+    } else {
+      const steps = tkgSnapshots(dataset, ['valid']);
+      if (steps.length < 3)
+        throw new ConfigError(
+          `--target valid: dataset ${dataset.name} has no train split and only ${steps.length} valid steps; need at least 3 to split valid into history and target`,
+        );
+      const split = Math.ceil(steps.length / 2);
+      history = steps.slice(0, split);
+      targets = steps.slice(split);
+      notes.push(
+        `--target valid without a train split: history = valid steps ${history[0].step}-${history[split - 1].step}, target = valid steps ${targets[0].step}-${targets[targets.length - 1].step} (the test split is not read)`,
+      );
+    }
+  } else if (test !== undefined) {
     targets = tkgSnapshots(dataset, ['test']);
     if (train === undefined && valid === undefined)
       throw new ConfigError(
@@ -171,6 +204,11 @@ export function tkgSplits(dataset: TkgDataset): {
   return { history, targets, selection: selectionSplit(history), notes };
 }
 
+/** The splits whose facts the static filter removes: all of them, or (target valid) every split but test. */
+export function staticFilterSplits(target: EvalTarget): SplitName[] {
+  return target === 'valid' ? ['train', 'valid'] : ['train', 'valid', 'test'];
+}
+
 function averageOverSeeds(parts: RankMetrics[]): Metrics4 {
   return strip(averageMetrics(parts));
 }
@@ -182,6 +220,8 @@ export async function evaluateTkg(input: {
   modelName: string;
   createModel: TkgModelFactory;
   seeds: number[];
+  /** 'valid': develop without the test split (tkgSplits); default 'test'. */
+  target?: EvalTarget;
   limitSteps?: number;
   batchSize?: number;
   onProgress?: (p: ProtocolProgress & { seed: number }) => void;
@@ -190,7 +230,8 @@ export async function evaluateTkg(input: {
   const t0 = performance.now();
   const { dataset } = input;
   const log = input.log ?? (() => {});
-  const { history, targets: allTargets, notes, ...splits } = tkgSplits(dataset);
+  const target = input.target ?? 'test';
+  const { history, targets: allTargets, notes, ...splits } = tkgSplits(dataset, target);
   const targets =
     input.limitSteps !== undefined ? allTargets.slice(0, input.limitSteps) : allTargets;
   // multi-step forecasts the whole target block from its origin: select at that horizon
@@ -198,10 +239,10 @@ export async function evaluateTkg(input: {
     input.protocol === 'multi-step' ? selectionSplit(history, allTargets.length) : splits.selection;
   if (targets.length < allTargets.length)
     notes.push(
-      `--limit-steps ${input.limitSteps}: ${targets.length} of ${allTargets.length} test steps scored`,
+      `--limit-steps ${input.limitSteps}: ${targets.length} of ${allTargets.length} target steps scored`,
     );
   const staticFilter = buildAnswerFilter(
-    tkgSnapshots(dataset, ['train', 'valid', 'test']).map((s) => s.triples),
+    tkgSnapshots(dataset, staticFilterSplits(target)).map((s) => s.triples),
     dataset.numRelations,
   );
   const runs: TkgEvaluation[] = [];
@@ -243,6 +284,7 @@ export async function evaluateTkg(input: {
     kind: 'tkg',
     dataset: dataset.name,
     protocol: input.protocol,
+    target: dataset.splits.test === undefined ? 'valid' : target,
     model: input.modelName,
     raw: averageOverSeeds(runs.map((r) => r.raw)),
     static: averageOverSeeds(runs.map((r) => r.static)),

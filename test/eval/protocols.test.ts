@@ -6,6 +6,8 @@ import { runTkgProtocol } from '../../src/eval/protocols.ts';
 import { buildAnswerFilter } from '../../src/eval/rank.ts';
 import { aucWithTies, linkTestPairs, meanStd, runLinkProtocol } from '../../src/eval/link.ts';
 import { seededRandom } from '../../src/core/random.ts';
+import { loadTkgDataset, tkgSnapshots } from '../../src/datasets/index.ts';
+import { staticFilterSplits, tkgSplits } from '../../src/eval/evaluate.ts';
 
 const N = 6;
 const R = 2;
@@ -223,4 +225,23 @@ test('link protocol: positives only between seen nodes, oracle AUC 100, constant
   });
   assert.equal(flat.microAuc.mean, 50);
   assert.equal(flat.macroAuc.mean, 50);
+});
+
+test('--target valid never reads the test split: YAGO history = train, target = valid; WIKI (no train) halves valid', () => {
+  const yago = loadTkgDataset('yago');
+  const dev = tkgSplits(yago, 'valid');
+  const stepsOf = (s: readonly Snapshot[]) => s.map((x) => x.step);
+  assert.deepEqual(stepsOf(dev.history), stepsOf(tkgSnapshots(yago, ['train'])));
+  assert.deepEqual(stepsOf(dev.targets), stepsOf(tkgSnapshots(yago, ['valid'])));
+  const testSteps = new Set(stepsOf(tkgSnapshots(yago, ['test'])));
+  for (const s of [...dev.history, ...dev.targets]) assert.ok(!testSteps.has(s.step));
+  assert.deepEqual(staticFilterSplits('valid'), ['train', 'valid']);
+  assert.deepEqual(staticFilterSplits('test'), ['train', 'valid', 'test']);
+  const wiki = loadTkgDataset('wiki');
+  assert.equal(wiki.splits.train, undefined);
+  const w = tkgSplits(wiki, 'valid');
+  const valid = stepsOf(tkgSnapshots(wiki, ['valid']));
+  assert.deepEqual([...stepsOf(w.history), ...stepsOf(w.targets)], valid);
+  assert.equal(w.history.length, Math.ceil(valid.length / 2));
+  assert.ok(w.targets.length > 0);
 });

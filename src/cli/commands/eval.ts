@@ -24,6 +24,7 @@ interface EvalFlags {
   model: string;
   seeds?: string;
   limitSteps?: string;
+  target: string;
   batchSize: string;
   perRelation?: boolean;
   json?: boolean;
@@ -72,7 +73,7 @@ function humanReport(report: EvalReport): string {
   if (report.kind === 'tkg') {
     lines.push(
       `dataset ${report.dataset}  protocol ${report.protocol}  model ${report.model}  queries ${report.queries}  ` +
-        `history steps ${report.historySteps?.join('-') ?? 'none'}  test steps ${report.testSteps.join('-')}`,
+        `history steps ${report.historySteps?.join('-') ?? 'none'}  ${report.target} steps ${report.testSteps.join('-')}`,
     );
     lines.push('filter       MRR    H@1    H@3   H@10   | object MRR  subject MRR');
     for (const mode of ['raw', 'static', 'timeAware'] as const) {
@@ -122,7 +123,12 @@ export function register(program: Command): void {
       '--seeds <n>',
       'runs with seeds 1..n, mean (and std for AUC) reported (default: 1 for TKGs, 10 for enron/uci)',
     )
-    .option('--limit-steps <n>', 'TKG: score only the first n test steps (quick runs)')
+    .option('--limit-steps <n>', 'TKG: score only the first n target steps (quick runs)')
+    .option(
+      '--target <split>',
+      "TKG: test (default) | valid = development without the test split: history = the splits before valid, target = valid (no train split, e.g. WIKI: valid's first half is the history, its second half the target); the static filter leaves test out",
+      'test',
+    )
     .option('--batch-size <n>', 'queries per score() call', '512')
     .option(
       '--per-relation',
@@ -166,6 +172,8 @@ export function register(program: Command): void {
             `--protocol ${flags.protocol}: expected one of ${tkgProtocols.join(', ')}`,
           );
         }
+        if (flags.target !== 'test' && flags.target !== 'valid')
+          throw new ConfigError(`--target ${flags.target}: expected test or valid`);
         const seedCount = parseCount(flags.seeds, '--seeds') ?? 1;
         let createModel: TkgModelFactory;
         if (model === 'recurrency') {
@@ -201,6 +209,7 @@ export function register(program: Command): void {
           modelName: model,
           createModel,
           seeds: Array.from({ length: seedCount }, (_, i) => i + 1),
+          target: flags.target,
           limitSteps: parseCount(flags.limitSteps, '--limit-steps'),
           batchSize: parseCount(flags.batchSize, '--batch-size'),
           log,
