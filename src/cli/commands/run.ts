@@ -15,6 +15,7 @@ import { createMetrics } from '../../metrics/metrics.ts';
 import { MetricsServer, readinessFromChecks } from '../../metrics/server.ts';
 import { formatQualityTable } from '../../pipeline/evaluation-log.ts';
 import { RunPipeline, type StepLine } from '../../pipeline/run-pipeline.ts';
+import { liveModelKinds } from '../../train/live/index.ts';
 
 interface RunFlags {
   dataset?: string;
@@ -72,7 +73,7 @@ export function register(program: Command): void {
       '--dataset <name|path>',
       'dataset to replay: yago (shipped), wiki, enron, uci, a RE-NET dir or a fact file (TKG_DATASET, default yago)',
     )
-    .option('--model <kind>', 'nlsm-h, recurrency, nlsm or bas (TKG_MODEL, default nlsm-h)')
+    .option('--model <kind>', `${liveModelKinds.join(', ')} (TKG_MODEL, default nlsm-h)`)
     .option(
       '--rate <facts/s>',
       'replay speed into <prefix>.facts; 0 = as fast as possible (TKG_REPLAY_RATE, default 0)',
