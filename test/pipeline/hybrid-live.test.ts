@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLiveModel } from '../../src/train/live/index.ts';
+import { createLiveModel, liveModelKinds } from '../../src/train/live/index.ts';
 import { TermInputs } from '../../src/model/term-inputs.ts';
 import { stepGains } from '../../src/pipeline/run-pipeline.ts';
 import { HybridHistory } from '../../src/model/hybrid-history.ts';
@@ -121,4 +121,51 @@ test('stepGains: served minus plain MRR per filter and direction', () => {
     { filter: 'raw', direction: 'both', gain: 4.5 },
     { filter: 'timeAware', direction: 'both', gain: -1 },
   ]);
+});
+
+test('every live model kind takes a relation and entities that first appear mid-stream (a live vocabulary grows)', async () => {
+  const { snapshots: all } = syntheticTkg({
+    N: 40,
+    R: 3,
+    steps: 12,
+    pairsPerStep: 30,
+    repeat: 0.6,
+    seed: 9,
+  });
+  // steps 0..5 know relations 0..1 and entities 0..29; relation 2 and entities 30..39 appear at step 6
+  const snapshots = all.map((s) => {
+    if (s.step >= 6) return { ...s, numEntities: 40, numRelations: 3 };
+    const kept: number[] = [];
+    for (let i = 0; i < s.triples.length; i += 3)
+      if (s.triples[i + 1] < 2 && s.triples[i] < 30 && s.triples[i + 2] < 30)
+        kept.push(s.triples[i], s.triples[i + 1], s.triples[i + 2]);
+    return { ...s, triples: Int32Array.from(kept), numEntities: 30, numRelations: 2 };
+  });
+  assert.ok(
+    snapshots[6].triples.some((x, i) => i % 3 === 1 && x === 2),
+    'relation 2 is new at step 6',
+  );
+  for (const kind of liveModelKinds) {
+    const dir = mkdtempSync(join(tmpdir(), `tkg-live-grow-${kind}-`));
+    try {
+      const model = await createLiveModel({
+        kind,
+        dir,
+        seed: 3,
+        K: 4,
+        windowSize: 3,
+        epochsPerWindow: 1,
+        selectEvery: 3,
+        selectionSteps: 2,
+      });
+      for (const s of snapshots) {
+        await model.observe(s);
+        const parts = model.scoringParts(s.step + 1, s.step + 1, s.numEntities, s.numRelations);
+        assert.equal(parts.dense.numEntities, s.numEntities, `${kind} step ${s.step}`);
+      }
+      model.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
 });

@@ -47,7 +47,8 @@ export async function collectStepQueries(input: {
     eligible[j] = t;
   }
   const chosen = eligible.slice(0, take).sort((a, b) => a - b);
-  const timeAware = buildAnswerFilter([triples], R);
+  // the target may name relations the history has not met yet (a live vocabulary grows): its filter covers them
+  const timeAware = buildAnswerFilter([triples], Math.max(R, target.numRelations));
   const batchSize = input.batchSize ?? 256;
   let added = 0;
   for (const direction of ['object', 'subject'] as Direction[]) {
