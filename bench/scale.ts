@@ -4,10 +4,10 @@
 // step's facts recurring from the last 10 steps, Zipf-like degrees): for each N (entities) by facts per step F,
 // ingest facts/s (IngestState: decode, validate, vocabulary, window, checkpoint; no broker: `npm run bench -- ingest`
 // measures the broker path), NLSM window update p50 / p90 (m = 5, --epochs Adam steps; the window is filled by
-// one-step warm-up updates first) next to its dense bound (the same GRU GEMMs on the same tfjs backend plus an FMA loop
-// over the edges, measured in the same cell), the export of the scoring state, peak RSS; and per N the serving rate at
-// batch 64 (in-process onnxruntime Scorer over all N entities) and its p99 next to a plain onnxruntime Gemm of the same
-// shape, plus the bundle (ONNX) bytes. One extra training cell at --wide-relations relations shows the cost in R.
+// one-step warm-up updates first) next to its dense bound (the same GRU GEMMs by onnxruntime on one thread and the
+// edges' multiply-adds at that GEMM rate, measured in the same cell), the export of the scoring state, peak RSS; and
+// per N the serving rate at batch 64 (in-process onnxruntime Scorer over all N entities) and its p99 next to a plain
+// onnxruntime Gemm of the same shape, plus the bundle (ONNX) bytes. One extra training cell at --wide-relations relations shows the cost in R.
 // Every cell runs in its own child process (its own peak RSS), one after the other. A training cell whose predicted
 // time (from the measured fact-epoch rate of the smaller F at the same N) exceeds --cell-budget seconds, or whose N
 // already failed at a smaller F, is skipped with the reason printed and written.
@@ -50,6 +50,7 @@ function runChild(job: Job): Promise<Result> {
       const lines = stdout.trim().split('\n').filter(Boolean);
       const last = lines.length ? (JSON.parse(lines[lines.length - 1]) as Result) : {};
       if (code === 0 && !('error' in last)) return resolve(last);
+      if (code === 0) return resolve(last); // the cell caught its own failure and says what it measured
       const reason =
         (last.error as string | undefined) ??
         tail
@@ -130,9 +131,19 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     for (const [i, F] of facts.entries()) {
       const label = `train N=${N} F=${F}`;
       const n = F >= 10_000 ? bigUpdates : updates;
-      const smaller = i > 0 ? train[key(N, facts[i - 1])] : undefined;
+      // the largest smaller F at this N that ran (measured or failed), and whether one was skipped for the budget
+      const smallerF = facts.slice(0, i).reverse();
+      const ranF = smallerF.find((f) => train[key(N, f)] !== undefined);
+      const smaller = ranF === undefined ? undefined : train[key(N, ranF)];
+      const overBudget = smallerF.find((f) =>
+        skipped[`train N=${N} F=${f}`]?.startsWith('predicted'),
+      );
       if (smaller && typeof smaller.error === 'string') {
-        skip(label, `N=${N} already failed at F=${facts[i - 1]} (${smaller.error})`);
+        skip(label, `N=${N} already failed at F=${ranF} (${smaller.error})`);
+        continue;
+      }
+      if (overBudget !== undefined) {
+        skip(label, `F=${overBudget} at N=${N} was already predicted over the cell budget`);
         continue;
       }
       if (smaller && typeof smaller.factEpochsPerCpuSecond === 'number') {
@@ -144,7 +155,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         if (predicted > budget) {
           skip(
             label,
-            `predicted ${predicted.toFixed(0)} s (${n} update(s) of ${fullWindow} window facts x ${epochs} Adam steps at the ${fmt(smaller.factEpochsPerCpuSecond)} fact-epochs per CPU s measured at F=${facts[i - 1]}) > cell budget ${budget} s`,
+            `predicted ${predicted.toFixed(0)} CPU s (${n} update(s) of ${fullWindow} window facts x ${epochs} Adam steps at the ${fmt(smaller.factEpochsPerCpuSecond)} fact-epochs per CPU s measured at F=${ranF}) > cell budget ${budget} s`,
           );
           continue;
         }
@@ -187,13 +198,24 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
             `${fmt(r.updateSecondsP50, 2)} / ${fmt(r.updateSecondsP90, 2)} (${fmt(r.updates)})`,
         ),
     ),
-    table('window update CPU s p50 / dense bound s (update / bound)', sizes, facts, (N, F) =>
-      trainCellText(
-        N,
-        F,
-        (r) =>
-          `${fmt(r.updateCpuSecondsP50, 2)} / ${fmt(r.boundSeconds, 3)} (${fmt(r.ratioToBound, 0)}x)`,
-      ),
+    table(
+      'window update CPU s p50 / dense bound CPU s (update / bound; the bound counts every FLOP at the GEMM rate of the cell)',
+      sizes,
+      facts,
+      (N, F) =>
+        trainCellText(
+          N,
+          F,
+          (r) =>
+            `${fmt(r.updateCpuSecondsP50, 2)} / ${fmt(r.boundSeconds, 3)} (${fmt(r.ratioToBound, 0)}x)`,
+        ),
+    ),
+    table(
+      'dense bound: GEMM GFLOP/s (onnxruntime, GRU shapes) / scalar JS edge loop GFLOP/s',
+      sizes,
+      facts,
+      (N, F) =>
+        trainCellText(N, F, (r) => `${fmt(r.boundGemmGflops, 1)} / ${fmt(r.edgeLoopGflops, 2)}`),
     ),
     table('fact-epochs per CPU second (touched rows)', sizes, facts, (N, F) =>
       trainCellText(N, F, (r) => `${fmt(r.factEpochsPerCpuSecond)} (${fmt(r.touchedRows)})`),
