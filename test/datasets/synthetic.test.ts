@@ -55,7 +55,7 @@ test('synthetic graph: streams lazily and names the bad option', () => {
   const stream = syntheticSnapshots({ numEntities: 1_000_000, factsPerStep: 1000, steps: 1000 });
   const first = stream.next().value!;
   assert.equal(first.triples.length, 3000);
-  assert.ok(first.triples.every((id) => id >= 0 && id < 1_000_000));
+  assert.ok(first.triples.every((id: number) => id >= 0 && id < 1_000_000));
   assert.throws(
     () => syntheticDataset({ numEntities: 0, factsPerStep: 10, steps: 1 }),
     (e: unknown) => e instanceof ConfigError && /numEntities/.test((e as Error).message),
