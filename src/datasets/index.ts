@@ -21,6 +21,7 @@ export * from './events.ts';
 export * from './renet.ts';
 export * from './slicing.ts';
 export * from './snapshots.ts';
+export * from './synthetic.ts';
 export { Vocabulary } from './vocabulary.ts';
 
 export type Dataset = TkgDataset | LinkDataset;
