@@ -309,9 +309,9 @@ export const configSchema = z.object({
   // The model: one name for one thing on every verb (`tkg run`, `tkg train`, `tkg serve`)
   model: z
     .enum(['nlsm-h', 'recurrency', 'nlsm', 'bas', 'nlsm-r', 'rules'])
-    .default('nlsm-h')
+    .default('nlsm-r')
     .describe(
-      'TKG_MODEL: model kind: tkg run / tkg train train it and announce its bundles, tkg serve serves them (nlsm-h = NLSM + fitted history term, recurrency, nlsm, bas, nlsm-r = NLSM + temporal rule term, rules = the rule term alone)',
+      'TKG_MODEL: model kind: tkg run / tkg train train it and announce its bundles, tkg serve serves them (nlsm-r = NLSM + temporal rule term learned on the stream, the default; nlsm-h = NLSM + fitted history term; recurrency; nlsm; bas; rules = the rule term alone)',
     ),
   modelName: z
     .string()

@@ -154,7 +154,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     mrrGain: new Gauge({
       name: 'tkg_eval_mrr_gain',
-      help: "Live MRR of nlsm-h minus plain NLSM (its base logits alone) on the same step's queries (percentage points)",
+      help: "Live MRR of nlsm-r / nlsm-h minus plain NLSM (its base logits alone) on the same step's queries (percentage points)",
       labelNames: ['filter', 'direction', 'model'] as const,
       registers,
     }),

@@ -68,7 +68,7 @@ export interface StepLine {
   entities: number;
   /** Live evaluation of this step against its forecast (undefined: no model forecast it yet). */
   mrr?: { raw: number; static: number; timeAware: number; queries: number };
-  /** nlsm-h: its live MRR minus plain NLSM's on the same queries (both directions; tkg_eval_mrr_gain). */
+  /** nlsm-h / nlsm-r: its live MRR minus plain NLSM's on the same queries (both directions; tkg_eval_mrr_gain). */
   gain?: { raw: number; static: number; timeAware: number };
   loss?: number;
   elbo?: number;
@@ -212,10 +212,10 @@ export class RunPipeline {
         metrics,
         logger,
       });
-      // nlsm-h: plain NLSM on the same queries (the served graph without its term: beta_r > 0 scales a query's
+      // nlsm-h / nlsm-r: plain NLSM on the same queries (the served graph without its term: beta_r > 0 scales a query's
       // logits uniformly, so the ranks are NLSM's own) for tkg_eval_mrr_gain
       const plainEvaluator =
-        this.options.model === 'nlsm-h'
+        this.options.model === 'nlsm-h' || this.options.model === 'nlsm-r'
           ? new LiveEvaluator({
               scorer: new Scorer({
                 filters: replica.scorer.filters,
@@ -427,7 +427,7 @@ export class RunPipeline {
     }
   }
 
-  /** tkg_eval_mrr_gain per filter / direction: served (nlsm-h) minus plain NLSM MRR; the both-direction gains. */
+  /** tkg_eval_mrr_gain per filter / direction: served (nlsm-h / nlsm-r) minus plain NLSM MRR; the both-direction gains. */
   private recordGains(
     served: readonly StepMetricsRecord[],
     plain: readonly StepMetricsRecord[],

@@ -42,7 +42,7 @@ test(
         mrrs.every((m) => m > 0 && m <= 100),
         `MRR per step: ${mrrs.join(', ')}`,
       );
-      assert.match(result.stdout, /live quality of nlsm-h over 11 evaluated steps/);
+      assert.match(result.stdout, /live quality of nlsm-r over 11 evaluated steps/);
       const timeAware = /^timeAware\s+both\s+([\d.]+)/m.exec(result.stdout);
       assert.ok(timeAware && Number(timeAware[1]) > 50, `time-aware MRR row: ${timeAware?.[0]}`);
       assert.match(result.stdout, /^done in [\d.]+ s: 12 steps this run/m);

@@ -50,7 +50,7 @@ test(
         (s) => s.length === 2,
       );
       const byFilter = Object.fromEntries(mrr.map((s) => [s.metric.filter, s]));
-      assert.equal(byFilter.timeAware.metric.model, 'nlsm-h');
+      assert.equal(byFilter.timeAware.metric.model, 'nlsm-r');
       assert.equal(byFilter.timeAware.metric.stage, 'all');
       assert.ok(
         byFilter.timeAware.value > 10 && byFilter.timeAware.value <= 100,

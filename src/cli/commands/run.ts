@@ -73,7 +73,7 @@ export function register(program: Command): void {
       '--dataset <name|path>',
       'dataset to replay: yago (shipped), wiki, enron, uci, a RE-NET dir or a fact file (TKG_DATASET, default yago)',
     )
-    .option('--model <kind>', `${liveModelKinds.join(', ')} (TKG_MODEL, default nlsm-h)`)
+    .option('--model <kind>', `${liveModelKinds.join(', ')} (TKG_MODEL, default nlsm-r)`)
     .option(
       '--rate <facts/s>',
       'replay speed into <prefix>.facts; 0 = as fast as possible (TKG_REPLAY_RATE, default 0)',
@@ -93,7 +93,7 @@ export function register(program: Command): void {
     )
     .option(
       '--epochs <n>',
-      "nlsm/bas/nlsm-h: epochs per window update (default: the trainer's; nlsm-h in tkg run: 4)",
+      "nlsm/bas/nlsm-h/nlsm-r: epochs per window update (default: the trainer's; nlsm-h and nlsm-r in tkg run: 4)",
     )
     .option(
       '--state-dir <path>',

@@ -34,7 +34,7 @@ export function register(program: Command): void {
     )
     .option(
       '--epochs <n>',
-      'NLSM Adam steps per window update (default: 4 for nlsm-h, as in tkg run; else TKG_TRAIN_EPOCHS)',
+      'NLSM Adam steps per window update (default: 4 for nlsm-h and nlsm-r, as in tkg run; else TKG_TRAIN_EPOCHS)',
     )
     .option('--until-step <n>', 'exit after training on this step (a bounded run, e.g. in tests)')
     .option('--no-metrics', 'do not serve /metrics')

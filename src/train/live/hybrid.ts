@@ -1,13 +1,10 @@
 // nlsm-h live (the product default): NLSM trained on the sliding window plus the fitted sparse history term
 // (src/train/hybrid), refitted on the stream's own recent steps. Owns: that adapter and its checkpoints.
 // Must not import Kafka or src/serve.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Snapshot } from '../../core/types.ts';
 import { TkgError } from '../../core/errors.ts';
 import { HybridHistory } from '../../model/hybrid-history.ts';
 import { resizeHybridWeights, type HybridWeights } from '../../model/hybrid-features.ts';
-import { writeFileAtomic } from '../../core/durable.ts';
 import { QuerySetBuilder, concatQuerySets, type QuerySet } from '../hybrid/query-set.ts';
 import { fitHybridWeights } from '../hybrid/fit.ts';
 import { type HybridForm } from '../hybrid/selection.ts';
@@ -19,6 +16,7 @@ import {
   withNumRelations,
 } from '../hybrid/live.ts';
 import { scaleScoringState } from '../hybrid/export.ts';
+import { AlternatingHeader, StepFiles } from './step-files.ts';
 import {
   assertObservable,
   assertReplayable,
@@ -82,27 +80,22 @@ export class HybridLiveModel implements LiveModel {
     base: NlsmLiveModel,
     header: HybridCheckpointHeader,
     buffer: Array<{ step: number; set: QuerySet }>,
+    headers: AlternatingHeader<HybridCheckpointHeader>,
+    files: StepFiles,
   ) {
     this.options = options;
     this.base = base;
     this.header = header;
     this.buffer = buffer;
+    this.headers = headers;
+    this.files = files;
   }
 
-  private nextParity = 0;
-  private readonly written = new Set<number>();
-
-  private static path(dir: string, parity: number): string {
-    return join(dir, `nlsm-h.${parity}.json`);
-  }
-
-  private static queriesPath(dir: string, step: number): string {
-    return join(dir, 'nlsm-h-queries', `${step}.bin`);
-  }
+  private readonly headers: AlternatingHeader<HybridCheckpointHeader>;
+  private readonly files: StepFiles;
 
   static async open(options: LiveModelOptions): Promise<HybridLiveModel> {
     const base = await NlsmLiveModel.open({ ...options, kind: 'nlsm' });
-    mkdirSync(join(options.dir, 'nlsm-h-queries'), { recursive: true });
     let header: HybridCheckpointHeader = {
       format: 'tkg-live-nlsm-h',
       lastStep: null,
@@ -116,23 +109,13 @@ export class HybridLiveModel implements LiveModel {
       buffer: [],
     };
     // the newest hybrid checkpoint not ahead of NLSM's (a crash may fall between the two writes)
-    let bestParity: number | undefined;
-    for (const parity of [0, 1]) {
-      const path = HybridLiveModel.path(options.dir, parity);
-      if (!existsSync(path)) continue;
-      const parsed = JSON.parse(readFileSync(path, 'utf8')) as HybridCheckpointHeader;
-      if (parsed.format !== 'tkg-live-nlsm-h')
-        throw new TkgError(
-          `${path} is not an nlsm-h checkpoint; delete it or use another state directory`,
-          { reason: 'corrupt_checkpoint' },
-        );
-      const step = parsed.lastStep ?? Number.NEGATIVE_INFINITY;
-      if (step > base.lastStep) continue;
-      if (bestParity === undefined || step > (header.lastStep ?? Number.NEGATIVE_INFINITY)) {
-        header = parsed;
-        bestParity = parity;
-      }
-    }
+    const headers = new AlternatingHeader<HybridCheckpointHeader>(
+      options.dir,
+      'nlsm-h',
+      'tkg-live-nlsm-h',
+    );
+    const files = new StepFiles(options.dir, 'nlsm-h-queries');
+    header = headers.read(base.lastStep) ?? header;
     if (
       (header.lastStep ?? Number.NEGATIVE_INFINITY) !== base.lastStep &&
       Number.isFinite(base.lastStep)
@@ -143,14 +126,9 @@ export class HybridLiveModel implements LiveModel {
       );
     const buffer = header.buffer.map((step) => ({
       step,
-      set: decodeQuerySet(
-        new Uint8Array(readFileSync(HybridLiveModel.queriesPath(options.dir, step))),
-      ),
+      set: decodeQuerySet(files.read(step)),
     }));
-    const model = new HybridLiveModel(options, base, header, buffer);
-    model.nextParity = bestParity === undefined ? 0 : 1 - bestParity;
-    for (const b of buffer) model.written.add(b.step);
-    return model;
+    return new HybridLiveModel(options, base, header, buffer, headers, files);
   }
 
   get lastStep(): number {
@@ -334,26 +312,11 @@ export class HybridLiveModel implements LiveModel {
   }
 
   async checkpoint(): Promise<void> {
-    const dir = this.options.dir;
-    for (const { step, set } of this.buffer) {
-      if (this.written.has(step)) continue;
-      writeFileAtomic(HybridLiveModel.queriesPath(dir, step), encodeQuerySet(set));
-      this.written.add(step);
-    }
-    const header: HybridCheckpointHeader = {
-      ...this.header,
-      buffer: this.buffer.map((b) => b.step),
-    };
-    writeFileAtomic(HybridLiveModel.path(dir, this.nextParity), JSON.stringify(header));
-    this.nextParity = 1 - this.nextParity;
+    for (const { step, set } of this.buffer) this.files.write(step, () => encodeQuerySet(set));
+    this.headers.write({ ...this.header, buffer: this.buffer.map((b) => b.step) });
     await this.base.checkpoint();
     // query files neither checkpoint can refer to any more
-    const keepFrom = this.lastStep - 3 * HYBRID_BUFFER_STEPS;
-    for (const step of [...this.written]) {
-      if (step >= keepFrom) continue;
-      rmSync(HybridLiveModel.queriesPath(dir, step), { force: true });
-      this.written.delete(step);
-    }
+    this.files.prune(this.lastStep - 3 * HYBRID_BUFFER_STEPS);
   }
 
   dispose(): void {

@@ -1,7 +1,7 @@
 // Models the live pipeline can train and serve, behind one small interface: observe a closed step, give the next
 // step's scoring parts (dense state + term spec, from which src/train/stage.ts builds the bundle), checkpoint, resume.
 // Owns: the interface, the factory and what the adapters share (state stamping, the live re-selection rule). The
-// adapters: nlsm-h (hybrid.ts, the product default), recurrency (recurrency.ts), NLSM / BAS (nlsm.ts, which loads
+// adapters: nlsm-r and rules (rules.ts; nlsm-r is the product default), nlsm-h (hybrid.ts), recurrency (recurrency.ts), NLSM / BAS (nlsm.ts, which loads
 // the tfjs trainer on first use). Model maths stays in src/train/nlsm, src/train/hybrid and src/baselines.
 // Must not import Kafka or src/serve.
 import { mkdirSync } from 'node:fs';
@@ -75,7 +75,7 @@ export interface LiveModelOptions {
 }
 
 /**
- * NLSM epochs per window update of the live nlsm-h in `tkg run` and `tkg train` when --epochs is not given: the demo replays all of
+ * NLSM epochs per window update of the live nlsm-h and nlsm-r in `tkg run` and `tkg train` when --epochs is not given: the demo replays all of
  * YAGO (189 steps) in under 5 minutes on 2 cores (the trainer's own default, TKG_TRAIN_EPOCHS, is for offline runs).
  */
 export const LIVE_HYBRID_EPOCHS_PER_WINDOW = 4;

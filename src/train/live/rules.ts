@@ -9,14 +9,14 @@
 // into Theta; zero-latent for `rules`) and the term spec { kind: 'rules', spec }: a serving RuleTermState built from
 // that spec over the same closed steps computes the same term. Relations that first appear after the state was
 // built get no rule term (the spec's relation count is fixed then; their queries score by the dense part).
-// Checkpoint: `<dir>/rules.json` (decay, weights, beta); the state is rebuilt by replay().
+// Checkpoint: a header (decay, alpha, the state's relation count, weights, beta, the buffered steps) written in turn to
+// `<dir>/rules.0.json` / `rules.1.json` before the NLSM checkpoint (a restart takes the newest header not ahead of
+// NLSM's), and each buffered step's fitting queries in `<dir>/rules-queries/<step>.bin` (their base logits came from
+// the model that forecast the step, which a restart cannot recompute); the term state is rebuilt by replay().
 // Owns: that adapter. Must not import Kafka or src/serve.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Direction, ScoringState, Snapshot } from '../../core/types.ts';
 import { TkgError } from '../../core/errors.ts';
 import { seededRandom } from '../../core/random.ts';
-import { writeFileAtomic } from '../../core/durable.ts';
 import { selectRecurrencyParams } from '../../baselines/recurrency.ts';
 import { selectionSplit } from '../../eval/evaluate.ts';
 import { buildAnswerFilter, trueAnswers } from '../../eval/rank.ts';
@@ -26,6 +26,8 @@ import { scaleScoringState } from '../hybrid/export.ts';
 import { RuleMiner } from '../rules/miner.ts';
 import { RankQueryBuilder, concatRankSets, type RankQuerySet } from '../rules/ranker.ts';
 import { fitRuleRanker } from '../rules/fit.ts';
+import { decodeRankQuerySet, encodeRankQuerySet } from '../rules/query-codec.ts';
+import { AlternatingHeader, StepFiles } from './step-files.ts';
 import { initialRuleSpec } from '../rules/models.ts';
 import type { NlsmLiveModel } from './nlsm.ts';
 import type { LiveModel, LiveModelOptions, ObserveResult, ScoringParts } from './index.ts';
@@ -42,17 +44,22 @@ interface RuleCheckpoint {
   lastStep: number | null;
   decay: number | null;
   alpha: number | null;
+  /** Relations of the term state's spec (fixed when decay and alpha are chosen). */
+  stateRelations: number | null;
   selectedAtStep: number | null;
   fittedAtStep: number | null;
   weights: number[] | null;
   beta: number;
   form: string | null;
+  /** Steps of the buffered fitting query sets (files `<dir>/rules-queries/<step>.bin`), in order. */
+  buffer: number[];
 }
 
 export class RuleLiveModel implements LiveModel {
   readonly kind: 'rules' | 'nlsm-r';
   private header: RuleCheckpoint;
-  private readonly path: string;
+  private readonly headers: AlternatingHeader<RuleCheckpoint>;
+  private readonly files: StepFiles;
   private state: RuleTermState | undefined;
   private miner: RuleMiner | undefined;
   /** Closed steps kept until the decay is chosen (then the state is built from them and they are dropped). */
@@ -65,10 +72,13 @@ export class RuleLiveModel implements LiveModel {
     private readonly options: LiveModelOptions,
     private readonly base: NlsmLiveModel | undefined,
     header: RuleCheckpoint,
+    headers: AlternatingHeader<RuleCheckpoint>,
+    files: StepFiles,
   ) {
     this.kind = options.kind as 'rules' | 'nlsm-r';
-    this.path = join(options.dir, 'rules.json');
     this.header = header;
+    this.headers = headers;
+    this.files = files;
   }
 
   static async open(
@@ -76,30 +86,32 @@ export class RuleLiveModel implements LiveModel {
     openBase: () => Promise<NlsmLiveModel>,
   ): Promise<RuleLiveModel> {
     const base = options.kind === 'nlsm-r' ? await openBase() : undefined;
-    const path = join(options.dir, 'rules.json');
-    let header: RuleCheckpoint = {
+    const headers = new AlternatingHeader<RuleCheckpoint>(options.dir, 'rules', 'tkg-live-rules');
+    const files = new StepFiles(options.dir, 'rules-queries');
+    // the newest header not ahead of NLSM's checkpoint (a crash may fall between the two writes)
+    const header: RuleCheckpoint = headers.read(base?.lastStep ?? Number.POSITIVE_INFINITY) ?? {
       format: 'tkg-live-rules',
       lastStep: null,
       decay: null,
       alpha: null,
+      stateRelations: null,
       selectedAtStep: null,
       fittedAtStep: null,
       weights: null,
       beta: 0,
       form: null,
+      buffer: [],
     };
-    if (existsSync(path)) {
-      const parsed = JSON.parse(readFileSync(path, 'utf8')) as RuleCheckpoint;
-      if (parsed.format !== 'tkg-live-rules')
-        throw new TkgError(
-          `${path} is not a rule-model checkpoint; delete it or use another state directory`,
-          {
-            reason: 'corrupt_checkpoint',
-          },
-        );
-      header = parsed;
-    }
-    const model = new RuleLiveModel(options, base, header);
+    if (base && Number.isFinite(base.lastStep) && header.lastStep !== base.lastStep)
+      throw new TkgError(
+        `${options.dir}: the NLSM checkpoint is at step ${base.lastStep} but no rule-model checkpoint matches it; delete the state directory to start over`,
+        { reason: 'corrupt_checkpoint' },
+      );
+    const model = new RuleLiveModel(options, base, header, headers, files);
+    model.buffer = header.buffer.map((step) => ({
+      step,
+      set: decodeRankQuerySet(files.read(step), `rules-queries/${step}.bin`),
+    }));
     if (header.decay !== null) model.buildState([]);
     return model;
   }
@@ -118,7 +130,7 @@ export class RuleLiveModel implements LiveModel {
 
   private buildState(steps: readonly Snapshot[]): void {
     const spec = initialRuleSpec({
-      numRelations: this.numRelations,
+      numRelations: this.header.stateRelations ?? this.numRelations,
       decay: this.header.decay!,
       alpha: this.header.alpha!,
     });
@@ -201,7 +213,13 @@ export class RuleLiveModel implements LiveModel {
       numRelations: this.numRelations,
     });
     const { decay, alpha } = chosen.params.global;
-    this.header = { ...this.header, decay, alpha, selectedAtStep: last.step };
+    this.header = {
+      ...this.header,
+      decay,
+      alpha,
+      stateRelations: this.numRelations,
+      selectedAtStep: last.step,
+    };
     this.buildState(this.pending);
     this.pending = [];
     notes.validationMrr = chosen.validationMrr.global;
@@ -324,8 +342,12 @@ export class RuleLiveModel implements LiveModel {
   }
 
   async checkpoint(): Promise<void> {
-    writeFileAtomic(this.path, JSON.stringify(this.header));
+    for (const { step, set } of this.buffer) this.files.write(step, () => encodeRankQuerySet(set));
+    this.header = { ...this.header, buffer: this.buffer.map((b) => b.step) };
+    this.headers.write(this.header);
     await this.base?.checkpoint();
+    // query files no usable header names any more (the other header is behind the base checkpoint now)
+    if (this.buffer.length > 0) this.files.prune(this.buffer[0].step);
   }
 
   dispose(): void {
