@@ -7,6 +7,7 @@
 // "nlsm-h" memoises a query's terms until the next closed step (the server's steady state: queries repeat within a
 // step, e.g. the per-step forecasts); "cold" has no memo: every query's terms are read from the step's term table
 // (HybridHistory.termTable, built once when a step closes; its build time is reported as tableBuildMs).
+import { mulberry32 } from '../src/core/random.ts';
 import type { ScoringState } from '../src/core/types.ts';
 import { loadTkgDataset, tkgSnapshots } from '../src/datasets/index.ts';
 import { exportScoringModel } from '../src/model/scoring-graph.ts';
@@ -19,16 +20,6 @@ import { scaleScoringState } from '../src/train/hybrid/export.ts';
 function flag(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-}
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function rate(
@@ -56,7 +47,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const N = dataset.numEntities;
   const R = dataset.numRelations;
   const K = 64;
-  const random = seeded(2024);
+  const random = mulberry32(2024);
   const state: ScoringState = {
     numEntities: N,
     numRelations: R,

@@ -6,6 +6,7 @@
 // the hardware limit: onnxruntime's plain Gemm [B, K] x [K, N] with the same threads (output written into a
 // pre-allocated buffer, so it is the GEMM alone), turned into queries/s. Rates are the best of --rounds interleaved runs.
 // batchedQueriesPerSecond is the best batch size's rate; ratioToLimit divides it by the Gemm rate at that batch size.
+import { mulberry32 } from '../src/core/random.ts';
 import * as ort from 'onnxruntime-node';
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../src/config/config.ts';
@@ -39,18 +40,8 @@ function flag(args: string[], name: string, fallback: string): string {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
 }
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomState(): ScoringState {
-  const random = seeded(2024);
+  const random = mulberry32(2024);
   const z = Float32Array.from({ length: N * K }, () => 1 / (1 + Math.exp(-(random() * 6 - 3))));
   const theta = Float32Array.from({ length: R * K * 4 }, () => random() * 2 - 1);
   return { numEntities: N, numRelations: R, K, z, theta, step: 189, version: 1 };
@@ -86,7 +77,7 @@ function requests(count: number, offset: number): ScoreRequest[] {
 }
 
 async function plainGemmSession(threads: number): Promise<ort.InferenceSession> {
-  const random = seeded(7);
+  const random = mulberry32(7);
   const zT = Float32Array.from({ length: K * N }, random);
   const graph = onnx.GraphProto.create({
     name: 'plain_gemm',
@@ -244,7 +235,10 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       perCall: B,
       once: () => scorers.get(B)!.scoreBatch(requests(B, (offset += B))),
     });
-    const w = new ort.Tensor('float32', Float32Array.from({ length: B * K }, seeded(B)), [B, K]);
+    const w = new ort.Tensor('float32', Float32Array.from({ length: B * K }, mulberry32(B)), [
+      B,
+      K,
+    ]);
     const out = new ort.Tensor('float32', new Float32Array(B * N), [B, N]); // pre-allocated: no copy-out in the limit
     measurements.set(`gemm${B}`, { perCall: B, once: () => gemm.run({ w }, { scores: out }) });
   }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syntheticSnapshots } from '../../src/datasets/synthetic.ts';
 import type { ScoringState, Snapshot } from '../../src/core/types.ts';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 import { IngestState } from '../../src/ingest/index.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import {
@@ -115,7 +115,7 @@ export function ingestCell(job: Extract<Job, { kind: 'ingest' }>): Record<string
 }
 
 async function gemmSession(N: number): Promise<ort.InferenceSession> {
-  const random = seededRandom(7);
+  const random = mulberry32(7);
   const zT = Float32Array.from({ length: K * N }, random);
   const graph = onnx.GraphProto.create({
     name: 'plain_gemm',
@@ -142,7 +142,7 @@ export async function serveCell(
   job: Extract<Job, { kind: 'serve' }>,
 ): Promise<Record<string, unknown>> {
   const { N, R } = job;
-  const random = seededRandom(2024);
+  const random = mulberry32(2024);
   const state: ScoringState = {
     numEntities: N,
     numRelations: R,
@@ -173,7 +173,7 @@ export async function serveCell(
   const gemm = await gemmSession(N);
   const w = new ort.Tensor(
     'float32',
-    Float32Array.from({ length: SERVE_BATCH * K }, seededRandom(3)),
+    Float32Array.from({ length: SERVE_BATCH * K }, mulberry32(3)),
     [SERVE_BATCH, K],
   );
   const out = new ort.Tensor('float32', new Float32Array(SERVE_BATCH * N), [SERVE_BATCH, N]);

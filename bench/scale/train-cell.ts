@@ -6,7 +6,7 @@
 // transcendentals, allocations, tfjs dispatches and Adam of the real update. Also the export of the scoring state
 // (scoringState: z and Theta rolled to the next step over all N rows). Must not hold driver or table logic.
 import * as ort from 'onnxruntime-node';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 import {
   DataType,
   IR_VERSION,
@@ -21,7 +21,7 @@ import { K, WINDOW, type Job, cpuSeconds, log, peakRssMiB, quantile, stream } fr
 
 /** GEMM [m, k] x [k, n] by onnxruntime (one thread, output pre-allocated), `times` times; returns CPU seconds. */
 async function timedMatMul(m: number, k: number, n: number, times: number): Promise<number> {
-  const random = seededRandom(m * 31 + n);
+  const random = mulberry32(m * 31 + n);
   const graph = onnx.GraphProto.create({
     name: 'plain_matmul',
     node: [node('MatMul', ['a', 'b'], ['c'])],

@@ -8,7 +8,7 @@
 // the same snapshots. Must not import kafkajs, src/kafka, src/train or tfjs.
 import type { Snapshot } from '../core/types.ts';
 import { ConfigError } from '../core/errors.ts';
-import { mixSeed, seededRandom } from '../core/random.ts';
+import { mixSeed, mulberry32 } from '../core/random.ts';
 
 export interface SyntheticOptions {
   numEntities: number;
@@ -74,7 +74,7 @@ export function* syntheticSnapshots(options: SyntheticOptions): Generator<Snapsh
   const windowSteps = options.recurrenceWindow ?? 10;
   const exponent = options.degreeExponent ?? 1;
   const first = options.firstStep ?? 0;
-  const random = seededRandom(mixSeed(options.seed ?? 1, N ^ Math.imul(F, 31)));
+  const random = mulberry32(mixSeed(options.seed ?? 1, N ^ Math.imul(F, 31)));
   const entityRank = rankSampler(N, exponent, random);
   const relationRank = rankSampler(R, exponent / 2, random);
   const multiplier = coprimeMultiplier(N);

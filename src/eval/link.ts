@@ -3,7 +3,7 @@
 // seeds. Must not import kafkajs, src/kafka or src/train (forecasters come from a factory).
 import type { LinkForecaster, Snapshot } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
-import { mixSeed, seededRandom } from '../core/random.ts';
+import { mixSeed, mulberry32 } from '../core/random.ts';
 
 /**
  * Exact AUC = P(score(pos) > score(neg)) + P(equal) / 2 (Mann-Whitney U with averaged tie ranks).
@@ -178,7 +178,7 @@ export async function runLinkProtocol(input: {
         seen.add(current.triples[i + 2]);
       }
       const next = snapshots[t + 1];
-      const pairs = linkTestPairs(next, seen, seededRandom(mixSeed(seed, next.step)));
+      const pairs = linkTestPairs(next, seen, mulberry32(mixSeed(seed, next.step)));
       if (pairs.positives > 0) {
         const probability = await forecaster.linkProbability(
           next.step,

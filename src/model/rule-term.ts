@@ -1,16 +1,15 @@
-// The rule term's state (issue 15): an incremental index of the stream's closed steps (per anchor entity, per
-// neighbour, per relation code: the last two steps, the number of steps and the decayed count of that edge), the
-// relaxed (popularity) counts per code, and the rule tables of a RuleTermSpec. From them it gives a query's sparse
-// candidates with their features (RULE_FEATURES), its term row (the ranker's weighted sum) and the evidence behind
-// each candidate (the past facts and the rule or path that used them). Training (eval, fitting, mining) and serving
-// use this one class, so both compute the same numbers.
-// Owns: that state and its reads. Pure: imports only src/core and src/model; no tfjs, onnxruntime, Kafka, src/train.
+// The rule term's state (issue 15): the incremental index of the stream's closed steps (rule-edges.ts) and the rule
+// tables of a RuleTermSpec. From them it gives a query's sparse candidates with their features (RULE_FEATURES), its
+// term row (the ranker's weighted sum) and the evidence behind each candidate (rule-evidence.ts). Training (eval,
+// fitting, mining) and serving use this one class, so both compute the same numbers.
+// Owns: the rule tables (and their online updates), the candidates' features and the term rows. Must not touch the
+// index's counts (rule-edges.ts owns them) or the evidence text (rule-evidence.ts). Pure: imports only src/core and
+// src/model; no tfjs, onnxruntime, Kafka, src/train.
 import type { Direction, Snapshot } from '../core/types.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import {
   restrictRelations,
   type Evidence,
-  type EvidenceFact,
   type SparseRow,
   type TermSpec,
   type TermState,
@@ -24,29 +23,8 @@ import {
   queryCode,
   type RuleTermSpec,
 } from './rule-spec.ts';
-
-/** The edges between one anchor and one neighbour, one entry per relation code seen between them. */
-export interface PairEdges {
-  codes: number[];
-  /** Last step the edge was seen, and the one before it (-1: none). */
-  last: number[];
-  previous: number[];
-  /** Decayed count (decay per step) as of `last`. */
-  value: number[];
-  /** Distinct steps with the edge. */
-  count: number[];
-  /** max(last): the pair's most recent step. */
-  latest: number;
-  /** sum(count): (code, step) edges between the pair. */
-  edges: number;
-}
-
-/** Edges of an entity in the last pathWindow steps, oldest first (parallel arrays). */
-export interface RecentEdges {
-  codes: number[];
-  neighbours: number[];
-  steps: number[];
-}
+import { RuleEdgeIndex, type PairEdges, type PathVisitor, type RecentEdges } from './rule-edges.ts';
+import { evidenceOf, type RuleTables } from './rule-evidence.ts';
 
 /** Candidates of one query with their features [M * RF] (row m is entity entities[m]). */
 export interface RuleCandidates {
@@ -92,17 +70,8 @@ export class RuleTermState implements TermState {
   private ruleCodes = 0; // C of the tables
   /** head -> (body1 * C + body2) -> -log(1 - confidence). */
   private pathRules = new Map<number, Map<number, number>>();
-  /** anchor -> neighbour -> edges. */
-  private readonly adjacency = new Map<number, Map<number, PairEdges>>();
-  /** entity -> its edges of the last pathWindow steps, oldest first (the hops of two-hop paths). */
-  private readonly recent = new Map<number, RecentEdges>();
-  /** code -> entity -> [decayed value, step]; totals per code. */
-  private readonly relaxed = new Map<number, Map<number, [number, number]>>();
-  private readonly relaxedTotal = new Map<number, [number, number]>();
-  private readonly relaxedTop = new Map<
-    number,
-    { entities: Int32Array; shares: Float64Array; shareOf: Map<number, number> }
-  >();
+  /** The counts of the closed steps (neighbours, recent edges, relaxed counts). */
+  private readonly edges: RuleEdgeIndex;
   /** bucketOf[lag * countSlots + min(count, maxCount)] for lags up to the last bound + 1 (longer lags: the last row). */
   private bucketTable = new Int32Array(0);
   private maxLag = 0;
@@ -119,6 +88,7 @@ export class RuleTermState implements TermState {
   constructor(spec: RuleTermSpec) {
     this.spec = assertRuleTermSpec(spec);
     this.relationCount = spec.numRelations;
+    this.edges = new RuleEdgeIndex(this.spec);
     this.useSpec(spec);
   }
 
@@ -172,7 +142,7 @@ export class RuleTermState implements TermState {
       inner.set(body1 * C + body2, -Math.log1p(-confidence));
     }
     this.numCodes = Math.max(this.numCodes, C);
-    this.relaxedTop.clear();
+    this.edges.useSpec(spec);
     this.rowCache.clear();
   }
 
@@ -259,176 +229,29 @@ export class RuleTermState implements TermState {
   observe(closed: Snapshot): void {
     const t = closed.step;
     if (!(t > this.lastStepValue)) return;
-    const snapshot = restrictRelations(closed, this.spec.numRelations);
-    const triples = snapshot.triples;
-    for (let i = 0; i < triples.length; i += 3) {
-      const s = triples[i];
-      const r = triples[i + 1];
-      const o = triples[i + 2];
-      if (!this.addEdge(s, 2 * r, o, t)) continue; // duplicate within the step
-      this.addEdge(o, 2 * r + 1, s, t);
-      if (this.spec.pathWindow > 0) {
-        this.addRecent(s, 2 * r, o, t);
-        this.addRecent(o, 2 * r + 1, s, t);
-      }
-      this.bumpRelaxed(2 * r, o, t);
-      this.bumpRelaxed(2 * r + 1, s, t);
-      this.factsObserved++;
-    }
+    this.factsObserved += this.edges.observe(restrictRelations(closed, this.spec.numRelations), t);
     this.lastStepValue = t;
-    this.relaxedTop.clear();
     this.rowCache.clear();
-    this.pruneRecent(t);
-  }
-
-  private addRecent(entity: number, code: number, neighbour: number, t: number): void {
-    let edges = this.recent.get(entity);
-    if (edges === undefined)
-      this.recent.set(entity, (edges = { codes: [], neighbours: [], steps: [] }));
-    edges.codes.push(code);
-    edges.neighbours.push(neighbour);
-    edges.steps.push(t);
-  }
-
-  /** Drops recent edges that no query after step t can use (older than t + 1 - pathWindow). */
-  private pruneRecent(t: number): void {
-    const oldest = t + 1 - this.spec.pathWindow;
-    for (const [entity, edges] of this.recent) {
-      let k = 0;
-      while (k < edges.steps.length && edges.steps[k] < oldest) k++;
-      if (k === edges.steps.length) this.recent.delete(entity);
-      else if (k > 0) {
-        edges.codes.splice(0, k);
-        edges.neighbours.splice(0, k);
-        edges.steps.splice(0, k);
-      }
-    }
   }
 
   /** The recent edges of an entity (read-only; within pathWindow steps of the last observed step). */
   recentEdges(entity: number): RecentEdges | undefined {
-    return this.recent.get(entity);
+    return this.edges.recentEdges(entity);
   }
 
-  /**
-   * Two-hop path groundings of the query (anchor) at `step`: visit(body1, middle, step1, body2, end, step2) for every
-   * recent first hop anchor -body1-> middle (at most pathFanout distinct middles, most recent first) and recent
-   * second hop middle -body2-> end (end != anchor), both within pathWindow steps of `step`.
-   */
-  forEachPath(
-    step: number,
-    anchor: number,
-    visit: (
-      body1: number,
-      middle: number,
-      step1: number,
-      body2: number,
-      end: number,
-      step2: number,
-    ) => void,
-  ): void {
-    const first = this.recent.get(anchor);
-    if (first === undefined) return;
-    const oldest = step - this.spec.pathWindow;
-    const middles = new Set<number>();
-    for (let i = first.steps.length - 1; i >= 0; i--) {
-      if (first.steps[i] < oldest) break;
-      const middle = first.neighbours[i];
-      if (middle === anchor) continue;
-      if (!middles.has(middle)) {
-        if (middles.size >= this.spec.pathFanout) continue;
-        middles.add(middle);
-      }
-      const second = this.recent.get(middle);
-      if (second === undefined) continue;
-      for (let k = second.steps.length - 1; k >= 0; k--) {
-        if (second.steps[k] < oldest) break;
-        const end = second.neighbours[k];
-        if (end === anchor) continue;
-        visit(first.codes[i], middle, first.steps[i], second.codes[k], end, second.steps[k]);
-      }
-    }
-  }
-
-  private addEdge(anchor: number, code: number, neighbour: number, t: number): boolean {
-    let neighbours = this.adjacency.get(anchor);
-    if (neighbours === undefined) this.adjacency.set(anchor, (neighbours = new Map()));
-    let pair = neighbours.get(neighbour);
-    if (pair === undefined) {
-      pair = { codes: [], last: [], previous: [], value: [], count: [], latest: t, edges: 0 };
-      neighbours.set(neighbour, pair);
-    }
-    pair.latest = t;
-    const k = pair.codes.indexOf(code);
-    if (k < 0 || pair.last[k] !== t) pair.edges++;
-    if (k < 0) {
-      pair.codes.push(code);
-      pair.last.push(t);
-      pair.previous.push(-1);
-      pair.value.push(1);
-      pair.count.push(1);
-      return true;
-    }
-    if (pair.last[k] === t) return false;
-    pair.value[k] = pair.value[k] * Math.pow(this.spec.decay, t - pair.last[k]) + 1;
-    pair.previous[k] = pair.last[k];
-    pair.last[k] = t;
-    pair.count[k]++;
-    return true;
-  }
-
-  private bumpRelaxed(code: number, entity: number, t: number): void {
-    const d = this.spec.relaxedDecay;
-    let counts = this.relaxed.get(code);
-    if (counts === undefined) this.relaxed.set(code, (counts = new Map()));
-    const e = counts.get(entity);
-    if (e === undefined) counts.set(entity, [1, t]);
-    else {
-      e[0] = e[0] * Math.pow(d, t - e[1]) + 1;
-      e[1] = t;
-    }
-    const total = this.relaxedTotal.get(code);
-    if (total === undefined) this.relaxedTotal.set(code, [1, t]);
-    else {
-      total[0] = total[0] * Math.pow(d, t - total[1]) + 1;
-      total[1] = t;
-    }
+  /** Two-hop path groundings of the query (anchor) at `step` (RuleEdgeIndex.forEachPath). */
+  forEachPath(step: number, anchor: number, visit: PathVisitor): void {
+    this.edges.forEachPath(step, anchor, visit);
   }
 
   /** The neighbours of an anchor and their edges (read-only; for the miner and diagnostics). */
   neighbours(anchor: number): ReadonlyMap<number, PairEdges> | undefined {
-    return this.adjacency.get(anchor);
+    return this.edges.neighbours(anchor);
   }
 
   /** Share of code's decayed facts pointing at entity (0 if none). */
   relaxedShare(code: number, entity: number): number {
-    const total = this.relaxedTotal.get(code);
-    const e = this.relaxed.get(code)?.get(entity);
-    if (total === undefined || e === undefined) return 0;
-    return (e[0] * Math.pow(this.spec.relaxedDecay, total[1] - e[1])) / total[0];
-  }
-
-  private topRelaxed(code: number): {
-    entities: Int32Array;
-    shares: Float64Array;
-    shareOf: Map<number, number>;
-  } {
-    const cached = this.relaxedTop.get(code);
-    if (cached !== undefined) return cached;
-    const counts = this.relaxed.get(code);
-    const pairs: Array<[number, number]> = [];
-    if (counts !== undefined)
-      for (const entity of counts.keys()) pairs.push([entity, this.relaxedShare(code, entity)]);
-    const shareOf = new Map(pairs);
-    pairs.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-    const top = pairs.slice(0, this.spec.relaxedTopK);
-    const entry = {
-      entities: Int32Array.from(top, (p) => p[0]),
-      shares: Float64Array.from(top, (p) => p[1]),
-      shareOf,
-    };
-    this.relaxedTop.set(code, entry);
-    return entry;
+    return this.edges.relaxedShare(code, entity);
   }
 
   /**
@@ -454,7 +277,7 @@ export class RuleTermState implements TermState {
       scratch.features.fill(0, size * RF, (size + 1) * RF);
       return size++ * RF;
     };
-    const neighbours = this.adjacency.get(anchor);
+    const neighbours = this.edges.neighbours(anchor);
     if (neighbours !== undefined) {
       for (const [entity, pair] of neighbours) {
         let at = -1;
@@ -488,7 +311,7 @@ export class RuleTermState implements TermState {
     }
     const paths = this.pathRules.get(code);
     if (paths !== undefined && spec.pathWindow > 0) this.addPaths(step, anchor, paths, row);
-    const top = this.topRelaxed(code);
+    const top = this.edges.topRelaxed(code);
     for (let i = 0; i < top.entities.length; i++) row(top.entities[i]);
     const rows = scratch.features;
     for (let m = 0; m < size; m++) {
@@ -506,7 +329,7 @@ export class RuleTermState implements TermState {
     row: (entity: number) => number,
   ): void {
     const C = this.ruleCodes;
-    this.forEachPath(step, anchor, (body1, _middle, _step1, body2, end) => {
+    this.edges.forEachPath(step, anchor, (body1, _middle, _step1, body2, end) => {
       if (body1 >= C || body2 >= C) return;
       const value = paths.get(body1 * C + body2);
       if (value === undefined) return;
@@ -549,17 +372,21 @@ export class RuleTermState implements TermState {
     entities: Int32Array,
     limit: number,
   ): Evidence[][] {
-    return evidenceOf(this, this.lastStepValue + 1, direction, anchor, relation, entities, limit);
+    return evidenceOf(
+      this.spec,
+      this.ruleTables(),
+      this.edges,
+      this.lastStepValue + 1,
+      direction,
+      anchor,
+      relation,
+      entities,
+      limit,
+    );
   }
 
-  /** Internals for evidenceOf (same file family). */
-  ruleTables(): {
-    C: number;
-    B: number;
-    ruleLog: Float32Array;
-    ruleConf: Float32Array;
-    paths: Map<number, Map<number, number>>;
-  } {
+  /** The rule tables (read-only views; for the evidence and diagnostics). */
+  ruleTables(): RuleTables {
     return {
       C: this.ruleCodes,
       B: this.buckets,
@@ -568,87 +395,4 @@ export class RuleTermState implements TermState {
       paths: this.pathRules,
     };
   }
-}
-
-/** A fact of the stream behind an edge (anchor, code, neighbour) at a step, in (subject, relation, object) order. */
-export function edgeFact(
-  anchor: number,
-  code: number,
-  neighbour: number,
-  step: number,
-): EvidenceFact {
-  const relation = code >> 1;
-  return (code & 1) === 0
-    ? { subject: anchor, relation, object: neighbour, step }
-    : { subject: neighbour, relation, object: anchor, step };
-}
-
-function evidenceOf(
-  state: RuleTermState,
-  step: number,
-  direction: Direction,
-  anchor: number,
-  relation: number,
-  entities: Int32Array,
-  limit: number,
-): Evidence[][] {
-  const spec = state.currentSpec;
-  const w = spec.weights;
-  const code = queryCode(direction, relation);
-  const { C, B, ruleLog, ruleConf, paths } = state.ruleTables();
-  const known = code < C;
-  const neighbours = state.neighbours(anchor);
-  const name = (c: number) => `r${c >> 1}${c & 1 ? '^-1' : ''}`;
-  const head = `${name(code)}(X, Y)`;
-  return Array.from(entities, (entity) => {
-    const items: Evidence[] = [];
-    const pair = neighbours?.get(entity);
-    if (pair !== undefined) {
-      for (let k = 0; k < pair.codes.length; k++) {
-        const body = pair.codes[k];
-        const lag = step - pair.last[k];
-        const bucket = ruleBucket(spec, lag, pair.count[k]);
-        const facts = [edgeFact(anchor, body, entity, pair.last[k])];
-        if (pair.previous[k] >= 0) facts.push(edgeFact(anchor, body, entity, pair.previous[k]));
-        if (body === code) {
-          const strict = pair.value[k] * Math.pow(spec.decay, lag);
-          const weight =
-            w[FI.strict] * strict +
-            w[FI.logStrict] * Math.log1p(strict) +
-            (known ? w[FI.selfRule] * ruleLog[(code * C + code) * B + bucket] : 0);
-          items.push({
-            kind: 'recurrence',
-            rule: `${head} <= ${head} (seen ${pair.count[k]}x, last ${lag} steps ago)`,
-            weight,
-            facts,
-          });
-        } else if (known && body < C) {
-          const index = (code * C + body) * B + bucket;
-          if (ruleConf[index] <= 0) continue;
-          items.push({
-            kind: 'rule',
-            rule: `${head} <= ${name(body)}(X, Y) at lag ${lag} (confidence ${ruleConf[index].toFixed(3)})`,
-            weight: w[FI.ruleSum] * ruleLog[index],
-            facts,
-          });
-        }
-      }
-    }
-    const pathRules = paths.get(code);
-    if (pathRules !== undefined && spec.pathWindow > 0) {
-      state.forEachPath(step, anchor, (body1, middle, step1, body2, end, step2) => {
-        if (end !== entity || body1 >= C || body2 >= C) return;
-        const value = pathRules.get(body1 * C + body2);
-        if (value === undefined) return;
-        items.push({
-          kind: 'path',
-          rule: `${head} <= ${name(body1)}(X, Z), ${name(body2)}(Z, Y) (confidence ${(-Math.expm1(-value)).toFixed(3)})`,
-          weight: w[FI.pathSum] * value,
-          facts: [edgeFact(anchor, body1, middle, step1), edgeFact(middle, body2, entity, step2)],
-        });
-      });
-    }
-    items.sort((a, b) => b.weight - a.weight);
-    return items.filter((item) => item.weight > 0).slice(0, limit);
-  });
 }

@@ -6,7 +6,7 @@ import type { FilterMode } from '../core/types.ts';
 import { QueryClient } from '../kafka/query-client.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
 import type { QueryRecord } from '../serve/queries.ts';
-import { seededRandom } from '../core/random.ts';
+import { mulberry32 } from '../core/random.ts';
 
 export interface QueryTrickleOptions {
   kafka: Kafka;
@@ -44,7 +44,7 @@ export class QueryTrickle {
 
   constructor(options: QueryTrickleOptions) {
     this.options = options;
-    this.random = seededRandom(options.seed ?? 1);
+    this.random = mulberry32(options.seed ?? 1);
     this.client = new QueryClient({
       ...options,
       onAnswer: (_replyId, answer, roundTripMs) => {

@@ -7,7 +7,7 @@
 // relation with few facts keeps the pooled mapping.
 // Owns: sampling and fitting. Pure (seeded); must not import serve, Kafka or tfjs.
 import type { ScoringState, Snapshot } from '../core/types.ts';
-import { seededRandom } from '../core/random.ts';
+import { mulberry32 } from '../core/random.ts';
 import type { PlattCalibration } from '../model/calibration.ts';
 import { pairLogits } from '../model/dense-scores.ts';
 import type { SparseRow, TermState } from '../model/terms.ts';
@@ -50,7 +50,7 @@ export function calibrationSamples(snapshot: Snapshot, options: SampleOptions): 
   const N = dense.numEntities;
   const R = dense.numRelations;
   const negatives = options.negatives ?? 8;
-  const random = seededRandom(options.seed * 1_000_003 + snapshot.step);
+  const random = mulberry32(options.seed * 1_000_003 + snapshot.step);
   const t = snapshot.triples;
   const usable: number[] = [];
   for (let i = 0; i < t.length; i += 3)

@@ -10,7 +10,7 @@ import {
 } from '../../src/baselines/recurrency.ts';
 import { RecurrencyLinkForecaster } from '../../src/baselines/recurrency-models.ts';
 import { rankOfTarget } from '../../src/eval/rank.ts';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 
 const close = (a: number, b: number, what = ''): void =>
   assert.ok(Math.abs(a - b) < 1e-6, `${what} ${a} vs ${b}`);
@@ -69,7 +69,7 @@ test('recurrency forecaster scores = strict + alpha * relaxed, and the sparse ra
   assert.ok(subj[0] > subj[3] && subj[3] > 0 && subj[1] === 0);
 
   // random history: sparse recurrencyRank vs rankOfTarget on score()'s dense row
-  const random = seededRandom(3);
+  const random = mulberry32(3);
   const N = 30;
   const R = 3;
   const facts: number[] = [];

@@ -1,16 +1,9 @@
 // Test helpers for nlsm-h: a pure-JS base forecaster over a ScoringState (the same efficient logit the ONNX scorer
 // computes) and a seeded synthetic TKG with recurring facts.
 import type { Direction, ScoringState, Snapshot, TkgForecaster } from '../../src/core/types.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** Efficient NLSM logit of (s, r, o) from a ScoringState (SPEC section 1), in float64. */
 export function stateLogit(state: ScoringState, s: number, r: number, o: number): number {
@@ -52,7 +45,7 @@ export class StateForecaster implements TkgForecaster {
 }
 
 export function randomState(N: number, R: number, K: number, seed: number, step = 0): ScoringState {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   return {
     numEntities: N,
     numRelations: R,
@@ -90,7 +83,7 @@ export function syntheticTkg(options: {
   seed: number;
 }): { snapshots: Snapshot[]; affinity: (s: number, r: number, o: number) => number } {
   const { N, R, steps, pairsPerStep, repeat, seed } = options;
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const position = Float64Array.from({ length: N }, () => random());
   const shift = Float64Array.from({ length: R }, () => random());
   const affinity = (s: number, r: number, o: number): number => {
@@ -142,7 +135,7 @@ export class OracleForecaster implements TkgForecaster {
     numEntities: number,
   ): Promise<Float32Array> {
     this.scoredSteps.push(step);
-    const random = seededRandom(this.seed * 7919 + step);
+    const random = mulberry32(this.seed * 7919 + step);
     const out = new Float32Array(anchors.length * numEntities);
     for (let b = 0; b < anchors.length; b++)
       for (let e = 0; e < numEntities; e++) {

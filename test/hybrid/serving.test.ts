@@ -15,14 +15,14 @@ import {
   termSpecFromLegacyMetadata,
   type TermSpec,
 } from '../../src/model/terms.ts';
-import { StateForecaster, randomState, seededRandom, syntheticTkg } from './helpers.ts';
+import { StateForecaster, randomState, mulberry32, syntheticTkg } from './helpers.ts';
 
 const N = 60;
 const R = 3;
 const K = 8;
 
 function weights(seed: number, decay = 0.6): HybridWeights {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   return {
     numRelations: R,
     decay,
@@ -59,7 +59,7 @@ test('ONNX scores with the HybridTermState equal in-process nlsm-h scores (max a
   assert.deepEqual(model.terms, spec, 'the file carries its term spec');
   assert.equal(model.historyStep, snapshots.at(-1)!.step);
   assert.equal(model.metadata.modelName, 'nlsm-h');
-  const random = seededRandom(4);
+  const random = mulberry32(4);
   let maxDiff = 0;
   let termsSeen = 0;
   for (const direction of ['object', 'subject'] as Direction[]) {

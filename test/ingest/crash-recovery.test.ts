@@ -15,7 +15,7 @@ import {
   expectedSnapshots,
   persistedSnapshots,
   publish,
-  seededRandom,
+  mulberry32,
   snapshotDifference,
   tempStateDir,
   yagoTrain,
@@ -142,7 +142,7 @@ test(
     const facts = yagoTrain();
     await publish(kafka, SchemaCodec.load(), topicNames(prefix).facts, facts, 'avro');
     const expected = expectedSnapshots(facts);
-    const random = seededRandom(77);
+    const random = mulberry32(77);
     const dirs: string[] = [];
     try {
       const cleanDir = tempStateDir('crash-clean');

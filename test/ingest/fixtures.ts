@@ -12,7 +12,7 @@ import { ensureTopics } from '../../src/kafka/topics.ts';
 import type { SchemaCodec } from '../../src/schemas/codec.ts';
 import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import { PersistentVocabulary } from '../../src/ingest/vocabulary.ts';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 
 let yagoTrainCache: FactEvent[] | undefined;
 
@@ -133,4 +133,4 @@ export function tempStateDir(label: string): string {
   return mkdtempSync(join(tmpdir(), `tkg-${label}-`));
 }
 
-export { seededRandom };
+export { mulberry32 };

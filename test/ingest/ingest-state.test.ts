@@ -9,7 +9,7 @@ import type { FactEvent } from '../../src/core/types.ts';
 import {
   expectedSnapshots,
   persistedSnapshots,
-  seededRandom,
+  mulberry32,
   snapshotDifference,
   tempStateDir,
 } from './fixtures.ts';
@@ -22,7 +22,7 @@ function stream(
   n: number,
   seed: number,
 ): Array<{ partition: number; value: Buffer; fact: FactEvent }> {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const out: Array<{ partition: number; value: Buffer; fact: FactEvent }> = [];
   for (let i = 0; i < n; i++) {
     const fact: FactEvent = {

@@ -20,7 +20,7 @@ import {
   namedSnapshot,
   persistedSnapshots,
   publish,
-  seededRandom,
+  mulberry32,
   sendRaw,
   snapshotDifference,
   tempStateDir,
@@ -291,7 +291,7 @@ test(
     await createFactTopics(kafka, prefix);
     const validFacts = yagoTrain().slice(0, 30_000);
     const kinds = malformedKinds();
-    const random = seededRandom(2024);
+    const random = mulberry32(2024);
     const messages: Message[] = validFacts.map((f) => ({
       key: f.subject,
       value: codec.encodeValue('Fact', { ...f, timestamp: null }, random() < 0.5 ? 'avro' : 'json'),

@@ -16,7 +16,7 @@ import {
   snapshotRecordOf,
 } from '../../src/kafka/snapshot-topic.ts';
 import { modelVersion } from '../../src/train/stage.ts';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 import type { StepMetricsRecord } from '../../src/serve/live-eval.ts';
 
 const snapshot = (
@@ -118,7 +118,7 @@ test('model versions grow with the step and with the run start', () => {
 });
 
 test('the recurrency term spec equals the recurrency model scores (strict + alpha * relaxed)', async () => {
-  const random = seededRandom(3);
+  const random = mulberry32(3);
   const N = 30;
   const R = 3;
   const params = { decay: 0.6, alpha: 0.3 };

@@ -13,7 +13,7 @@ import {
   readScoringModelMetadata,
   vocabularyHash,
 } from '../../src/model/scoring-graph.ts';
-import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
+import { bruteForceRow, randomScoringState, mulberry32 } from './fixtures.ts';
 import { testPython } from '../helpers/python.ts';
 
 const N = 257;
@@ -23,7 +23,7 @@ const state = randomScoringState({ seed: 11, N, R, K, step: 42, version: 9, thet
 const bytes = exportScoringModel(state, { vocabularyHash: 'abc123', modelName: 'nlsm' });
 
 // A batch mixing both directions, with a sparse history term on a few (row, entity) pairs (one pair repeated: adds up).
-const random = seededRandom(5);
+const random = mulberry32(5);
 const B = 12;
 const anchors = Array.from({ length: B }, () => Math.floor(random() * N));
 const relations = Array.from({ length: B }, () => Math.floor(random() * R));

@@ -1,9 +1,9 @@
 // Test fixtures for the serving tests: seeded random ScoringStates and the brute-force NLSM logit.
 import type { ScoringState } from '../../src/core/types.ts';
 
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 
-export { seededRandom };
+export { mulberry32 };
 
 /** A random ScoringState: z in (0, 1) (sigmoid of a normal-ish psi), Theta entries in [-scale, scale]. */
 export function randomScoringState(options: {
@@ -15,7 +15,7 @@ export function randomScoringState(options: {
   version?: number;
   thetaScale?: number;
 }): ScoringState {
-  const random = seededRandom(options.seed);
+  const random = mulberry32(options.seed);
   const { N, R, K } = options;
   const scale = options.thetaScale ?? 1;
   const z = Float32Array.from({ length: N * K }, () => 1 / (1 + Math.exp(-(random() * 6 - 3))));

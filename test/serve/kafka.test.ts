@@ -23,7 +23,7 @@ import { createTermState } from '../../src/model/term-states.ts';
 import { encodeTermSpec, noTerm, type TermSpec } from '../../src/model/terms.ts';
 import type { AnswerRecord } from '../../src/serve/queries.ts';
 import { ServeReplica } from '../../src/serve/replica.ts';
-import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
+import { bruteForceRow, randomScoringState, mulberry32 } from './fixtures.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { startTkg } from '../e2e/helpers.ts';
 
@@ -52,7 +52,7 @@ const specs = new Map<number, TermSpec>([
 ]);
 
 function hybridWeights(seed: number) {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   return {
     numRelations: R,
     decay: 0.6,
@@ -91,7 +91,7 @@ function bundle(version: number, onnx?: Uint8Array): ModelBundle {
 
 /** Closed steps 0..13 with facts that repeat (so the terms are non-trivial). */
 const closedSteps: Snapshot[] = (() => {
-  const random = seededRandom(77);
+  const random = mulberry32(77);
   const out: Snapshot[] = [];
   const base: number[] = [];
   for (let i = 0; i < 40; i++)

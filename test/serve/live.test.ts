@@ -12,7 +12,7 @@ import { mrrDrift } from '../../src/serve/live-eval.ts';
 import { Scorer } from '../../src/serve/scorer.ts';
 import { StepCoordinator } from '../../src/serve/step-coordinator.ts';
 import type { ForecastRecord } from '../../src/serve/forecasts.ts';
-import { bruteForceRow, randomScoringState, seededRandom } from './fixtures.ts';
+import { bruteForceRow, randomScoringState, mulberry32 } from './fixtures.ts';
 
 const N = 40;
 const R = 3;
@@ -22,7 +22,7 @@ const relations = ['likes', 'knows', 'visits'];
 const hash = vocabularyHash(entities, relations);
 
 function randomSnapshot(step: number, facts: number, seed: number): Snapshot {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const set = new Set<string>();
   while (set.size < facts)
     set.add(`${Math.floor(random() * N)},${Math.floor(random() * R)},${Math.floor(random() * N)}`);

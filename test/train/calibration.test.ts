@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 import type { Snapshot } from '../../src/core/types.ts';
 import { loadTkgDataset, tkgSnapshots } from '../../src/datasets/index.ts';
 import type { ModelBundle } from '../../src/model/bundle.ts';
@@ -19,7 +19,7 @@ import { createLiveModel } from '../../src/train/live/index.ts';
 import { TrainerStage } from '../../src/train/stage.ts';
 
 test('fitPlatt recovers a known logistic map from weighted samples', () => {
-  const random = seededRandom(5);
+  const random = mulberry32(5);
   const score: number[] = [];
   const label: number[] = [];
   const weight: number[] = [];

@@ -12,14 +12,14 @@ import {
   type LogVarFrame,
 } from '../../src/train/nlsm/graph.ts';
 import { logVarGruStepReference } from '../../src/train/nlsm/math.ts';
-import { SeededRandom } from '../../src/train/nlsm/rng.ts';
+import { Xoshiro128 } from '../../src/core/random.ts';
 import { randomGruWeights } from './synthetic.ts';
 
 const H = 256; // theta GRU width for K = 64, directed
 const S_THETA = 0.01;
 
 /** The trainer's initial GRU: recurrent weights N(0, 0.01), update-gate bias 4. */
-function initialGru(rng: SeededRandom): Record<string, Float32Array> {
+function initialGru(rng: Xoshiro128): Record<string, Float32Array> {
   const matrix = (): Float32Array => rng.fillNormal(new Float32Array(H * H), 0, 0.01);
   return {
     Uu: matrix(),
@@ -46,7 +46,7 @@ function asTensors(w: Record<string, Float32Array>): GruWeights {
  */
 function shiftAfterOneAdamStep(frame: LogVarFrame | null, lr: number): number {
   return tf.tidy(() => {
-    const weights = initialGru(new SeededRandom(4));
+    const weights = initialGru(new Xoshiro128(4));
     const logVar = tf.fill([8, H], Math.log(S_THETA ** 2)) as tf.Tensor2D; // [8, H]
     const step = (w: GruWeights): tf.Tensor2D =>
       frame ? logVarGruStep(logVar, w, frame) : gruStep(logVar, w);
@@ -82,7 +82,7 @@ test('log-variance frame: one Adam step moves the evolved log-variance by < 0.1 
 
 test('logVarGruStep equals the plain-array reference and stays within the hull of its state and centre +- scale', async () => {
   await ensureBackend();
-  const rng = new SeededRandom(11);
+  const rng = new Xoshiro128(11);
   const B = 5;
   const h = 6;
   const frame = { centre: Math.log(0.1 ** 2), scale: 2 };

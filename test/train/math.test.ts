@@ -23,7 +23,7 @@ import {
   gaussianEntropyTf,
   gruStep,
 } from '../../src/train/nlsm/graph.ts';
-import { SeededRandom } from '../../src/train/nlsm/rng.ts';
+import { Xoshiro128 } from '../../src/core/random.ts';
 import { randomGruWeights } from './synthetic.ts';
 
 const close = (a: number, b: number, tol: number, what: string): void =>
@@ -31,7 +31,7 @@ const close = (a: number, b: number, tol: number, what: string): void =>
 
 test('efficient scoring equals the brute-force expectation over Bernoulli attributes (exact enumeration, K = 3)', async () => {
   await ensureBackend();
-  const rng = new SeededRandom(7);
+  const rng = new Xoshiro128(7);
   const K = 3;
   const R = 2;
   for (const directed of [true, false]) {
@@ -126,7 +126,7 @@ test('efficient scoring equals the brute-force expectation over Bernoulli attrib
 
 test('closed-form Gaussian prior, random-walk and entropy terms match Monte-Carlo estimates', async () => {
   await ensureBackend();
-  const rng = new SeededRandom(11);
+  const rng = new Xoshiro128(11);
   const D = 5;
   const mean = Float32Array.from([0.3, -1.2, 2.0, 0.0, 0.7]);
   const logVar = Float32Array.from([-1, 0.5, -2, 0, -0.3]);
@@ -194,7 +194,7 @@ test('negative proposal: probabilities sum to 1 and the importance-weighted esti
         exact += f(i, r, j);
       }
   close(total, 1, 1e-9, 'sum of q');
-  const rng = new SeededRandom(3);
+  const rng = new Xoshiro128(3);
   let estimate = 0;
   const repeats = 4000;
   for (let rep = 0; rep < repeats; rep++) {
@@ -207,7 +207,7 @@ test('negative proposal: probabilities sum to 1 and the importance-weighted esti
 
 test('tf GRU step equals the plain-array reference', async () => {
   await ensureBackend();
-  const rng = new SeededRandom(5);
+  const rng = new Xoshiro128(5);
   const B = 3;
   const H = 4;
   const h = rng.fillNormal(new Float32Array(B * H));
@@ -229,7 +229,7 @@ test('tf GRU step equals the plain-array reference', async () => {
 
 test('the fused edge-logit op has the same gradient as the composed tf ops', async () => {
   await ensureBackend();
-  const rng = new SeededRandom(9);
+  const rng = new Xoshiro128(9);
   for (const directed of [true, false]) {
     const K = 5;
     const R = 3;

@@ -1,6 +1,6 @@
 // Planted synthetic temporal graphs for the trainer tests (not a test file itself).
 import type { Snapshot } from '../../src/core/types.ts';
-import { SeededRandom } from '../../src/train/nlsm/rng.ts';
+import { Xoshiro128 } from '../../src/core/random.ts';
 
 /**
  * N entities, R relations, T steps. Every subject s < subjects has, per relation r, one planted object
@@ -17,7 +17,7 @@ export function plantedSnapshots(options: {
   seed?: number;
 }): Snapshot[] {
   const { N, R, T, subjects } = options;
-  const rng = new SeededRandom(options.seed ?? 1);
+  const rng = new Xoshiro128(options.seed ?? 1);
   const density = options.density ?? 0.7;
   const switchRate = options.switchRate ?? 0.02;
   const planted = new Int32Array(subjects * R);
@@ -44,7 +44,7 @@ export function plantedSnapshots(options: {
 
 /** Random GRU weights for one hidden size H: matrices [H, H] and biases [H] drawn from N(0, std^2). */
 export function randomGruWeights(
-  rng: SeededRandom,
+  rng: Xoshiro128,
   H: number,
   std: { matrix: number; vector: number },
 ): {

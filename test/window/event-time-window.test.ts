@@ -9,7 +9,7 @@ import { writeFileAtomic, decodeContainer } from '../../src/core/durable.ts';
 import { SnapshotStore } from '../../src/window/snapshot-store.ts';
 import { sortTriples, TripleSet } from '../../src/window/triple-set.ts';
 import type { EncodedFact, Snapshot } from '../../src/core/types.ts';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 
 const fact = (subject: number, relation: number, object: number, step: number): EncodedFact => ({
   subject,
@@ -163,7 +163,7 @@ test('async iterator yields closed snapshots and ends after end()', async () => 
 });
 
 test('checkpoint round trip: a restored window continues exactly like an uninterrupted one (seeded random stream)', () => {
-  const random = seededRandom(7);
+  const random = mulberry32(7);
   const partitions = 3;
   const facts: Array<[EncodedFact, number]> = [];
   for (let i = 0; i < 20_000; i++) {
@@ -220,7 +220,7 @@ test('checkpoint round trip: a restored window continues exactly like an uninter
 
 test('checkpoint of ~200k open facts encodes and decodes quickly; atomic file write leaves no temp files', () => {
   const window = new EventTimeWindow({ allowedLateness: 1000 });
-  const random = seededRandom(3);
+  const random = mulberry32(3);
   for (let i = 0; i < 200_000; i++) {
     window.add(
       fact(

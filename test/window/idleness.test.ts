@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { EventTimeWindow } from '../../src/window/event-time-window.ts';
 import { WatermarkHistory } from '../../src/window/idleness.ts';
 import type { EncodedFact, Snapshot } from '../../src/core/types.ts';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 
 const fact = (subject: number, step: number, object = subject): EncodedFact => ({
   subject,
@@ -215,7 +215,7 @@ function simulate(
   seed: number,
   rule: 'fresh-log-end' | 'previous',
 ): { late: number; facts: number; steps: number } {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const T = 1000;
   const partitions = 3;
   const logs: Appended[][] = [[], [], []];

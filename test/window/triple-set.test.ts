@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { seededRandom } from '../../src/core/random.ts';
+import { mulberry32 } from '../../src/core/random.ts';
 import { MAX_ENTITY_ID, sortTriples, TripleSet } from '../../src/window/triple-set.ts';
 
 /** Reference: string-keyed dedup + lexicographic sort on (s, r, o). */
@@ -17,7 +17,7 @@ for (const [label, maxEntity, maxRelation] of [
   ['ids up to 2^26 - 1 with 2^20 relations (comparator sort)', MAX_ENTITY_ID, 2 ** 20 - 1],
 ] as const) {
   test(`triple set: growth, dedup and (s, r, o) order equal a reference, ${label}`, () => {
-    const random = seededRandom(maxEntity);
+    const random = mulberry32(maxEntity);
     const pick = (max: number) => Math.floor(random() * (max + 1));
     const set = new TripleSet();
     const added: number[][] = [];

@@ -13,6 +13,7 @@
 // Owns: the collection schedule, the query sampling and the combination at score time. Must not import tfjs,
 // src/train, kafkajs or src/kafka (the base forecaster is passed in).
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
+import { mulberry32 } from '../../core/random.ts';
 import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
 import type { TkgProtocol } from '../../eval/protocols.ts';
 import {
@@ -61,17 +62,6 @@ export interface HybridForecasterOptions {
   /** Queries per base score() call while collecting; default 256. */
   batchSize?: number;
   log?: (line: string) => void;
-}
-
-/** Deterministic PRNG (mulberry32) for the query sample. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Phase = 'fit' | 'validation';

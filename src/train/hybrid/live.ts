@@ -5,7 +5,7 @@
 // fit and for relations the fit has not seen. Must not import tfjs, src/train, kafkajs or src/kafka.
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
 import { InvalidInputError } from '../../core/errors.ts';
-import { seededRandom } from '../../core/random.ts';
+import { mulberry32 } from '../../core/random.ts';
 import { buildAnswerFilter, trueAnswers } from '../../eval/rank.ts';
 import { F, FS, slotOf, type HybridWeights } from '../../model/hybrid-features.ts';
 import type { QuerySet, QuerySetBuilder } from './query-set.ts';
@@ -38,7 +38,7 @@ export async function collectStepQueries(input: {
   for (let i = 0; i < triples.length; i += 3)
     if (triples[i] < N && triples[i + 2] < N && triples[i + 1] < R) eligible.push(i);
   // a seeded partial Fisher-Yates: the first maxFacts of a random permutation, in fact order
-  const random = seededRandom(input.seed);
+  const random = mulberry32(input.seed);
   const take = Math.min(input.maxFacts, eligible.length);
   for (let k = 0; k < take; k++) {
     const j = k + Math.floor(random() * (eligible.length - k));

@@ -1,6 +1,7 @@
 // nlsm-h's fitting queries (issue 8 item 2): per query its candidates (history candidates + the base model's top-M +
 // the true answer), their base logits and history features, and which candidates the time-aware / static filters
 // exclude. Owns: the query-set layout, its builder and concatenation. Pure; must not import tfjs or Kafka.
+import { mulberry32 } from '../../core/random.ts';
 import { F } from '../../model/hybrid-features.ts';
 
 /** D = 1 + F local parameters per query: beta (scale of the base logit) and the F history weights. */
@@ -72,13 +73,7 @@ export class QuerySetBuilder {
     readonly samples = 64,
     seed = 1,
   ) {
-    let a = seed >>> 0;
-    this.random = () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = Math.imul(a ^ (a >>> 15), a | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    this.random = mulberry32(seed);
   }
 
   get queries(): number {

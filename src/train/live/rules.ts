@@ -16,7 +16,7 @@
 // Owns: that adapter. Must not import Kafka or src/serve.
 import type { Direction, ScoringState, Snapshot } from '../../core/types.ts';
 import { TkgError } from '../../core/errors.ts';
-import { seededRandom } from '../../core/random.ts';
+import { mulberry32 } from '../../core/random.ts';
 import { selectRecurrencyParams } from '../../baselines/recurrency.ts';
 import { selectionSplit } from '../../eval/evaluate.ts';
 import { buildAnswerFilter, trueAnswers } from '../../eval/rank.ts';
@@ -265,7 +265,7 @@ export class RuleLiveModel implements LiveModel {
     const eligible: number[] = [];
     for (let i = 0; i < t.length; i += 3)
       if (t[i] < baseEntities && t[i + 2] < baseEntities && t[i + 1] < R) eligible.push(i);
-    const random = seededRandom(this.options.seed * 7919 + target.step);
+    const random = mulberry32(this.options.seed * 7919 + target.step);
     for (let k = 0; k < Math.min(FACTS_PER_STEP, eligible.length); k++) {
       const j = k + Math.floor(random() * (eligible.length - k));
       [eligible[k], eligible[j]] = [eligible[j], eligible[k]];

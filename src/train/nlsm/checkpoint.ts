@@ -1,17 +1,14 @@
 // Trainer checkpoints. Owns: the on-disk format of a WindowTrainer (parameters, Adam moments and
-// step, window contents, random state, counters) and atomic writes (temp file + rename, binary
-// first, then the JSON header that names it). Must not import kafkajs, src/kafka or src/serve.
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+// step, window contents, random state, counters) and its commit order: the binary is made durable
+// first, then the JSON header that names it (the commit point), both through src/core's
+// writeFileAtomic (temp file, fsync, rename, fsync the directory). Must not import kafkajs,
+// src/kafka or src/serve.
+import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
-import type { TrainerSettings, WindowTrainer } from './trainer.ts';
+import { writeFileAtomic } from '../../core/durable.ts';
+import type { TrainerSettings } from './parameters.ts';
+import type { WindowTrainer } from './trainer.ts';
 
 const HEADER = 'nlsm-checkpoint.json';
 const FORMAT = 1;
@@ -79,8 +76,7 @@ export function saveCheckpoint(trainer: WindowTrainer, dir: string): void {
   }
   const binary = `nlsm-checkpoint-${trainer.updates}.bin`;
   const binaryPath = join(dir, binary);
-  writeFileSync(`${binaryPath}.tmp`, Buffer.concat(chunks));
-  renameSync(`${binaryPath}.tmp`, binaryPath);
+  writeFileAtomic(binaryPath, Buffer.concat(chunks));
   const header: CheckpointHeader = {
     format: FORMAT,
     binary,
@@ -99,8 +95,7 @@ export function saveCheckpoint(trainer: WindowTrainer, dir: string): void {
   const previous = existsSync(headerPath)
     ? (JSON.parse(readFileSync(headerPath, 'utf8')) as CheckpointHeader).binary
     : null;
-  writeFileSync(`${headerPath}.tmp`, JSON.stringify(header));
-  renameSync(`${headerPath}.tmp`, headerPath);
+  writeFileAtomic(headerPath, JSON.stringify(header));
   // the previous binary is no longer named by the header
   if (previous && previous !== binary) {
     try {

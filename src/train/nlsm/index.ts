@@ -13,15 +13,11 @@ import type {
 import { ConfigError } from '../../core/errors.ts';
 import { loadConfig } from '../../config/config.ts';
 import { ensureBackend, type TrainBackend } from './backend.ts';
-import {
-  WindowTrainer,
-  type TrainerSettings,
-  type TrainerTestHooks,
-  type UpdateReport,
-} from './trainer.ts';
+import { WindowTrainer } from './trainer.ts';
+import type { TrainerSettings, TrainerTestHooks, UpdateReport } from './parameters.ts';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 
-export type { TrainerSettings, UpdateReport } from './trainer.ts';
+export type { TrainerSettings, UpdateReport } from './parameters.ts';
 export { WindowTrainer } from './trainer.ts';
 
 export interface NlsmOptions {

@@ -2,7 +2,7 @@
 // closed-form Gaussian prior / entropy terms, theta layout conversions and the negative-sampling
 // proposal. No tfjs here: these are the reference implementations the tests check the tf graph
 // against, and what scoring falls back to. Must not import kafkajs, src/kafka, src/serve.
-import type { SeededRandom } from './rng.ts';
+import type { Xoshiro128 } from '../../core/random.ts';
 
 /** Free entries of one 2x2 interaction matrix: 4 directed (00, 01, 10, 11), 3 undirected (00, 01 = 10, 11). */
 export function thetaEntries(directed: boolean): 3 | 4 {
@@ -221,7 +221,7 @@ export function proposalProbability(p: NegativeProposal, i: number, r: number, j
 export function sampleNegatives(
   p: NegativeProposal,
   M: number,
-  rng: SeededRandom,
+  rng: Xoshiro128,
 ): { triples: Int32Array; weights: Float32Array } {
   const F = p.positives.length / 3;
   const triples = new Int32Array(M * 3);

@@ -5,6 +5,7 @@
 // scored BEFORE it is observed, in the protocol's own way (multi-step: the block rolled forward from the step before
 // it; single-step: one step at a time). The ranker is fitted at the first score() (fit.ts), never on a target step.
 // Owns: the collection schedule, online mining and the combination at score time. No tfjs (the base is passed in).
+import { mulberry32 } from '../../core/random.ts';
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
 import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
 import type { TkgProtocol } from '../../eval/protocols.ts';
@@ -47,16 +48,6 @@ export function throttled(log: ((line: string) => void) | undefined): (line: str
     if (log === undefined || now - last < 2000) return;
     last = now;
     log(line);
-  };
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -5,6 +5,7 @@
 // feature measures support, and non-negative weights make an object's evidence raise its score). Also the exact
 // selection MRR of a parameter vector in every filter mode, and a direct MRR ascent.
 // Owns: the query-set layout, the objective, the optimiser and the selection MRRs. Pure; no tfjs.
+import { mulberry32 } from '../../core/random.ts';
 import { InvalidInputError } from '../../core/errors.ts';
 import { solveSymmetric } from '../hybrid/objective.ts';
 
@@ -35,16 +36,6 @@ export interface RankQuerySet {
   baseRank: Float32Array; // [Q]
   baseCandidates: Int32Array; // [Q]
   hasBase: boolean;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class RankQueryBuilder {
