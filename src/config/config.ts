@@ -236,7 +236,7 @@ export const configSchema = z.object({
     .positive()
     .default(1)
     .describe(
-      "TKG_TRAIN_LOGVAR_SCALE: a log-variance GRU's hidden state h maps to log-variance log(s^2) + scale * h (GRU outputs stay within log(s^2) +- scale of the step prior; src/train/graph.ts logVarGruStep)",
+      "TKG_TRAIN_LOGVAR_SCALE: a log-variance GRU's hidden state h maps to log-variance log(s^2) + scale * h (GRU outputs stay within log(s^2) +- scale of the step prior; src/train/nlsm/graph.ts logVarGruStep)",
     ),
   trainEntityLrScale: z.coerce
     .number()

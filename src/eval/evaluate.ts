@@ -333,7 +333,7 @@ export function linkSelection(snapshots: readonly Snapshot[]): SelectionSplits {
  *   raw log-variance as its hidden state, so one Adam step could flip its update gates and throw the
  *   log-variance into tanh's range [-1, 1] (theta std ~1: every logit shifted by tens of nats, UCI
  *   seeds collapsed to Micro-AUC 65-70). The trainer now runs log-variance GRUs in the frame
- *   log(s^2) + scale * h (src/train/graph.ts logVarGruStep), which fixed the collapse for any s;
+ *   log(s^2) + scale * h (src/train/nlsm/graph.ts logVarGruStep), which fixed the collapse for any s;
  *   0.01 stays because it is still a little better (UCI, 2-3 seeds: Micro 86.1 vs 85.7 with 0.1;
  *   Enron 89.8 vs 89.2).
  * - learningRate 0.03 with 30 Adam steps per update (paper 0.01, epochs unstated): the time budget

@@ -1,7 +1,7 @@
 // What a fresh clone holds: every dataset the product, its tests and the README's tables use ships in data/ with a
 // PROVENANCE.md, no code reads the shared folder beside the project (a user's clone has none), the npm install
 // runs no dependency's install script (no non-registry downloads, e.g. onnxruntime-node's CUDA files), and the
-// sources type-check.
+// sources type-check, and each source file keeps to one job (at most 500 lines, a header comment).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -30,6 +30,19 @@ test('no code or test reads the shared folder outside the repository', () => {
       return text.includes(forbidden) || text.includes(['shared', 'datasets'].join('/'));
     });
   assert.deepEqual(offenders, []);
+});
+
+test('one job per file: no source file is over 500 lines, and each starts with its header comment', () => {
+  const files = sourceFiles(join(projectRoot, 'src')).filter((f) => f.endsWith('.ts'));
+  const long = files
+    .map((file) => ({ file, lines: readFileSync(file, 'utf8').split('\n').length }))
+    .filter((f) => f.lines > 500)
+    .map((f) => `${f.file.slice(projectRoot.length + 1)}: ${f.lines} lines`);
+  assert.deepEqual(long, [], 'split these by job');
+  const headerless = files
+    .filter((file) => !readFileSync(file, 'utf8').startsWith('//'))
+    .map((file) => file.slice(projectRoot.length + 1));
+  assert.deepEqual(headerless, [], 'start each file with what it owns and what it must not touch');
 });
 
 test('every built-in dataset ships in data/ with its provenance and loads', () => {
