@@ -15,7 +15,6 @@
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
 import { mulberry32 } from '../../core/random.ts';
 import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
-import type { TkgProtocol } from '../../eval/protocols.ts';
 import {
   baseOnlyWeights,
   combineInPlace,
@@ -26,20 +25,10 @@ import { fitHybridWeights } from './fit.ts';
 import { QuerySetBuilder, type QuerySet } from './query-set.ts';
 import { type HybridFitReport } from './selection.ts';
 import { HybridHistory } from '../../model/hybrid-history.ts';
+import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
 
-export interface HybridPlan {
-  protocol: TkgProtocol;
-  /** Steps whose queries fit the weights (the train split's last steps). Ascending, observed later as history. */
-  fitTargets: readonly Snapshot[];
-  /** Steps whose queries select the regularisation (the valid split). Ascending, after fitTargets. */
-  validationTargets: readonly Snapshot[];
-  /**
-   * The facts the static filter of the selection knows (the selection splits: history + validation, never the test
-   * split); without them the static selection MRR equals the time-aware one.
-   */
-  knownFacts?: readonly Snapshot[];
-  /** Most queries sampled per phase (fit, validation); default 20,000. */
-  maxQueriesPerPhase?: number;
+/** The fitting plan (src/train/fitting-plan.ts) and the seed of its query sampling. */
+export interface HybridPlan extends FittingPlan {
   seed?: number;
 }
 
@@ -64,7 +53,7 @@ export interface HybridForecasterOptions {
   log?: (line: string) => void;
 }
 
-type Phase = 'fit' | 'validation';
+type Phase = FittingPhase;
 
 /** Pure: decay^h for a query h = step - lastObserved - 1 steps past the forecast origin (1 when h <= 0). */
 export function horizonScale(decay: number, step: number, lastObserved: number): number {
@@ -191,19 +180,8 @@ export class HybridForecaster implements TkgForecaster {
   }
 
   private async collectBefore(snapshot: Snapshot): Promise<void> {
-    const plan = this.options.plan!;
-    for (const phase of ['fit', 'validation'] as Phase[]) {
-      const targets = phase === 'fit' ? plan.fitTargets : plan.validationTargets;
-      if (targets.length === 0) continue;
-      if (plan.protocol === 'multi-step') {
-        // the whole block, rolled forward from the last step before it
-        if (snapshot.step === targets[0].step)
-          for (const t of targets) await this.collect(phase, t);
-      } else {
-        const target = targets.find((t) => t.step === snapshot.step);
-        if (target !== undefined) await this.collect(phase, target);
-      }
-    }
+    for (const { phase, target } of targetsDue(this.options.plan!, snapshot.step))
+      await this.collect(phase, target);
   }
 
   /** Scores a sample of one target step's queries with the base model and adds them to the phase's query set. */

@@ -8,20 +8,15 @@
 import { mulberry32 } from '../../core/random.ts';
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
 import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
-import type { TkgProtocol } from '../../eval/protocols.ts';
 import { RF, queryCode, type RuleTermSpec } from '../../model/rule-spec.ts';
 import { RuleTermState } from '../../model/rule-term.ts';
 import { RuleMiner, type RuleMinerOptions } from './miner.ts';
 import { RankQueryBuilder, type RankQuerySet } from './ranker.ts';
 import { fitRuleRanker, type RuleFitReport } from './fit.ts';
+import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
 
-export interface RulePlan {
-  protocol: TkgProtocol;
-  fitTargets: readonly Snapshot[];
-  validationTargets: readonly Snapshot[];
-  /** Facts the selection's static filter knows (history and selection steps only). */
-  knownFacts?: readonly Snapshot[];
-  maxQueriesPerPhase?: number;
+/** The fitting plan (src/train/fitting-plan.ts) and the seed of its query sampling. */
+export interface RulePlan extends FittingPlan {
   seed?: number;
 }
 
@@ -38,7 +33,7 @@ export interface RuleForecasterOptions {
   log?: (line: string) => void;
 }
 
-type Phase = 'fit' | 'validation';
+type Phase = FittingPhase;
 
 /** A log that prints at most one line every 2 s. */
 export function throttled(log: ((line: string) => void) | undefined): (line: string) => void {
@@ -205,18 +200,8 @@ export class RuleForecaster implements TkgForecaster {
   }
 
   private async collectBefore(snapshot: Snapshot): Promise<void> {
-    const plan = this.options.plan!;
-    for (const phase of ['fit', 'validation'] as Phase[]) {
-      const targets = phase === 'fit' ? plan.fitTargets : plan.validationTargets;
-      if (targets.length === 0) continue;
-      if (plan.protocol === 'multi-step') {
-        if (snapshot.step === targets[0].step)
-          for (const t of targets) await this.collect(phase, t);
-      } else {
-        const target = targets.find((t) => t.step === snapshot.step);
-        if (target !== undefined) await this.collect(phase, target);
-      }
-    }
+    for (const { phase, target } of targetsDue(this.options.plan!, snapshot.step))
+      await this.collect(phase, target);
   }
 
   private async collect(phase: Phase, target: Snapshot): Promise<void> {
