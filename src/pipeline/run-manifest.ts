@@ -60,7 +60,7 @@ export async function openRunManifest(options: {
       const had = (manifest as unknown as Record<string, unknown>)[key];
       if (had !== value) {
         throw new ConfigError(
-          `state directory ${config.stateDir} holds a run with ${key} ${JSON.stringify(had)}, not ${JSON.stringify(value)}: resume it with the same flags, or use another --state-dir (or delete it) for a new run`,
+          `state directory ${config.stateDir} holds a run with ${key} ${JSON.stringify(had)}, not ${JSON.stringify(value)}: resume it with the same flags, or start a new run with --fresh (deletes it) or another --state-dir`,
         );
       }
     }
