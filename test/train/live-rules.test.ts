@@ -11,6 +11,8 @@ import { createLiveModel, type LiveModelOptions } from '../../src/train/live/ind
 import { decodeRankQuerySet, encodeRankQuerySet } from '../../src/train/rules/query-codec.ts';
 import { RankQueryBuilder } from '../../src/train/rules/ranker.ts';
 import { CorruptCheckpointError } from '../../src/core/durable.ts';
+import { RuleTermState } from '../../src/model/rule-term.ts';
+import type { RuleTermSpec } from '../../src/model/rule-spec.ts';
 import { syntheticTkg } from '../hybrid/helpers.ts';
 
 const { snapshots } = syntheticTkg({
@@ -118,6 +120,49 @@ test('nlsm-r live: a crash after the rule header but before the NLSM checkpoint 
     const resumed = await createLiveModel(options);
     assert.equal(resumed.lastStep, snapshots[cut - 1].step, 'the header that matches NLSM wins');
     resumed.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rules live: a relation first met after the term state was built joins it (its facts count, its queries get terms)', async () => {
+  const { snapshots: all } = syntheticTkg({
+    N: 40,
+    R: 3,
+    steps: 18,
+    pairsPerStep: 30,
+    repeat: 0.7,
+    seed: 8,
+  });
+  // relation 2 first appears at step 13, after the state is built (MIN_SELECTION_STEPS = 10)
+  const stream = all.map((s) => {
+    if (s.step >= 13) return { ...s, numRelations: 3 };
+    const kept: number[] = [];
+    for (let i = 0; i < s.triples.length; i += 3)
+      if (s.triples[i + 1] < 2) kept.push(s.triples[i], s.triples[i + 1], s.triples[i + 2]);
+    return { ...s, triples: Int32Array.from(kept), numRelations: 2 };
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tkg-live-rules-grow-'));
+  try {
+    const model = await createLiveModel({ kind: 'rules', dir, seed: 5, K: 4, windowSize: 3 });
+    for (const s of stream) await model.observe(s);
+    const last = stream[stream.length - 1];
+    const parts = model.scoringParts(last.step + 1, 1, last.numEntities, 3);
+    assert.equal(parts.terms.kind, 'rules');
+    const spec = (parts.terms as { spec: RuleTermSpec }).spec;
+    assert.equal(spec.numRelations, 3, 'the term state grew to the new relation');
+    // a serving state built from the spec over the same steps gives relation-2 queries terms
+    const serving = new RuleTermState(spec);
+    for (const s of stream) serving.observe(s);
+    let rows = 0;
+    for (let i = 0; i < last.triples.length; i += 3)
+      if (
+        last.triples[i + 1] === 2 &&
+        serving.terms('object', last.triples[i], 2)!.entities.length > 0
+      )
+        rows++;
+    assert.ok(rows > 0, 'no relation-2 query got a term');
+    model.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,8 +7,8 @@
 // updated afterwards. The ranker is refitted every selectEvery steps on the buffered queries (the last
 // selectionSteps steps select the form, src/train/rules/fit.ts). scoringParts gives the dense state (beta folded
 // into Theta; zero-latent for `rules`) and the term spec { kind: 'rules', spec }: a serving RuleTermState built from
-// that spec over the same closed steps computes the same term. Relations that first appear after the state was
-// built get no rule term (the spec's relation count is fixed then; their queries score by the dense part).
+// that spec over the same closed steps computes the same term. A relation that first appears after the state was
+// built joins it in place (growState): its facts count from its first step, its rules are mined from then on.
 // Checkpoint: a header (decay, alpha, the state's relation count, weights, beta, the buffered steps) written in turn to
 // `<dir>/rules.0.json` / `rules.1.json` before the NLSM checkpoint (a restart takes the newest header not ahead of
 // NLSM's), and each buffered step's fitting queries in `<dir>/rules-queries/<step>.bin` (their base logits came from
@@ -150,9 +150,23 @@ export class RuleLiveModel implements LiveModel {
 
   private remember(snapshot: Snapshot): void {
     this.numRelations = Math.max(this.numRelations, snapshot.numRelations);
-    if (this.state) this.learn(snapshot);
-    else this.pending.push(snapshot);
+    if (this.state) {
+      this.growState();
+      this.learn(snapshot);
+    } else this.pending.push(snapshot);
     this.lastSnapshot = snapshot;
+  }
+
+  /**
+   * A relation met after the state was built joins it in place: the codes of the known relations do not move and the
+   * new relation's facts only exist from this step on, so the grown state equals one built with the larger count from
+   * the start (which is what a restart, or a serving replica, builds from the spec).
+   */
+  private growState(): void {
+    const spec = this.state!.currentSpec;
+    if (this.numRelations <= spec.numRelations) return;
+    this.state!.useSpec({ ...spec, numRelations: this.numRelations });
+    this.header = { ...this.header, stateRelations: this.numRelations };
   }
 
   async replay(snapshot: Snapshot): Promise<void> {
