@@ -150,9 +150,16 @@ export function ensureBrokerJars(onProgress?: (line: string) => void): string {
   return join(brokerLibDir, '*');
 }
 
-/** A random Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as `kafka-storage random-uuid`). */
+/**
+ * A random Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as `kafka-storage random-uuid`). Like
+ * Kafka's own Uuid.randomUuid it never starts with '-': `kafka-storage format --cluster-id -x...` reads such an id as
+ * an option and fails (1 start in 64 did).
+ */
 export function randomClusterId(): string {
-  return randomBytes(16).toString('base64url');
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 export function serverProperties(dir: string, port: number, controllerPort: number): string {

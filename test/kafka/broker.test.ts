@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createKafkaClient } from '../../src/kafka/client.ts';
 import {
+  randomClusterId,
   isBrokerProcess,
   localBrokerStatus,
   startLocalBroker,
@@ -69,3 +70,10 @@ test(
     }
   },
 );
+
+test('cluster ids are 22 URL-safe base64 characters and never start with "-" (kafka-storage would read an option)', () => {
+  for (let i = 0; i < 5000; i++) {
+    const id = randomClusterId();
+    assert.match(id, /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/);
+  }
+});
