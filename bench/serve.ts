@@ -15,15 +15,7 @@ import { resolveBrokerSource } from '../src/kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../src/kafka/client.ts';
 import { ensureTopics, topicNames } from '../src/kafka/topics.ts';
 import { SchemaCodec } from '../src/schemas/codec.ts';
-import {
-  DataType,
-  IR_VERSION,
-  OPSET_VERSION,
-  floatTensor,
-  node,
-  onnx,
-  valueInfo,
-} from '../src/model/onnx-builder.ts';
+import { plainGemmSession } from './lib/gemm-bound.ts';
 import { exportScoringModel, vocabularyHash } from '../src/model/scoring-graph.ts';
 import { announceBundle } from '../src/kafka/model-topic.ts';
 import { uncalibrated } from '../src/model/calibration.ts';
@@ -74,29 +66,6 @@ function requests(count: number, offset: number): ScoreRequest[] {
     relation: (i + offset) % R,
     k: TOP_K,
   }));
-}
-
-async function plainGemmSession(threads: number): Promise<ort.InferenceSession> {
-  const random = mulberry32(7);
-  const zT = Float32Array.from({ length: K * N }, random);
-  const graph = onnx.GraphProto.create({
-    name: 'plain_gemm',
-    node: [node('Gemm', ['w', 'Z_T'], ['scores'])],
-    initializer: [floatTensor('Z_T', [K, N], zT)],
-    input: [valueInfo('w', DataType.FLOAT, ['B', K])],
-    output: [valueInfo('scores', DataType.FLOAT, ['B', N])],
-  });
-  const model = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
-    graph,
-  });
-  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  });
 }
 
 async function kafkaRoundTrip(
@@ -221,7 +190,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   // overlapped someone else's burst should not decide the result for one side only.
   const batchSizes = [1, 64, 512];
   const rounds = Number(flag(args, 'rounds', '8'));
-  const gemm = await plainGemmSession(threads);
+  const gemm = await plainGemmSession(N, K, threads);
   const scorers = new Map<number, Scorer>();
   for (const B of batchSizes) {
     const scorer = new Scorer({ intraOpThreads: threads, maxBatch: B, maxWaitMs: 0 });

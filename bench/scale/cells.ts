@@ -12,15 +12,7 @@ import type { ScoringState, Snapshot } from '../../src/core/types.ts';
 import { mulberry32 } from '../../src/core/random.ts';
 import { IngestState } from '../../src/ingest/index.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
-import {
-  DataType,
-  IR_VERSION,
-  OPSET_VERSION,
-  floatTensor,
-  node,
-  onnx,
-  valueInfo,
-} from '../../src/model/onnx-builder.ts';
+import { plainGemmSession } from '../lib/gemm-bound.ts';
 import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
 import { type ScoreRequest, Scorer } from '../../src/serve/scorer.ts';
 
@@ -114,29 +106,6 @@ export function ingestCell(job: Extract<Job, { kind: 'ingest' }>): Record<string
   }
 }
 
-async function gemmSession(N: number): Promise<ort.InferenceSession> {
-  const random = mulberry32(7);
-  const zT = Float32Array.from({ length: K * N }, random);
-  const graph = onnx.GraphProto.create({
-    name: 'plain_gemm',
-    node: [node('Gemm', ['w', 'Z_T'], ['scores'])],
-    initializer: [floatTensor('Z_T', [K, N], zT)],
-    input: [valueInfo('w', DataType.FLOAT, ['B', K])],
-    output: [valueInfo('scores', DataType.FLOAT, ['B', N])],
-  });
-  const model = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
-    graph,
-  });
-  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  });
-}
-
 /** Serving: a seeded random ScoringState of N entities (speed does not depend on the values), batch 64, one thread. */
 export async function serveCell(
   job: Extract<Job, { kind: 'serve' }>,
@@ -170,7 +139,7 @@ export async function serveCell(
       relation: (i + offset) % R,
       k: TOP_K,
     }));
-  const gemm = await gemmSession(N);
+  const gemm = await plainGemmSession(N, K);
   const w = new ort.Tensor(
     'float32',
     Float32Array.from({ length: SERVE_BATCH * K }, mulberry32(3)),

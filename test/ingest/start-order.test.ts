@@ -147,11 +147,7 @@ test(
       const { expected, lastStep } = expectedClosed(facts);
       await waitFor(`watermark ${lastStep}`, () => pipeline.stats().watermark === lastStep);
       await pipeline.waitUntilCaughtUp({ timeoutMs: 60_000 });
-      const stats = pipeline.stats();
-      assert.equal(stats.messages, facts.length);
-      assert.equal(stats.late, 0, `${stats.late} of ${facts.length} valid facts late`);
-      assert.equal(stats.rejected, 0);
-      assert.equal(snapshotDifference(expected, nonEmpty(persistedSnapshots(stateDir))), null);
+      assertIngested(pipeline.stats(), facts, expected, nonEmpty(persistedSnapshots(stateDir)));
     } finally {
       killQuietly(child);
       await pipeline.stop();
@@ -209,10 +205,13 @@ test(
       const { expected, lastStep } = expectedClosed(facts);
       await waitFor(`watermark ${lastStep}`, () => pipeline.stats().watermark === lastStep);
       const stats = pipeline.stats();
-      assert.equal(stats.messages, facts.length);
-      assert.equal(stats.late, 0, `${stats.late} of ${facts.length} valid facts late`);
-      assert.equal(stats.rejected, 0, JSON.stringify(stats.rejectedByReason));
-      assert.equal(snapshotDifference(expected, persistedSnapshots(stateDir)), null);
+      assertIngested(
+        stats,
+        facts,
+        expected,
+        persistedSnapshots(stateDir),
+        JSON.stringify(stats.rejectedByReason),
+      );
       assert.ok(
         (await mismatches()) > 0,
         'facts of subjects moved by consistent_random are counted',
@@ -257,6 +256,40 @@ function startIngestCli(prefix: string, stateDir: string, brokers: string[]) {
   return { running, scrape };
 }
 
+/** Every fact counted once, none late or rejected, and the closed snapshots are exactly the published sets. */
+function assertIngested(
+  counts: { messages: number; late: number; rejected: number },
+  facts: readonly FactEvent[],
+  expected: ReturnType<typeof expectedClosed>['expected'],
+  persisted: NamedSnapshots,
+  rejectedDetail?: string,
+): void {
+  assert.equal(counts.messages, facts.length);
+  assert.equal(counts.late, 0, `${counts.late} of ${facts.length} valid facts late`);
+  assert.equal(counts.rejected, 0, rejectedDetail);
+  assert.equal(snapshotDifference(expected, persisted), null);
+}
+
+/** Waits until `tkg ingest` closed the facts' last step, stops it and checks that it ingested them exactly. */
+async function assertCliIngested(
+  ingest: ReturnType<typeof startIngestCli>,
+  stateDir: string,
+  facts: readonly FactEvent[],
+): Promise<void> {
+  const { expected, lastStep } = expectedClosed(facts);
+  await waitFor(
+    `watermark ${lastStep}`,
+    async () => (await ingest.scrape('tkg_watermark_step')) === lastStep,
+    90_000,
+  );
+  assertIngested(
+    await stopIngestCli(ingest.running),
+    facts,
+    expected,
+    persistedSnapshots(stateDir),
+  );
+}
+
 async function stopIngestCli(running: Running) {
   running.child.kill('SIGTERM');
   const done = await running.finished;
@@ -297,17 +330,7 @@ test(
       const published = await publisher.finished;
       assert.equal(published.code, 0, published.stderr);
       const facts = split('train').slice(0, 20_000);
-      const { expected, lastStep } = expectedClosed(facts);
-      await waitFor(
-        `watermark ${lastStep}`,
-        async () => (await ingest.scrape('tkg_watermark_step')) === lastStep,
-        90_000,
-      );
-      const summary = await stopIngestCli(ingest.running);
-      assert.equal(summary.messages, facts.length);
-      assert.equal(summary.late, 0, `${summary.late} of ${facts.length} valid facts late`);
-      assert.equal(summary.rejected, 0);
-      assert.equal(snapshotDifference(expected, persistedSnapshots(stateDir)), null);
+      await assertCliIngested(ingest, stateDir, facts);
     } finally {
       killQuietly(publisher);
       killQuietly(ingest.running);
@@ -338,17 +361,7 @@ test(
         format: 'json',
       });
       const facts = batches.flat();
-      const { expected, lastStep } = expectedClosed(facts);
-      await waitFor(
-        `watermark ${lastStep}`,
-        async () => (await ingest.scrape('tkg_watermark_step')) === lastStep,
-        90_000,
-      );
-      const summary = await stopIngestCli(ingest.running);
-      assert.equal(summary.messages, facts.length);
-      assert.equal(summary.late, 0, `${summary.late} of ${facts.length} valid facts late`);
-      assert.equal(summary.rejected, 0);
-      assert.equal(snapshotDifference(expected, persistedSnapshots(stateDir)), null);
+      await assertCliIngested(ingest, stateDir, facts);
     } finally {
       killQuietly(ingest.running);
       rmSync(stateDir, { recursive: true, force: true });
