@@ -40,3 +40,27 @@ export function targetsDue(
   }
   return due;
 }
+
+/**
+ * Pure: the plan of a selection split (src/eval/evaluate.ts selectionSplit): fit on as many of the selection
+ * history's last steps as there are selection steps, select on the selection steps; the static filter knows both.
+ */
+export function fittingPlanOf(
+  selection: { history: readonly Snapshot[]; validation: readonly Snapshot[] },
+  protocol: TkgProtocol,
+  maxQueriesPerPhase?: number,
+): FittingPlan {
+  const { history, validation } = selection;
+  return {
+    protocol,
+    fitTargets: history.slice(Math.max(0, history.length - validation.length)),
+    validationTargets: validation,
+    knownFacts: [...history, ...validation],
+    maxQueriesPerPhase,
+  };
+}
+
+/** Pure: [first, last] step of ascending snapshots, or null when there are none (for a model's describe()). */
+export function stepRange(steps: readonly Snapshot[]): [number, number] | null {
+  return steps.length > 0 ? [steps[0].step, steps[steps.length - 1].step] : null;
+}

@@ -6,6 +6,7 @@
 import type { TkgModelFactory } from '../../eval/evaluate.ts';
 import { selectRecurrencyParams } from '../../baselines/recurrency.ts';
 import { HybridForecaster } from './forecaster.ts';
+import { fittingPlanOf, stepRange } from '../fitting-plan.ts';
 
 export interface HybridModelOptions {
   /** The base model (NLSM in `tkg eval --model nlsm-h`). */
@@ -32,8 +33,7 @@ export function hybridTkgModel(options: HybridModelOptions): TkgModelFactory {
       `nlsm-h: decay ${decay} (recurrency's choice on ${context.selection.description}, validation time-aware MRR ` +
         `${recurrency.validationMrr.global.toFixed(2)}, ${recurrency.seconds.toFixed(1)} s)`,
     );
-    // fitting steps: as many of the selection history's last steps as there are validation steps
-    const fitTargets = history.slice(Math.max(0, history.length - validation.length));
+    const plan = fittingPlanOf(context.selection, context.protocol, options.maxQueriesPerPhase);
     const base = await options.createBase(context);
     const forecaster = new HybridForecaster(base, {
       numEntities: context.numEntities,
@@ -44,14 +44,7 @@ export function hybridTkgModel(options: HybridModelOptions): TkgModelFactory {
       l2Grid: options.l2Grid,
       recurrencyAlpha: recurrency.params.global.alpha,
       log: context.log,
-      plan: {
-        protocol: context.protocol,
-        fitTargets,
-        validationTargets: validation,
-        knownFacts: [...history, ...validation],
-        maxQueriesPerPhase: options.maxQueriesPerPhase,
-        seed: context.seed,
-      },
+      plan: { ...plan, seed: context.seed },
     });
     return Object.assign(forecaster, {
       dispose: () => base.dispose?.(),
@@ -60,14 +53,8 @@ export function hybridTkgModel(options: HybridModelOptions): TkgModelFactory {
         base: options.baseName ?? base.name,
         baseInfo: base.describe?.(),
         decay,
-        fitSteps:
-          fitTargets.length > 0
-            ? [fitTargets[0].step, fitTargets[fitTargets.length - 1].step]
-            : null,
-        validationSteps:
-          validation.length > 0
-            ? [validation[0].step, validation[validation.length - 1].step]
-            : null,
+        fitSteps: stepRange(plan.fitTargets),
+        validationSteps: stepRange(validation),
         selection: context.selection.description,
         selectionCriterion: `decay: recurrency's (time-aware MRR); form: mean of raw / static / time-aware MRR among the forms at least as good as the recurrency form in every mode (${context.protocol})`,
         // getters: describe() is called before the run; the fit happens at the first score()

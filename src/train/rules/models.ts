@@ -8,6 +8,7 @@ import type { TkgModelFactory } from '../../eval/evaluate.ts';
 import { selectRecurrencyParams } from '../../baselines/recurrency.ts';
 import { recurrencyRuleSpec, type RuleTermSpec } from '../../model/rule-spec.ts';
 import { RuleForecaster, throttled } from './forecaster.ts';
+import { fittingPlanOf, stepRange } from '../fitting-plan.ts';
 
 export interface RuleModelOptions {
   createBase?: TkgModelFactory;
@@ -61,7 +62,7 @@ export function ruleTkgModel(options: RuleModelOptions = {}): TkgModelFactory {
       `rules: decay ${decay} per step, alpha ${alpha} (recurrency's choice on ${context.selection.description}, ` +
         `validation time-aware MRR ${recurrency.validationMrr.global.toFixed(2)}, ${recurrency.seconds.toFixed(1)} s)`,
     );
-    const fitTargets = history.slice(Math.max(0, history.length - validation.length));
+    const plan = fittingPlanOf(context.selection, context.protocol, options.maxQueriesPerPhase);
     const base = options.createBase ? await options.createBase(context) : undefined;
     const forecaster = new RuleForecaster(base, {
       numEntities: context.numEntities,
@@ -69,14 +70,7 @@ export function ruleTkgModel(options: RuleModelOptions = {}): TkgModelFactory {
       spec: initialRuleSpec({ numRelations: context.numRelations, decay, alpha, ...options }),
       recurrencyAlpha: alpha,
       log: context.log,
-      plan: {
-        protocol: context.protocol,
-        fitTargets,
-        validationTargets: validation,
-        knownFacts: [...history, ...validation],
-        maxQueriesPerPhase: options.maxQueriesPerPhase,
-        seed: context.seed,
-      },
+      plan: { ...plan, seed: context.seed },
     });
     const name = base ? `${options.baseName ?? base.name}+rules` : 'rules';
     // without a base model the scores are the sparse term rows: the protocol ranks them in O(nnz) per query
@@ -87,14 +81,8 @@ export function ruleTkgModel(options: RuleModelOptions = {}): TkgModelFactory {
         model: name,
         decay,
         alpha,
-        fitSteps:
-          fitTargets.length > 0
-            ? [fitTargets[0].step, fitTargets[fitTargets.length - 1].step]
-            : null,
-        validationSteps:
-          validation.length > 0
-            ? [validation[0].step, validation[validation.length - 1].step]
-            : null,
+        fitSteps: stepRange(plan.fitTargets),
+        validationSteps: stepRange(validation),
         selection: context.selection.description,
         get fit() {
           const r = forecaster.fitReport;
