@@ -39,19 +39,24 @@ async function run(
   return model;
 }
 
+/** Small live models that select early and refit often (every 3 steps on the last 2). */
+function liveOptions(kind: 'rules' | 'nlsm-r', dir: string): LiveModelOptions {
+  return {
+    kind,
+    dir,
+    seed: 5,
+    K: 4,
+    windowSize: 3,
+    epochsPerWindow: 1,
+    selectEvery: 3,
+    selectionSteps: 2,
+  };
+}
+
 for (const kind of ['rules', 'nlsm-r'] as const) {
   test(`${kind} live: stopped and resumed after a fit, it ends exactly where an uninterrupted run ends`, async () => {
     const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), `tkg-live-${kind}-`)));
-    const options = (dir: string): LiveModelOptions => ({
-      kind,
-      dir,
-      seed: 5,
-      K: 4,
-      windowSize: 3,
-      epochsPerWindow: 1,
-      selectEvery: 3,
-      selectionSteps: 2,
-    });
+    const options = (dir: string) => liveOptions(kind, dir);
     try {
       const lines: string[] = [];
       const straight = await run(options(dirs[0]), 0, snapshots.length, lines);
@@ -96,16 +101,7 @@ test('rank query sets round-trip through their checkpoint bytes; foreign bytes a
 
 test('nlsm-r live: a crash after the rule header but before the NLSM checkpoint resumes from the older header', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tkg-live-crash-'));
-  const options: LiveModelOptions = {
-    kind: 'nlsm-r',
-    dir,
-    seed: 5,
-    K: 4,
-    windowSize: 3,
-    epochsPerWindow: 1,
-    selectEvery: 3,
-    selectionSteps: 2,
-  };
+  const options = liveOptions('nlsm-r', dir);
   try {
     const cut = 15;
     const model = await run(options, 0, cut, []);

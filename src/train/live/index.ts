@@ -130,6 +130,24 @@ export function matchingState(
   return { ...trained, version: expected.version, step: expected.step };
 }
 
+/** A zero latent state (K = 1, z = 0, Theta = 0): every dense score is 0, so a model's term is its whole score. */
+export function zeroScoringState(
+  numEntities: number,
+  numRelations: number,
+  step: number,
+  version: number,
+): ScoringState {
+  return {
+    numEntities,
+    numRelations,
+    K: 1,
+    z: new Float32Array(numEntities),
+    theta: new Float32Array(numRelations * 4),
+    step,
+    version,
+  };
+}
+
 /** The live re-selection schedule of decay and alpha (defaults: every 25 steps, validated on the last 3). */
 export function selectionSchedule(options: { selectEvery?: number; selectionSteps?: number }): {
   selectEvery: number;

@@ -3,7 +3,7 @@
 // Owns: that adapter and its checkpoint (`<dir>/recurrency.json`). Must not import Kafka or src/serve.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ScoringState, Snapshot } from '../../core/types.ts';
+import type { Snapshot } from '../../core/types.ts';
 import { TkgError } from '../../core/errors.ts';
 import type { RecurrencyParams } from '../../baselines/recurrency.ts';
 import { writeFileAtomic } from '../../core/durable.ts';
@@ -12,6 +12,7 @@ import {
   assertReplayable,
   initialRecurrencyParams,
   liveSelection,
+  zeroScoringState,
   type LiveModel,
   type LiveModelOptions,
   type ObserveResult,
@@ -117,16 +118,7 @@ export class RecurrencyLiveModel implements LiveModel {
     numEntities: number,
     numRelations: number,
   ): ScoringParts {
-    // Zero latent state: K = 1, z = 0, Theta = 0, so every dense score is 0 and the term is the whole score.
-    const dense: ScoringState = {
-      numEntities,
-      numRelations,
-      K: 1,
-      z: new Float32Array(numEntities),
-      theta: new Float32Array(numRelations * 4),
-      step,
-      version,
-    };
+    const dense = zeroScoringState(numEntities, numRelations, step, version);
     const { decay, alpha } = this.state.params;
     return {
       dense,

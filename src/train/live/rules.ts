@@ -14,7 +14,7 @@
 // NLSM's), and each buffered step's fitting queries in `<dir>/rules-queries/<step>.bin` (their base logits came from
 // the model that forecast the step, which a restart cannot recompute); the term state is rebuilt by replay().
 // Owns: that adapter. Must not import Kafka or src/serve.
-import type { Direction, ScoringState, Snapshot } from '../../core/types.ts';
+import type { Direction, Snapshot } from '../../core/types.ts';
 import { TkgError } from '../../core/errors.ts';
 import { mulberry32 } from '../../core/random.ts';
 import { selectRecurrencyParams } from '../../baselines/recurrency.ts';
@@ -30,7 +30,14 @@ import { decodeRankQuerySet, encodeRankQuerySet } from '../rules/query-codec.ts'
 import { AlternatingHeader, StepFiles } from './step-files.ts';
 import { initialRuleSpec } from '../rules/models.ts';
 import type { NlsmLiveModel } from './nlsm.ts';
-import type { LiveModel, LiveModelOptions, ObserveResult, ScoringParts } from './index.ts';
+import {
+  matchingState,
+  zeroScoringState,
+  type LiveModel,
+  type LiveModelOptions,
+  type ObserveResult,
+  type ScoringParts,
+} from './index.ts';
 
 /** Steps seen before decay and alpha are chosen (the state is built then). */
 export const MIN_SELECTION_STEPS = 10;
@@ -316,32 +323,19 @@ export class RuleLiveModel implements LiveModel {
     numRelations: number,
   ): ScoringParts {
     this.numRelations = Math.max(this.numRelations, numRelations);
-    let dense: ScoringState;
     const beta = this.base ? (this.header.beta > 0 ? this.header.beta : 1e-4) : 0;
-    if (this.base) {
-      const trained = this.base.scoringState(step);
-      if (trained.numEntities !== numEntities || trained.numRelations !== numRelations)
-        throw new TkgError(
-          `${this.kind} scores N = ${trained.numEntities}, R = ${trained.numRelations} but the vocabulary has ${numEntities} / ${numRelations}`,
-          { reason: 'incompatible' },
-        );
-      // beta is folded into Theta (the logit is linear in Theta): the graph stays Z w + c
-      dense = scaleScoringState(
-        { ...trained, version, step },
-        new Array<number>(numRelations).fill(beta),
-      );
-    } else {
-      // zero latent state: every dense score is 0, the term is the whole score
-      dense = {
-        numEntities,
-        numRelations,
-        K: 1,
-        z: new Float32Array(numEntities),
-        theta: new Float32Array(numRelations * 4),
-        step,
-        version,
-      };
-    }
+    const dense = this.base
+      ? // beta is folded into Theta (the logit is linear in Theta): the graph stays Z w + c
+        scaleScoringState(
+          matchingState(this.kind, this.base.scoringState(step), {
+            version,
+            step,
+            numEntities,
+            numRelations,
+          }),
+          new Array<number>(numRelations).fill(beta),
+        )
+      : zeroScoringState(numEntities, numRelations, step, version);
     return {
       dense,
       terms: { kind: 'rules', spec: this.spec },
