@@ -39,7 +39,7 @@ test('README quick start has exactly the two commands CI runs, and CI exports no
     .filter(Boolean);
   assert.deepEqual(commands, ['npm ci && npm run demo', 'npm test']);
   const ci = readFileSync(`${projectRoot}/.ci/run`, 'utf8');
-  // .ci/run reads the two commands from this block and runs them; it sets no environment of its own.
+  // .ci/run runs these two commands after checking this block holds them; it sets no environment of its own.
   assert.match(ci, /\/\^## Quick start\//);
   assert.match(ci, /bash -c "\$main_cmd"[\s\S]*bash -c "\$test_cmd"/);
   assert.doesNotMatch(ci, /^\s*export\s/m);
