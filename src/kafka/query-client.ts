@@ -1,6 +1,9 @@
 // A client of the query topics, as any user's program would be one: send Query records on <prefix>.queries and
 // match the Answer records on <prefix>.answers by replyId. Used by the demo's query trickle and `tkg query`.
 // Owns: the producer, the answers consumer (its own throw-away group, from the end) and the pending replies.
+// The consumer seeks to the topic's end as it was when start() began, so an answer written after that is always
+// read: a consumer resolving "latest" on its first fetch (after the group join, which takes time) would skip
+// answers that a fast replica wrote in between.
 // Must not touch the scorer (it talks to the replicas through Kafka only).
 import { randomUUID } from 'node:crypto';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
@@ -38,16 +41,27 @@ export class QueryClient {
     return `${this.prefix}-${++this.counter}`;
   }
 
+  private get groupId(): string {
+    return `${this.options.answersTopic}.client.${this.prefix}`;
+  }
+
   async start(): Promise<void> {
     const { kafka, answersTopic, codec } = this.options;
     this.producer = createProducer(kafka);
     await this.producer.connect();
-    this.consumer = kafka.consumer({
-      groupId: `${answersTopic}.client.${this.prefix}`,
-      maxWaitTimeInMs: 50,
-    });
+    // the topic's end as it is now; a topic not yet created is read whole (fromBeginning)
+    const admin = kafka.admin();
+    await admin.connect();
+    let ends: Array<{ partition: number; offset: string }> = [];
+    try {
+      if ((await admin.listTopics()).includes(answersTopic))
+        ends = await admin.fetchTopicOffsets(answersTopic);
+    } finally {
+      await admin.disconnect();
+    }
+    this.consumer = kafka.consumer({ groupId: this.groupId, maxWaitTimeInMs: 50 });
     await this.consumer.connect();
-    await this.consumer.subscribe({ topic: answersTopic, fromBeginning: false });
+    await this.consumer.subscribe({ topic: answersTopic, fromBeginning: true });
     await this.consumer.run({
       eachMessage: async ({ message }) => {
         const replyId = message.key?.toString('utf8') ?? '';
@@ -64,6 +78,9 @@ export class QueryClient {
         waiting.resolve?.(answer);
       },
     });
+    // pending seeks, applied when the group assigns the partitions (before their first fetch)
+    for (const { partition, offset } of ends)
+      this.consumer.seek({ topic: answersTopic, partition, offset });
   }
 
   /** Send queries (each with its replyId); their answers arrive through onAnswer. */
@@ -116,6 +133,15 @@ export class QueryClient {
   async stop(): Promise<void> {
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
+    if (this.consumer || this.producer) {
+      // the throw-away group leaves nothing behind on the cluster
+      const admin = this.options.kafka.admin();
+      await admin
+        .connect()
+        .then(() => admin.deleteGroups([this.groupId]))
+        .catch(() => undefined)
+        .finally(() => admin.disconnect().catch(() => undefined));
+    }
     this.consumer = undefined;
     this.producer = undefined;
   }
