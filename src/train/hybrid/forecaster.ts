@@ -14,7 +14,7 @@
 // src/train, kafkajs or src/kafka (the base forecaster is passed in).
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
 import { mulberry32 } from '../../core/random.ts';
-import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
+import { trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
 import {
   baseOnlyWeights,
   combineInPlace,
@@ -26,6 +26,7 @@ import { QuerySetBuilder, type QuerySet } from './query-set.ts';
 import { type HybridFitReport } from './selection.ts';
 import { HybridHistory } from '../../model/hybrid-history.ts';
 import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
+import { forEachTargetBatch, staticFilterOf } from '../target-queries.ts';
 
 /** The fitting plan (src/train/fitting-plan.ts) and the seed of its query sampling. */
 export interface HybridPlan extends FittingPlan {
@@ -212,50 +213,33 @@ export class HybridForecaster implements TkgForecaster {
   ): Promise<void> {
     const N = this.options.numEntities;
     const R = this.options.numRelations;
-    const batchSize = this.options.batchSize ?? 256;
-    const timeAware = buildAnswerFilter([target.triples], R);
-    const known = this.options.plan?.knownFacts;
-    if (this.staticFilter === undefined && known !== undefined && known.length > 0)
-      this.staticFilter = buildAnswerFilter(
-        known.map((s) => s.triples),
-        R,
-      );
+    this.staticFilter ??= staticFilterOf(this.options.plan, R);
     const staticFilter = this.staticFilter;
-    for (const direction of ['object', 'subject'] as Direction[]) {
-      const anchors: number[] = [];
-      const relations: number[] = [];
-      const answers: number[] = [];
-      for (let i = 0; i < target.triples.length; i += 3) {
-        if (rate < 1 && this.random() >= rate) continue;
-        const s = target.triples[i];
-        const o = target.triples[i + 2];
-        anchors.push(direction === 'object' ? s : o);
-        relations.push(target.triples[i + 1]);
-        answers.push(direction === 'object' ? o : s);
+    const batching = {
+      numRelations: R,
+      rate,
+      random: this.random,
+      batchSize: this.options.batchSize ?? 256,
+    };
+    await forEachTargetBatch(target, batching, async (batch) => {
+      const { direction, anchors, relations, answers, timeAware } = batch;
+      const rows = await this.base.score(target.step, direction, anchors, relations, N); // [B, N]
+      const scale = horizonScale(this.history.decay, target.step, this.history.lastStep);
+      if (scale !== 1) for (let i = 0; i < rows.length; i++) rows[i] *= scale;
+      for (let b = 0; b < anchors.length; b++) {
+        const [anchor, relation] = [anchors[b], relations[b]];
+        builder.add({
+          slot: slotOf(direction, relation, R),
+          row: rows.subarray(b * N, (b + 1) * N),
+          answer: answers[b],
+          history: this.history.candidates(target.step, direction, anchor, relation),
+          excluded: trueAnswers(timeAware, direction, anchor, relation),
+          staticExcluded:
+            staticFilter !== undefined
+              ? trueAnswers(staticFilter, direction, anchor, relation)
+              : undefined,
+        });
       }
-      for (let start = 0; start < anchors.length; start += batchSize) {
-        const B = Math.min(batchSize, anchors.length - start);
-        const batchAnchors = Int32Array.from(anchors.slice(start, start + B));
-        const batchRelations = Int32Array.from(relations.slice(start, start + B));
-        const rows = await this.base.score(target.step, direction, batchAnchors, batchRelations, N); // [B, N]
-        const scale = horizonScale(this.history.decay, target.step, this.history.lastStep);
-        if (scale !== 1) for (let i = 0; i < rows.length; i++) rows[i] *= scale;
-        for (let b = 0; b < B; b++) {
-          const anchor = batchAnchors[b];
-          const relation = batchRelations[b];
-          builder.add({
-            slot: slotOf(direction, relation, R),
-            row: rows.subarray(b * N, (b + 1) * N),
-            answer: answers[start + b],
-            history: this.history.candidates(target.step, direction, anchor, relation),
-            excluded: trueAnswers(timeAware, direction, anchor, relation),
-            staticExcluded:
-              staticFilter !== undefined
-                ? trueAnswers(staticFilter, direction, anchor, relation)
-                : undefined,
-          });
-        }
-      }
-    }
+    });
   }
 }

@@ -7,13 +7,14 @@
 // Owns: the collection schedule, online mining and the combination at score time. No tfjs (the base is passed in).
 import { mulberry32 } from '../../core/random.ts';
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
-import { buildAnswerFilter, trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
+import { trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
 import { RF, queryCode, type RuleTermSpec } from '../../model/rule-spec.ts';
 import { RuleTermState } from '../../model/rule-term.ts';
 import { RuleMiner, type RuleMinerOptions } from './miner.ts';
 import { RankQueryBuilder, type RankQuerySet } from './ranker.ts';
 import { fitRuleRanker, type RuleFitReport } from './fit.ts';
 import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
+import { forEachTargetBatch, staticFilterOf } from '../target-queries.ts';
 
 /** The fitting plan (src/train/fitting-plan.ts) and the seed of its query sampling. */
 export interface RulePlan extends FittingPlan {
@@ -227,50 +228,32 @@ export class RuleForecaster implements TkgForecaster {
   ): Promise<void> {
     const N = this.options.numEntities;
     const R = this.options.numRelations;
-    const batchSize = this.options.batchSize ?? 256;
-    const timeAware = buildAnswerFilter([target.triples], R);
-    const known = this.options.plan?.knownFacts;
-    if (this.staticFilter === undefined && known !== undefined && known.length > 0)
-      this.staticFilter = buildAnswerFilter(
-        known.map((s) => s.triples),
-        R,
-      );
-    for (const direction of ['object', 'subject'] as Direction[]) {
-      const anchors: number[] = [];
-      const relations: number[] = [];
-      const answers: number[] = [];
-      for (let i = 0; i < target.triples.length; i += 3) {
-        if (rate < 1 && this.random() >= rate) continue;
-        anchors.push(direction === 'object' ? target.triples[i] : target.triples[i + 2]);
-        relations.push(target.triples[i + 1]);
-        answers.push(direction === 'object' ? target.triples[i + 2] : target.triples[i]);
+    this.staticFilter ??= staticFilterOf(this.options.plan, R);
+    const staticFilter = this.staticFilter;
+    const batching = {
+      numRelations: R,
+      rate,
+      random: this.random,
+      batchSize: this.options.batchSize ?? 256,
+    };
+    await forEachTargetBatch(target, batching, async (batch) => {
+      const { direction, anchors, relations, answers, timeAware } = batch;
+      const rows = this.base
+        ? await this.base.score(target.step, direction, anchors, relations, N)
+        : undefined;
+      for (let b = 0; b < anchors.length; b++) {
+        const [anchor, relation] = [anchors[b], relations[b]];
+        builder.add({
+          numEntities: N,
+          row: rows?.subarray(b * N, (b + 1) * N),
+          answer: answers[b],
+          candidates: this.state.candidatesAt(target.step, queryCode(direction, relation), anchor),
+          excluded: trueAnswers(timeAware, direction, anchor, relation),
+          staticExcluded: staticFilter
+            ? trueAnswers(staticFilter, direction, anchor, relation)
+            : undefined,
+        });
       }
-      for (let start = 0; start < anchors.length; start += batchSize) {
-        const B = Math.min(batchSize, anchors.length - start);
-        const batchAnchors = Int32Array.from(anchors.slice(start, start + B));
-        const batchRelations = Int32Array.from(relations.slice(start, start + B));
-        const rows = this.base
-          ? await this.base.score(target.step, direction, batchAnchors, batchRelations, N)
-          : undefined;
-        for (let b = 0; b < B; b++) {
-          const anchor = batchAnchors[b];
-          const relation = batchRelations[b];
-          builder.add({
-            numEntities: N,
-            row: rows?.subarray(b * N, (b + 1) * N),
-            answer: answers[start + b],
-            candidates: this.state.candidatesAt(
-              target.step,
-              queryCode(direction, relation),
-              anchor,
-            ),
-            excluded: trueAnswers(timeAware, direction, anchor, relation),
-            staticExcluded: this.staticFilter
-              ? trueAnswers(this.staticFilter, direction, anchor, relation)
-              : undefined,
-          });
-        }
-      }
-    }
+    });
   }
 }
