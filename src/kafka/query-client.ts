@@ -11,6 +11,7 @@ import { TkgError } from '../core/errors.ts';
 import type { SchemaCodec } from '../schemas/codec.ts';
 import type { AnswerRecord, QueryRecord } from '../serve/queries.ts';
 import { createProducer } from './client.ts';
+import { withRetries } from './retry.ts';
 
 export interface QueryClientOptions {
   kafka: Kafka;
@@ -45,17 +46,31 @@ export class QueryClient {
     return `${this.options.answersTopic}.client.${this.prefix}`;
   }
 
+  /** Connect and subscribe; on failure everything it opened is closed again (start can be retried). */
   async start(): Promise<void> {
+    try {
+      await this.open();
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  private async open(): Promise<void> {
     const { kafka, answersTopic, codec } = this.options;
     this.producer = createProducer(kafka);
     await this.producer.connect();
     // the topic's end as it is now; a topic not yet created is read whole (fromBeginning)
     const admin = kafka.admin();
     await admin.connect();
-    let ends: Array<{ partition: number; offset: string }> = [];
+    let ends: Array<{ partition: number; offset: string }>;
     try {
-      if ((await admin.listTopics()).includes(answersTopic))
-        ends = await admin.fetchTopicOffsets(answersTopic);
+      // a topic created a moment ago can answer NOT_LEADER for a while: retried
+      ends = await withRetries('reading the answers topic end', async () =>
+        (await admin.listTopics()).includes(answersTopic)
+          ? await admin.fetchTopicOffsets(answersTopic)
+          : [],
+      );
     } finally {
       await admin.disconnect();
     }

@@ -3,14 +3,27 @@
 // call, then its offsets are committed. A message that does not decode as a Query goes to <prefix>.queries.dlq with
 // the reason headers (as facts do) and is counted; a decodable query is always answered under its replyId (an
 // invalid one with an error answer). Owns: the consumer loop, decoding, the answers and dead-letter produce.
+// A group that has no committed offset for a partition (a fresh serving group) starts there from the queries of the
+// last `lookbackMs` (default 30 s, the clients' answer timeout), not from "latest": the latest offset is resolved at
+// the first fetch after the group join, so queries sent while the first replica was starting were never answered.
+// An answer to a query whose client already gave up is harmless (clients match answers by replyId).
 // Must not know how queries are scored (the `answer` callback does).
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type {
+  Admin,
+  Consumer,
+  EachBatchPayload,
+  Kafka,
+  KafkaMessage,
+  Message,
+  Producer,
+} from 'kafkajs';
 import type { Logger } from 'pino';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { CodecError, type SchemaCodec, type WireFormat } from '../schemas/codec.ts';
 import type { AnswerRecord, QueryRecord } from '../serve/queries.ts';
 import { createProducer } from './client.ts';
 import { deadLetter, errorHeaders } from './dead-letters.ts';
+import { withRetries } from './retry.ts';
 
 export interface QueryTopicOptions {
   kafka: Kafka;
@@ -24,6 +37,8 @@ export interface QueryTopicOptions {
   answer: (query: QueryRecord) => Promise<AnswerRecord>;
   metrics?: TkgMetrics;
   logger?: Logger;
+  /** A partition without a committed offset starts from the queries of this many ms before start() (default 30 s). */
+  lookbackMs?: number;
 }
 
 export class QueryTopicConsumer {
@@ -54,8 +69,16 @@ export class QueryTopicConsumer {
       rebalanceTimeout: 10_000,
       maxWaitTimeInMs: 20,
     });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+    const starts = await this.lookbackStarts();
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
       this.joined = true;
+      // only in the first assignment: a partition met in a later rebalance has the offsets its last owner committed
+      const assigned = event.payload.memberAssignment[queriesTopic] ?? [];
+      for (const partition of assigned) {
+        const offset = starts.get(partition);
+        if (offset !== undefined) this.consumer?.seek({ topic: queriesTopic, partition, offset });
+      }
+      starts.clear();
     });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: queriesTopic, fromBeginning: false });
@@ -71,6 +94,37 @@ export class QueryTopicConsumer {
       last = now;
     }, 5000);
     this.rateTimer.unref();
+  }
+
+  /** partition -> the offset of the first query of the lookback, for the partitions the group never committed. */
+  private async lookbackStarts(): Promise<Map<number, string>> {
+    const { kafka } = this.options;
+    const since = Date.now() - (this.options.lookbackMs ?? 30_000);
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      // a topic created a moment ago can answer NOT_LEADER for a while: retried
+      return await withRetries('reading the queries topic offsets', () =>
+        this.readLookbackStarts(admin, since),
+      );
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private async readLookbackStarts(admin: Admin, since: number): Promise<Map<number, string>> {
+    const { queriesTopic, groupId } = this.options;
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [queriesTopic] });
+    const fresh = new Set(
+      (committed?.partitions ?? [])
+        .filter(({ offset }) => Number(offset) < 0)
+        .map(({ partition }) => partition),
+    );
+    if (fresh.size === 0) return new Map();
+    const byTime = await admin.fetchTopicOffsetsByTimestamp(queriesTopic, since);
+    return new Map(
+      byTime.filter(({ partition }) => fresh.has(partition)).map((e) => [e.partition, e.offset]),
+    );
   }
 
   async stop(): Promise<void> {

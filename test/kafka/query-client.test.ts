@@ -43,25 +43,28 @@ test(
         const replyId = client.nextReplyId();
         // an answer already on the topic before start() is not read, even under the same reply id
         await write(errorAnswer(replyId, new Error('stale'), undefined));
-        await client.start();
-        await client.send([
-          {
-            replyId,
-            subject: 'e1',
-            object: null,
-            relation: 'r',
-            k: 1,
-            filter: 'raw',
-            answer: null,
-          },
-        ]);
-        // the fastest possible replica: the answer is on the topic right away, before the group has fetched
-        await write(errorAnswer(replyId, new Error('answered at once'), undefined));
-        const deadline = Date.now() + 30_000;
-        while (seen.length === 0 && Date.now() < deadline)
-          await new Promise((r) => setTimeout(r, 50));
-        await new Promise((r) => setTimeout(r, 500)); // room for a duplicate to show
-        await client.stop();
+        try {
+          await client.start();
+          await client.send([
+            {
+              replyId,
+              subject: 'e1',
+              object: null,
+              relation: 'r',
+              k: 1,
+              filter: 'raw',
+              answer: null,
+            },
+          ]);
+          // the fastest possible replica: the answer is on the topic right away, before the group has fetched
+          await write(errorAnswer(replyId, new Error('answered at once'), undefined));
+          const deadline = Date.now() + 30_000;
+          while (seen.length === 0 && Date.now() < deadline)
+            await new Promise((r) => setTimeout(r, 50));
+          await new Promise((r) => setTimeout(r, 500)); // room for a duplicate to show
+        } finally {
+          await client.stop();
+        }
         assert.deepEqual(
           seen,
           [`${replyId}: answered at once`],
