@@ -1,9 +1,9 @@
 // The model file is self-describing (issue 14 item 3): a bundle trained live on a dataset's first steps is announced on
 // a real topic and served; Python (confluent-kafka, fastavro, onnxruntime from PyPI) reads the announcement, computes
 // the term from the bundle's spec and the closed facts as the README documents, runs the graph, and reproduces every
-// served answer (top-k entities and scores within 1e-4). Covered: nlsm-h (the hybrid kind) on YAGO, nlsm-r (the
-// default; the rules kind) on YAGO and on ICEWS14, where the fitted rules carry weight, and the rules kind with its
-// two-hop paths turned on (the live models mine none; the project's miner mines them over the same steps).
+// served answer (top-k entities and scores within 1e-4). Covered: nlsm-h (the hybrid kind) and recurrency on YAGO,
+// nlsm-r (the default; the rules kind) on YAGO and on ICEWS14, where the fitted rules carry weight, and the rules kind
+// with its two-hop paths turned on (the live models mine none; the project's miner mines them over the same steps).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -268,6 +268,16 @@ test(
     reproduceLive('nlsm-h', 'yago', 14, async ({ bundle, dataset, steps }, dir) => {
       assert.equal(bundle.terms.kind, 'hybrid');
       assert.notEqual(bundle.notes.form, 'recurrency (initial)', 'the weights were fitted');
+      await assertPythonReproduces(bundle, dataset, steps, dir);
+    }),
+);
+
+test(
+  'Python reproduces recurrency answers from the announced bundle alone',
+  { timeout: 300_000 },
+  () =>
+    reproduceLive('recurrency', 'yago', 14, async ({ bundle, dataset, steps }, dir) => {
+      assert.equal(bundle.terms.kind, 'recurrency');
       await assertPythonReproduces(bundle, dataset, steps, dir);
     }),
 );
