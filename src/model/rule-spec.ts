@@ -9,18 +9,28 @@ import { InvalidInputError } from '../core/errors.ts';
 import type { Direction } from '../core/types.ts';
 
 /**
- * Features of one candidate (all 0 for a candidate without support, which keeps the term sparse):
- * - strict:      sum_i decay^(t - t_i) over past steps t_i of the exact fact (recency-weighted count);
+ * Features of one candidate e of the query (head code h, anchor a) forecasting step T (all 0 for a candidate without
+ * support, which keeps the term sparse). An edge a -b-> e (a fact (a, r, e) for b = 2r, (e, r, a) for b = 2r + 1)
+ * last seen at step `last`, at `count` distinct steps, has the lag T - last and the bucket ruleBucket(lag, count);
+ * c(h, b) is the confidence at that bucket of the rule [h, b, confidences] (0 without one).
+ * - strict:      sum_i decay^(T - t_i) over the steps t_i of the edge a -h-> e (the exact fact, recency-weighted);
  * - logStrict:   log(1 + strict);
- * - selfRule:    -log(1 - c) of the recurrence rule "r(X, Y) <= r(X, Y) at lag L" for the exact fact's last lag;
- * - ruleSum:     sum over the other body codes b seen between anchor and candidate of -log(1 - c(head, b, lag))
+ * - selfRule:    -log(1 - c(h, h)) of the edge a -h-> e (the recurrence rule "h(X, Y) <= h(X, Y) at lag L");
+ * - ruleSum:     sum over the other codes b != h of edges a -b-> e of -log(1 - c(h, b)), each at its own bucket
  *                (a noisy-or of the length-1 rules in log space);
- * - ruleMax:     max of those confidences c;
- * - pathSum:     sum over two-hop paths anchor -b1-> y -b2-> candidate of -log(1 - c(head, b1, b2)) (capped);
- * - relaxed:     share of the head code's decayed facts that point at the candidate (top relaxedTopK + supported);
+ * - ruleMax:     max of those confidences c(h, b) (the confidence, not its log);
+ * - pathSum:     sum of -log(1 - c) over every pair of edges a -b1-> y, y -b2-> e (both of steps >= T - pathWindow;
+ *                y != a, e != a; an edge seen at two steps counts twice) with a path rule [h, b1, b2, c], capped at 20;
+ *                the middles y are the first pathFanout distinct ones met walking a's edges from the newest (later
+ *                steps first, within a step later facts first);
+ * - relaxed:     share of the head code's facts, each weighted relaxedDecay^(T - t), pointing at the candidate (for
+ *                every candidate; the top relaxedTopK entities by share are candidates too);
  * - logRelaxed:  log(1 + 100 * relaxed);
- * - neighbour:   1 if the candidate has any past fact with the anchor (either direction, any relation);
- * - logPair:     log(1 + the number of (relation, step) edges between them), recency-free interaction strength.
+ * - neighbour:   1 if the candidate (e != a) has any past fact with the anchor (either direction, any relation);
+ * - logPair:     log(1 + the number of distinct (code, step) edges a -code-> e), recency-free interaction strength.
+ * Candidates: every e != a with an edge to or from a; a itself only through an edge a -h-> a or a -b-> a with
+ * c(h, b) > 0; the ends of those two-hop paths; the top relaxedTopK entities by share (ties: lower id first).
+ * Facts of relations >= numRelations are ignored; a fact repeated within a step counts once.
  */
 export const RULE_FEATURES = [
   'strict',
@@ -51,7 +61,10 @@ export interface RuleTermSpec {
   decay: number;
   /** lambda in (0, 1] per step of the relaxed (popularity) counts. */
   relaxedDecay: number;
-  /** Relaxed candidates per head code that get a relaxed term. */
+  /**
+   * The relaxedTopK entities of largest relaxed share are candidates of every query of the head code (every candidate
+   * gets its share as the relaxed feature).
+   */
   relaxedTopK: number;
   /** Lag bucket bounds (ascending positive integers); bucket i holds lags <= lagBounds[i], the last one the rest. */
   lagBounds: number[];
@@ -59,13 +72,16 @@ export interface RuleTermSpec {
   countBounds: number[];
   /** weights[f]: the ranker's weight of feature RULE_FEATURES[f]. */
   weights: number[];
-  /** Length-1 rules: [head code, body code, confidence per bucket (bucketCount numbers: lag-major, then count)]. */
+  /**
+   * Length-1 rules: [head code, body code, confidence per bucket]: bucketCount numbers, lag-major (the bucket of a body
+   * edge last seen `lag` steps before the forecast step, at `count` distinct steps, is ruleBucket(lag, count)).
+   */
   rules: Array<[number, number, number[]]>;
   /** Two-hop path rules: [head code, body1 code, body2 code, confidence]. */
   paths: Array<[number, number, number, number]>;
-  /** Two-hop paths use first hops at most this many steps old (0: no paths). */
+  /** Two-hop paths use hops (both) at most this many steps old: steps >= T - pathWindow (0: no paths). */
   pathWindow: number;
-  /** At most this many intermediate entities per query (the most recent first). */
+  /** At most this many intermediate entities per query: the first distinct ones of the anchor's edges, newest first. */
   pathFanout: number;
 }
 
@@ -87,7 +103,10 @@ export function bucketCount(spec: Pick<RuleTermSpec, 'lagBounds' | 'countBounds'
   return (spec.lagBounds.length + 1) * (spec.countBounds.length + 1);
 }
 
-/** The confidence slot of a body edge last seen `lag` steps ago, seen at `count` distinct steps. */
+/**
+ * The confidence slot of a body edge last seen `lag` steps ago, seen at `count` distinct steps:
+ * lagBucket(lagBounds, lag) * (countBounds.length + 1) + lagBucket(countBounds, count).
+ */
 export function ruleBucket(
   spec: Pick<RuleTermSpec, 'lagBounds' | 'countBounds'>,
   lag: number,
@@ -99,7 +118,7 @@ export function ruleBucket(
   );
 }
 
-/** Lag bucket of a lag in steps (>= 1). */
+/** Bucket of a lag (or count) in steps (>= 1): the first i with value <= bounds[i], bounds.length past them all. */
 export function lagBucket(lagBounds: readonly number[], lag: number): number {
   let b = 0;
   while (b < lagBounds.length && lag > lagBounds[b]) b++;

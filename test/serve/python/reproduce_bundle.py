@@ -3,11 +3,12 @@
 usage: reproduce_bundle.py <brokers> <models topic> <schemas dir> <input.json>
 input.json: {"name": bundle name, "history": [[subject, relation, object, step], ...] (names: the closed facts up to the
 bundle's history step), "queries": [{"subject"|"object": name, "relation": name, "k": k}, ...]}
-Prints {"version", "historyStep", "termEntries", "answers": [[[entity, score], ...], ...]} as JSON.
+Prints {"version", "historyStep", "termEntries", "featureEntries", "answers": [[[entity, score], ...], ...]} as JSON
+(featureEntries, for the `rules` kind: per feature name, how many term entries had it non-zero).
 
 Reads the newest ModelAnnouncement of that name (Avro single-object encoding: 0xC3 0x01, 8-byte fingerprint, body),
-takes the ONNX graph, vocabulary and term spec from it, computes the term (here: the `none`, `recurrency` and `hybrid`
-kinds) from the history as documented, and runs the graph with onnxruntime.
+takes the ONNX graph, vocabulary and term spec from it, computes the term (every kind: `none`, `recurrency`, `hybrid`
+and `rules`) from the history as the README documents it, and runs the graph with onnxruntime.
 """
 import io
 import json
@@ -113,6 +114,135 @@ def term_row(spec, history, step, direction, anchor, relation):
     raise ValueError(f"term kind {kind} is not reproduced here")
 
 
+RULE_FEATURES = [
+    "strict",
+    "logStrict",
+    "selfRule",
+    "ruleSum",
+    "ruleMax",
+    "pathSum",
+    "relaxed",
+    "logRelaxed",
+    "neighbour",
+    "logPair",
+]
+MAX_PATH_SUM = 20.0
+
+
+def bucket_of(bounds, value):
+    """Index of the first bound >= value (len(bounds) when value exceeds them all)."""
+    b = 0
+    while b < len(bounds) and value > bounds[b]:
+        b += 1
+    return b
+
+
+class RuleHistory:
+    """The closed facts as the `rules` term reads them (README "The model file", src/model/rule-spec.ts).
+
+    Relations are read as codes: 2r = r forward (subject -> object), 2r + 1 = r backwards, so every fact (s, r, o, t)
+    is the edge s -2r-> o and the edge o -(2r+1)-> s at step t. Facts of relations outside the spec are ignored and a
+    fact repeated within a step counts once.
+    """
+
+    def __init__(self, facts, spec):
+        self.spec = spec
+        R = spec["numRelations"]
+        self.edges = {}  # anchor -> {entity: {code: [steps the edge anchor -code-> entity was seen]}}
+        self.hops = {}  # entity -> [(code, neighbour, step)] in stream order (steps ascending, facts in step order)
+        self.pointing = {}  # code -> {entity: [steps of the facts of code pointing at entity]}
+        seen = set()
+        for s, r, o, t in sorted(facts, key=lambda f: f[3]):  # stable: a step's facts keep their order
+            if r >= R or (s, r, o, t) in seen:
+                continue
+            seen.add((s, r, o, t))
+            for anchor, code, entity in ((s, 2 * r, o), (o, 2 * r + 1, s)):
+                self.edges.setdefault(anchor, {}).setdefault(entity, {}).setdefault(code, []).append(t)
+                self.hops.setdefault(anchor, []).append((code, entity, t))
+                self.pointing.setdefault(code, {}).setdefault(entity, []).append(t)
+        self.rules = {(head, body): confidences for head, body, confidences in spec["rules"]}
+        self.paths = {(head, body1, body2): confidence for head, body1, body2, confidence in spec["paths"]}
+        self.path_heads = {head for head, _, _, _ in spec["paths"]}
+
+    def bucket(self, lag, count):
+        """The confidence slot of a body edge last seen `lag` steps ago at `count` distinct steps (lag-major)."""
+        spec = self.spec
+        return bucket_of(spec["lagBounds"], lag) * (len(spec["countBounds"]) + 1) + bucket_of(
+            spec["countBounds"], count
+        )
+
+    def features(self, step, direction, anchor, relation):
+        """{candidate: [the ten RULE_FEATURES]} of the query at forecast step `step`."""
+        spec = self.spec
+        if relation >= spec["numRelations"]:
+            return {}
+        F = {name: i for i, name in enumerate(RULE_FEATURES)}
+        head = 2 * relation + (0 if direction == "object" else 1)
+        x = {}
+
+        def row(entity):
+            return x.setdefault(entity, [0.0] * len(RULE_FEATURES))
+
+        # every entity the anchor has met (any relation, either direction): recurrence and length-1 rules
+        for entity, codes in self.edges.get(anchor, {}).items():
+            if entity != anchor:
+                f = row(entity)
+                f[F["neighbour"]] = 1.0
+                f[F["logPair"]] = math.log1p(sum(len(steps) for steps in codes.values()))
+            for body, steps in codes.items():
+                confidences = self.rules.get((head, body))
+                c = confidences[self.bucket(step - steps[-1], len(steps))] if confidences else 0.0
+                if body == head:
+                    f = row(entity)
+                    strict = sum(spec["decay"] ** (step - t) for t in steps)
+                    f[F["strict"]] = strict
+                    f[F["logStrict"]] = math.log1p(strict)
+                    f[F["selfRule"]] = -math.log1p(-c)
+                elif c > 0:
+                    f = row(entity)
+                    f[F["ruleSum"]] += -math.log1p(-c)
+                    f[F["ruleMax"]] = max(f[F["ruleMax"]], c)
+        # two-hop paths anchor -b1-> middle -b2-> end, both hops at most pathWindow steps old
+        if spec["pathWindow"] > 0 and head in self.path_heads:
+            oldest = step - spec["pathWindow"]
+            middles = set()
+            for body1, middle, t1 in reversed(self.hops.get(anchor, [])):  # most recent first
+                if t1 < oldest:
+                    break
+                if middle == anchor:
+                    continue
+                if middle not in middles:
+                    if len(middles) >= spec["pathFanout"]:
+                        continue
+                    middles.add(middle)
+                for body2, end, t2 in reversed(self.hops.get(middle, [])):
+                    if t2 < oldest:
+                        break
+                    c = self.paths.get((head, body1, body2))
+                    if end == anchor or c is None:
+                        continue
+                    f = row(end)
+                    f[F["pathSum"]] = min(MAX_PATH_SUM, f[F["pathSum"]] - math.log1p(-c))
+        # popularity: the share of the head code's decayed facts pointing at each entity; the top ones are candidates
+        decayed = {
+            entity: sum(spec["relaxedDecay"] ** (step - t) for t in steps)
+            for entity, steps in self.pointing.get(head, {}).items()
+        }
+        total = sum(decayed.values())
+        share = {entity: value / total for entity, value in decayed.items()} if total > 0 else {}
+        for entity, _ in sorted(share.items(), key=lambda p: (-p[1], p[0]))[: spec["relaxedTopK"]]:
+            row(entity)
+        for entity, f in x.items():
+            f[F["relaxed"]] = share.get(entity, 0.0)
+            f[F["logRelaxed"]] = math.log1p(100 * f[F["relaxed"]])
+        return x
+
+    def term_row(self, features):
+        """{entity: weights . features} of one query's features."""
+        weights = self.spec["weights"]
+        return {entity: sum(w * v for w, v in zip(weights, f)) for entity, f in features.items()}
+
+
 def main():
     brokers, topic, schemas, input_path = sys.argv[1:5]
     schema = parse_schema(json.load(open(f"{schemas}/ModelAnnouncement.avsc")))
@@ -128,8 +258,12 @@ def main():
         for s, r, o, t in spec_in["history"]
         if t <= history_step and s in entity_id and o in entity_id and r in relation_id
     ]
-    decay = terms["weights"]["decay"] if terms["kind"] == "hybrid" else terms.get("decay", 1.0)
-    history = History(facts, decay)
+    if terms["kind"] == "rules":
+        history = RuleHistory(facts, terms["spec"])
+    else:
+        decay = terms["weights"]["decay"] if terms["kind"] == "hybrid" else terms.get("decay", 1.0)
+        history = History(facts, decay)
+    feature_entries = {name: 0 for name in RULE_FEATURES}
     session = ort.InferenceSession(bundle["onnx"], providers=["CPUExecutionProvider"])
     answers = []
     term_entries = 0
@@ -137,7 +271,14 @@ def main():
         direction = "object" if query.get("subject") is not None else "subject"
         anchor = entity_id[query["subject"] if direction == "object" else query["object"]]
         relation = relation_id[query["relation"]]
-        row = term_row(terms, history, bundle["step"], direction, anchor, relation)
+        if terms["kind"] == "rules":
+            features = history.features(bundle["step"], direction, anchor, relation)
+            for f in features.values():
+                for name, value in zip(RULE_FEATURES, f):
+                    feature_entries[name] += value != 0
+            row = history.term_row(features)
+        else:
+            row = term_row(terms, history, bundle["step"], direction, anchor, relation)
         entities = sorted(row)
         term_entries += len(entities)
         feeds = {
@@ -154,7 +295,13 @@ def main():
         )
     print(
         json.dumps(
-            {"version": bundle["version"], "historyStep": history_step, "termEntries": term_entries, "answers": answers}
+            {
+                "version": bundle["version"],
+                "historyStep": history_step,
+                "termEntries": term_entries,
+                "featureEntries": feature_entries,
+                "answers": answers,
+            }
         )
     )
 
