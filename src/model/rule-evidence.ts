@@ -54,6 +54,17 @@ export function evidenceOf(
   return Array.from(entities, (entity) => {
     const items: Evidence[] = [];
     const pair = neighbours?.get(entity);
+    if (pair !== undefined && entity !== anchor && w[FI.recency] > 0) {
+      // the latest fact between them (any relation): the recency feature's support
+      const k = pair.last.indexOf(pair.latest);
+      const lag = Math.max(1, step - pair.latest);
+      items.push({
+        kind: 'interaction',
+        rule: `${head} <= any fact between X and Y (last ${lag} steps ago)`,
+        weight: w[FI.recency] / lag,
+        facts: [edgeFact(anchor, pair.codes[k], entity, pair.latest)],
+      });
+    }
     if (pair !== undefined) {
       for (let k = 0; k < pair.codes.length; k++) {
         const body = pair.codes[k];

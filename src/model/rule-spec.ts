@@ -27,10 +27,13 @@ import type { Direction } from '../core/types.ts';
  *                every candidate; the top relaxedTopK entities by share are candidates too);
  * - logRelaxed:  log(1 + 100 * relaxed);
  * - neighbour:   1 if the candidate (e != a) has any past fact with the anchor (either direction, any relation);
- * - logPair:     log(1 + the number of distinct (code, step) edges a -code-> e), recency-free interaction strength.
+ * - logPair:     log(1 + the number of distinct (code, step) edges a -code-> e), recency-free interaction strength;
+ * - recency:     1 / max(1, T - latest) for a candidate e != a with an edge to or from a, latest = the last step of any
+ *                of them (any code): event data repeats the latest interactions (ICEWS14 valid: +0.5 time-aware MRR).
  * Candidates: every e != a with an edge to or from a; a itself only through an edge a -h-> a or a -b-> a with
  * c(h, b) > 0; the ends of those two-hop paths; the top relaxedTopK entities by share (ties: lower id first).
  * Facts of relations >= numRelations are ignored; a fact repeated within a step counts once.
+ * Format 2 added `recency`; a format-1 spec (10 weights) reads as format 2 with weight 0 on it, which scores the same.
  */
 export const RULE_FEATURES = [
   'strict',
@@ -43,6 +46,7 @@ export const RULE_FEATURES = [
   'logRelaxed',
   'neighbour',
   'logPair',
+  'recency',
 ] as const;
 export type RuleFeature = (typeof RULE_FEATURES)[number];
 export const RF = RULE_FEATURES.length;
@@ -53,8 +57,13 @@ export const FEATURE_INDEX: Record<RuleFeature, number> = Object.fromEntries(
 /** Upper bounds (inclusive, in steps) of the lag buckets; the last bucket holds every longer lag. */
 export const DEFAULT_LAG_BOUNDS: readonly number[] = [1, 2, 4, 8, 16, 32, 64];
 
+/** The spec format written now; RULE_TERM_FORMATS lists the ones read (older ones are upgraded on read). */
+export const RULE_TERM_FORMAT = 'tkg-rule-term/2';
+/** Formats read, and how many features each one's weights hold (format 1: every feature before `recency`). */
+const FORMAT_FEATURES: Record<string, number> = { 'tkg-rule-term/1': 10, [RULE_TERM_FORMAT]: RF };
+
 export interface RuleTermSpec {
-  format: 'tkg-rule-term/1';
+  format: typeof RULE_TERM_FORMAT;
   /** R when the spec was written; codes are 0 .. 2R - 1. */
   numRelations: number;
   /** lambda in (0, 1] per step of the strict counts. */
@@ -136,7 +145,7 @@ export function recurrencyRuleSpec(options: {
   weights[FEATURE_INDEX.strict] = 1;
   weights[FEATURE_INDEX.relaxed] = options.alpha;
   return {
-    format: 'tkg-rule-term/1',
+    format: RULE_TERM_FORMAT,
     numRelations: options.numRelations,
     decay: options.decay,
     relaxedDecay: options.decay,
@@ -160,15 +169,31 @@ const isCode = (x: unknown, codes: number): boolean =>
 const isProbability = (x: unknown): boolean =>
   typeof x === 'number' && Number.isFinite(x) && x >= 0 && x < 1;
 
-/** Throws InvalidInputError naming the field when a spec is malformed; returns it typed. */
+/**
+ * Throws InvalidInputError naming the field when a spec is malformed; returns it typed, in the current format (an
+ * older format's spec is returned as a new object upgraded to it; a current one is returned as it is).
+ */
 export function assertRuleTermSpec(value: unknown): RuleTermSpec {
   if (typeof value !== 'object' || value === null) return fail('', 'must be an object');
-  const spec = value as RuleTermSpec;
-  if (spec.format !== 'tkg-rule-term/1')
-    fail(
+  let spec = value as RuleTermSpec;
+  const format = (spec as { format: unknown }).format;
+  const features = typeof format === 'string' ? FORMAT_FEATURES[format] : undefined;
+  if (features === undefined)
+    return fail(
       'format',
-      `is ${JSON.stringify(spec.format)}, expected "tkg-rule-term/1"; re-export the model`,
+      `is ${JSON.stringify(format)}, expected one of ${Object.keys(FORMAT_FEATURES)
+        .map((f) => JSON.stringify(f))
+        .join(', ')}; a newer tkg wrote it, upgrade this reader or re-export the model`,
     );
+  if (features !== RF) {
+    if (!Array.isArray(spec.weights) || spec.weights.length !== features)
+      fail('weights', `needs ${features} finite numbers in format ${String(format)}`);
+    spec = {
+      ...spec,
+      format: RULE_TERM_FORMAT,
+      weights: [...spec.weights, ...new Array<number>(RF - features).fill(0)],
+    };
+  }
   if (!Number.isInteger(spec.numRelations) || spec.numRelations < 1)
     fail('numRelations', `must be a positive integer, got ${spec.numRelations}`);
   for (const key of ['decay', 'relaxedDecay'] as const)

@@ -89,7 +89,7 @@ export class RuleTermState implements TermState {
     this.spec = assertRuleTermSpec(spec);
     this.relationCount = spec.numRelations;
     this.edges = new RuleEdgeIndex(this.spec);
-    this.useSpec(spec);
+    this.useSpec(this.spec);
   }
 
   get lastStep(): number {
@@ -108,8 +108,8 @@ export class RuleTermState implements TermState {
    * Replaces the rules and weights (e.g. newly mined confidences). The decays must stay: they shape the state's
    * counts; a spec with other decays needs a new state.
    */
-  useSpec(spec: RuleTermSpec): void {
-    assertRuleTermSpec(spec);
+  useSpec(value: RuleTermSpec): void {
+    const spec = assertRuleTermSpec(value);
     if (
       this.numCodes > 0 &&
       (spec.decay !== this.spec.decay || spec.relaxedDecay !== this.spec.relaxedDecay)
@@ -170,9 +170,7 @@ export class RuleTermState implements TermState {
 
   /** Replaces the ranker's weights only (the rule tables, e.g. mined online, stay). */
   setWeights(weights: readonly number[]): void {
-    const spec = { ...this.spec, weights: [...weights] };
-    assertRuleTermSpec(spec);
-    this.spec = spec;
+    this.spec = assertRuleTermSpec({ ...this.spec, weights: [...weights] });
     this.rowCache.clear();
   }
 
@@ -209,7 +207,7 @@ export class RuleTermState implements TermState {
    */
   adopt(spec: TermSpec): boolean {
     if (spec.kind !== 'rules') return false;
-    const next = spec.spec;
+    const next = assertRuleTermSpec(spec.spec);
     const now = this.spec;
     if (
       next.decay !== now.decay ||
@@ -285,6 +283,7 @@ export class RuleTermState implements TermState {
           at = row(entity);
           scratch.features[at + FI.neighbour] = 1;
           scratch.features[at + FI.logPair] = Math.log1p(pair.edges);
+          scratch.features[at + FI.recency] = 1 / Math.max(1, step - pair.latest);
         }
         for (let k = 0; k < pair.codes.length; k++) {
           const body = pair.codes[k];

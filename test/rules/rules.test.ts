@@ -42,7 +42,7 @@ function minedSpec(history: readonly Snapshot[], numRelations: number): RuleTerm
   return {
     ...base,
     ...miner.rules(numRelations),
-    weights: [0.1, 1, 4, 1, 0.5, 1, 0.2, 0.05, 0.3, 0.2],
+    weights: [0.1, 1, 4, 1, 0.5, 1, 0.2, 0.05, 0.3, 0.2, 0.5],
   };
 }
 
@@ -60,6 +60,37 @@ test('spec codec: round trip, and a malformed spec names its field', () => {
     /ruleTerm\.rules\[0\]/,
   );
   assert.throws(() => decodeRuleTermSpec('{'), /not JSON/);
+  assert.throws(
+    () => decodeRuleTermSpec(JSON.stringify({ ...spec, format: 'tkg-rule-term/9' })),
+    /ruleTerm\.format.*"tkg-rule-term\/1", "tkg-rule-term\/2"/,
+  );
+});
+
+test('spec format 1 (before the recency feature) reads as format 2 with weight 0 on recency and scores the same', () => {
+  const history = icewsTrain.slice(0, 15);
+  const spec = minedSpec(history, icews.numRelations);
+  const old = { ...spec, format: 'tkg-rule-term/1', weights: spec.weights.slice(0, 10) };
+  assert.equal(RF, 11);
+  const read = decodeRuleTermSpec(JSON.stringify(old));
+  assert.equal(read.format, 'tkg-rule-term/2');
+  assert.deepEqual(read.weights, [...old.weights, 0]);
+  assert.throws(
+    () => decodeRuleTermSpec(JSON.stringify({ ...old, weights: spec.weights })),
+    /ruleTerm\.weights: needs 10 finite numbers in format tkg-rule-term\/1/,
+  );
+  // a state built from the old spec scores as one built from the current spec without the recency weight
+  const a = new RuleTermState(old as unknown as RuleTermSpec);
+  const b = new RuleTermState({ ...spec, weights: [...old.weights, 0] });
+  const c = new RuleTermState(spec);
+  for (const s of history) [a, b, c].forEach((x) => x.observe(s));
+  const q = icewsTrain[15].triples;
+  let differs = 0;
+  for (let i = 0; i < 90; i += 3) {
+    const [ra, rb, rc] = [a, b, c].map((x) => x.terms('object', q[i], q[i + 1]));
+    assert.deepEqual(ra, rb);
+    if (JSON.stringify(rc) !== JSON.stringify(rb)) differs++;
+  }
+  assert.ok(differs > 0, 'the recency weight changes some rows');
 });
 
 test('evidence: every fact is a stream fact before the forecast step, and removing them lowers the score', () => {
@@ -123,7 +154,10 @@ test('evidence: every fact is a stream fact before the forecast step, and removi
     }
   }
   assert.ok(checked >= 10, `only ${checked} candidates with evidence checked`);
-  assert.ok(kinds.has('recurrence') && kinds.has('rule'), `evidence kinds ${[...kinds]}`);
+  assert.ok(
+    kinds.has('recurrence') && kinds.has('rule') && kinds.has('interaction'),
+    `evidence kinds ${[...kinds]}`,
+  );
 });
 
 test('observing step by step equals a fresh state over the same steps; features are zero without support', () => {
@@ -161,7 +195,7 @@ test('online mining: the incrementally updated tables equal a state built from t
     }),
     pathWindow: 4,
     pathFanout: 6,
-    weights: [0.1, 1, 4, 1, 0.5, 1, 0.2, 0.05, 0.3, 0.2],
+    weights: [0.1, 1, 4, 1, 0.5, 1, 0.2, 0.05, 0.3, 0.2, 0.5],
   };
   const online = new RuleTermState(base);
   const miner = new RuleMiner(base, icews.numRelations);

@@ -115,10 +115,14 @@ export class RuleLiveModel implements LiveModel {
         { reason: 'corrupt_checkpoint' },
       );
     const model = new RuleLiveModel(options, base, header, headers, files);
-    model.buffer = header.buffer.map((step) => ({
-      step,
-      set: decodeRankQuerySet(files.read(step), `rules-queries/${step}.bin`),
-    }));
+    // sets collected with another feature count (an older tkg) cannot join the fit: they are dropped (and collected
+    // again over the next steps)
+    model.buffer = header.buffer
+      .map((step) => ({
+        step,
+        set: decodeRankQuerySet(files.read(step), `rules-queries/${step}.bin`),
+      }))
+      .filter((b) => b.set.F === RF);
     if (header.decay !== null) model.buildState([]);
     return model;
   }
@@ -141,8 +145,11 @@ export class RuleLiveModel implements LiveModel {
       decay: this.header.decay!,
       alpha: this.header.alpha!,
     });
-    if (this.header.weights !== null && this.header.weights.length === RF)
-      spec.weights = this.header.weights;
+    // weights of an older spec format (fewer features) read through the spec's upgrade
+    if (this.header.weights !== null)
+      spec.weights = this.header.weights
+        .concat(new Array<number>(Math.max(0, RF - this.header.weights.length)).fill(0))
+        .slice(0, RF);
     this.state = new RuleTermState(spec);
     this.miner = new RuleMiner(spec, this.numRelations);
     for (const s of steps) this.learn(s);
