@@ -125,6 +125,7 @@ RULE_FEATURES = [
     "logRelaxed",
     "neighbour",
     "logPair",
+    "recency",
 ]
 MAX_PATH_SUM = 20.0
 
@@ -172,7 +173,7 @@ class RuleHistory:
         )
 
     def features(self, step, direction, anchor, relation):
-        """{candidate: [the ten RULE_FEATURES]} of the query at forecast step `step`."""
+        """{candidate: [the eleven RULE_FEATURES]} of the query at forecast step `step`."""
         spec = self.spec
         if relation >= spec["numRelations"]:
             return {}
@@ -189,6 +190,7 @@ class RuleHistory:
                 f = row(entity)
                 f[F["neighbour"]] = 1.0
                 f[F["logPair"]] = math.log1p(sum(len(steps) for steps in codes.values()))
+                f[F["recency"]] = 1.0 / max(1, step - max(steps[-1] for steps in codes.values()))
             for body, steps in codes.items():
                 confidences = self.rules.get((head, body))
                 c = confidences[self.bucket(step - steps[-1], len(steps))] if confidences else 0.0
@@ -238,7 +240,7 @@ class RuleHistory:
         return x
 
     def term_row(self, features):
-        """{entity: weights . features} of one query's features."""
+        """{entity: weights . features} of one query's features (a format-1 spec has no recency weight: zip stops)."""
         weights = self.spec["weights"]
         return {entity: sum(w * v for w, v in zip(weights, f)) for entity, f in features.items()}
 
