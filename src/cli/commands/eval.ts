@@ -54,14 +54,22 @@ function parseCount(value: string | undefined, flag: string): number | undefined
 }
 
 /** Throttled one-line progress on stderr (a script reads --json from stdout). */
-function progressPrinter(enabled: boolean): (line: string, force?: boolean) => void {
-  let last = 0;
-  return (line, force = false) => {
+/**
+ * Progress lines on stderr, at most one per 2 s per stream unless forced. Streams are throttled apart, so the
+ * trainer's per-step lines never starve the protocol's rate / ETA line (they used to share one clock, and a training
+ * line printed just before every observe line suppressed it).
+ */
+export function progressPrinter(
+  enabled: boolean,
+  write: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+): (line: string, force?: boolean, stream?: string) => void {
+  const last = new Map<string, number>();
+  return (line, force = false, stream = 'protocol') => {
     if (!enabled) return;
     const now = Date.now();
-    if (!force && now - last < 2000) return;
-    last = now;
-    process.stderr.write(`${line}\n`);
+    if (!force && now - (last.get(stream) ?? 0) < 2000) return;
+    last.set(stream, now);
+    write(line);
   };
 }
 
@@ -194,6 +202,8 @@ export function register(program: Command): void {
               onProgress: (p) =>
                 progress(
                   `train step ${p.step} loss ${p.loss.toFixed(4)} elbo ${p.elbo.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
+                  false,
+                  'train',
                 ),
             });
           // nlsm-h: NLSM logits + the fitted sparse history term (src/hybrid)
@@ -262,6 +272,8 @@ export function register(program: Command): void {
               onProgress: (p) =>
                 progress(
                   `train step ${p.step} loss ${p.loss.toFixed(4)} (${p.seconds.toFixed(1)} s)`,
+                  false,
+                  'train',
                 ),
             });
         }
