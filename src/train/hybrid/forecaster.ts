@@ -13,8 +13,6 @@
 // Owns: the collection schedule, the query sampling and the combination at score time. Must not import tfjs,
 // src/train, kafkajs or src/kafka (the base forecaster is passed in).
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
-import { mulberry32 } from '../../core/random.ts';
-import { trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
 import {
   baseOnlyWeights,
   combineInPlace,
@@ -26,7 +24,7 @@ import { QuerySetBuilder, type QuerySet } from './query-set.ts';
 import { type HybridFitReport } from './selection.ts';
 import { HybridHistory } from '../../model/hybrid-history.ts';
 import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
-import { forEachTargetBatch, staticFilterOf } from '../target-queries.ts';
+import { TargetQueries } from '../target-queries.ts';
 
 /** The fitting plan (src/train/fitting-plan.ts) and the seed of its query sampling. */
 export interface HybridPlan extends FittingPlan {
@@ -69,10 +67,8 @@ export class HybridForecaster implements TkgForecaster {
   private report: HybridFitReport | undefined;
   private readonly builders: Record<Phase, QuerySetBuilder>;
   private readonly collected = new Set<string>();
-  private readonly sampleRate: Record<Phase, number>;
-  private readonly random: () => number;
+  private readonly targets: TargetQueries;
   private readonly options: HybridForecasterOptions;
-  private staticFilter: AnswerFilter | undefined;
 
   constructor(
     readonly base: TkgForecaster,
@@ -91,14 +87,11 @@ export class HybridForecaster implements TkgForecaster {
       fit: new QuerySetBuilder(options.numRelations, M),
       validation: new QuerySetBuilder(options.numRelations, M),
     };
-    const cap = options.plan?.maxQueriesPerPhase ?? 20_000;
-    const queriesOf = (targets: readonly Snapshot[] | undefined): number =>
-      (targets ?? []).reduce((n, s) => n + (2 * s.triples.length) / 3, 0);
-    this.sampleRate = {
-      fit: Math.min(1, cap / Math.max(1, queriesOf(options.plan?.fitTargets))),
-      validation: Math.min(1, cap / Math.max(1, queriesOf(options.plan?.validationTargets))),
-    };
-    this.random = mulberry32(options.plan?.seed ?? 1);
+    this.targets = new TargetQueries({
+      plan: options.plan,
+      numRelations: options.numRelations,
+      batchSize: options.batchSize,
+    });
   }
 
   /** The weights in use (undefined until fitted). */
@@ -190,7 +183,7 @@ export class HybridForecaster implements TkgForecaster {
     const key = `${phase}:${target.step}`;
     if (this.collected.has(key)) return;
     this.collected.add(key);
-    await this.addQueries(target, this.builders[phase], this.sampleRate[phase]);
+    await this.addQueries(target, this.builders[phase], this.targets.rate(phase));
   }
 
   /**
@@ -213,16 +206,8 @@ export class HybridForecaster implements TkgForecaster {
   ): Promise<void> {
     const N = this.options.numEntities;
     const R = this.options.numRelations;
-    this.staticFilter ??= staticFilterOf(this.options.plan, R);
-    const staticFilter = this.staticFilter;
-    const batching = {
-      numRelations: R,
-      rate,
-      random: this.random,
-      batchSize: this.options.batchSize ?? 256,
-    };
-    await forEachTargetBatch(target, batching, async (batch) => {
-      const { direction, anchors, relations, answers, timeAware } = batch;
+    await this.targets.forEachBatch(target, rate, async (batch) => {
+      const { direction, anchors, relations, answers } = batch;
       const rows = await this.base.score(target.step, direction, anchors, relations, N); // [B, N]
       const scale = horizonScale(this.history.decay, target.step, this.history.lastStep);
       if (scale !== 1) for (let i = 0; i < rows.length; i++) rows[i] *= scale;
@@ -233,11 +218,8 @@ export class HybridForecaster implements TkgForecaster {
           row: rows.subarray(b * N, (b + 1) * N),
           answer: answers[b],
           history: this.history.candidates(target.step, direction, anchor, relation),
-          excluded: trueAnswers(timeAware, direction, anchor, relation),
-          staticExcluded:
-            staticFilter !== undefined
-              ? trueAnswers(staticFilter, direction, anchor, relation)
-              : undefined,
+          excluded: batch.excluded(b),
+          staticExcluded: batch.staticExcluded(b),
         });
       }
     });

@@ -5,16 +5,14 @@
 // scored BEFORE it is observed, in the protocol's own way (multi-step: the block rolled forward from the step before
 // it; single-step: one step at a time). The ranker is fitted at the first score() (fit.ts), never on a target step.
 // Owns: the collection schedule, online mining and the combination at score time. No tfjs (the base is passed in).
-import { mulberry32 } from '../../core/random.ts';
 import type { Direction, Snapshot, TkgForecaster } from '../../core/types.ts';
-import { trueAnswers, type AnswerFilter } from '../../eval/rank.ts';
 import { RF, queryCode, type RuleTermSpec } from '../../model/rule-spec.ts';
 import { RuleTermState } from '../../model/rule-term.ts';
 import { RuleMiner, type RuleMinerOptions } from './miner.ts';
 import { RankQueryBuilder, type RankQuerySet } from './ranker.ts';
 import { fitRuleRanker, type RuleFitReport } from './fit.ts';
 import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
-import { forEachTargetBatch, staticFilterOf } from '../target-queries.ts';
+import { TargetQueries } from '../target-queries.ts';
 
 /** The fitting plan (src/train/fitting-plan.ts) and the seed of its query sampling. */
 export interface RulePlan extends FittingPlan {
@@ -56,9 +54,7 @@ export class RuleForecaster implements TkgForecaster {
   private report: RuleFitReport | undefined;
   private readonly builders: Record<Phase, RankQueryBuilder>;
   private readonly collected = new Set<string>();
-  private readonly sampleRate: Record<Phase, number>;
-  private readonly random: () => number;
-  private staticFilter: AnswerFilter | undefined;
+  private readonly targets: TargetQueries;
   /** Seconds spent mining, observing the term state and collecting / fitting (for the eval's speed report). */
   readonly seconds = { mine: 0, state: 0, collect: 0, fit: 0, terms: 0 };
 
@@ -73,14 +69,11 @@ export class RuleForecaster implements TkgForecaster {
       fit: new RankQueryBuilder(RF, base !== undefined, 32, 32, 11),
       validation: new RankQueryBuilder(RF, base !== undefined, 32, 32, 13),
     };
-    const cap = options.plan?.maxQueriesPerPhase ?? 20_000;
-    const queriesOf = (targets: readonly Snapshot[] | undefined) =>
-      (targets ?? []).reduce((n, s) => n + (2 * s.triples.length) / 3, 0);
-    this.sampleRate = {
-      fit: Math.min(1, cap / Math.max(1, queriesOf(options.plan?.fitTargets))),
-      validation: Math.min(1, cap / Math.max(1, queriesOf(options.plan?.validationTargets))),
-    };
-    this.random = mulberry32(options.plan?.seed ?? 1);
+    this.targets = new TargetQueries({
+      plan: options.plan,
+      numRelations: options.numRelations,
+      batchSize: options.batchSize,
+    });
   }
 
   /** The spec in use: the fitted weights and the rules as mined so far (a state built from it scores the same). */
@@ -210,7 +203,7 @@ export class RuleForecaster implements TkgForecaster {
     if (this.collected.has(key)) return;
     this.collected.add(key);
     const t0 = performance.now();
-    await this.addQueries(target, this.builders[phase], this.sampleRate[phase]);
+    await this.addQueries(target, this.builders[phase], this.targets.rate(phase));
     this.seconds.collect += (performance.now() - t0) / 1000;
   }
 
@@ -227,17 +220,8 @@ export class RuleForecaster implements TkgForecaster {
     rate: number,
   ): Promise<void> {
     const N = this.options.numEntities;
-    const R = this.options.numRelations;
-    this.staticFilter ??= staticFilterOf(this.options.plan, R);
-    const staticFilter = this.staticFilter;
-    const batching = {
-      numRelations: R,
-      rate,
-      random: this.random,
-      batchSize: this.options.batchSize ?? 256,
-    };
-    await forEachTargetBatch(target, batching, async (batch) => {
-      const { direction, anchors, relations, answers, timeAware } = batch;
+    await this.targets.forEachBatch(target, rate, async (batch) => {
+      const { direction, anchors, relations, answers } = batch;
       const rows = this.base
         ? await this.base.score(target.step, direction, anchors, relations, N)
         : undefined;
@@ -248,10 +232,8 @@ export class RuleForecaster implements TkgForecaster {
           row: rows?.subarray(b * N, (b + 1) * N),
           answer: answers[b],
           candidates: this.state.candidatesAt(target.step, queryCode(direction, relation), anchor),
-          excluded: trueAnswers(timeAware, direction, anchor, relation),
-          staticExcluded: staticFilter
-            ? trueAnswers(staticFilter, direction, anchor, relation)
-            : undefined,
+          excluded: batch.excluded(b),
+          staticExcluded: batch.staticExcluded(b),
         });
       }
     });
