@@ -15,7 +15,7 @@ const small = {
   negativesPerPositive: 2,
 };
 
-test('window shift: GRU weights kept, initial psi and theta (means, log-variances) become G(initial)', async () => {
+test('window shift: GRU weights kept, initial psi and theta (means, log-variances) become G(initial), block by block', async () => {
   const snapshots = plantedSnapshots({ N: 30, R: 2, T: 5, subjects: 10 });
   const f = await createNlsmForecaster({ model: 'nlsm', ...small, epochsPerWindow: 2 });
   for (const s of snapshots.slice(0, 3)) await f.observe(s);
@@ -26,6 +26,7 @@ test('window shift: GRU weights kept, initial psi and theta (means, log-variance
   );
   const before = trainer.windowInitialState();
   const weights = trainer.gruWeightsCopy();
+  trainer.testHooks.shiftBlockRows = 7; // 30 entity rows in blocks of 7, 7, 7, 7, 2
   trainer.shiftWindow();
   const after = trainer.windowInitialState();
   assert.deepEqual(
@@ -141,4 +142,52 @@ test('no tensor leak: tf.memory().numTensors is flat over 100 window steps (obse
     );
     f.dispose();
   }
+});
+
+test('a window update trains only the rows of the entities and relations its facts touch (the rest keep value and moments)', async () => {
+  const N = 30;
+  const R = 3;
+  // relation 1 and entities >= 20 never occur in the window
+  const snapshots = plantedSnapshots({ N: 20, R, T: 2, subjects: 8 }).map((s) => {
+    const kept: number[] = [];
+    for (let i = 0; i < s.triples.length; i += 3)
+      if (s.triples[i + 1] !== 1) kept.push(s.triples[i], s.triples[i + 1], s.triples[i + 2]);
+    return { ...s, triples: Int32Array.from(kept), numEntities: N, numRelations: R };
+  });
+  const f = await createNlsmForecaster({
+    model: 'nlsm',
+    ...small,
+    numEntities: N,
+    numRelations: R,
+    epochsPerWindow: 3,
+  });
+  await f.observe(snapshots[0]);
+  const rowsOf = (name: string, rows: number[]): number[][] => {
+    const p = f.trainer.params.get(name)!;
+    return rows.flatMap((row) =>
+      [p.value, p.m, p.v].map((a) => [...a.subarray(row * p.width, (row + 1) * p.width)]),
+    );
+  };
+  const before = {
+    untouchedRelation: rowsOf('thetaMean', [1]).concat(rowsOf('thetaLogVar', [1])),
+    touchedRelations: rowsOf('thetaMean', [0, 2]),
+    untouchedEntities: rowsOf('psiMean', [20, 29]).concat(rowsOf('psiLogVar', [20, 29])),
+  };
+  const report = await f.trainer.observe(snapshots[1]);
+  assert.equal(report?.relations, 2, 'two relations trained');
+  assert.ok(report!.universe <= 20);
+  assert.deepEqual(
+    rowsOf('thetaMean', [1]).concat(rowsOf('thetaLogVar', [1])),
+    before.untouchedRelation,
+    'the untouched relation row is not trained',
+  );
+  assert.deepEqual(
+    rowsOf('psiMean', [20, 29]).concat(rowsOf('psiLogVar', [20, 29])),
+    before.untouchedEntities,
+    'untouched entity rows are not trained',
+  );
+  assert.notDeepEqual(rowsOf('thetaMean', [0, 2]), before.touchedRelations, 'touched rows train');
+  const scores = await f.score(2, 'object', Int32Array.from([0, 1]), Int32Array.from([1, 2]), N);
+  assert.ok(scores.every(Number.isFinite));
+  f.dispose();
 });

@@ -7,13 +7,13 @@ import * as tf from '@tensorflow/tfjs';
 import type { Direction, ScoringState } from '../../core/types.ts';
 import { InvalidInputError } from '../../core/errors.ts';
 import { expandTheta } from './math.ts';
-import { efficientCoefficients, gruStep } from './graph.ts';
+import { efficientCoefficients, gruStep, gruStepRows } from './graph.ts';
 import { basName, disposeGru, gruTensors } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
 
 interface CachedStep {
   z: tf.Tensor2D; // [N + 1, K]: row N is z = 0.5 (entities the model has not seen)
-  psiMean: tf.Tensor2D | null; // [N, K] (NLSM, for rolling further)
+  psiMean: Float32Array | null; // [N * K] (NLSM, for rolling further; a plain array, rolled in row blocks)
   thetaMean: tf.Tensor2D; // [R, K * P]
   coefficients: { c0: tf.Tensor1D; A: tf.Tensor2D; B: tf.Tensor2D; C: tf.Tensor2D };
 }
@@ -49,15 +49,11 @@ export class StepForecasts {
       const slot = Math.min(target - start, this.trainer.slots.length - 1);
       const psi = this.trainer.params.get(basName('psiMean', slot))!.value;
       const theta = this.trainer.params.get(basName('thetaMean', slot))!.value;
-      built = this.buildCached(
-        tf.tensor2d(psi, [this.trainer.N, s.K]),
-        tf.tensor2d(theta, [this.trainer.R, D]),
-        false,
-      );
+      built = this.buildCached(psi, tf.tensor2d(theta, [this.trainer.R, D]), false);
     } else {
       // the nearest cached step below target, else the window's initial state
       let from = start;
-      let psiMean: tf.Tensor2D | null = null;
+      let psiMean: Float32Array | null = null;
       let thetaMean: tf.Tensor2D | null = null;
       for (const [cachedStep, c] of this.cache) {
         if (cachedStep <= target && cachedStep >= from && c.psiMean) {
@@ -67,18 +63,14 @@ export class StepForecasts {
         }
       }
       const weights = gruTensors(this.trainer.params);
-      let psi = psiMean
-        ? psiMean.clone()
-        : tf.tensor2d(this.trainer.params.get('psiMean')!.value, [this.trainer.N, s.K]);
+      let psi = psiMean ?? this.trainer.params.get('psiMean')!.value;
       let theta = thetaMean
         ? thetaMean.clone()
         : tf.tensor2d(this.trainer.params.get('thetaMean')!.value, [this.trainer.R, D]);
       for (let k = from; k < target; k++) {
-        const nextPsi = gruStep(psi, weights.psiMeanGru);
+        psi = gruStepRows(psi, s.K, weights.psiMeanGru, null);
         const nextTheta = gruStep(theta, weights.thetaMeanGru);
-        psi.dispose();
         theta.dispose();
-        psi = nextPsi;
         theta = nextTheta;
       }
       disposeGru(weights);
@@ -88,13 +80,16 @@ export class StepForecasts {
     return built;
   }
 
-  private buildCached(psiMean: tf.Tensor2D, thetaMean: tf.Tensor2D, keepPsi: boolean): CachedStep {
+  private buildCached(psiMean: Float32Array, thetaMean: tf.Tensor2D, keepPsi: boolean): CachedStep {
     const s = this.trainer.settings;
     const z = tf.tidy(
-      () => tf.concat([tf.sigmoid(psiMean), tf.fill([1, s.K], 0.5)], 0) as tf.Tensor2D,
+      () =>
+        tf.concat(
+          [tf.sigmoid(tf.tensor2d(psiMean, [this.trainer.N, s.K])), tf.fill([1, s.K], 0.5)],
+          0,
+        ) as tf.Tensor2D,
     );
     const coefficients = tf.tidy(() => efficientCoefficients(thetaMean, s.K, s.directed));
-    if (!keepPsi) psiMean.dispose();
     return { z, psiMean: keepPsi ? psiMean : null, thetaMean, coefficients };
   }
 
@@ -217,7 +212,6 @@ function padRows(zWithUnknown: tf.Tensor2D, N: number, total: number): tf.Tensor
 
 function disposeCached(c: CachedStep): void {
   c.z.dispose();
-  c.psiMean?.dispose();
   c.thetaMean.dispose();
   c.coefficients.c0.dispose();
   c.coefficients.A.dispose();

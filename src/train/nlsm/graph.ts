@@ -54,6 +54,35 @@ export function logVarGruStep(logVar: tf.Tensor2D, w: GruWeights, frame: LogVarF
   });
 }
 
+/** Rows a blocked GRU step (gruStepRows) evolves at a time: bounds the wasm heap (N = 1,000,000 rows at once fails). */
+export const GRU_BLOCK_ROWS = 65_536;
+
+/**
+ * One GRU step (logVarGruStep when a frame is given) of a [rows, width] state held in a plain array, blockRows rows
+ * at a time: the GRU acts row by row, so this is the step of the whole state, while the wasm heap holds one block's
+ * intermediates instead of all N rows'. Returns a new array.
+ */
+export function gruStepRows(
+  state: Float32Array,
+  width: number,
+  w: GruWeights,
+  frame: LogVarFrame | null,
+  blockRows = GRU_BLOCK_ROWS,
+): Float32Array {
+  const rows = state.length / width;
+  const out = new Float32Array(state.length);
+  for (let from = 0; from < rows; from += blockRows) {
+    const count = Math.min(blockRows, rows - from);
+    const block = tf.tidy(() => {
+      const h = tf.tensor2d(state.subarray(from * width, (from + count) * width), [count, width]);
+      return frame ? logVarGruStep(h, w, frame) : gruStep(h, w);
+    });
+    out.set(block.dataSync() as Float32Array, from * width);
+    block.dispose();
+  }
+  return out;
+}
+
 /**
  * h W with a gradient that transposes explicitly (dh = dY transpose(W), dW = transpose(h) dY): the
  * wasm backend's matMul with transpose flags is 5-20x slower than a transpose plus a plain matMul.

@@ -36,6 +36,8 @@ export interface TrainerSettings {
 export interface TrainerTestHooks {
   /** Before the given epoch (1-based) of the given window update (1-based), put a NaN into the working copy of psi. */
   corruptWorkingCopy?: { update: number; epoch: number };
+  /** Rows per block of the window shift's GRU steps (default graph.ts GRU_BLOCK_ROWS). */
+  shiftBlockRows?: number;
 }
 
 /** One parameter: values and Adam moments. Row parameters grow with entities (or relations). */
@@ -60,6 +62,7 @@ export interface UpdateReport {
   seconds: number;
   nanRestored: boolean;
   universe: number; // nodes trained (touched by the window)
+  relations: number; // relations trained (of the window's facts)
 }
 
 export const GRU_NAMES = ['psiMeanGru', 'psiLogVarGru', 'thetaMeanGru', 'thetaLogVarGru'] as const;

@@ -3,12 +3,11 @@
 // state), its initialisation and growth, the window of the last m snapshots and its shifts. The fit of one window
 // is window-fit.ts, forecasts forecast.ts, checkpoints checkpoint.ts, the types parameters.ts.
 // Must not import kafkajs, src/kafka, src/window or src/serve: snapshots arrive through observe().
-import * as tf from '@tensorflow/tfjs';
 import type { Direction, ScoringState, Snapshot } from '../../core/types.ts';
 import { ConfigError, InvalidInputError } from '../../core/errors.ts';
 import { Xoshiro128 } from '../../core/random.ts';
 import { thetaEntries } from './math.ts';
-import { gruStep, logVarGruStep, type LogVarFrame } from './graph.ts';
+import { gruStepRows, type LogVarFrame } from './graph.ts';
 import {
   GRU_NAMES,
   basName,
@@ -261,14 +260,8 @@ export class WindowTrainer {
       ];
       for (const [base, gru] of pairs) {
         const p = this.params.get(base)!;
-        const rows = p.value.length / p.width;
         const frame = this.logVarFrame(base);
-        const evolved = tf.tidy(() => {
-          const state = tf.tensor2d(p.value, [rows, p.width]);
-          return frame ? logVarGruStep(state, weights[gru], frame) : gruStep(state, weights[gru]);
-        });
-        p.value = evolved.dataSync() as Float32Array;
-        evolved.dispose();
+        p.value = gruStepRows(p.value, p.width, weights[gru], frame, this.testHooks.shiftBlockRows);
       }
       disposeGru(weights);
     } else {

@@ -1,5 +1,6 @@
-// One window update of the NLSM / BAS trainer (SPEC section 1, "Windowed training"): the nodes the window touches,
-// working copies of their parameters, epochs of Adam on the ELBO (graph.ts windowElbo) with the noise and the
+// One window update of the NLSM / BAS trainer (SPEC section 1, "Windowed training"): the nodes and relations the
+// window touches (the sub-graph the ELBO sums over: its cost grows with the window's facts and the rows they touch,
+// not with N or R), working copies of their parameters, epochs of Adam on the ELBO (graph.ts windowElbo) with the noise and the
 // importance-weighted negatives of each epoch drawn from the trainer's seeded generator, early stop on convergence,
 // NaN recovery (the working copies are dropped, the last good state stays) and the write-back.
 // Owns: the fit loop and its draws, in this order (a resumed run repeats them exactly). Must not touch the window's
@@ -31,9 +32,11 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
   const t0 = performance.now();
   const s = trainer.settings;
   const L = trainer.slots.length;
-  // the universe: nodes touched by the window (only they get GRU work)
+  // the universe: nodes touched by the window, and the relations of its facts (ascending: every relation touched
+  // = the identity); only they get GRU work, and the likelihood's sum over all pairs is over their sub-graph
   const local = new Int32Array(trainer.N).fill(-1);
   const universe: number[] = [];
+  const relationLocal = new Int32Array(trainer.R).fill(-1);
   let positives = 0;
   for (const slot of trainer.slots) {
     for (let i = 0; i < slot.triples.length; i += 3) {
@@ -43,9 +46,13 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
           universe.push(node);
         }
       }
+      relationLocal[slot.triples[i + 1]] = 0;
     }
     positives += slot.triples.length / 3;
   }
+  const relations: number[] = [];
+  for (let r = 0; r < trainer.R; r++)
+    if (relationLocal[r] === 0) relationLocal[r] = relations.push(r) - 1;
   const report: UpdateReport = {
     step: trainer.lastObserved,
     epochs: 0,
@@ -54,47 +61,46 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
     seconds: 0,
     nanRestored: false,
     universe: universe.length,
+    relations: relations.length,
   };
   if (positives === 0) {
     report.seconds = (performance.now() - t0) / 1000;
     return report;
   }
   const U = universe.length;
-  const universeTensor = tf.tensor1d(Int32Array.from(universe), 'int32');
+  const Rw = relations.length;
   const proposals = trainer.slots.map((slot) => {
     const localTriples = new Int32Array(slot.triples.length);
     for (let i = 0; i < slot.triples.length; i += 3) {
       localTriples[i] = local[slot.triples[i]];
-      localTriples[i + 1] = slot.triples[i + 1];
+      localTriples[i + 1] = relationLocal[slot.triples[i + 1]];
       localTriples[i + 2] = local[slot.triples[i + 2]];
     }
-    return buildNegativeProposal(localTriples, U, trainer.R, s.uniformNegativeFraction);
+    return buildNegativeProposal(localTriples, U, Rw, s.uniformNegativeFraction);
   });
   // first window: start the logit offset at the observed density log(F / (U^2 R)) (all 4 entries
   // of every theta shifted by offset / K move every logit by offset)
-  if (trainer.updates === 0) initialiseDensityOffset(trainer, positives / L, U);
+  if (trainer.updates === 0) initialiseDensityOffset(trainer, positives / L, U, Rw);
 
-  // working copies: gathered entity rows, all relation rows, all fixed weights
+  // working copies: the touched entity and relation rows (copied row by row: no tensor of all N rows), all fixed
+  // weights
   const names = [...trainer.params.keys()].filter((name) => {
     if (s.model === 'nlsm') return true;
     const slot = Number(name.split('@')[1]);
     return slot < L;
   });
+  const rowsOf = (p: { rows: string }): readonly number[] | null =>
+    p.rows === 'entity' ? universe : p.rows === 'relation' ? relations : null;
   const variables: WorkingCopies = new Map();
   for (const name of names) {
     const p = trainer.params.get(name)!;
+    const rows = rowsOf(p);
     const make = (data: Float32Array): tf.Variable =>
-      tf.tidy(() => {
-        if (p.rows === 'entity') {
-          return tf.variable(
-            tf.gather(tf.tensor2d(data, [trainer.N, p.width]), universeTensor),
-            true,
-          );
-        }
-        if (p.rows === 'relation')
-          return tf.variable(tf.tensor2d(data, [trainer.R, p.width]), true);
-        return tf.variable(toTensor({ ...p, value: data }), true);
-      });
+      tf.tidy(() =>
+        rows
+          ? tf.variable(tf.tensor2d(gatherRows(data, rows, p.width), [rows.length, p.width]), true)
+          : tf.variable(toTensor({ ...p, value: data }), true),
+      );
     variables.set(name, { value: make(p.value), m: make(p.m), v: make(p.v) });
   }
   const varList = [...variables.values()].map((x) => x.value);
@@ -109,7 +115,7 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
   let previousElbo = NaN;
   let nan = false;
   for (let epoch = 1; epoch <= s.epochsPerWindow; epoch++) {
-    const batch = sampleBatch(trainer, proposals, U);
+    const batch = sampleBatch(trainer, proposals, U, Rw);
     const hook = trainer.testHooks.corruptWorkingCopy;
     if (hook && hook.update === trainer.updates + 1 && hook.epoch === epoch) {
       const target = variables.get(trainer.slotName('psiMean', 0))!.value;
@@ -152,11 +158,12 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
   } else {
     for (const [name, working] of variables) {
       const p = trainer.params.get(name)!;
+      const rows = rowsOf(p);
       const read = async (t: tf.Variable, into: Float32Array): Promise<void> => {
         const data = (await t.data()) as Float32Array;
-        if (p.rows === 'entity') {
-          for (let u = 0; u < U; u++) {
-            into.set(data.subarray(u * p.width, (u + 1) * p.width), universe[u] * p.width);
+        if (rows) {
+          for (let u = 0; u < rows.length; u++) {
+            into.set(data.subarray(u * p.width, (u + 1) * p.width), rows[u] * p.width);
           }
         } else {
           into.set(data);
@@ -172,14 +179,26 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
     working.m.dispose();
     working.v.dispose();
   }
-  universeTensor.dispose();
   trainer.clearCache();
   report.seconds = (performance.now() - t0) / 1000;
   return report;
 }
 
-function initialiseDensityOffset(trainer: WindowTrainer, factsPerStep: number, U: number): void {
-  const offset = Math.log(Math.max(factsPerStep, 1) / (U * U * trainer.R)) / trainer.settings.K;
+/** Rows `rows` of a [*, width] array, in that order: [rows.length * width]. */
+function gatherRows(data: Float32Array, rows: readonly number[], width: number): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  for (let i = 0; i < rows.length; i++)
+    out.set(data.subarray(rows[i] * width, (rows[i] + 1) * width), i * width);
+  return out;
+}
+
+function initialiseDensityOffset(
+  trainer: WindowTrainer,
+  factsPerStep: number,
+  U: number,
+  R: number,
+): void {
+  const offset = Math.log(Math.max(factsPerStep, 1) / (U * U * R)) / trainer.settings.K;
   for (const [name, p] of trainer.params) {
     if (name.split('@')[0] === 'thetaMean')
       for (let i = 0; i < p.value.length; i++) p.value[i] += offset;
@@ -234,6 +253,7 @@ function sampleBatch(
   trainer: WindowTrainer,
   proposals: ReturnType<typeof buildNegativeProposal>[],
   U: number,
+  R: number,
 ): WindowBatch {
   const s = trainer.settings;
   const D = s.K * trainer.P;
@@ -242,9 +262,7 @@ function sampleBatch(
   const thetaNoise: tf.Tensor2D[] = [];
   for (let slot = 1; slot < L; slot++) {
     psiNoise.push(tf.tensor2d(trainer.rng.fillNormal(new Float32Array(U * s.K)), [U, s.K]));
-    thetaNoise.push(
-      tf.tensor2d(trainer.rng.fillNormal(new Float32Array(trainer.R * D)), [trainer.R, D]),
-    );
+    thetaNoise.push(tf.tensor2d(trainer.rng.fillNormal(new Float32Array(R * D)), [R, D]));
   }
   const parts: { triples: Int32Array; linear: Float32Array; soft: Float32Array; slot: number }[] =
     [];
@@ -282,7 +300,7 @@ function sampleBatch(
     const n = part.linear.length;
     for (let i = 0; i < n; i++, e++) {
       subjects[e] = part.slot * U + part.triples[3 * i];
-      relations[e] = part.slot * trainer.R + part.triples[3 * i + 1];
+      relations[e] = part.slot * R + part.triples[3 * i + 1];
       objects[e] = part.slot * U + part.triples[3 * i + 2];
     }
     linear.set(part.linear, e - n);
