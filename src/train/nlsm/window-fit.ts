@@ -1,8 +1,8 @@
 // One window update of the NLSM / BAS trainer (SPEC section 1, "Windowed training"): the nodes and relations the
 // window touches (the sub-graph the ELBO sums over: its cost grows with the window's facts and the rows they touch,
-// not with N or R), working copies of their parameters, epochs of Adam on the ELBO (graph.ts windowElbo) with the noise and the
-// importance-weighted negatives of each epoch drawn from the trainer's seeded generator, early stop on convergence,
-// NaN recovery (the working copies are dropped, the last good state stays) and the write-back.
+// not with N or R), working copies of their parameters, epochs of Adam on the ELBO (graph.ts windowElbo) with the
+// noise and the importance-weighted negatives of each epoch drawn from the trainer's seeded generator, early stop
+// on convergence, NaN recovery (the working copies are dropped, the last good state stays) and the write-back.
 // Owns: the fit loop and its draws, in this order (a resumed run repeats them exactly). Must not touch the window's
 // contents or shifts (trainer.ts), forecasts (forecast.ts) or checkpoints; must not import kafkajs, src/kafka,
 // src/window or src/serve.
@@ -78,8 +78,8 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
     }
     return buildNegativeProposal(localTriples, U, Rw, s.uniformNegativeFraction);
   });
-  // first window: start the logit offset at the observed density log(F / (U^2 R)) (all 4 entries
-  // of every theta shifted by offset / K move every logit by offset)
+  // first window: start the logit offset at the observed density log(F / (U^2 R)) of the sub-graph (U nodes, R =
+  // Rw relations; all 4 entries of every theta shifted by offset / K move every logit by offset)
   if (trainer.updates === 0) initialiseDensityOffset(trainer, positives / L, U, Rw);
 
   // working copies: the touched entity and relation rows (copied row by row: no tensor of all N rows), all fixed
