@@ -209,7 +209,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       K,
     ]);
     const out = new ort.Tensor('float32', new Float32Array(B * N), [B, N]); // pre-allocated: no copy-out in the limit
-    measurements.set(`gemm${B}`, { perCall: B, once: () => gemm.run({ w }, { scores: out }) });
+    measurements.set(`gemm${B}`, { perCall: B, once: () => gemm.run({ a: w }, { c: out }) });
   }
   const best: Record<string, number> = {};
   for (let round = 0; round < rounds; round++) {

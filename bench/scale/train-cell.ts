@@ -7,39 +7,17 @@
 // (scoringState: z and Theta rolled to the next step over all N rows). Must not hold driver or table logic.
 import * as ort from 'onnxruntime-node';
 import { mulberry32 } from '../../src/core/random.ts';
-import {
-  DataType,
-  IR_VERSION,
-  OPSET_VERSION,
-  floatTensor,
-  node,
-  onnx,
-  valueInfo,
-} from '../../src/model/onnx-builder.ts';
+import { productSession } from '../lib/gemm-bound.ts';
 import { createNlsmForecaster, type UpdateReport } from '../../src/train/nlsm/index.ts';
 import { K, WINDOW, type Job, cpuSeconds, log, peakRssMiB, quantile, stream } from './cells.ts';
 
 /** GEMM [m, k] x [k, n] by onnxruntime (one thread, output pre-allocated), `times` times; returns CPU seconds. */
 async function timedMatMul(m: number, k: number, n: number, times: number): Promise<number> {
-  const random = mulberry32(m * 31 + n);
-  const graph = onnx.GraphProto.create({
-    name: 'plain_matmul',
-    node: [node('MatMul', ['a', 'b'], ['c'])],
-    initializer: [floatTensor('b', [k, n], Float32Array.from({ length: k * n }, random))],
-    input: [valueInfo('a', DataType.FLOAT, [m, k])],
-    output: [valueInfo('c', DataType.FLOAT, [m, n])],
-  });
-  const model = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
-    graph,
-  });
-  const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-  });
-  const a = new ort.Tensor('float32', Float32Array.from({ length: m * k }, random), [m, k]);
+  const session = await productSession('MatMul', m, k, n, m * 31 + n);
+  const a = new ort.Tensor('float32', Float32Array.from({ length: m * k }, mulberry32(m + n)), [
+    m,
+    k,
+  ]);
   const c = new ort.Tensor('float32', new Float32Array(m * n), [m, n]);
   await session.run({ a }, { c }); // warm
   const c0 = process.cpuUsage();
