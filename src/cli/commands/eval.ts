@@ -53,9 +53,8 @@ function parseCount(value: string | undefined, flag: string): number | undefined
   return n;
 }
 
-/** Throttled one-line progress on stderr (a script reads --json from stdout). */
 /**
- * Progress lines on stderr, at most one per 2 s per stream unless forced. Streams are throttled apart, so the
+ * Progress lines on stderr (a script reads --json from stdout), at most one per 2 s per stream unless forced. Streams are throttled apart, so the
  * trainer's per-step lines never starve the protocol's rate / ETA line (they used to share one clock, and a training
  * line printed just before every observe line suppressed it).
  */

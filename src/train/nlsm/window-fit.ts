@@ -17,7 +17,13 @@ import {
   type Trajectory,
   type WindowBatch,
 } from './graph.ts';
-import { basName, toTensor, type GruName, type UpdateReport } from './parameters.ts';
+import {
+  basName,
+  toTensor,
+  type GruName,
+  type Parameter,
+  type UpdateReport,
+} from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
 
 const ADAM_BETA1 = 0.9;
@@ -89,7 +95,7 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
     const slot = Number(name.split('@')[1]);
     return slot < L;
   });
-  const rowsOf = (p: { rows: string }): readonly number[] | null =>
+  const rowsOf = (p: Parameter): readonly number[] | null =>
     p.rows === 'entity' ? universe : p.rows === 'relation' ? relations : null;
   const variables: WorkingCopies = new Map();
   for (const name of names) {
