@@ -204,6 +204,9 @@ test(
       const facts = [first, ...second, ...third].flat();
       const { expected, lastStep } = expectedClosed(facts);
       await waitFor(`watermark ${lastStep}`, () => pipeline.stats().watermark === lastStep);
+      // stats() is the in-memory window: the steps it closed become durable with the next checkpoint, which
+      // waitUntilCaughtUp() takes before it resolves (reading the state directory earlier races it)
+      await pipeline.waitUntilCaughtUp({ timeoutMs: 60_000 });
       const stats = pipeline.stats();
       assertIngested(
         stats,
