@@ -217,11 +217,63 @@ export function filteredRanks(
   const raw = countBetterEqual(scores, offset, numEntities, target);
   const st = filterCounts(scores, offset, numEntities, target, raw, staticExcluded);
   const ta = filterCounts(scores, offset, numEntities, target, raw, timeAwareExcluded);
+  return ranksOfCounts({ raw, static: st, timeAware: ta });
+}
+
+/** Better / equal-other counts of a target under each filter mode (what a rank is made of). */
+export type FilteredCounts = Record<FilterMode, { better: number; equal: number }>;
+
+/** rank = 1 + #better + #equal-others / 2 under each mode. */
+export function ranksOfCounts(counts: FilteredCounts): FilteredRanks {
   return {
-    raw: tieAveragedRank(raw.better, raw.equal),
-    static: tieAveragedRank(st.better, st.equal),
-    timeAware: tieAveragedRank(ta.better, ta.equal),
+    raw: tieAveragedRank(counts.raw.better, counts.raw.equal),
+    static: tieAveragedRank(counts.static.better, counts.static.equal),
+    timeAware: tieAveragedRank(counts.timeAware.better, counts.timeAware.equal),
   };
+}
+
+/**
+ * The counts of filteredRanks over one slice of the entities (an entity shard): scores[offset .. offset + width)
+ * are the scores of entities lo .. lo + width - 1, `targetScore` is the target's score (from its own shard). The
+ * target is not counted; excluded entities of the slice are removed. Summed over slices covering [0, N), the
+ * counts are filteredRanks' exactly (test/serve/sharded-scorer.test.ts).
+ */
+export function sliceFilteredCounts(
+  scores: Float32Array,
+  offset: number,
+  width: number,
+  lo: number,
+  target: number,
+  targetScore: number,
+  staticExcluded: Int32Array | undefined,
+  timeAwareExcluded: Int32Array | undefined,
+): FilteredCounts {
+  const t = sanitize(targetScore);
+  const count = (s: number, into: { better: number; equal: number }, by: number): void => {
+    if (s > t) into.better += by;
+    else if (s === t) into.equal += by;
+  };
+  const raw = { better: 0, equal: 0 };
+  for (let i = offset; i < offset + width; i++) count(sanitize(scores[i]), raw, 1);
+  if (target >= lo && target < lo + width) raw.equal -= 1; // the target itself
+  const filtered = (excluded: Int32Array | undefined): { better: number; equal: number } => {
+    const out = { ...raw };
+    for (const e of excluded ?? []) {
+      if (e === target || e < lo || e >= lo + width) continue; // another slice's, or the target
+      count(sanitize(scores[offset + e - lo]), out, -1);
+    }
+    return out;
+  };
+  return { raw, static: filtered(staticExcluded), timeAware: filtered(timeAwareExcluded) };
+}
+
+/** Sum of per-slice counts (sliceFilteredCounts over disjoint slices). */
+export function addFilteredCounts(parts: readonly FilteredCounts[]): FilteredCounts {
+  const sum = (mode: FilterMode) => ({
+    better: parts.reduce((acc, p) => acc + p[mode].better, 0),
+    equal: parts.reduce((acc, p) => acc + p[mode].equal, 0),
+  });
+  return { raw: sum('raw'), static: sum('static'), timeAware: sum('timeAware') };
 }
 
 /**

@@ -10,11 +10,21 @@
 //   scores   = Gemm(w, Z_T, c)                                            // [B, N]  ONE GEMM per batch
 //   all      = ScatterND(scores, extra_index, extra_value, reduction=add)   // [B, N]  sparse history term
 //   top      = TopK(all, min(k, N))                                         // [B, k]
+// A shard graph (exportScoringShards, issue 17 item 3) holds Z_T for its entity range [lo, hi) only: it takes the
+// anchors' rows as the input z_anchor [B, K] (the anchor's shard supplies them: readShardRows), scores its n = hi - lo
+// entities with the same nodes, and returns local ids (entity - lo). The shard map rides in its metadata.
 // with per (r, k): A = Th00, Bs = Th10 - Th00, Co = Th01 - Th00, D = Th11 - Th10 - Th01 + Th00 and
 //   object query : w = Co_r + D_r * z_s,  c = sum(A_r + Bs_r * z_s)   (rows 0..R-1 of the stacked tables)
 //   subject query: w = Bs_r + D_r * z_o,  c = sum(A_r + Co_r * z_o)   (rows R..2R-1)
 import { createHash } from 'node:crypto';
 import type { ScoringState } from '../core/types.ts';
+import {
+  type ShardMap,
+  assertShardMap,
+  decodeShardMap,
+  encodeShardMap,
+  shardRange,
+} from './shard-map.ts';
 import {
   DataType,
   IR_VERSION,
@@ -35,6 +45,15 @@ export const SCORER_INPUTS = [
   'k',
 ] as const;
 export const SCORER_OUTPUTS = ['indices', 'scores', 'all_scores'] as const;
+/** A shard graph's inputs: the anchors' rows instead of their ids. */
+export const SHARD_INPUTS = [
+  'z_anchor',
+  'relation',
+  'direction',
+  'extra_index',
+  'extra_value',
+  'k',
+] as const;
 export const PRODUCER_NAME = 'tkg-stream';
 
 /** Metadata stored in the ONNX model's metadata_props (all values are strings there). */
@@ -50,6 +69,8 @@ export interface ScoringModelMetadata {
   /** The bundle's term spec and calibration JSON, when the file carries them (ExportOptions). */
   terms?: string;
   calibration?: string;
+  /** Set on a shard graph: the bundle's shard map and which of its ranges this graph scores. */
+  shard?: { index: number; map: ShardMap };
 }
 
 export interface ExportOptions {
@@ -128,27 +149,52 @@ export function assertScoringState(state: ScoringState): void {
 /** Build the scorer's ONNX model (opset 17) from a ScoringState; returns the serialized bytes. */
 export function exportScoringModel(state: ScoringState, options: ExportOptions): Uint8Array {
   assertScoringState(state);
+  return buildScoringModel(state, options, undefined);
+}
+
+/**
+ * One shard graph per range of `map` (same tables, Z_T of the range only). Scores of a shard's entities equal the
+ * unsharded graph's: the same nodes run on the same rows (test/serve/sharded-scorer.test.ts).
+ */
+export function exportScoringShards(
+  state: ScoringState,
+  options: ExportOptions,
+  map: ShardMap,
+): Uint8Array[] {
+  assertScoringState(state);
+  assertShardMap(map, state.numEntities);
+  return map.bounds.slice(1).map((_, index) => buildScoringModel(state, options, { index, map }));
+}
+
+function buildScoringModel(
+  state: ScoringState,
+  options: ExportOptions,
+  shard: { index: number; map: ShardMap } | undefined,
+): Uint8Array {
   const { numEntities: N, numRelations: R, K } = state;
+  const { lo, hi } = shard ? shardRange(shard.map, shard.index) : { lo: 0, hi: N };
+  const n = hi - lo; // entities this graph scores
   const tables = efficientScoringTables(state);
-  const zTransposed = new Float32Array(K * N); // [K, N]
-  for (let n = 0; n < N; n++)
-    for (let k = 0; k < K; k++) zTransposed[k * N + n] = state.z[n * K + k];
+  const zTransposed = new Float32Array(K * n); // [K, n]
+  for (let e = 0; e < n; e++)
+    for (let k = 0; k < K; k++) zTransposed[k * n + e] = state.z[(lo + e) * K + k];
 
   const initializer = [
-    floatTensor('Z', [N, K], state.z),
-    floatTensor('Z_T', [K, N], zTransposed),
+    // A shard takes its anchors' rows as an input: only the unsharded graph gathers them from Z.
+    ...(shard ? [] : [floatTensor('Z', [N, K], state.z)]),
+    floatTensor('Z_T', [K, n], zTransposed),
     floatTensor('W_base', [2 * R, K], tables.wBase),
     floatTensor('W_slope', [2 * R, K], tables.wSlope),
     floatTensor('C_slope', [2 * R, K], tables.cSlope),
     floatTensor('C_base', [2 * R, 1], tables.cBase),
     int64Tensor('num_relations', [], [R]),
-    int64Tensor('num_entities', [1], [N]),
+    int64Tensor('num_entities', [1], [n]),
     int64Tensor('attribute_axis', [1], [1]),
   ];
   const nodes = [
     node('Mul', ['direction', 'num_relations'], ['direction_offset']),
     node('Add', ['direction_offset', 'relation'], ['table_row']), // [B]
-    node('Gather', ['Z', 'anchor'], ['z_anchor'], { axis: 0 }), // [B, K]
+    ...(shard ? [] : [node('Gather', ['Z', 'anchor'], ['z_anchor'], { axis: 0 })]), // [B, K]
     node('Gather', ['W_base', 'table_row'], ['w_base'], { axis: 0 }),
     node('Gather', ['W_slope', 'table_row'], ['w_slope'], { axis: 0 }),
     node('Mul', ['w_slope', 'z_anchor'], ['w_anchor']),
@@ -170,18 +216,26 @@ export function exportScoringModel(state: ScoringState, options: ExportOptions):
     }),
   ];
   const graph = onnx.GraphProto.create({
-    name: 'tkg_nlsm_scorer',
+    name: shard ? 'tkg_nlsm_scorer_shard' : 'tkg_nlsm_scorer',
     docString:
-      'NLSM next-step scorer: scores = (W_base + W_slope * z_anchor) Z^T + c, plus a sparse history term, then top-k.',
+      'NLSM next-step scorer: scores = (W_base + W_slope * z_anchor) Z^T + c, plus a sparse history term, then top-k.' +
+      (shard ? ` Shard ${shard.index}: entities [${lo}, ${hi}), local ids.` : ''),
     node: nodes,
     initializer,
     input: [
-      valueInfo(
-        'anchor',
-        DataType.INT64,
-        ['B'],
-        'subject id (direction 0) or object id (direction 1)',
-      ),
+      shard
+        ? valueInfo(
+            'z_anchor',
+            DataType.FLOAT,
+            ['B', K],
+            "rows of the anchors (subject for direction 0, object for 1), from the anchor's shard",
+          )
+        : valueInfo(
+            'anchor',
+            DataType.INT64,
+            ['B'],
+            'subject id (direction 0) or object id (direction 1)',
+          ),
       valueInfo('relation', DataType.INT64, ['B'], 'relation id'),
       valueInfo(
         'direction',
@@ -193,15 +247,22 @@ export function exportScoringModel(state: ScoringState, options: ExportOptions):
         'extra_index',
         DataType.INT64,
         ['M', 2],
-        '(batch row, entity) of each history term; M may be 0',
+        shard
+          ? '(batch row, entity - lo) of each history term in this range; M may be 0'
+          : '(batch row, entity) of each history term; M may be 0',
       ),
       valueInfo('extra_value', DataType.FLOAT, ['M'], 'value added to all_scores[row, entity]'),
       valueInfo('k', DataType.INT64, [1], 'top-k size; clamped to N'),
     ],
     output: [
-      valueInfo('indices', DataType.INT64, ['B', 'k_out'], 'top-k entity ids, best first'),
+      valueInfo(
+        'indices',
+        DataType.INT64,
+        ['B', 'k_out'],
+        shard ? 'top-k local ids (entity - lo), best first' : 'top-k entity ids, best first',
+      ),
       valueInfo('scores', DataType.FLOAT, ['B', 'k_out'], 'top-k logits'),
-      valueInfo('all_scores', DataType.FLOAT, ['B', N], 'logits of every entity'),
+      valueInfo('all_scores', DataType.FLOAT, ['B', n], 'logits of every entity (of the range)'),
     ],
   });
   const metadata: ScoringModelMetadata = {
@@ -223,6 +284,12 @@ export function exportScoringModel(state: ScoringState, options: ExportOptions):
     graph,
     metadataProps: [
       ...Object.entries(metadata).map(([key, value]) => ({ key, value: String(value) })),
+      ...(shard
+        ? [
+            { key: 'shardIndex', value: String(shard.index) },
+            { key: 'shardMap', value: encodeShardMap(shard.map) },
+          ]
+        : []),
       ...(options.terms !== undefined ? [{ key: 'terms', value: options.terms }] : []),
       ...(options.calibration !== undefined
         ? [{ key: 'calibration', value: options.calibration }]
@@ -267,8 +334,42 @@ export function readScoringModelMetadata(bytes: Uint8Array): ScoringModelMetadat
     modelName: props.get('modelName') ?? 'nlsm',
     ...(props.has('terms') ? { terms: props.get('terms') } : {}),
     ...(props.has('calibration') ? { calibration: props.get('calibration') } : {}),
+    ...(props.has('shardMap') ? { shard: readShard(props, integer('numEntities', 1)) } : {}),
   };
 }
+
+function readShard(props: Map<string, string>, numEntities: number): ScoringModelMetadata['shard'] {
+  const map = decodeShardMap(props.get('shardMap') as string, numEntities);
+  const index = Number(props.get('shardIndex'));
+  shardRange(map, index); // throws naming the index when it is not one of the map's
+  return { index, map };
+}
+
+/**
+ * The rows of Z a shard graph holds ([hi - lo, K], row-major, entity lo first), read back from its Z_T: the anchor
+ * rows the shard supplies to every shard's z_anchor input. Throws a RangeError for a graph that is not a shard.
+ */
+export function readShardRows(bytes: Uint8Array): Float32Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const zt = model.graph?.initializer?.find((t) => t.name === 'Z_T');
+  if (!model.metadataProps?.some((p) => p.key === 'shardMap') || !zt?.rawData || !zt.dims)
+    throw new RangeError(
+      'not a shard graph (no shardMap metadata or no Z_T): export it with exportScoringShards',
+    );
+  const [K, n] = zt.dims.map(Number);
+  const raw = zt.rawData;
+  const columns = new Float32Array(K * n);
+  new Uint8Array(columns.buffer).set(raw.subarray(0, K * n * 4));
+  if (!littleEndianHost) {
+    const view = new DataView(columns.buffer);
+    for (let i = 0; i < K * n; i++) columns[i] = view.getFloat32(4 * i, true);
+  }
+  const rows = new Float32Array(n * K);
+  for (let k = 0; k < K; k++) for (let e = 0; e < n; e++) rows[e * K + k] = columns[k * n + e];
+  return rows;
+}
+
+const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** A stable hash of an ordered vocabulary (entity names then relation names), for ExportOptions.vocabularyHash. */
 export function vocabularyHash(entities: readonly string[], relations: readonly string[]): string {

@@ -3,14 +3,17 @@
 // Owns: session lifecycle (create, validate with a smoke query, release when drained) and the raw batch run.
 // Must not import src/train or tfjs (a replica needs only ONNX bytes); knows nothing about Kafka.
 import * as ort from 'onnxruntime-node';
-import { TkgError } from '../core/errors.ts';
+import { InvalidInputError, TkgError } from '../core/errors.ts';
 import {
   type ScoringModelMetadata,
   SCORER_INPUTS,
   SCORER_OUTPUTS,
+  SHARD_INPUTS,
   readScoringModelMetadata,
+  readShardRows,
   vocabularyHash,
 } from '../model/scoring-graph.ts';
+import { type ShardRange, shardRange } from '../model/shard-map.ts';
 import { decodeCalibration, uncalibrated, type Calibration } from '../model/calibration.ts';
 import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 
@@ -56,7 +59,10 @@ export function int64(values: ArrayLike<number>): BigInt64Array {
 
 /** One batch of queries in model ids. direction 0 = object query (s, r, ?), 1 = subject query (?, r, o). */
 export interface ModelBatch {
+  /** Anchor ids (unsharded graphs); a shard graph ignores them and reads anchorRows. */
   anchors: ArrayLike<number>; // [B]
+  /** A shard graph's input: the anchors' rows [B * K] (ServingModel.rowsOf on the anchors' shards). */
+  anchorRows?: Float32Array;
   relations: ArrayLike<number>; // [B]
   directions: ArrayLike<number>; // [B]
   /** Sparse additive history term: flat (row, entity) pairs [M * 2] (an int64 array is fed as is) and values [M]. */
@@ -66,10 +72,10 @@ export interface ModelBatch {
 }
 
 export interface ModelRunResult {
-  k: number; // k after clamping to N
-  indices: BigInt64Array; // [B, k]
+  k: number; // k after clamping to N (a shard: to its width)
+  indices: BigInt64Array; // [B, k]  (a shard: local ids, entity - lo)
   scores: Float32Array; // [B, k]
-  allScores?: Float32Array; // [B, N] when requested
+  allScores?: Float32Array; // [B, width] when requested
 }
 
 export class ServingModel {
@@ -79,6 +85,10 @@ export class ServingModel {
   readonly terms: TermSpec;
   /** Score -> probability. */
   readonly calibration: Calibration;
+  /** Set for a shard graph: the entity range it scores (its ids are local: entity - lo). */
+  readonly shard: ShardRange | undefined;
+  /** A shard's rows of Z ([hi - lo, K]), which it supplies as other shards' anchor rows. */
+  private readonly rows: Float32Array | undefined;
   private readonly session: ort.InferenceSession;
   private readonly entityIds: Map<string, number> | undefined;
   private readonly relationIds: Map<string, number> | undefined;
@@ -91,9 +101,12 @@ export class ServingModel {
     session: ort.InferenceSession,
     metadata: ScoringModelMetadata,
     vocabulary: ModelNames | undefined,
+    rows: Float32Array | undefined,
   ) {
     this.session = session;
     this.metadata = metadata;
+    this.shard = metadata.shard && shardRange(metadata.shard.map, metadata.shard.index);
+    this.rows = rows;
     this.vocabulary = vocabulary;
     this.terms = metadata.terms ? decodeTermSpec(metadata.terms) : noTerm;
     this.calibration = metadata.calibration
@@ -148,7 +161,12 @@ export class ServingModel {
     }
     let model: ServingModel;
     try {
-      model = new ServingModel(session, metadata, vocabulary);
+      model = new ServingModel(
+        session,
+        metadata,
+        vocabulary,
+        metadata.shard ? readShardRows(bytes) : undefined,
+      );
     } catch (error) {
       await session.release();
       throw new ModelRejectedError(
@@ -158,24 +176,35 @@ export class ServingModel {
       );
     }
     const missing = [
-      ...SCORER_INPUTS.filter((n) => !session.inputNames.includes(n)),
+      ...(metadata.shard ? SHARD_INPUTS : SCORER_INPUTS).filter(
+        (n) => !session.inputNames.includes(n),
+      ),
       ...SCORER_OUTPUTS.filter((n) => !session.outputNames.includes(n)),
     ];
     try {
       if (missing.length > 0)
-        throw new Error(`graph lacks ${missing.join(', ')}; export it with exportScoringModel`);
+        throw new Error(
+          `graph lacks ${missing.join(', ')}; export it with ${metadata.shard ? 'exportScoringShards' : 'exportScoringModel'}`,
+        );
       // Smoke query: one object and one subject query must run and give finite scores.
+      const anchor = model.shard?.lo ?? 0;
       const smoke = await model.run(
-        { anchors: [0, 0], relations: [0, 0], directions: [0, 1], k: 1 },
+        {
+          anchors: [anchor, anchor],
+          anchorRows: model.shard ? model.rowsOf([anchor, anchor]) : undefined,
+          relations: [0, 0],
+          directions: [0, 1],
+          k: 1,
+        },
         true,
       );
       if (
         !smoke.allScores ||
-        smoke.allScores.length !== 2 * metadata.numEntities ||
+        smoke.allScores.length !== 2 * model.width ||
         !smoke.allScores.every(Number.isFinite)
       ) {
         throw new Error(
-          `smoke query gave ${smoke.allScores?.length ?? 0} scores (expected ${2 * metadata.numEntities}, all finite)`,
+          `smoke query gave ${smoke.allScores?.length ?? 0} scores (expected ${2 * model.width}, all finite)`,
         );
       }
     } catch (error) {
@@ -199,6 +228,33 @@ export class ServingModel {
 
   get numRelations(): number {
     return this.metadata.numRelations;
+  }
+
+  /** Entities one run scores: N, or a shard's hi - lo. */
+  get width(): number {
+    return this.shard ? this.shard.hi - this.shard.lo : this.metadata.numEntities;
+  }
+
+  /** A shard's rows of the given entities (each in [lo, hi)), as [length * K] for a shard's anchorRows input. */
+  rowsOf(entities: ArrayLike<number>): Float32Array {
+    const { rows, shard } = this;
+    if (!rows || !shard)
+      throw new TkgError('rowsOf() is for shard graphs; an unsharded graph gathers its anchors', {
+        reason: 'not_a_shard',
+      });
+    const K = this.metadata.K;
+    const out = new Float32Array(entities.length * K);
+    for (let i = 0; i < entities.length; i++) {
+      const e = entities[i];
+      if (!(e >= shard.lo && e < shard.hi))
+        throw new InvalidInputError(
+          'anchor',
+          `entity ${e} is not in shard ${shard.index}'s range [${shard.lo}, ${shard.hi}); ask the shard that holds it`,
+          'wrong_shard',
+        );
+      out.set(rows.subarray((e - shard.lo) * K, (e - shard.lo + 1) * K), i * K);
+    }
+    return out;
   }
 
   /** The closed step its term is computed up to (step - 1), or undefined when it has no term. */
@@ -231,8 +287,17 @@ export class ServingModel {
       );
     const B = batch.anchors.length;
     const M = batch.extraValue?.length ?? 0;
+    const K = this.metadata.K;
+    if (this.shard && batch.anchorRows?.length !== B * K)
+      throw new InvalidInputError(
+        'anchorRows',
+        `a shard graph needs B * K = ${B * K} anchor row values, got ${batch.anchorRows?.length ?? 0}`,
+        'invalid_argument',
+      );
     const feeds: Record<string, ort.Tensor> = {
-      anchor: new ort.Tensor('int64', int64(batch.anchors), [B]),
+      ...(this.shard
+        ? { z_anchor: new ort.Tensor('float32', batch.anchorRows as Float32Array, [B, K]) }
+        : { anchor: new ort.Tensor('int64', int64(batch.anchors), [B]) }),
       relation: new ort.Tensor('int64', int64(batch.relations), [B]),
       direction: new ort.Tensor('int64', int64(batch.directions), [B]),
       extra_index: new ort.Tensor(

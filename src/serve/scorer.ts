@@ -142,7 +142,10 @@ export class Scorer {
   }
 
   /** Validate a request against a model; throws InvalidInputError naming the field. */
-  static validate(request: ScoreRequest, model: ServingModel): void {
+  static validate(
+    request: ScoreRequest,
+    model: Pick<ServingModel, 'numEntities' | 'numRelations' | 'version'>,
+  ): void {
     const { numEntities: N, numRelations: R } = model;
     if (request.direction !== 'object' && request.direction !== 'subject') {
       throw new InvalidInputError(

@@ -1,0 +1,167 @@
+// Entity-sharded serving (issue 17, item 3): shard graphs of a bundle give answers identical to the unsharded scorer
+// (top-k lists and their order, scores, probabilities, raw / static / time-aware ranks, evidence), with the history
+// term and the filters cut by range, ties that span shards, a one-entity shard, in process and in worker threads.
+// Each shard graph holds only its range's rows; shard maps that do not cover [0, N) are refused naming the fault.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Snapshot } from '../../src/core/types.ts';
+import { mulberry32 } from '../../src/core/random.ts';
+import {
+  exportScoringModel,
+  exportScoringShards,
+  vocabularyHash,
+} from '../../src/model/scoring-graph.ts';
+import {
+  decodeShardMap,
+  evenShardMap,
+  type ShardMap,
+  shardOf,
+  sliceSorted,
+} from '../../src/model/shard-map.ts';
+import { TermInputs } from '../../src/model/term-inputs.ts';
+import { encodeTermSpec, type TermSpec } from '../../src/model/terms.ts';
+import { FilterIndex } from '../../src/serve/filters.ts';
+import { ServingModel } from '../../src/serve/model.ts';
+import { Scorer, type ScoreRequest, type ScoreResult } from '../../src/serve/scorer.ts';
+import { LocalShard, ShardedScorer } from '../../src/serve/sharded-scorer.ts';
+import { WorkerShard } from '../../src/serve/shard-worker.ts';
+import { randomScoringState } from './fixtures.ts';
+
+const N = 97;
+const R = 4;
+const K = 8;
+const STEP = 6;
+const hash = vocabularyHash(
+  Array.from({ length: N }, (_, i) => `e${i}`),
+  Array.from({ length: R }, (_, i) => `r${i}`),
+);
+const spec: TermSpec = {
+  kind: 'recurrency',
+  numRelations: R,
+  decay: 0.7,
+  strictWeight: 2.5,
+  relaxedWeight: 0.8,
+};
+
+function fixture() {
+  const state = randomScoringState({ seed: 21, N, R, K, step: STEP, version: 3 });
+  // entities 40 and 80 are copies of 5 (ties across shards: the merge must keep the unsharded order)
+  for (const copy of [40, 80]) state.z.set(state.z.subarray(5 * K, 6 * K), copy * K);
+  const random = mulberry32(5);
+  const snapshots: Snapshot[] = Array.from({ length: STEP + 1 }, (_, step) => {
+    const triples: number[] = [];
+    for (let i = 0; i < 60; i++)
+      triples.push(Math.floor(random() * N), Math.floor(random() * R), Math.floor(random() * N));
+    return { step, triples: Int32Array.from(triples), numEntities: N, numRelations: R };
+  });
+  const terms = new TermInputs();
+  const filters = new FilterIndex();
+  for (const snapshot of snapshots) {
+    if (snapshot.step < STEP) terms.add(snapshot);
+    filters.addSnapshot(snapshot); // the time-aware filter of STEP: the answers being ranked
+  }
+  const options = { vocabularyHash: hash, terms: encodeTermSpec(spec) };
+  const requests: ScoreRequest[] = [];
+  const modes = ['raw', 'static', 'timeAware'] as const;
+  const ks = [1, 3, 10, N + 5];
+  const last = snapshots[STEP].triples;
+  for (let i = 0; i < last.length; i += 3) {
+    const [s, r, o] = [last[i], last[i + 1], last[i + 2]];
+    const at = i / 3;
+    const common = { relation: r, k: ks[at % 4], filter: modes[at % 3], evidence: at % 2 };
+    requests.push({ direction: 'object', anchor: s, answer: o, ...common });
+    requests.push({ direction: 'subject', anchor: o, answer: s, ...common });
+  }
+  // ties: (any, r, ?) ranks 5, 40 and 80 equally; queries without an answer too
+  requests.push({ direction: 'object', anchor: 3, relation: 1, k: 12, answer: 40 });
+  requests.push({ direction: 'object', anchor: 9, relation: 2, k: 7 });
+  return { state, terms, filters, options, requests };
+}
+
+async function unsharded(f: ReturnType<typeof fixture>): Promise<ScoreResult[]> {
+  const scorer = new Scorer({ terms: f.terms, filters: f.filters, maxBatch: 16 });
+  await scorer.loadModel(exportScoringModel(f.state, f.options));
+  const results = await scorer.scoreBatch(f.requests);
+  await scorer.close();
+  return results;
+}
+
+async function sharded(
+  f: ReturnType<typeof fixture>,
+  map: ShardMap,
+  where: 'local' | 'worker',
+): Promise<ScoreResult[]> {
+  const bytes = exportScoringShards(f.state, f.options, map);
+  const shards = await Promise.all(
+    bytes.map(async (b) =>
+      where === 'local' ? new LocalShard(await ServingModel.load(b)) : WorkerShard.start(b),
+    ),
+  );
+  const scorer = new ShardedScorer(shards, { terms: f.terms, filters: f.filters });
+  try {
+    const results: ScoreResult[] = [];
+    for (let start = 0; start < f.requests.length; start += 16)
+      results.push(...(await scorer.scoreBatch(f.requests.slice(start, start + 16))));
+    return results;
+  } finally {
+    await scorer.close();
+  }
+}
+
+function assertSame(actual: ScoreResult[], expected: ScoreResult[], label: string): void {
+  assert.equal(actual.length, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const [a, e] = [actual[i], expected[i]];
+    const where = `${label}, query ${i}`;
+    assert.deepEqual([...a.entities], [...e.entities], `${where}: top-k`);
+    assert.deepEqual([...a.scores], [...e.scores], `${where}: scores`);
+    assert.deepEqual([...a.probabilities], [...e.probabilities], `${where}: probabilities`);
+    assert.deepEqual(a.ranks, e.ranks, `${where}: ranks`);
+    assert.equal(a.rank, e.rank, `${where}: rank`);
+    assert.deepEqual(a.evidence, e.evidence, `${where}: evidence`);
+    assert.equal(a.modelVersion, e.modelVersion);
+    assert.equal(a.historyStep, e.historyStep);
+  }
+}
+
+test('sharded answers equal the unsharded scorer: 2 and 3 even shards, an uneven map with a one-entity shard', async () => {
+  const f = fixture();
+  const expected = await unsharded(f);
+  // the fixture exercises what it claims: term entries, filtered ranks, ties across shards
+  assert.ok(expected.some((r) => r.ranks && r.ranks.static < r.ranks.raw));
+  assert.ok(expected.some((r) => (r.evidence?.flat().length ?? 0) > 0));
+  const tie = expected.at(-2) as ScoreResult;
+  assert.equal(tie.scores[tie.entities.indexOf(5)], tie.scores[tie.entities.indexOf(80)]);
+  for (const map of [evenShardMap(N, 2), evenShardMap(N, 3), { bounds: [0, 1, 41, N] }])
+    assertSame(await sharded(f, map, 'local'), expected, `bounds ${map.bounds.join(',')}`);
+});
+
+test('shards in worker threads give the same answers', async () => {
+  const f = fixture();
+  assertSame(await sharded(f, evenShardMap(N, 2), 'worker'), await unsharded(f), 'workers');
+});
+
+test("a shard graph holds only its range's rows; bad shard maps and wrong-shard rows are refused naming the fault", async () => {
+  const f = fixture();
+  // the unsharded graph holds Z and Z_T (2 N K floats); a shard holds Z_T of its range (N K / 2 of 2 shards)
+  const big = randomScoringState({ seed: 2, N: 4000, R, K: 16 });
+  const full = exportScoringModel(big, f.options);
+  for (const part of exportScoringShards(big, f.options, evenShardMap(4000, 2)))
+    assert.ok(part.length < 0.27 * full.length, `${part.length} vs ${full.length}`);
+  const parts = exportScoringShards(f.state, f.options, evenShardMap(N, 2));
+  const shard = await ServingModel.load(parts[1]);
+  assert.deepEqual(shard.shard, { index: 1, lo: 49, hi: N });
+  assert.deepEqual([...shard.rowsOf([50])], [...f.state.z.subarray(50 * K, 51 * K)]);
+  assert.throws(() => shard.rowsOf([3]), /anchor: entity 3 is not in shard 1's range \[49, 97\)/);
+  await shard.retire();
+  assert.throws(() => decodeShardMap('{"bounds":[0,50,50,97]}', N), /bounds\[2\] = 50 after 50/);
+  assert.throws(() => decodeShardMap('{"bounds":[0,50]}', N), /from 0 to N = 97/);
+  assert.throws(() => evenShardMap(N, 0), /shards must be an integer in \[1, 97\]/);
+  assert.throws(() => new ShardedScorer([]), /needs the shards of one sharded bundle/);
+  const map = { bounds: [0, 10, 20, N] };
+  assert.deepEqual(
+    [0, 9, 10, 19, 20, 96, 97, -1].map((e) => shardOf(map, e)),
+    [0, 0, 1, 1, 2, 2, -1, -1],
+  );
+  assert.deepEqual([...(sliceSorted(Int32Array.of(1, 10, 15, 20, 30), 10, 20) ?? [])], [10, 15]);
+});
