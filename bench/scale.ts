@@ -1,5 +1,6 @@
 // `npm run bench -- scale [--json] [--sizes 10000,100000,1000000] [--facts 1000,10000,100000] [--updates 3]
-//   [--big-updates 1] [--epochs 16] [--cell-budget 240] [--serve-seconds 2] [--relations 20] [--wide-relations 200]`
+//   [--big-updates 1] [--epochs 16] [--cell-budget 240] [--serve-seconds 2] [--relations 20] [--wide-relations 200]
+//   [--shards 2] [--serve-only]`
 // Cost curves of main's engine on synthetic graphs in the RE-NET layout (src/datasets/synthetic.ts: 60% of each
 // step's facts recurring from the last 10 steps, Zipf-like degrees): for each N (entities) by facts per step F,
 // ingest facts/s (IngestState: decode, validate, vocabulary, window, checkpoint; no broker: `npm run bench -- ingest`
@@ -7,14 +8,16 @@
 // one-step warm-up updates first) next to its dense bound (the same GRU GEMMs by onnxruntime on one thread and the
 // edges' multiply-adds at that GEMM rate, measured in the same cell), the export of the scoring state, peak RSS; and
 // per N the serving rate at batch 64 (in-process onnxruntime Scorer over all N entities) and its p99 next to a plain
-// onnxruntime Gemm of the same shape, plus the bundle (ONNX) bytes. One extra training cell at --wide-relations relations shows the cost in R.
+// onnxruntime Gemm of the same shape, plus the bundle (ONNX) bytes; the same bundle as --shards shard graphs in worker
+// threads (src/serve/sharded-scorer.ts) next to --shards times a one-thread Gemm over N / shards entities (skipped with
+// --shards 1). One extra training cell at --wide-relations relations shows the cost in R.
 // Every cell runs in its own child process (its own peak RSS), one after the other. A training cell whose predicted
 // time (from the measured fact-epoch rate of the smaller F at the same N) exceeds --cell-budget seconds, or whose N
 // already failed at a smaller F, is skipped with the reason printed and written.
 import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { WINDOW, type Job, ingestCell, serveCell } from './scale/cells.ts';
+import { WINDOW, type Job, ingestCell, serveCell, shardedServeCell } from './scale/cells.ts';
 import { trainCell } from './scale/train-cell.ts';
 
 const self = fileURLToPath(import.meta.url);
@@ -87,7 +90,11 @@ function table(
 export async function run(args: string[]): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const sizes = list(flag(args, 'sizes', '10000,100000,1000000'));
-  const facts = list(flag(args, 'facts', '1000,10000,100000')).sort((a, b) => a - b);
+  // --serve-only: the serving cells alone (no ingest or training cells)
+  const serveOnly = args.includes('--serve-only');
+  const facts = serveOnly
+    ? []
+    : list(flag(args, 'facts', '1000,10000,100000')).sort((a, b) => a - b);
   const updates = Number(flag(args, 'updates', '3'));
   const bigUpdates = Number(flag(args, 'big-updates', '1')); // measured updates at 10,000 facts per step and more
   const epochs = Number(flag(args, 'epochs', '16'));
@@ -100,8 +107,10 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const ingest: Record<string, Result> = {};
   const train: Record<string, Result> = {};
   const serve: Record<string, Result> = {};
+  const sharded: Record<string, Result> = {};
+  const shards = Number(flag(args, 'shards', '2'));
   const skipped: Record<string, string> = {};
-  const cellsTotal = sizes.length * (1 + 2 * facts.length) + 1;
+  const cellsTotal = sizes.length * ((shards > 1 ? 2 : 1) + 2 * facts.length) + (serveOnly ? 0 : 1);
   let cellsDone = 0;
   const cell = async (label: string, job: Job): Promise<Result> => {
     const started = performance.now();
@@ -124,6 +133,14 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   };
   for (const N of sizes) {
     serve[N] = await cell(`serve N=${N}`, { kind: 'serve', N, R, seconds: serveSeconds });
+    if (shards > 1)
+      sharded[N] = await cell(`serve N=${N} ${shards} shards`, {
+        kind: 'serve-sharded',
+        N,
+        R,
+        seconds: serveSeconds,
+        shards,
+      });
     for (const F of facts) {
       const steps = Math.max(2, Math.min(10, Math.ceil(300_000 / F)));
       ingest[key(N, F)] = await cell(`ingest N=${N} F=${F}`, { kind: 'ingest', N, F, R, steps });
@@ -164,14 +181,16 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     }
   }
   const wideKey = key(sizes[0], facts[0]);
-  const wide = await cell(`train N=${sizes[0]} F=${facts[0]} R=${wideR}`, {
-    kind: 'train',
-    N: sizes[0],
-    F: facts[0],
-    R: wideR,
-    updates,
-    epochs,
-  });
+  const wide: Result = serveOnly
+    ? {}
+    : await cell(`train N=${sizes[0]} F=${facts[0]} R=${wideR}`, {
+        kind: 'train',
+        N: sizes[0],
+        F: facts[0],
+        R: wideR,
+        updates,
+        epochs,
+      });
   const t = (N: number, F: number) => train[key(N, F)];
   const g = (N: number, F: number) => ingest[key(N, F)];
   const trainCellText = (N: number, F: number, text: (r: Result) => string) => {
@@ -238,6 +257,15 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       const s = serve[N] ?? {};
       return `| ${N.toLocaleString('en-US')} | ${fmt(s.queriesPerSecond)} | ${fmt(s.batchP99Ms, 1)} | ${fmt(s.gemmQueriesPerSecond)} | ${fmt(s.ratioToGemm, 2)} | ${fmt(Number(s.bundleBytes) / 2 ** 20, 1)} | ${fmt(s.peakRssMiB)} |`;
     }),
+    '',
+    `sharded serving (${shards} shard graphs, one worker thread and one onnxruntime thread each, 2 batches in flight, top-10, batch 64)`,
+    `| N | queries/s | batch p99 ms | ${shards} x Gemm of N/${shards} queries/s | sharded / bound | MiB per shard | peak RSS MiB |`,
+    '|---|---|---|---|---|---|---|',
+    ...sizes.map((N) => {
+      const s = sharded[N] ?? {};
+      const bytes = (s.shardBytes as number[] | undefined) ?? [];
+      return `| ${N.toLocaleString('en-US')} | ${fmt(s.queriesPerSecond)} | ${fmt(s.batchP99Ms, 1)} | ${fmt(s.boundQueriesPerSecond)} | ${fmt(s.ratioToBound, 2)} | ${fmt(Math.max(...bytes) / 2 ** 20, 1)} | ${fmt(s.peakRssMiB)} |`;
+    }),
   ].join('\n');
   const relationsLine = `relations: train N=${sizes[0]} F=${facts[0]}: R=${R} ${fmt(t(sizes[0], facts[0])?.updateSecondsP50, 2)} s p50, R=${wideR} ${wide.error ? 'failed' : `${fmt(wide.updateSecondsP50, 2)} s p50`}`;
   const skippedLines = Object.entries(skipped).map(([label, why]) => `skipped ${label}: ${why}`);
@@ -245,6 +273,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     ...Object.entries(train).map(([k, r]) => [`train ${k}`, r] as const),
     ...Object.entries(ingest).map(([k, r]) => [`ingest ${k}`, r] as const),
     ...Object.entries(serve).map(([k, r]) => [`serve ${k}`, r] as const),
+    ...Object.entries(sharded).map(([k, r]) => [`serve ${k} ${shards} shards`, r] as const),
     [`train ${wideKey} R=${wideR}`, wide] as const,
   ]
     .filter(([, r]) => typeof r.error === 'string')
@@ -271,6 +300,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     ingest,
     train,
     serve,
+    sharded,
     wideRelations: { relations: wideR, N: sizes[0], factsPerStep: facts[0], result: wide },
     skipped,
     seconds: Math.round(seconds),
@@ -289,7 +319,9 @@ if (process.argv[2] === '--scale-child') {
         ? ingestCell(job)
         : job.kind === 'train'
           ? await trainCell(job)
-          : await serveCell(job);
+          : job.kind === 'serve'
+            ? await serveCell(job)
+            : await shardedServeCell(job);
   } catch (error) {
     result = { error: `${(error as Error).name}: ${(error as Error).message.split('\n')[0]}` };
   }

@@ -13,8 +13,15 @@ import { mulberry32 } from '../../src/core/random.ts';
 import { IngestState } from '../../src/ingest/index.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { plainGemmSession } from '../lib/gemm-bound.ts';
-import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
+import {
+  exportScoringModel,
+  exportScoringShards,
+  vocabularyHash,
+} from '../../src/model/scoring-graph.ts';
+import { evenShardMap } from '../../src/model/shard-map.ts';
 import { type ScoreRequest, Scorer } from '../../src/serve/scorer.ts';
+import { ShardedScorer } from '../../src/serve/sharded-scorer.ts';
+import { WorkerShard } from '../../src/serve/shard-worker.ts';
 
 export const K = 64;
 export const WINDOW = 5;
@@ -24,7 +31,8 @@ export const TOP_K = 10;
 export type Job =
   | { kind: 'ingest'; N: number; F: number; R: number; steps: number }
   | { kind: 'train'; N: number; F: number; R: number; updates: number; epochs: number }
-  | { kind: 'serve'; N: number; R: number; seconds: number };
+  | { kind: 'serve'; N: number; R: number; seconds: number }
+  | { kind: 'serve-sharded'; N: number; R: number; seconds: number; shards: number };
 
 export const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -106,11 +114,8 @@ export function ingestCell(job: Extract<Job, { kind: 'ingest' }>): Record<string
   }
 }
 
-/** Serving: a seeded random ScoringState of N entities (speed does not depend on the values), batch 64, one thread. */
-export async function serveCell(
-  job: Extract<Job, { kind: 'serve' }>,
-): Promise<Record<string, unknown>> {
-  const { N, R } = job;
+/** A seeded random ScoringState of N entities (speed does not depend on the values) and its vocabulary hash. */
+function serveState(N: number, R: number): { state: ScoringState; hash: string } {
   const random = mulberry32(2024);
   const state: ScoringState = {
     numEntities: N,
@@ -121,24 +126,37 @@ export async function serveCell(
     step: 1,
     version: 1,
   };
-  const t0 = performance.now();
   const hash = vocabularyHash(
     Array.from({ length: N }, (_, i) => `e${i}`),
     Array.from({ length: R }, (_, i) => `r${i}`),
   );
+  return { state, hash };
+}
+
+/** The bench's query batches: alternating directions, spread anchors, every relation. */
+function serveRequests(N: number, R: number, offset: number): ScoreRequest[] {
+  return Array.from({ length: SERVE_BATCH }, (_, i) => ({
+    direction: (i + offset) % 2 === 0 ? ('object' as const) : ('subject' as const),
+    anchor: ((i + offset) * 7919) % N,
+    relation: (i + offset) % R,
+    k: TOP_K,
+  }));
+}
+
+/** Serving: the unsharded in-process Scorer over all N entities, batch 64, one thread. */
+export async function serveCell(
+  job: Extract<Job, { kind: 'serve' }>,
+): Promise<Record<string, unknown>> {
+  const { N, R } = job;
+  const t0 = performance.now();
+  const { state, hash } = serveState(N, R);
   const bytes = exportScoringModel(state, { vocabularyHash: hash });
   const exportSeconds = (performance.now() - t0) / 1000;
   const scorer = new Scorer({ intraOpThreads: 1, maxBatch: SERVE_BATCH, maxWaitMs: 0 });
   const t1 = performance.now();
   await scorer.loadModel(bytes);
   const loadSeconds = (performance.now() - t1) / 1000;
-  const requests = (offset: number): ScoreRequest[] =>
-    Array.from({ length: SERVE_BATCH }, (_, i) => ({
-      direction: (i + offset) % 2 === 0 ? ('object' as const) : ('subject' as const),
-      anchor: ((i + offset) * 7919) % N,
-      relation: (i + offset) % R,
-      k: TOP_K,
-    }));
+  const requests = (offset: number) => serveRequests(N, R, offset);
   const gemm = await plainGemmSession(N, K);
   const w = new ort.Tensor(
     'float32',
@@ -193,6 +211,89 @@ export async function serveCell(
     gemmGflops: (gemmQueriesPerSecond * 2 * K * N) / 1e9,
     ratioToGemm: queriesPerSecond / gemmQueriesPerSecond,
     bundleBytes: bytes.length,
+    exportSeconds,
+    loadSeconds,
+    peakRssMiB: peakRssMiB(),
+  };
+}
+
+/**
+ * Sharded serving: the bundle exported as S shard graphs (even ranges), each in its own worker thread with one
+ * onnxruntime thread, scored through ShardedScorer (anchor rows, per-shard top-k, merge) at batch 64. Its bound is
+ * S times a plain one-thread Gemm over one shard's N / S entities, measured here between the rounds.
+ */
+export async function shardedServeCell(
+  job: Extract<Job, { kind: 'serve-sharded' }>,
+): Promise<Record<string, unknown>> {
+  const { N, R, shards: S } = job;
+  const t0 = performance.now();
+  const { state, hash } = serveState(N, R);
+  const parts = exportScoringShards(state, { vocabularyHash: hash }, evenShardMap(N, S));
+  const exportSeconds = (performance.now() - t0) / 1000;
+  const shardBytes = parts.map((p) => p.length);
+  const t1 = performance.now();
+  const scorer = new ShardedScorer(await Promise.all(parts.map((p) => WorkerShard.start(p))));
+  const loadSeconds = (performance.now() - t1) / 1000;
+  parts.length = 0; // the workers own their bytes now
+  const gemm = await plainGemmSession(Math.ceil(N / S), K);
+  const w = new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: SERVE_BATCH * K }, mulberry32(3)),
+    [SERVE_BATCH, K],
+  );
+  const out = new ort.Tensor('float32', new Float32Array(SERVE_BATCH * Math.ceil(N / S)), [
+    SERVE_BATCH,
+    Math.ceil(N / S),
+  ]);
+  for (let i = 0; i < 3; i++) await scorer.scoreBatch(serveRequests(N, R, i * SERVE_BATCH));
+  const latencies: number[] = [];
+  let queriesPerSecond = 0;
+  let boundQueriesPerSecond = 0;
+  let calls = 0;
+  const rounds = 4;
+  const perRoundMs = (job.seconds * 1000) / rounds;
+  for (let round = 0; round < rounds; round++) {
+    let start = performance.now();
+    let n = 0;
+    // two batches in flight: the front merges one while the shards score the next
+    const inFlight = async () => {
+      while (performance.now() - start < perRoundMs || n < 3) {
+        const t = performance.now();
+        const batch = serveRequests(N, R, calls++ * SERVE_BATCH);
+        n++;
+        await scorer.scoreBatch(batch);
+        latencies.push(performance.now() - t);
+      }
+    };
+    await Promise.all([inFlight(), inFlight()]);
+    const rate = (n * SERVE_BATCH) / ((performance.now() - start) / 1000);
+    queriesPerSecond = Math.max(queriesPerSecond, rate);
+    start = performance.now();
+    let g = 0;
+    while (performance.now() - start < perRoundMs / 2 || g < 3) {
+      await gemm.run({ a: w }, { c: out });
+      g++;
+    }
+    const bound = (S * g * SERVE_BATCH) / ((performance.now() - start) / 1000);
+    boundQueriesPerSecond = Math.max(boundQueriesPerSecond, bound);
+    log(
+      `    serve N=${N} ${S} shards round ${round + 1}/${rounds}: ${Math.round(rate)} q/s, ${S} x one-thread Gemm of N/${S} ${Math.round(bound)} q/s`,
+    );
+  }
+  await scorer.close();
+  await gemm.release();
+  return {
+    shards: S,
+    batch: SERVE_BATCH,
+    topK: TOP_K,
+    batchesInFlight: 2,
+    queriesPerSecond: Math.round(queriesPerSecond),
+    batchP50Ms: quantile(latencies, 0.5),
+    batchP99Ms: quantile(latencies, 0.99),
+    batches: latencies.length,
+    boundQueriesPerSecond: Math.round(boundQueriesPerSecond),
+    ratioToBound: queriesPerSecond / boundQueriesPerSecond,
+    shardBytes,
     exportSeconds,
     loadSeconds,
     peakRssMiB: peakRssMiB(),
