@@ -20,6 +20,7 @@ import {
 } from '../../src/model/scoring-graph.ts';
 import { evenShardMap } from '../../src/model/shard-map.ts';
 import { type ScoreRequest, Scorer } from '../../src/serve/scorer.ts';
+import { FilterIndex } from '../../src/serve/filters.ts';
 import { ShardedScorer } from '../../src/serve/sharded-scorer.ts';
 import { WorkerShard } from '../../src/serve/shard-worker.ts';
 
@@ -233,6 +234,7 @@ export async function shardedServeCell(
   const shardBytes = parts.map((p) => p.length);
   const t1 = performance.now();
   const scorer = new ShardedScorer(await Promise.all(parts.map((p) => WorkerShard.start(p))));
+  const context = { filters: new FilterIndex() };
   const loadSeconds = (performance.now() - t1) / 1000;
   parts.length = 0; // the workers own their bytes now
   const gemm = await plainGemmSession(Math.ceil(N / S), K);
@@ -245,7 +247,8 @@ export async function shardedServeCell(
     SERVE_BATCH,
     Math.ceil(N / S),
   ]);
-  for (let i = 0; i < 3; i++) await scorer.scoreBatch(serveRequests(N, R, i * SERVE_BATCH));
+  for (let i = 0; i < 3; i++)
+    await scorer.scoreBatch(serveRequests(N, R, i * SERVE_BATCH), context);
   const latencies: number[] = [];
   let queriesPerSecond = 0;
   let boundQueriesPerSecond = 0;
@@ -261,7 +264,7 @@ export async function shardedServeCell(
         const t = performance.now();
         const batch = serveRequests(N, R, calls++ * SERVE_BATCH);
         n++;
-        await scorer.scoreBatch(batch);
+        await scorer.scoreBatch(batch, context);
         latencies.push(performance.now() - t);
       }
     };

@@ -295,6 +295,15 @@ export const configSchema = z.object({
     .describe(
       'TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)',
     ),
+  scorerShards: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe(
+      'TKG_SCORER_SHARDS: entity shards per served bundle, each a worker thread with its own onnxruntime session and N / shards rows of Z (1 = one session over all N); answers are the same',
+    ),
   scorerMaxBatch: z.coerce
     .number()
     .int()

@@ -149,7 +149,23 @@ export function assertScoringState(state: ScoringState): void {
 /** Build the scorer's ONNX model (opset 17) from a ScoringState; returns the serialized bytes. */
 export function exportScoringModel(state: ScoringState, options: ExportOptions): Uint8Array {
   assertScoringState(state);
-  return buildScoringModel(state, options, undefined);
+  return buildScoringModel(graphParts(state), options, undefined);
+}
+
+/** What a scoring graph is built from: the rows of Z and the efficient-form tables. */
+interface GraphParts {
+  numEntities: number;
+  numRelations: number;
+  K: number;
+  z: Float32Array; // [N, K]
+  tables: EfficientScoringTables;
+  version: number;
+  step: number;
+}
+
+function graphParts(state: ScoringState): GraphParts {
+  const { numEntities, numRelations, K, z, version, step } = state;
+  return { numEntities, numRelations, K, z, tables: efficientScoringTables(state), version, step };
 }
 
 /**
@@ -163,18 +179,60 @@ export function exportScoringShards(
 ): Uint8Array[] {
   assertScoringState(state);
   assertShardMap(map, state.numEntities);
-  return map.bounds.slice(1).map((_, index) => buildScoringModel(state, options, { index, map }));
+  const parts = graphParts(state);
+  return map.bounds.slice(1).map((_, index) => buildScoringModel(parts, options, { index, map }));
+}
+
+/**
+ * Cut an exported unsharded graph into the shard graphs of `map` (what exportScoringShards gives for its state): a
+ * replica that received one bundle serves it sharded. Throws a RangeError for a graph that is not an unsharded one.
+ */
+export function shardScoringModel(bytes: Uint8Array, map: ShardMap): Uint8Array[] {
+  const metadata = readScoringModelMetadata(bytes);
+  if (metadata.shard)
+    throw new RangeError('the graph is already a shard; cut the unsharded graph of the bundle');
+  const { numEntities: N, numRelations: R, K } = metadata;
+  assertShardMap(map, N);
+  const model = onnx.ModelProto.decode(bytes);
+  const read = (name: string, length: number): Float32Array => {
+    const tensor = model.graph?.initializer?.find((t) => t.name === name);
+    if (!tensor?.rawData || tensor.rawData.length !== 4 * length)
+      throw new RangeError(
+        `graph initializer ${name} is missing or not ${length} float32 values; export it with exportScoringModel`,
+      );
+    return littleEndianFloats(tensor.rawData);
+  };
+  const parts: GraphParts = {
+    numEntities: N,
+    numRelations: R,
+    K,
+    z: read('Z', N * K),
+    tables: {
+      wBase: read('W_base', 2 * R * K),
+      wSlope: read('W_slope', 2 * R * K),
+      cSlope: read('C_slope', 2 * R * K),
+      cBase: read('C_base', 2 * R),
+    },
+    version: metadata.version,
+    step: metadata.step,
+  };
+  const options: ExportOptions = {
+    vocabularyHash: metadata.vocabularyHash,
+    modelName: metadata.modelName,
+    terms: metadata.terms,
+    calibration: metadata.calibration,
+  };
+  return map.bounds.slice(1).map((_, index) => buildScoringModel(parts, options, { index, map }));
 }
 
 function buildScoringModel(
-  state: ScoringState,
+  state: GraphParts,
   options: ExportOptions,
   shard: { index: number; map: ShardMap } | undefined,
 ): Uint8Array {
-  const { numEntities: N, numRelations: R, K } = state;
+  const { numEntities: N, numRelations: R, K, tables } = state;
   const { lo, hi } = shard ? shardRange(shard.map, shard.index) : { lo: 0, hi: N };
   const n = hi - lo; // entities this graph scores
-  const tables = efficientScoringTables(state);
   const zTransposed = new Float32Array(K * n); // [K, n]
   for (let e = 0; e < n; e++)
     for (let k = 0; k < K; k++) zTransposed[k * n + e] = state.z[(lo + e) * K + k];
@@ -357,19 +415,24 @@ export function readShardRows(bytes: Uint8Array): Float32Array {
       'not a shard graph (no shardMap metadata or no Z_T): export it with exportScoringShards',
     );
   const [K, n] = zt.dims.map(Number);
-  const raw = zt.rawData;
-  const columns = new Float32Array(K * n);
-  new Uint8Array(columns.buffer).set(raw.subarray(0, K * n * 4));
-  if (!littleEndianHost) {
-    const view = new DataView(columns.buffer);
-    for (let i = 0; i < K * n; i++) columns[i] = view.getFloat32(4 * i, true);
-  }
+  const columns = littleEndianFloats(zt.rawData.subarray(0, K * n * 4));
   const rows = new Float32Array(n * K);
   for (let k = 0; k < K; k++) for (let e = 0; e < n; e++) rows[e * K + k] = columns[k * n + e];
   return rows;
 }
 
 const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** float32 values from little-endian bytes (an initializer's rawData), copied into their own buffer. */
+function littleEndianFloats(raw: Uint8Array): Float32Array {
+  const out = new Float32Array(raw.length / 4);
+  if (littleEndianHost) new Uint8Array(out.buffer).set(raw);
+  else {
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
+    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(4 * i, true);
+  }
+  return out;
+}
 
 /** A stable hash of an ordered vocabulary (entity names then relation names), for ExportOptions.vocabularyHash. */
 export function vocabularyHash(entities: readonly string[], relations: readonly string[]): string {

@@ -201,6 +201,7 @@ export class RunPipeline {
         topicPrefix: config.topicPrefix,
         modelName: this.options.model,
         scorerThreads: config.scorerThreads,
+        scorerShards: config.scorerShards,
         maxBatch: config.scorerMaxBatch,
         maxWaitMs: config.scorerMaxWaitMs,
         publishSteps: true,

@@ -14,6 +14,8 @@ import {
   vocabularyHash,
 } from '../model/scoring-graph.ts';
 import { type ShardRange, shardRange } from '../model/shard-map.ts';
+import type { ShardContext, ShardedScorer } from './sharded-scorer.ts';
+import type { ScoreRequest, ScoreResult } from './scorer.ts';
 import { decodeCalibration, uncalibrated, type Calibration } from '../model/calibration.ts';
 import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 
@@ -89,7 +91,12 @@ export class ServingModel {
   readonly shard: ShardRange | undefined;
   /** A shard's rows of Z ([hi - lo, K]), which it supplies as other shards' anchor rows. */
   private readonly rows: Float32Array | undefined;
-  private readonly session: ort.InferenceSession;
+  /**
+   * Set for a bundle served sharded (src/serve/sharded-scorer.ts loadShardedModel): its shards score it, and this
+   * model has no session of its own.
+   */
+  readonly shards: ShardedScorer | undefined;
+  private readonly session: ort.InferenceSession | undefined;
   private readonly entityIds: Map<string, number> | undefined;
   private readonly relationIds: Map<string, number> | undefined;
   private inFlight = 0;
@@ -98,12 +105,14 @@ export class ServingModel {
   private released = false;
 
   private constructor(
-    session: ort.InferenceSession,
+    session: ort.InferenceSession | ShardedScorer,
     metadata: ScoringModelMetadata,
     vocabulary: ModelNames | undefined,
     rows: Float32Array | undefined,
   ) {
-    this.session = session;
+    const sharded = 'scoreBatch' in session;
+    this.session = sharded ? undefined : session;
+    this.shards = sharded ? session : undefined;
     this.metadata = metadata;
     this.shard = metadata.shard && shardRange(metadata.shard.map, metadata.shard.index);
     this.rows = rows;
@@ -125,25 +134,7 @@ export class ServingModel {
       throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
     }
     const { vocabulary } = options;
-    if (vocabulary) {
-      if (
-        vocabulary.entities.length !== metadata.numEntities ||
-        vocabulary.relations.length !== metadata.numRelations
-      ) {
-        throw new ModelRejectedError(
-          `model version ${metadata.version} rejected: vocabulary has ${vocabulary.entities.length} entities / ${vocabulary.relations.length} relations ` +
-            `but the model scores N = ${metadata.numEntities}, R = ${metadata.numRelations}; announce the vocabulary the model was exported with`,
-          'incompatible',
-        );
-      }
-      const hash = vocabularyHash(vocabulary.entities, vocabulary.relations);
-      if (hash !== metadata.vocabularyHash) {
-        throw new ModelRejectedError(
-          `model version ${metadata.version} rejected: vocabulary hash ${hash} differs from the model's ${metadata.vocabularyHash}`,
-          'incompatible',
-        );
-      }
-    }
+    checkVocabulary(metadata, vocabulary);
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(bytes, {
@@ -216,6 +207,38 @@ export class ServingModel {
       );
     }
     return model;
+  }
+
+  /**
+   * A model scored by its shards (started by src/serve/sharded-scorer.ts loadShardedModel from the unsharded graph's
+   * metadata); the vocabulary is checked as load() checks it. Releasing it closes the shards.
+   */
+  static fromShards(
+    shards: ShardedScorer,
+    metadata: ScoringModelMetadata,
+    vocabulary?: ModelNames,
+  ): ServingModel {
+    checkVocabulary(metadata, vocabulary);
+    return new ServingModel(shards, metadata, vocabulary, undefined);
+  }
+
+  /** Score a batch through the model's shards (a sharded model only); counts as a run for release. */
+  async runSharded(
+    requests: readonly ScoreRequest[],
+    context: ShardContext,
+  ): Promise<ScoreResult[]> {
+    if (this.released || !this.shards)
+      throw new TkgError(
+        `model version ${this.version} ${this.released ? 'was released; score with the current model' : 'is not sharded'}`,
+        { reason: this.released ? 'released' : 'not_sharded', retriable: this.released },
+      );
+    this.inFlight++;
+    try {
+      return await this.shards.scoreBatch(requests, context);
+    } finally {
+      this.inFlight--;
+      await this.releaseIfUnused();
+    }
   }
 
   get version(): number {
@@ -316,6 +339,10 @@ export class ServingModel {
       ),
       k: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, Math.floor(batch.k)))), [1]),
     };
+    if (!this.session)
+      throw new TkgError(`model version ${this.version} is sharded: score it with runSharded()`, {
+        reason: 'sharded',
+      });
     this.inFlight++;
     try {
       const out = await this.session.run(
@@ -366,6 +393,29 @@ export class ServingModel {
   private async releaseSession(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    await this.session.release();
+    if (this.shards) await this.shards.close();
+    else await this.session?.release();
+  }
+}
+
+/** Throws ModelRejectedError ('incompatible') unless `vocabulary` (when given) is the one the model was exported with. */
+function checkVocabulary(metadata: ScoringModelMetadata, vocabulary: ModelNames | undefined): void {
+  if (!vocabulary) return;
+  if (
+    vocabulary.entities.length !== metadata.numEntities ||
+    vocabulary.relations.length !== metadata.numRelations
+  ) {
+    throw new ModelRejectedError(
+      `model version ${metadata.version} rejected: vocabulary has ${vocabulary.entities.length} entities / ${vocabulary.relations.length} relations ` +
+        `but the model scores N = ${metadata.numEntities}, R = ${metadata.numRelations}; announce the vocabulary the model was exported with`,
+      'incompatible',
+    );
+  }
+  const hash = vocabularyHash(vocabulary.entities, vocabulary.relations);
+  if (hash !== metadata.vocabularyHash) {
+    throw new ModelRejectedError(
+      `model version ${metadata.version} rejected: vocabulary hash ${hash} differs from the model's ${metadata.vocabularyHash}`,
+      'incompatible',
+    );
   }
 }

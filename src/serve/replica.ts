@@ -32,6 +32,8 @@ export interface ServeReplicaOptions {
   /** Consumer group of the scoring replicas on tkg.queries. */
   groupId?: string;
   scorerThreads?: number;
+  /** Entity shards per served bundle (worker threads; src/serve/sharded-scorer.ts); default 1. */
+  scorerShards?: number;
   maxBatch?: number;
   maxWaitMs?: number;
   /** Publish forecasts and live evaluations when steps close (enable on ONE replica). */
@@ -74,6 +76,7 @@ export class ServeReplica {
     const format = options.format ?? 'avro';
     this.scorer = new Scorer({
       intraOpThreads: options.scorerThreads,
+      shards: options.scorerShards,
       maxBatch: options.maxBatch,
       maxWaitMs: options.maxWaitMs,
       terms: this.terms,

@@ -11,6 +11,7 @@ import { probabilityOf } from '../model/calibration.ts';
 import type { TermInputs } from '../model/term-inputs.ts';
 import type { Evidence } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
+import { loadShardedModel } from './sharded-scorer.ts';
 import {
   int64,
   type LoadModelOptions,
@@ -66,6 +67,11 @@ export interface ScorerOptions {
   /** Score the graph alone, without any bundle's term (e.g. plain NLSM's share of nlsm-h for tkg_eval_mrr_gain). */
   denseOnly?: boolean;
   metrics?: TkgMetrics;
+  /**
+   * Serve every loaded bundle as this many entity shards, each in its own worker thread with its own onnxruntime
+   * session (src/serve/sharded-scorer.ts); 1 (default): one session over all N entities. Answers are the same.
+   */
+  shards?: number;
 }
 
 interface PendingQuery {
@@ -82,6 +88,7 @@ export class Scorer {
   private readonly intraOpThreads: number;
   private readonly terms: TermInputs | undefined;
   private readonly denseOnly: boolean;
+  private readonly shards: number;
   private readonly metrics: TkgMetrics | undefined;
   private current: ServingModel | undefined;
   private queue: PendingQuery[] = [];
@@ -97,6 +104,7 @@ export class Scorer {
     this.filters = options.filters ?? new FilterIndex();
     this.terms = options.terms;
     this.denseOnly = options.denseOnly ?? false;
+    this.shards = Math.max(1, Math.floor(options.shards ?? 1));
     this.metrics = options.metrics;
   }
 
@@ -122,11 +130,10 @@ export class Scorer {
     vocabulary?: ModelNames,
     options: LoadModelOptions = {},
   ): Promise<ServingModel> {
-    return ServingModel.load(bytes, {
-      intraOpThreads: this.intraOpThreads,
-      vocabulary,
-      ...options,
-    });
+    const load = { intraOpThreads: this.intraOpThreads, vocabulary, ...options };
+    return this.shards > 1
+      ? loadShardedModel(bytes, { ...load, shards: this.shards })
+      : ServingModel.load(bytes, load);
   }
 
   /** Make `model` current. Queries already admitted finish on the old model, which is then released. */
@@ -292,6 +299,12 @@ export class Scorer {
     model: ServingModel,
     requests: readonly ScoreRequest[],
   ): Promise<ScoreResult[]> {
+    if (model.shards)
+      return model.runSharded(requests, {
+        filters: this.filters,
+        terms: this.terms,
+        denseOnly: this.denseOnly,
+      });
     const B = requests.length;
     const N = model.numEntities;
     const step = model.metadata.step;

@@ -24,12 +24,17 @@ import {
   probabilityOf,
   uncalibrated,
 } from '../model/calibration.ts';
-import type { ScoringModelMetadata } from '../model/scoring-graph.ts';
-import { type ShardRange, shardOf, sliceSorted } from '../model/shard-map.ts';
+import {
+  type ScoringModelMetadata,
+  readScoringModelMetadata,
+  shardScoringModel,
+} from '../model/scoring-graph.ts';
+import { evenShardMap, type ShardRange, shardOf, sliceSorted } from '../model/shard-map.ts';
 import type { TermInputs } from '../model/term-inputs.ts';
 import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
-import { int64, type ServingModel } from './model.ts';
+import { int64, type LoadModelOptions, ModelRejectedError, ServingModel } from './model.ts';
+import { WorkerShard } from './shard-worker.ts';
 import { Scorer, type ScoreRequest, type ScoreResult } from './scorer.ts';
 
 /** Exchange 2: one batch for one shard. Term entries are the shard's own, as (row, entity - lo) pairs. */
@@ -168,25 +173,23 @@ export class LocalShard implements ScoringShard {
   }
 }
 
-export interface ShardedScorerOptions {
-  filters?: FilterIndex;
+/** What a batch is ranked and scored against besides the graph (the Scorer's filters and closed steps). */
+export interface ShardContext {
+  filters: FilterIndex;
   /** The closed snapshots the bundle's term is computed from (required when it has one). */
   terms?: TermInputs;
+  /** Score the graph alone, without the bundle's term. */
+  denseOnly?: boolean;
 }
 
 /** Scores batches across the shards of one sharded bundle version. */
 export class ShardedScorer {
-  readonly filters: FilterIndex;
-  private readonly terms: TermInputs | undefined;
   private readonly termSpec: TermSpec;
   private readonly calibration: Calibration;
   private readonly metadata: ScoringModelMetadata;
   private nextId = 0;
 
-  constructor(
-    private readonly shards: readonly ScoringShard[],
-    options: ShardedScorerOptions = {},
-  ) {
+  constructor(private readonly shards: readonly ScoringShard[]) {
     const first = shards[0]?.metadata;
     const map = first?.shard?.map;
     if (!first || !map)
@@ -212,8 +215,6 @@ export class ShardedScorer {
         reason: 'incompatible',
       });
     this.metadata = first;
-    this.filters = options.filters ?? new FilterIndex();
-    this.terms = options.terms;
     this.termSpec = first.terms ? decodeTermSpec(first.terms) : noTerm;
     this.calibration = first.calibration ? decodeCalibration(first.calibration) : uncalibrated;
   }
@@ -223,7 +224,11 @@ export class ShardedScorer {
   }
 
   /** Score a batch (validated as the unsharded Scorer validates, answers identical to it). */
-  async scoreBatch(requests: readonly ScoreRequest[]): Promise<ScoreResult[]> {
+  async scoreBatch(
+    requests: readonly ScoreRequest[],
+    context: ShardContext,
+  ): Promise<ScoreResult[]> {
+    const { filters, terms } = context;
     const meta = this.metadata;
     for (const request of requests) Scorer.validate(request, meta);
     const B = requests.length;
@@ -232,21 +237,21 @@ export class ShardedScorer {
     const step = meta.step;
     const map = meta.shard?.map as { bounds: readonly number[] };
     const S = this.shards.length;
-    const historyStep = this.termSpec.kind === 'none' ? undefined : step - 1;
+    const historyStep = this.termSpec.kind === 'none' || context.denseOnly ? undefined : step - 1;
     let termState: ReturnType<TermInputs['stateAt']> | undefined;
     if (historyStep !== undefined) {
-      if (!this.terms || !this.terms.has(historyStep))
+      if (!terms || !terms.has(historyStep))
         throw new TkgError(
           `model version ${meta.version} needs the closed steps up to ${historyStep} for its ${this.termSpec.kind} term, which this scorer has not received`,
           { reason: 'no_term_inputs', retriable: true },
         );
-      termState = this.terms.stateAt(this.termSpec, historyStep);
+      termState = terms.stateAt(this.termSpec, historyStep);
     }
     const relations = Int32Array.from(requests, (q) => q.relation);
     const directions = Int32Array.from(requests, (q) => (q.direction === 'object' ? 0 : 1));
     const answers = Int32Array.from(requests, (q) => q.answer ?? -1);
     const excluded = requests.map((q) =>
-      this.filters.excluded(q.filter ?? 'raw', q.direction, q.anchor, q.relation, step),
+      filters.excluded(q.filter ?? 'raw', q.direction, q.anchor, q.relation, step),
     );
     const termRows = requests.map((q) => termState?.terms(q.direction, q.anchor, q.relation));
 
@@ -304,7 +309,7 @@ export class ShardedScorer {
         return parts[holder].answerScores[b];
       });
       const filterOf = (mode: 'static' | 'timeAware', b: number) =>
-        this.filters.excluded(
+        filters.excluded(
           mode,
           requests[b].direction,
           requests[b].anchor,
@@ -381,4 +386,43 @@ export class ShardedScorer {
 function sortedHas(sorted: Int32Array, value: number): boolean {
   const slice = sliceSorted(sorted, value, value + 1);
   return slice !== undefined && slice.length > 0;
+}
+
+/**
+ * Serve one unsharded bundle graph as `shards` even shards: cut it (src/model/scoring-graph.ts shardScoringModel),
+ * start each shard in a worker thread (or in this thread: 'local', for tests), and wrap them in a ServingModel that
+ * the Scorer runs through ShardedScorer. Throws ModelRejectedError as ServingModel.load does.
+ */
+export async function loadShardedModel(
+  bytes: Uint8Array,
+  options: LoadModelOptions & { shards: number; transport?: 'worker' | 'local' },
+): Promise<ServingModel> {
+  let metadata: ScoringModelMetadata;
+  let parts: Uint8Array[];
+  try {
+    metadata = readScoringModelMetadata(bytes);
+    parts = shardScoringModel(bytes, evenShardMap(metadata.numEntities, options.shards));
+  } catch (error) {
+    throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
+  }
+  const started: ScoringShard[] = [];
+  try {
+    for (const part of parts)
+      started.push(
+        options.transport === 'local'
+          ? new LocalShard(
+              await ServingModel.load(part, { intraOpThreads: options.intraOpThreads }),
+            )
+          : await WorkerShard.start(part, { intraOpThreads: options.intraOpThreads }),
+      );
+    return ServingModel.fromShards(new ShardedScorer(started), metadata, options.vocabulary);
+  } catch (error) {
+    await Promise.all(started.map((shard) => shard.close()));
+    if (error instanceof ModelRejectedError) throw error;
+    throw new ModelRejectedError(
+      `model version ${metadata.version} rejected by its shards: ${(error as Error).message}`,
+      'corrupt',
+      error,
+    );
+  }
 }

@@ -1,8 +1,9 @@
 // Integration (real broker): query/answer round trip, error answers for invalid queries under their replyId, undecodable
 // queries in <prefix>.queries.dlq, corrupt bundle rejected while the old one serves, hot swap of bundles of every term
 // kind (none, recurrency, nlsm-h) under 2 continuous clients with steps closing meanwhile (0 failed or mixed answers,
-// each reproduced offline from the bundle and history step it names), two replicas in one group splitting the load and
-// surviving one being killed, forecasts and evaluations published when steps close.
+// each reproduced offline from the bundle and history step it names; once with one session per bundle, once with each
+// bundle served as 2 entity shards), two replicas in one group splitting the load and surviving one being killed,
+// forecasts and evaluations published when steps close.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -220,12 +221,18 @@ async function harness(): Promise<Harness> {
   };
 }
 
-function replica(h: Harness, metrics = createMetrics(), publishSteps = false): ServeReplica {
+function replica(
+  h: Harness,
+  metrics = createMetrics(),
+  publishSteps = false,
+  scorerShards = 1,
+): ServeReplica {
   return new ServeReplica({
     kafka: h.kafka,
     codec,
     topicPrefix: h.prefix,
     modelName: 'nlsm',
+    scorerShards,
     followSnapshots: false, // the tests hand closed steps over with onStepClosed
     metrics,
     maxWaitMs: 1,
@@ -405,76 +412,77 @@ test(
   },
 );
 
-test(
-  'hot swap of every bundle kind while 2 clients query and steps close: 0 failed or mixed answers, each reproduced offline',
-  { timeout: 120_000 },
-  async () => {
-    const h = await harness();
-    const server = replica(h);
-    try {
-      await server.start();
-      const modelsTopic = topicNames(h.prefix).models;
-      for (const s of closedSteps.slice(0, 11)) await server.onStepClosed(s); // steps 0..10
-      await announceBundle(h.producer, codec, modelsTopic, bundle(1));
-      await until(() => server.ready, 'ready');
-      const sent = new Map<string, { anchor: number; relation: number; direction: 0 | 1 }>();
-      let stop = false;
-      const client = async (seed: number) => {
-        for (let i = 0; !stop; i++) {
-          // anchors with a history half of the time, so the terms matter
-          const fact = closedSteps[10].triples;
-          const f = 3 * (i % (fact.length / 3));
-          const direction = ((i + seed) % 2) as 0 | 1;
-          const anchor = i % 2 === 0 ? fact[f + (direction === 0 ? 0 : 2)] : (i * 7 + seed) % N;
-          const relation = i % 2 === 0 ? fact[f + 1] : i % R;
-          const replyId = `c${seed}-${i}`;
-          sent.set(replyId, { anchor, relation, direction });
-          const query =
-            direction === 0
-              ? { replyId, subject: `e${anchor}`, relation: relations[relation], k: 3 }
-              : { replyId, object: `e${anchor}`, relation: relations[relation], k: 3 };
-          await h.send([query]);
-          await sleep(2);
+for (const shards of [1, 2])
+  test(
+    `hot swap of every bundle kind while 2 clients query and steps close${shards > 1 ? `, each bundle served as ${shards} entity shards (worker threads)` : ''}: 0 failed or mixed answers, each reproduced offline`,
+    { timeout: 120_000 },
+    async () => {
+      const h = await harness();
+      const server = replica(h, createMetrics(), false, shards);
+      try {
+        await server.start();
+        const modelsTopic = topicNames(h.prefix).models;
+        for (const s of closedSteps.slice(0, 11)) await server.onStepClosed(s); // steps 0..10
+        await announceBundle(h.producer, codec, modelsTopic, bundle(1));
+        await until(() => server.ready, 'ready');
+        const sent = new Map<string, { anchor: number; relation: number; direction: 0 | 1 }>();
+        let stop = false;
+        const client = async (seed: number) => {
+          for (let i = 0; !stop; i++) {
+            // anchors with a history half of the time, so the terms matter
+            const fact = closedSteps[10].triples;
+            const f = 3 * (i % (fact.length / 3));
+            const direction = ((i + seed) % 2) as 0 | 1;
+            const anchor = i % 2 === 0 ? fact[f + (direction === 0 ? 0 : 2)] : (i * 7 + seed) % N;
+            const relation = i % 2 === 0 ? fact[f + 1] : i % R;
+            const replyId = `c${seed}-${i}`;
+            sent.set(replyId, { anchor, relation, direction });
+            const query =
+              direction === 0
+                ? { replyId, subject: `e${anchor}`, relation: relations[relation], k: 3 }
+                : { replyId, object: `e${anchor}`, relation: relations[relation], k: 3 };
+            await h.send([query]);
+            await sleep(2);
+          }
+        };
+        const clients = [client(1), client(2)];
+        for (const version of [2, 3, 4]) {
+          await sleep(300);
+          // the bundle arrives before the closed step its term needs: it waits, the old one keeps serving
+          await announceBundle(h.producer, codec, modelsTopic, bundle(version));
+          await sleep(300);
+          assert.equal(server.scorer.model?.version, version - 1, 'swapped before its term inputs');
+          assert.match(server.waitingFor() ?? 'serving', /serving/);
+          await server.onStepClosed(closedSteps[9 + version]); // steps 11, 12, 13
+          await until(() => server.scorer.model?.version === version, `version ${version} serving`);
         }
-      };
-      const clients = [client(1), client(2)];
-      for (const version of [2, 3, 4]) {
         await sleep(300);
-        // the bundle arrives before the closed step its term needs: it waits, the old one keeps serving
-        await announceBundle(h.producer, codec, modelsTopic, bundle(version));
-        await sleep(300);
-        assert.equal(server.scorer.model?.version, version - 1, 'swapped before its term inputs');
-        assert.match(server.waitingFor() ?? 'serving', /serving/);
-        await server.onStepClosed(closedSteps[9 + version]); // steps 11, 12, 13
-        await until(() => server.scorer.model?.version === version, `version ${version} serving`);
+        stop = true;
+        await Promise.all(clients);
+        await until(
+          () => h.answers.size >= sent.size,
+          `${sent.size} answers (missing e.g. ${[...sent.keys()].filter((k) => !h.answers.has(k)).slice(0, 5)})`,
+          60_000,
+        );
+        const versions = new Map<number, number>();
+        for (const [replyId, q] of sent) {
+          const answer = h.answers.get(replyId)!;
+          assert.equal(answer.ok, true, `${replyId}: ${answer.error}`);
+          versions.set(answer.modelVersion, (versions.get(answer.modelVersion) ?? 0) + 1);
+          checkScores(answer, q.anchor, q.relation, q.direction);
+        }
+        assert.ok(sent.size > 100, `only ${sent.size} queries sent`);
+        assert.deepEqual(
+          [...versions.keys()].sort(),
+          [1, 2, 3, 4],
+          `answers came from versions ${[...versions.keys()]}`,
+        );
+      } finally {
+        await server.stop();
+        await h.close();
       }
-      await sleep(300);
-      stop = true;
-      await Promise.all(clients);
-      await until(
-        () => h.answers.size >= sent.size,
-        `${sent.size} answers (missing e.g. ${[...sent.keys()].filter((k) => !h.answers.has(k)).slice(0, 5)})`,
-        60_000,
-      );
-      const versions = new Map<number, number>();
-      for (const [replyId, q] of sent) {
-        const answer = h.answers.get(replyId)!;
-        assert.equal(answer.ok, true, `${replyId}: ${answer.error}`);
-        versions.set(answer.modelVersion, (versions.get(answer.modelVersion) ?? 0) + 1);
-        checkScores(answer, q.anchor, q.relation, q.direction);
-      }
-      assert.ok(sent.size > 100, `only ${sent.size} queries sent`);
-      assert.deepEqual(
-        [...versions.keys()].sort(),
-        [1, 2, 3, 4],
-        `answers came from versions ${[...versions.keys()]}`,
-      );
-    } finally {
-      await server.stop();
-      await h.close();
-    }
-  },
-);
+    },
+  );
 
 test(
   'two replicas in one group split the load and survive one being killed (SIGKILL)',

@@ -1,6 +1,7 @@
 // Entity-sharded serving (issue 17, item 3): shard graphs of a bundle give answers identical to the unsharded scorer
 // (top-k lists and their order, scores, probabilities, raw / static / time-aware ranks, evidence), with the history
-// term and the filters cut by range, ties that span shards, a one-entity shard, in process and in worker threads.
+// term and the filters cut by range, ties that span shards, a one-entity shard, in process, in worker threads and
+// through a Scorer with shards: 2 (which cuts each bundle it loads).
 // Each shard graph holds only its range's rows; shard maps that do not cover [0, N) are refused naming the fault.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import { mulberry32 } from '../../src/core/random.ts';
 import {
   exportScoringModel,
   exportScoringShards,
+  shardScoringModel,
   vocabularyHash,
 } from '../../src/model/scoring-graph.ts';
 import {
@@ -97,11 +99,12 @@ async function sharded(
       where === 'local' ? new LocalShard(await ServingModel.load(b)) : WorkerShard.start(b),
     ),
   );
-  const scorer = new ShardedScorer(shards, { terms: f.terms, filters: f.filters });
+  const scorer = new ShardedScorer(shards);
+  const context = { terms: f.terms, filters: f.filters };
   try {
     const results: ScoreResult[] = [];
     for (let start = 0; start < f.requests.length; start += 16)
-      results.push(...(await scorer.scoreBatch(f.requests.slice(start, start + 16))));
+      results.push(...(await scorer.scoreBatch(f.requests.slice(start, start + 16), context)));
     return results;
   } finally {
     await scorer.close();
@@ -164,4 +167,28 @@ test("a shard graph holds only its range's rows; bad shard maps and wrong-shard 
     [0, 0, 1, 1, 2, 2, -1, -1],
   );
   assert.deepEqual([...(sliceSorted(Int32Array.of(1, 10, 15, 20, 30), 10, 20) ?? [])], [10, 15]);
+});
+
+test('a Scorer with shards: 2 cuts each loaded bundle into worker shards: same answers through its queue; a swap releases the old shards', async () => {
+  const f = fixture();
+  const map = evenShardMap(N, 2);
+  const full = exportScoringModel(f.state, f.options);
+  // the cut of an exported graph is byte for byte the shards exported from its state
+  assert.deepEqual(shardScoringModel(full, map), exportScoringShards(f.state, f.options, map));
+  assert.throws(
+    () => shardScoringModel(exportScoringShards(f.state, f.options, map)[0], map),
+    /already a shard/,
+  );
+  const expected = await unsharded(f);
+  const scorer = new Scorer({ shards: 2, terms: f.terms, filters: f.filters, maxBatch: 16 });
+  const first = await scorer.loadModel(full);
+  assert.ok(first.shards, 'the model is served by its shards');
+  const results = await Promise.all(f.requests.map((q) => scorer.score(q)));
+  assertSame(results, expected, 'Scorer shards: 2');
+  const next = { ...f.state, version: 4, z: f.state.z.map((v) => 1 - v) };
+  await scorer.loadModel(exportScoringModel(next, f.options));
+  const after = await scorer.score(f.requests[0]);
+  assert.equal(after.modelVersion, 4);
+  assert.ok(first.isReleased, 'the replaced version closed its shards');
+  await scorer.close();
 });

@@ -59,6 +59,7 @@ export function register(program: Command): void {
         modelName,
         groupId: flags.group,
         scorerThreads: config.scorerThreads,
+        scorerShards: config.scorerShards,
         maxBatch: config.scorerMaxBatch,
         maxWaitMs: config.scorerMaxWaitMs,
         publishSteps: flags.publishSteps ?? false,
