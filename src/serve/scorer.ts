@@ -12,6 +12,7 @@ import type { TermInputs } from '../model/term-inputs.ts';
 import type { Evidence } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
 import { loadShardedModel } from './sharded-scorer.ts';
+import { ShardWorker } from './shard-worker.ts';
 import {
   int64,
   type LoadModelOptions,
@@ -89,6 +90,7 @@ export class Scorer {
   private readonly terms: TermInputs | undefined;
   private readonly denseOnly: boolean;
   private readonly shards: number;
+  private workers: ShardWorker[] | undefined;
   private readonly metrics: TkgMetrics | undefined;
   private current: ServingModel | undefined;
   private queue: PendingQuery[] = [];
@@ -131,9 +133,10 @@ export class Scorer {
     options: LoadModelOptions = {},
   ): Promise<ServingModel> {
     const load = { intraOpThreads: this.intraOpThreads, vocabulary, ...options };
-    return this.shards > 1
-      ? loadShardedModel(bytes, { ...load, shards: this.shards })
-      : ServingModel.load(bytes, load);
+    if (this.shards <= 1) return ServingModel.load(bytes, load);
+    // one worker thread per shard, for the scorer's life: a new version loads next to the old one in each
+    this.workers ??= Array.from({ length: this.shards }, () => new ShardWorker());
+    return loadShardedModel(bytes, { ...load, shards: this.shards, workers: this.workers });
   }
 
   /** Make `model` current. Queries already admitted finish on the old model, which is then released. */
@@ -245,6 +248,7 @@ export class Scorer {
     this.closed = true;
     while (this.queue.length > 0 || this.running) await new Promise((r) => setTimeout(r, 1));
     await this.current?.retire();
+    await Promise.all((this.workers ?? []).map((worker) => worker.terminate()));
   }
 
   private schedule(delayMs: number): void {

@@ -1,8 +1,9 @@
-// A scoring shard in a worker thread (issue 17, item 3): its own onnxruntime session on its own core, so one process
-// serves a sharded bundle with as many cores as shards (onnxruntime-node runs a session on the calling thread).
-// The worker (src/serve/shard-worker-boot.mjs -> shard-worker-main.ts) wraps a LocalShard; this side is its
-// ScoringShard proxy.
-// Owns: starting the worker, the request/response correlation and the transfer of typed arrays.
+// Scoring shards in worker threads (issue 17, item 3): each ShardWorker is one thread with its own onnxruntime
+// sessions, so one process scores a sharded bundle with as many cores as shards (onnxruntime-node runs a session on
+// the calling thread). A worker outlives bundle versions: it loads each version's shard graph next to the previous
+// one (a swap costs a load, not a thread start) and drops it when the ServingModel over it is released.
+// The worker body is src/serve/shard-worker-boot.mjs -> shard-worker-main.ts; this side holds the proxies.
+// Owns: starting and stopping workers, the request/response correlation and the transfer of typed arrays.
 // Must not import src/train, tfjs or Kafka.
 import { Worker } from 'node:worker_threads';
 import { TkgError } from '../core/errors.ts';
@@ -16,42 +17,35 @@ import type {
   ShardScoreResult,
 } from './sharded-scorer.ts';
 
-/** Messages to the worker: one method call of LocalShard. */
+/** Messages to a worker: load or unload a shard graph, or one method call of a loaded shard (by key). */
 export type ShardCall =
-  | { call: number; method: 'rowsOf'; entities: Int32Array }
-  | { call: number; method: 'score'; request: ShardScoreRequest }
-  | { call: number; method: 'counts'; request: ShardCountsRequest }
-  | { call: number; method: 'release'; id: number }
-  | { call: number; method: 'close' };
+  | { call: number; method: 'load'; key: number; bytes: Uint8Array; intraOpThreads: number }
+  | { call: number; method: 'unload'; key: number }
+  | { call: number; method: 'rowsOf'; key: number; entities: Int32Array }
+  | { call: number; method: 'score'; key: number; request: ShardScoreRequest }
+  | { call: number; method: 'counts'; key: number; request: ShardCountsRequest }
+  | { call: number; method: 'release'; key: number; id: number };
 
-/** Messages from the worker: the loaded shard's metadata, or one call's result or error. */
+/** Messages from a worker: one call's result or error. */
 export type ShardReply =
-  | { call: -1; metadata: ScoringModelMetadata }
-  | { call: number; result: unknown }
-  | { call: number; error: { message: string; reason?: string } };
+  { call: number; result: unknown } | { call: number; error: { message: string; reason?: string } };
 
-export class WorkerShard implements ScoringShard {
-  readonly range: ShardRange;
-  readonly metadata: ScoringModelMetadata;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** One worker thread holding any number of loaded shard graphs. */
+export class ShardWorker {
+  private readonly worker: Worker;
   private nextCall = 0;
+  private nextKey = 0;
   private readonly pending = new Map<
     number,
     { resolve: (value: unknown) => void; reject: (error: unknown) => void }
   >();
   private failure: Error | undefined;
 
-  private constructor(
-    private readonly worker: Worker,
-    metadata: ScoringModelMetadata,
-  ) {
-    this.metadata = metadata;
-    const shard = metadata.shard;
-    if (!shard)
-      throw new TkgError('the worker loaded a graph that is not a shard', {
-        reason: 'not_a_shard',
-      });
-    this.range = shardRange(shard.map, shard.index);
-    worker.on('message', (reply: ShardReply) => {
+  constructor() {
+    this.worker = new Worker(new URL('./shard-worker-boot.mjs', import.meta.url));
+    this.worker.on('message', (reply: ShardReply) => {
       const waiter = this.pending.get(reply.call);
       if (!waiter) return;
       this.pending.delete(reply.call);
@@ -59,83 +53,110 @@ export class WorkerShard implements ScoringShard {
         waiter.reject(
           new TkgError(reply.error.message, { reason: reply.error.reason ?? 'shard_error' }),
         );
-      else if ('result' in reply) waiter.resolve(reply.result);
+      else waiter.resolve(reply.result);
     });
     const fail = (error: Error) => {
-      this.failure = error;
+      this.failure ??= error;
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
     };
-    worker.on('error', fail);
-    worker.on('exit', (code) =>
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) =>
       fail(new TkgError(`shard worker exited with code ${code}`, { reason: 'shard_exit' })),
     );
   }
 
-  /** Start a worker that loads the shard graph `bytes` (transferred: the caller's buffer is detached). */
-  static async start(
-    bytes: Uint8Array,
-    options: { intraOpThreads?: number } = {},
-  ): Promise<WorkerShard> {
-    const copy =
+  /** Load a shard graph (the bytes are transferred: the caller's buffer is detached). */
+  async load(bytes: Uint8Array, options: { intraOpThreads?: number } = {}): Promise<WorkerShard> {
+    const own =
       bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
         ? bytes
         : bytes.slice();
-    const worker = new Worker(new URL('./shard-worker-boot.mjs', import.meta.url), {
-      workerData: { bytes: copy, intraOpThreads: options.intraOpThreads ?? 1 },
-      transferList: [copy.buffer as ArrayBuffer],
-    });
-    const metadata = await new Promise<ScoringModelMetadata>((resolve, reject) => {
-      const onMessage = (reply: ShardReply) => {
-        if (reply.call !== -1) return;
-        worker.off('message', onMessage);
-        if ('metadata' in reply) resolve(reply.metadata);
-        else if ('error' in reply)
-          reject(new TkgError(reply.error.message, { reason: reply.error.reason ?? 'corrupt' }));
-      };
-      worker.on('message', onMessage);
-      worker.once('error', reject);
-      worker.once('exit', (code) =>
-        reject(
-          new TkgError(`shard worker exited with code ${code} while loading`, {
-            reason: 'shard_exit',
-          }),
-        ),
-      );
-    });
-    return new WorkerShard(worker, metadata);
+    const key = this.nextKey++;
+    const metadata = (await this.call(
+      { method: 'load', key, bytes: own, intraOpThreads: options.intraOpThreads ?? 1 },
+      [own.buffer as ArrayBuffer],
+    )) as ScoringModelMetadata;
+    return new WorkerShard(this, key, metadata);
   }
 
-  rowsOf(entities: Int32Array): Promise<Float32Array> {
-    return this.call({ method: 'rowsOf', entities }) as Promise<Float32Array>;
-  }
-
-  score(request: ShardScoreRequest): Promise<ShardScoreResult> {
-    return this.call({ method: 'score', request }) as Promise<ShardScoreResult>;
-  }
-
-  counts(request: ShardCountsRequest): Promise<FilteredCounts[]> {
-    return this.call({ method: 'counts', request }) as Promise<FilteredCounts[]>;
-  }
-
-  async release(id: number): Promise<void> {
-    await this.call({ method: 'release', id });
-  }
-
-  async close(): Promise<void> {
-    if (!this.failure) await this.call({ method: 'close' }).catch(() => undefined);
+  /** Stop the thread (every shard loaded in it stops answering). */
+  async terminate(): Promise<void> {
     this.worker.removeAllListeners('exit');
+    this.failure ??= new TkgError('shard worker was terminated', { reason: 'shard_exit' });
     await this.worker.terminate();
   }
 
-  private call(message: DistributiveOmit<ShardCall, 'call'>): Promise<unknown> {
+  call(
+    message: DistributiveOmit<ShardCall, 'call'>,
+    transfer: ArrayBuffer[] = [],
+  ): Promise<unknown> {
     if (this.failure) return Promise.reject(this.failure);
     const call = this.nextCall++;
     return new Promise((resolve, reject) => {
       this.pending.set(call, { resolve, reject });
-      this.worker.postMessage({ ...message, call });
+      this.worker.postMessage({ ...message, call }, transfer);
     });
   }
 }
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A ScoringShard loaded in a ShardWorker. close() unloads it (and stops the worker when it owns it). */
+export class WorkerShard implements ScoringShard {
+  readonly range: ShardRange;
+
+  constructor(
+    private readonly worker: ShardWorker,
+    private readonly key: number,
+    readonly metadata: ScoringModelMetadata,
+    private readonly ownsWorker = false,
+  ) {
+    const shard = metadata.shard;
+    if (!shard)
+      throw new TkgError('the worker loaded a graph that is not a shard', {
+        reason: 'not_a_shard',
+      });
+    this.range = shardRange(shard.map, shard.index);
+  }
+
+  /** A shard in a worker of its own (the worker stops with close()). */
+  static async start(
+    bytes: Uint8Array,
+    options: { intraOpThreads?: number } = {},
+  ): Promise<WorkerShard> {
+    const worker = new ShardWorker();
+    try {
+      const shard = await worker.load(bytes, options);
+      return new WorkerShard(worker, shard.key, shard.metadata, true);
+    } catch (error) {
+      await worker.terminate();
+      throw error;
+    }
+  }
+
+  rowsOf(entities: Int32Array): Promise<Float32Array> {
+    return this.worker.call({ method: 'rowsOf', key: this.key, entities }) as Promise<Float32Array>;
+  }
+
+  score(request: ShardScoreRequest): Promise<ShardScoreResult> {
+    return this.worker.call({
+      method: 'score',
+      key: this.key,
+      request,
+    }) as Promise<ShardScoreResult>;
+  }
+
+  counts(request: ShardCountsRequest): Promise<FilteredCounts[]> {
+    return this.worker.call({ method: 'counts', key: this.key, request }) as Promise<
+      FilteredCounts[]
+    >;
+  }
+
+  async release(id: number): Promise<void> {
+    await this.worker.call({ method: 'release', key: this.key, id });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.call({ method: 'unload', key: this.key }).catch(() => undefined);
+    if (this.ownsWorker) await this.worker.terminate();
+  }
+}

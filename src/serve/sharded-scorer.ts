@@ -8,9 +8,9 @@
 // The front merges the top-k lists (score, then entity id: the unsharded TopK's order) and sums the counts, so the
 // answers equal the unsharded Scorer's (test/serve/sharded-scorer.test.ts). Filters and terms are cut by range
 // (sliceSorted) before they reach a shard: each shard sees only its entities' entries.
-// Owns: the fan-out, the merge and the ScoringShard contract with its in-process implementation (LocalShard).
-// Transports of a shard (worker threads: src/serve/shard-worker.ts) implement ScoringShard. Must not import
-// src/train, tfjs or Kafka.
+// Owns: the fan-out, the merge, the ScoringShard contract with its in-process implementation (LocalShard), and
+// loading a bundle as shards. Transports of a shard (worker threads: src/serve/shard-worker.ts) implement
+// ScoringShard. Must not import src/train, tfjs or Kafka.
 import { TkgError } from '../core/errors.ts';
 import {
   addFilteredCounts,
@@ -34,7 +34,7 @@ import type { TermInputs } from '../model/term-inputs.ts';
 import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
 import { int64, type LoadModelOptions, ModelRejectedError, ServingModel } from './model.ts';
-import { WorkerShard } from './shard-worker.ts';
+import type { ShardWorker } from './shard-worker.ts';
 import { Scorer, type ScoreRequest, type ScoreResult } from './scorer.ts';
 
 /** Exchange 2: one batch for one shard. Term entries are the shard's own, as (row, entity - lo) pairs. */
@@ -390,12 +390,13 @@ function sortedHas(sorted: Int32Array, value: number): boolean {
 
 /**
  * Serve one unsharded bundle graph as `shards` even shards: cut it (src/model/scoring-graph.ts shardScoringModel),
- * start each shard in a worker thread (or in this thread: 'local', for tests), and wrap them in a ServingModel that
- * the Scorer runs through ShardedScorer. Throws ModelRejectedError as ServingModel.load does.
+ * load shard i into workers[i % workers.length] (or in this thread when no workers are given: for tests), and wrap
+ * the shards in a ServingModel that the Scorer runs through ShardedScorer; releasing it unloads them. Throws
+ * ModelRejectedError as ServingModel.load does.
  */
 export async function loadShardedModel(
   bytes: Uint8Array,
-  options: LoadModelOptions & { shards: number; transport?: 'worker' | 'local' },
+  options: LoadModelOptions & { shards: number; workers?: readonly ShardWorker[] },
 ): Promise<ServingModel> {
   let metadata: ScoringModelMetadata;
   let parts: Uint8Array[];
@@ -405,19 +406,20 @@ export async function loadShardedModel(
   } catch (error) {
     throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
   }
-  const started: ScoringShard[] = [];
+  const { workers, intraOpThreads } = options;
+  const loads = parts.map(async (part, i) =>
+    workers && workers.length > 0
+      ? workers[i % workers.length].load(part, { intraOpThreads })
+      : new LocalShard(await ServingModel.load(part, { intraOpThreads })),
+  );
+  const settled = await Promise.allSettled(loads);
+  const shards = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
-    for (const part of parts)
-      started.push(
-        options.transport === 'local'
-          ? new LocalShard(
-              await ServingModel.load(part, { intraOpThreads: options.intraOpThreads }),
-            )
-          : await WorkerShard.start(part, { intraOpThreads: options.intraOpThreads }),
-      );
-    return ServingModel.fromShards(new ShardedScorer(started), metadata, options.vocabulary);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return ServingModel.fromShards(new ShardedScorer(shards), metadata, options.vocabulary);
   } catch (error) {
-    await Promise.all(started.map((shard) => shard.close()));
+    await Promise.all(shards.map((shard) => shard.close()));
     if (error instanceof ModelRejectedError) throw error;
     throw new ModelRejectedError(
       `model version ${metadata.version} rejected by its shards: ${(error as Error).message}`,
