@@ -1,6 +1,6 @@
 // `npm run bench -- scale [--json] [--sizes 10000,100000,1000000] [--facts 1000,10000,100000] [--updates 3]
 //   [--big-updates 1] [--epochs 16] [--cell-budget 240] [--serve-seconds 2] [--relations 20] [--wide-relations 200]
-//   [--shards 2] [--serve-only]`
+//   [--shards 2] [--serve-only] [--no-kafka]`
 // Cost curves of main's engine on synthetic graphs in the RE-NET layout (src/datasets/synthetic.ts: 60% of each
 // step's facts recurring from the last 10 steps, Zipf-like degrees): for each N (entities) by facts per step F,
 // ingest facts/s (IngestState: decode, validate, vocabulary, window, checkpoint; no broker: `npm run bench -- ingest`
@@ -10,14 +10,23 @@
 // per N the serving rate at batch 64 (in-process onnxruntime Scorer over all N entities) and its p99 next to a plain
 // onnxruntime Gemm of the same shape, plus the bundle (ONNX) bytes; the same bundle as --shards shard graphs in worker
 // threads (src/serve/sharded-scorer.ts) next to --shards times a one-thread Gemm over N / shards entities (skipped with
-// --shards 1). One extra training cell at --wide-relations relations shows the cost in R.
+// --shards 1), and through Kafka (a ServeReplica on the broker, one session and then --shards shards, 4 batches of 64
+// in flight; skipped with --no-kafka; N whose bundle is over the models topic's inline limit say so). One extra
+// training cell at --wide-relations relations shows the cost in R.
 // Every cell runs in its own child process (its own peak RSS), one after the other. A training cell whose predicted
 // time (from the measured fact-epoch rate of the smaller F at the same N) exceeds --cell-budget seconds, or whose N
 // already failed at a smaller F, is skipped with the reason printed and written.
 import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { WINDOW, type Job, ingestCell, serveCell, shardedServeCell } from './scale/cells.ts';
+import {
+  WINDOW,
+  type Job,
+  ingestCell,
+  kafkaServeCell,
+  serveCell,
+  shardedServeCell,
+} from './scale/cells.ts';
 import { trainCell } from './scale/train-cell.ts';
 
 const self = fileURLToPath(import.meta.url);
@@ -108,6 +117,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const train: Record<string, Result> = {};
   const serve: Record<string, Result> = {};
   const sharded: Record<string, Result> = {};
+  const throughKafka: Record<string, Result> = {};
+  const noKafka = args.includes('--no-kafka');
   const shards = Number(flag(args, 'shards', '2'));
   const skipped: Record<string, string> = {};
   const cellsTotal = sizes.length * ((shards > 1 ? 2 : 1) + 2 * facts.length) + (serveOnly ? 0 : 1);
@@ -140,6 +151,14 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         R,
         seconds: serveSeconds,
         shards,
+      });
+    if (!noKafka)
+      throughKafka[N] = await cell(`serve N=${N} through Kafka`, {
+        kind: 'serve-kafka',
+        N,
+        R,
+        seconds: Math.max(2, serveSeconds),
+        shards: Math.max(2, shards),
       });
     for (const F of facts) {
       const steps = Math.max(2, Math.min(10, Math.ceil(300_000 / F)));
@@ -266,6 +285,17 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       const bytes = (s.shardBytes as number[] | undefined) ?? [];
       return `| ${N.toLocaleString('en-US')} | ${fmt(s.queriesPerSecond)} | ${fmt(s.batchP99Ms, 1)} | ${fmt(s.boundQueriesPerSecond)} | ${fmt(s.ratioToBound, 2)} | ${fmt(Math.max(...bytes) / 2 ** 20, 1)} | ${fmt(s.peakRssMiB)} |`;
     }),
+    '',
+    `through Kafka (ServeReplica on the broker, 4 batches of 64 queries in flight, top-10; query = produce call to answer)`,
+    `| N | 1 session: queries/s | p50 / p99 ms | ${Math.max(2, shards)} shards: queries/s | p50 / p99 ms |`,
+    '|---|---|---|---|---|',
+    ...sizes.map((N) => {
+      const k = throughKafka[N] ?? {};
+      if (typeof k.error === 'string') return `| ${N.toLocaleString('en-US')} | ${k.error} | | | |`;
+      const one = (k.unsharded ?? {}) as Result;
+      const many = (k.sharded ?? {}) as Result;
+      return `| ${N.toLocaleString('en-US')} | ${fmt(one.queriesPerSecond)} | ${fmt(one.queryP50Ms, 1)} / ${fmt(one.queryP99Ms, 1)} | ${fmt(many.queriesPerSecond)} | ${fmt(many.queryP50Ms, 1)} / ${fmt(many.queryP99Ms, 1)} |`;
+    }),
   ].join('\n');
   const relationsLine = `relations: train N=${sizes[0]} F=${facts[0]}: R=${R} ${fmt(t(sizes[0], facts[0])?.updateSecondsP50, 2)} s p50, R=${wideR} ${wide.error ? 'failed' : `${fmt(wide.updateSecondsP50, 2)} s p50`}`;
   const skippedLines = Object.entries(skipped).map(([label, why]) => `skipped ${label}: ${why}`);
@@ -274,6 +304,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     ...Object.entries(ingest).map(([k, r]) => [`ingest ${k}`, r] as const),
     ...Object.entries(serve).map(([k, r]) => [`serve ${k}`, r] as const),
     ...Object.entries(sharded).map(([k, r]) => [`serve ${k} ${shards} shards`, r] as const),
+    ...Object.entries(throughKafka).map(([k, r]) => [`serve ${k} through Kafka`, r] as const),
     [`train ${wideKey} R=${wideR}`, wide] as const,
   ]
     .filter(([, r]) => typeof r.error === 'string')
@@ -301,6 +332,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     train,
     serve,
     sharded,
+    throughKafka,
     wideRelations: { relations: wideR, N: sizes[0], factsPerStep: facts[0], result: wide },
     skipped,
     seconds: Math.round(seconds),
@@ -321,7 +353,9 @@ if (process.argv[2] === '--scale-child') {
           ? await trainCell(job)
           : job.kind === 'serve'
             ? await serveCell(job)
-            : await shardedServeCell(job);
+            : job.kind === 'serve-sharded'
+              ? await shardedServeCell(job)
+              : await kafkaServeCell(job);
   } catch (error) {
     result = { error: `${(error as Error).name}: ${(error as Error).message.split('\n')[0]}` };
   }

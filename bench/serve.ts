@@ -8,18 +8,11 @@
 // batchedQueriesPerSecond is the best batch size's rate; ratioToLimit divides it by the Gemm rate at that batch size.
 import { mulberry32 } from '../src/core/random.ts';
 import * as ort from 'onnxruntime-node';
-import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../src/config/config.ts';
 import type { ScoringState } from '../src/core/types.ts';
-import { resolveBrokerSource } from '../src/kafka/brokers.ts';
-import { createKafkaClient, createProducer } from '../src/kafka/client.ts';
-import { ensureTopics, topicNames } from '../src/kafka/topics.ts';
-import { SchemaCodec } from '../src/schemas/codec.ts';
 import { plainGemmSession } from './lib/gemm-bound.ts';
+import { startKafkaServing } from './lib/kafka-serving.ts';
 import { exportScoringModel, vocabularyHash } from '../src/model/scoring-graph.ts';
-import { announceBundle } from '../src/kafka/model-topic.ts';
-import { uncalibrated } from '../src/model/calibration.ts';
-import { ServeReplica } from '../src/serve/replica.ts';
 import { type ScoreRequest, Scorer } from '../src/serve/scorer.ts';
 
 const N = 10_623;
@@ -75,101 +68,22 @@ async function kafkaRoundTrip(
   hash: string,
   queries: number,
 ): Promise<number[]> {
-  const config = loadConfig();
-  const source = await resolveBrokerSource(config, process.env, (line) =>
-    process.stderr.write(`${line}\n`),
-  );
-  const kafka = createKafkaClient({ brokers: source.brokers, clientId: 'bench-serve' });
-  const prefix = `bench-serve-${randomUUID().slice(0, 8)}`;
-  const topics = topicNames(prefix);
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, {
-    prefix,
-    partitions: 1,
-    roles: ['queries', 'answers', 'models', 'forecasts', 'evaluations'],
+  const serving = await startKafkaServing({
+    bytes,
+    entities,
+    relations,
+    hash,
+    step: 189,
+    clientId: 'bench-serve',
   });
-  const codec = SchemaCodec.load();
-  const replica = new ServeReplica({
-    kafka,
-    codec,
-    topicPrefix: prefix,
-    modelName: 'nlsm',
-    followSnapshots: false,
-    scorerThreads: config.scorerThreads,
-    maxWaitMs: config.scorerMaxWaitMs,
-  });
-  const producer = createProducer(kafka);
-  const consumer = kafka.consumer({ groupId: `${prefix}.client`, maxWaitTimeInMs: 1 });
-  const waiting = new Map<string, () => void>();
   try {
-    await replica.start();
-    await producer.connect();
-    await announceBundle(producer, codec, topics.models, {
-      name: 'nlsm',
-      kind: 'nlsm',
-      version: 1,
-      step: 189,
-      trainedStep: 188,
-      createdAt: new Date().toISOString(),
-      vocabularyHash: hash,
-      onnx: bytes,
-      location: null,
-      entities,
-      relations,
-      terms: { kind: 'none' },
-      calibration: uncalibrated,
-      notes: {},
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topic: topics.answers, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => waiting.get(message.key?.toString() ?? '')?.(),
-    });
-    const deadline = Date.now() + 60_000;
-    while (!replica.ready) {
-      if (Date.now() > deadline) throw new Error('scoring replica not ready within 60 s');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const ask = async (i: number) => {
-      const replyId = randomUUID();
-      const answered = new Promise<void>((resolve) => waiting.set(replyId, resolve));
-      const start = performance.now();
-      await producer.send({
-        topic: topics.queries,
-        messages: [
-          {
-            key: `e${i}`,
-            value: codec.encodeValue('Query', {
-              replyId,
-              subject: `e${(i * 31) % N}`,
-              relation: `r${i % R}`,
-              k: TOP_K,
-            }),
-          },
-        ],
-      });
-      await answered;
-      waiting.delete(replyId);
-      return performance.now() - start;
-    };
-    for (let i = 0; i < 20; i++) await ask(i); // warm-up (group join, first fetches)
+    const one = (i: number) => ({ anchor: (i * 31) % N, relation: i % R });
+    for (let i = 0; i < 20; i++) await serving.ask([one(i)], TOP_K); // warm-up (group join, first fetches)
     const latencies: number[] = [];
-    for (let i = 0; i < queries; i++) latencies.push(await ask(i));
+    for (let i = 0; i < queries; i++) latencies.push(...(await serving.ask([one(i)], TOP_K)));
     return latencies.sort((a, b) => a - b);
   } finally {
-    await consumer.disconnect();
-    await producer.disconnect();
-    await replica.stop();
-    await admin
-      .deleteTopics({
-        topics: Object.values(topics).filter(
-          (t) => t !== topics.facts && !t.startsWith(`${topics.facts}.`),
-        ),
-      })
-      .catch(() => undefined);
-    await admin.disconnect();
-    await source.release();
+    await serving.close();
   }
 }
 

@@ -23,6 +23,7 @@ import { type ScoreRequest, Scorer } from '../../src/serve/scorer.ts';
 import { FilterIndex } from '../../src/serve/filters.ts';
 import { ShardedScorer } from '../../src/serve/sharded-scorer.ts';
 import { WorkerShard } from '../../src/serve/shard-worker.ts';
+import { startKafkaServing } from '../lib/kafka-serving.ts';
 
 export const K = 64;
 export const WINDOW = 5;
@@ -33,7 +34,8 @@ export type Job =
   | { kind: 'ingest'; N: number; F: number; R: number; steps: number }
   | { kind: 'train'; N: number; F: number; R: number; updates: number; epochs: number }
   | { kind: 'serve'; N: number; R: number; seconds: number }
-  | { kind: 'serve-sharded'; N: number; R: number; seconds: number; shards: number };
+  | { kind: 'serve-sharded'; N: number; R: number; seconds: number; shards: number }
+  | { kind: 'serve-kafka'; N: number; R: number; seconds: number; shards: number };
 
 export const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -299,6 +301,81 @@ export async function shardedServeCell(
     shardBytes,
     exportSeconds,
     loadSeconds,
+    peakRssMiB: peakRssMiB(),
+  };
+}
+
+/** The models topic carries a bundle inline up to this size (src/kafka/model-topic.ts fetch limit: 64 MiB). */
+const INLINE_BUNDLE_LIMIT = 60 * 2 ** 20;
+
+/**
+ * Serving through Kafka: a ServeReplica on the broker (one session, then --shards entity shards in worker threads),
+ * the bundle announced on tkg.models, and a client keeping 4 batches of 64 queries in flight on tkg.queries; each
+ * query's time from its produce call to its answer on tkg.answers. N whose bundle is over the models topic's inline
+ * limit are reported as such (the scale-out path for them is a bundle location, see the README).
+ */
+export async function kafkaServeCell(
+  job: Extract<Job, { kind: 'serve-kafka' }>,
+): Promise<Record<string, unknown>> {
+  const { N, R } = job;
+  const { state, hash } = serveState(N, R);
+  const bytes = exportScoringModel(state, { vocabularyHash: hash });
+  if (bytes.length > INLINE_BUNDLE_LIMIT)
+    return {
+      error: `bundle ${(bytes.length / 2 ** 20).toFixed(0)} MiB is over the models topic's ${INLINE_BUNDLE_LIMIT / 2 ** 20} MiB inline limit`,
+      bundleBytes: bytes.length,
+    };
+  const entities = Array.from({ length: N }, (_, i) => `e${i}`);
+  const relations = Array.from({ length: R }, (_, i) => `r${i}`);
+  const measure = async (shards: number) => {
+    const serving = await startKafkaServing({
+      bytes,
+      entities,
+      relations,
+      hash,
+      step: 1,
+      scorerShards: shards,
+      clientId: `bench-scale-kafka-${shards}`,
+    });
+    try {
+      const batch = (offset: number) =>
+        Array.from({ length: SERVE_BATCH }, (_, i) => ({
+          anchor: ((i + offset) * 7919) % N,
+          relation: (i + offset) % R,
+        }));
+      for (let i = 0; i < 3; i++) await serving.ask(batch(i * SERVE_BATCH), TOP_K);
+      const latencies: number[] = [];
+      let sent = 0;
+      const start = performance.now();
+      const client = async () => {
+        while (performance.now() - start < job.seconds * 1000) {
+          latencies.push(...(await serving.ask(batch(sent++ * SERVE_BATCH), TOP_K)));
+        }
+      };
+      await Promise.all([client(), client(), client(), client()]);
+      const seconds = (performance.now() - start) / 1000;
+      const result = {
+        shards,
+        queriesPerSecond: Math.round(latencies.length / seconds),
+        queryP50Ms: quantile(latencies, 0.5),
+        queryP99Ms: quantile(latencies, 0.99),
+        queries: latencies.length,
+      };
+      log(`    serve N=${N} through Kafka, ${shards} shard(s): ${JSON.stringify(result)}`);
+      return result;
+    } finally {
+      await serving.close();
+    }
+  };
+  const one = await measure(1);
+  const sharded = await measure(job.shards);
+  return {
+    batch: SERVE_BATCH,
+    batchesInFlight: 4,
+    topK: TOP_K,
+    bundleBytes: bytes.length,
+    unsharded: one,
+    sharded,
     peakRssMiB: peakRssMiB(),
   };
 }

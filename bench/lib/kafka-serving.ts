@@ -1,0 +1,128 @@
+// A scoring replica on the real broker for the serving benches: topics under a throw-away prefix, a ServeReplica
+// (optionally serving the bundle as entity shards), one announced bundle, and a client that sends queries to
+// tkg.queries and times each answer on tkg.answers. Used by `npm run bench -- serve` (one query at a time) and
+// `npm run bench -- scale` (batched, through Kafka). Owns: that harness only.
+import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../../src/config/config.ts';
+import { resolveBrokerSource } from '../../src/kafka/brokers.ts';
+import { createKafkaClient, createProducer } from '../../src/kafka/client.ts';
+import { announceBundle } from '../../src/kafka/model-topic.ts';
+import { ensureTopics, topicNames } from '../../src/kafka/topics.ts';
+import { uncalibrated } from '../../src/model/calibration.ts';
+import { SchemaCodec } from '../../src/schemas/codec.ts';
+import { ServeReplica } from '../../src/serve/replica.ts';
+
+export interface KafkaServing {
+  /** Send queries (subject `e<anchor>`, relation `r<relation>`) in one produce call; resolves with each one's ms. */
+  ask(queries: ReadonlyArray<{ anchor: number; relation: number }>, k: number): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+export async function startKafkaServing(options: {
+  bytes: Uint8Array;
+  entities: string[];
+  relations: string[];
+  hash: string;
+  step: number;
+  scorerShards?: number;
+  clientId: string;
+}): Promise<KafkaServing> {
+  const config = loadConfig();
+  const source = await resolveBrokerSource(config, process.env, (line) =>
+    process.stderr.write(`${line}\n`),
+  );
+  const kafka = createKafkaClient({ brokers: source.brokers, clientId: options.clientId });
+  const prefix = `${options.clientId}-${randomUUID().slice(0, 8)}`;
+  const topics = topicNames(prefix);
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, {
+    prefix,
+    partitions: 1,
+    roles: ['queries', 'answers', 'models', 'forecasts', 'evaluations'],
+  });
+  const codec = SchemaCodec.load();
+  const replica = new ServeReplica({
+    kafka,
+    codec,
+    topicPrefix: prefix,
+    modelName: 'nlsm',
+    followSnapshots: false,
+    scorerThreads: config.scorerThreads,
+    scorerShards: options.scorerShards ?? 1,
+    maxWaitMs: config.scorerMaxWaitMs,
+  });
+  const producer = createProducer(kafka);
+  const consumer = kafka.consumer({ groupId: `${prefix}.client`, maxWaitTimeInMs: 1 });
+  const waiting = new Map<string, () => void>();
+  const close = async () => {
+    await consumer.disconnect();
+    await producer.disconnect();
+    await replica.stop();
+    await admin
+      .deleteTopics({
+        topics: Object.values(topics).filter(
+          (t) => t !== topics.facts && !t.startsWith(`${topics.facts}.`),
+        ),
+      })
+      .catch(() => undefined);
+    await admin.disconnect();
+    await source.release();
+  };
+  try {
+    await replica.start();
+    await producer.connect();
+    await announceBundle(producer, codec, topics.models, {
+      name: 'nlsm',
+      kind: 'nlsm',
+      version: 1,
+      step: options.step,
+      trainedStep: options.step - 1,
+      createdAt: new Date().toISOString(),
+      vocabularyHash: options.hash,
+      onnx: options.bytes,
+      location: null,
+      entities: options.entities,
+      relations: options.relations,
+      terms: { kind: 'none' },
+      calibration: uncalibrated,
+      notes: {},
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: topics.answers, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => waiting.get(message.key?.toString() ?? '')?.(),
+    });
+    const deadline = Date.now() + 120_000;
+    while (!replica.ready) {
+      if (Date.now() > deadline) throw new Error('scoring replica not ready within 120 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const ask: KafkaServing['ask'] = async (queries, k) => {
+    const ids = queries.map(() => randomUUID());
+    const answered = ids.map(
+      (id) => new Promise<number>((resolve) => waiting.set(id, () => resolve(performance.now()))),
+    );
+    const start = performance.now();
+    await producer.send({
+      topic: topics.queries,
+      messages: queries.map((q, i) => ({
+        key: `e${q.anchor}`,
+        value: codec.encodeValue('Query', {
+          replyId: ids[i],
+          subject: `e${q.anchor}`,
+          relation: `r${q.relation}`,
+          k,
+        }),
+      })),
+    });
+    const done = await Promise.all(answered);
+    for (const id of ids) waiting.delete(id);
+    return done.map((t) => t - start);
+  };
+  return { ask, close };
+}
