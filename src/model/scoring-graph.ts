@@ -46,14 +46,7 @@ export const SCORER_INPUTS = [
 ] as const;
 export const SCORER_OUTPUTS = ['indices', 'scores', 'all_scores'] as const;
 /** A shard graph's inputs: the anchors' rows instead of their ids. */
-export const SHARD_INPUTS = [
-  'z_anchor',
-  'relation',
-  'direction',
-  'extra_index',
-  'extra_value',
-  'k',
-] as const;
+export const SHARD_INPUTS = ['z_anchor', ...SCORER_INPUTS.slice(1)];
 export const PRODUCER_NAME = 'tkg-stream';
 
 /** Metadata stored in the ONNX model's metadata_props (all values are strings there). */

@@ -9,7 +9,7 @@ import { type FilteredRanks, filteredRanks } from '../eval/rank.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { probabilityOf } from '../model/calibration.ts';
 import type { TermInputs } from '../model/term-inputs.ts';
-import type { Evidence } from '../model/terms.ts';
+import type { Evidence, TermSpec } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
 import { loadShardedModel } from './sharded-scorer.ts';
 import { ShardWorker } from './shard-worker.ts';
@@ -323,15 +323,7 @@ export class Scorer {
     );
     let termCount = 0;
     const historyStep = this.denseOnly ? undefined : model.historyStep;
-    let termState;
-    if (historyStep !== undefined) {
-      if (!this.terms || !this.terms.has(historyStep))
-        throw new TkgError(
-          `model version ${model.version} needs the closed steps up to ${historyStep} for its ${model.terms.kind} term, which this scorer has not received`,
-          { reason: 'no_term_inputs', retriable: true },
-        );
-      termState = this.terms.stateAt(model.terms, historyStep);
-    }
+    const termState = termStateFor(this.terms, model.terms, historyStep, model.version);
     for (let b = 0; b < B; b++) {
       const q = requests[b];
       anchors[b] = q.anchor;
@@ -398,14 +390,7 @@ export class Scorer {
         scores: scores.subarray(0, n),
         probabilities: probabilities.subarray(0, n),
       };
-      if (q.evidence && q.evidence > 0 && termState?.evidence)
-        result.evidence = termState.evidence(
-          q.direction,
-          q.anchor,
-          q.relation,
-          result.entities,
-          q.evidence,
-        );
+      addEvidence(result, q, termState);
       if (q.answer !== undefined && out.allScores) {
         const ranks = filteredRanks(
           out.allScores,
@@ -422,6 +407,43 @@ export class Scorer {
     }
     return results;
   }
+}
+
+type TermState = ReturnType<TermInputs['stateAt']>;
+
+/**
+ * The term state a batch of `version` is scored with (undefined: no term, or `historyStep` undefined); throws a
+ * retriable TkgError while the closed steps up to the history step have not all arrived.
+ */
+export function termStateFor(
+  terms: TermInputs | undefined,
+  spec: TermSpec,
+  historyStep: number | undefined,
+  version: number,
+): TermState | undefined {
+  if (historyStep === undefined) return undefined;
+  if (!terms || !terms.has(historyStep))
+    throw new TkgError(
+      `model version ${version} needs the closed steps up to ${historyStep} for its ${spec.kind} term, which this scorer has not received`,
+      { reason: 'no_term_inputs', retriable: true },
+    );
+  return terms.stateAt(spec, historyStep);
+}
+
+/** The term's evidence for a result's ranked entities, when the query asks for it and the term gives any. */
+export function addEvidence(
+  result: ScoreResult,
+  q: ScoreRequest,
+  termState: TermState | undefined,
+): void {
+  if (q.evidence && q.evidence > 0 && termState?.evidence)
+    result.evidence = termState.evidence(
+      q.direction,
+      q.anchor,
+      q.relation,
+      result.entities,
+      q.evidence,
+    );
 }
 
 /** Membership in a sorted Int32Array. */

@@ -35,7 +35,13 @@ import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
 import { FilterIndex } from './filters.ts';
 import { int64, type LoadModelOptions, ModelRejectedError, ServingModel } from './model.ts';
 import type { ShardWorker } from './shard-worker.ts';
-import { Scorer, type ScoreRequest, type ScoreResult } from './scorer.ts';
+import {
+  addEvidence,
+  Scorer,
+  type ScoreRequest,
+  type ScoreResult,
+  termStateFor,
+} from './scorer.ts';
 
 /** Exchange 2: one batch for one shard. Term entries are the shard's own, as (row, entity - lo) pairs. */
 export interface ShardScoreRequest {
@@ -238,15 +244,7 @@ export class ShardedScorer {
     const map = meta.shard?.map as { bounds: readonly number[] };
     const S = this.shards.length;
     const historyStep = this.termSpec.kind === 'none' || context.denseOnly ? undefined : step - 1;
-    let termState: ReturnType<TermInputs['stateAt']> | undefined;
-    if (historyStep !== undefined) {
-      if (!terms || !terms.has(historyStep))
-        throw new TkgError(
-          `model version ${meta.version} needs the closed steps up to ${historyStep} for its ${this.termSpec.kind} term, which this scorer has not received`,
-          { reason: 'no_term_inputs', retriable: true },
-        );
-      termState = terms.stateAt(this.termSpec, historyStep);
-    }
+    const termState = termStateFor(terms, this.termSpec, historyStep, meta.version);
     const relations = Int32Array.from(requests, (q) => q.relation);
     const directions = Int32Array.from(requests, (q) => (q.direction === 'object' ? 0 : 1));
     const answers = Int32Array.from(requests, (q) => q.answer ?? -1);
@@ -360,14 +358,7 @@ export class ShardedScorer {
           probabilityOf(this.calibration, q.direction, q.relation, c.score),
         ),
       };
-      if (q.evidence && q.evidence > 0 && termState?.evidence)
-        result.evidence = termState.evidence(
-          q.direction,
-          q.anchor,
-          q.relation,
-          result.entities,
-          q.evidence,
-        );
+      addEvidence(result, q, termState);
       if (q.answer !== undefined && counts) {
         const ranks = ranksOfCounts(counts[rankedIndex++]);
         result.ranks = ranks;
