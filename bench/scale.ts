@@ -16,6 +16,7 @@
 // Every cell runs in its own child process (its own peak RSS), one after the other. A training cell whose predicted
 // time (from the measured fact-epoch rate of the smaller F at the same N) exceeds --cell-budget seconds, or whose N
 // already failed at a smaller F, is skipped with the reason printed and written.
+import { loadConfig } from '../src/config/config.ts';
 import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -286,7 +287,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       return `| ${N.toLocaleString('en-US')} | ${fmt(s.queriesPerSecond)} | ${fmt(s.batchP99Ms, 1)} | ${fmt(s.boundQueriesPerSecond)} | ${fmt(s.ratioToBound, 2)} | ${fmt(Math.max(...bytes) / 2 ** 20, 1)} | ${fmt(s.peakRssMiB)} |`;
     }),
     '',
-    `through Kafka (ServeReplica on the broker, 4 batches of 64 queries in flight, top-10; query = produce call to answer)`,
+    `through Kafka (ServeReplica on the broker, ${loadConfig().partitions} query partitions, 4 batches of 64 queries in flight, top-10; query = produce call to answer)`,
     `| N | 1 session: queries/s | p50 / p99 ms | ${Math.max(2, shards)} shards: queries/s | p50 / p99 ms |`,
     '|---|---|---|---|---|',
     ...sizes.map((N) => {

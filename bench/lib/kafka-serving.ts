@@ -25,6 +25,8 @@ export async function startKafkaServing(options: {
   hash: string;
   step: number;
   scorerShards?: number;
+  /** Partitions of the queries and answers topics (default 1). */
+  partitions?: number;
   clientId: string;
 }): Promise<KafkaServing> {
   const config = loadConfig();
@@ -38,7 +40,7 @@ export async function startKafkaServing(options: {
   await admin.connect();
   await ensureTopics(admin, {
     prefix,
-    partitions: 1,
+    partitions: options.partitions ?? 1,
     roles: ['queries', 'answers', 'models', 'forecasts', 'evaluations'],
   });
   const codec = SchemaCodec.load();

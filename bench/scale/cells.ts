@@ -24,6 +24,7 @@ import { FilterIndex } from '../../src/serve/filters.ts';
 import { ShardedScorer } from '../../src/serve/sharded-scorer.ts';
 import { WorkerShard } from '../../src/serve/shard-worker.ts';
 import { startKafkaServing } from '../lib/kafka-serving.ts';
+import { loadConfig } from '../../src/config/config.ts';
 
 export const K = 64;
 export const WINDOW = 5;
@@ -335,6 +336,7 @@ export async function kafkaServeCell(
       hash,
       step: 1,
       scorerShards: shards,
+      partitions: loadConfig().partitions, // the product's default (TKG_PARTITIONS)
       clientId: `bench-scale-kafka-${shards}`,
     });
     try {
