@@ -234,24 +234,15 @@ export class ShardedScorer {
     requests: readonly ScoreRequest[],
     context: ShardContext,
   ): Promise<ScoreResult[]> {
-    const { filters, terms } = context;
+    const { terms } = context;
     const meta = this.metadata;
     for (const request of requests) Scorer.validate(request, meta);
     const B = requests.length;
-    const N = meta.numEntities;
     const K = meta.K;
     const step = meta.step;
     const map = meta.shard?.map as { bounds: readonly number[] };
-    const S = this.shards.length;
     const historyStep = this.termSpec.kind === 'none' || context.denseOnly ? undefined : step - 1;
     const termState = termStateFor(terms, this.termSpec, historyStep, meta.version);
-    const relations = Int32Array.from(requests, (q) => q.relation);
-    const directions = Int32Array.from(requests, (q) => (q.direction === 'object' ? 0 : 1));
-    const answers = Int32Array.from(requests, (q) => q.answer ?? -1);
-    const excluded = requests.map((q) =>
-      filters.excluded(q.filter ?? 'raw', q.direction, q.anchor, q.relation, step),
-    );
-    const termRows = requests.map((q) => termState?.terms(q.direction, q.anchor, q.relation));
 
     // Exchange 1: the anchors' rows, each from its shard.
     const anchorRows = new Float32Array(B * K);
@@ -265,8 +256,44 @@ export class ShardedScorer {
       }),
     );
 
-    // Exchange 2: every shard scores its range.
     const id = this.nextId++;
+    try {
+      return await this.fanOut(id, requests, context, { termState, historyStep, anchorRows });
+    } catch (error) {
+      // a shard failed: the others drop what they kept for this batch
+      await Promise.all(this.shards.map((shard) => shard.release(id).catch(() => undefined)));
+      throw error;
+    }
+  }
+
+  /** Exchanges 2 and 3 and the merge of one batch. */
+  private async fanOut(
+    id: number,
+    requests: readonly ScoreRequest[],
+    context: ShardContext,
+    prepared: {
+      termState: ReturnType<typeof termStateFor>;
+      historyStep: number | undefined;
+      anchorRows: Float32Array;
+    },
+  ): Promise<ScoreResult[]> {
+    const { filters } = context;
+    const { termState, historyStep, anchorRows } = prepared;
+    const meta = this.metadata;
+    const B = requests.length;
+    const N = meta.numEntities;
+    const step = meta.step;
+    const map = meta.shard?.map as { bounds: readonly number[] };
+    const S = this.shards.length;
+    const relations = Int32Array.from(requests, (q) => q.relation);
+    const directions = Int32Array.from(requests, (q) => (q.direction === 'object' ? 0 : 1));
+    const answers = Int32Array.from(requests, (q) => q.answer ?? -1);
+    const excluded = requests.map((q) =>
+      filters.excluded(q.filter ?? 'raw', q.direction, q.anchor, q.relation, step),
+    );
+    const termRows = requests.map((q) => termState?.terms(q.direction, q.anchor, q.relation));
+
+    // Exchange 2: every shard scores its range.
     const parts = await Promise.all(
       this.shards.map((shard) => {
         const { lo, hi } = shard.range;

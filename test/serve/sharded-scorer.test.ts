@@ -192,3 +192,37 @@ test('a Scorer with shards: 2 cuts each loaded bundle into worker shards: same a
   assert.ok(first.isReleased, 'the replaced version closed its shards');
   await scorer.close();
 });
+
+test('a shard that fails a batch fails the batch with its error; every shard drops what it kept for it', async () => {
+  const f = fixture();
+  const parts = exportScoringShards(f.state, f.options, evenShardMap(N, 2));
+  const shards = await Promise.all(
+    parts.map(async (b) => new LocalShard(await ServingModel.load(b))),
+  );
+  const released: number[] = [];
+  const failing = Object.assign(Object.create(shards[1]) as LocalShard, {
+    score: () => Promise.reject(new Error('shard 1 is gone')),
+  });
+  for (const shard of [shards[0], failing]) {
+    const release = shard.release.bind(shard);
+    shard.release = (id: number) => (released.push(id), release(id));
+  }
+  const scorer = new ShardedScorer([shards[0], failing]);
+  const context = { terms: f.terms, filters: f.filters };
+  const withAnswers = f.requests.slice(0, 8);
+  await assert.rejects(scorer.scoreBatch(withAnswers, context), /shard 1 is gone/);
+  assert.deepEqual(released, [0, 0], 'both shards were told to drop batch 0');
+  // shard 0 kept nothing: a counts call for batch 0 finds no scores
+  await assert.rejects(
+    shards[0].counts({
+      id: 0,
+      rows: Int32Array.of(0),
+      answers: Int32Array.of(0),
+      answerScores: Float32Array.of(0),
+      staticExcluded: [undefined],
+      timeAwareExcluded: [undefined],
+    }),
+    /kept no scores for batch 0/,
+  );
+  await Promise.all(shards.map((s) => s.close()));
+});
