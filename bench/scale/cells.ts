@@ -147,6 +147,70 @@ function serveRequests(N: number, R: number, offset: number): ScoreRequest[] {
   }));
 }
 
+/** A plain one-thread onnxruntime Gemm [64, K] x [K, width] with a pre-allocated output (the serving bound). */
+async function gemmOfWidth(
+  width: number,
+): Promise<{ run: () => Promise<void>; release: () => Promise<void> }> {
+  const session = await plainGemmSession(width, K);
+  const a = new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: SERVE_BATCH * K }, mulberry32(3)),
+    [SERVE_BATCH, K],
+  );
+  const c = new ort.Tensor('float32', new Float32Array(SERVE_BATCH * width), [SERVE_BATCH, width]);
+  return {
+    run: async () => {
+      await session.run({ a }, { c });
+    },
+    release: () => session.release(),
+  };
+}
+
+/**
+ * Four rounds, each timing `score` (with `inFlight` batches of 64 outstanding) and then `bound`, for about
+ * `seconds` in all; the best rate of each side (a shared machine: a burst of someone else's work should not decide
+ * one side). The bound's rate is multiplied by `boundScale` (the shards that run one in parallel).
+ */
+async function interleavedRounds(options: {
+  seconds: number;
+  inFlight: number;
+  score: () => Promise<unknown>;
+  bound: () => Promise<void>;
+  boundScale: number;
+  label: (round: string, rate: number, bound: number) => string;
+}): Promise<{ latencies: number[]; queriesPerSecond: number; boundQueriesPerSecond: number }> {
+  const latencies: number[] = [];
+  let queriesPerSecond = 0;
+  let boundQueriesPerSecond = 0;
+  const rounds = 4;
+  const perRoundMs = (options.seconds * 1000) / rounds;
+  for (let round = 0; round < rounds; round++) {
+    let start = performance.now();
+    let n = 0;
+    const lane = async () => {
+      while (performance.now() - start < perRoundMs || n < 3) {
+        const t = performance.now();
+        n++;
+        await options.score();
+        latencies.push(performance.now() - t);
+      }
+    };
+    await Promise.all(Array.from({ length: options.inFlight }, lane));
+    const rate = (n * SERVE_BATCH) / ((performance.now() - start) / 1000);
+    queriesPerSecond = Math.max(queriesPerSecond, rate);
+    start = performance.now();
+    let g = 0;
+    while (performance.now() - start < perRoundMs || g < 3) {
+      await options.bound();
+      g++;
+    }
+    const bound = (options.boundScale * g * SERVE_BATCH) / ((performance.now() - start) / 1000);
+    boundQueriesPerSecond = Math.max(boundQueriesPerSecond, bound);
+    log(options.label(`${round + 1}/${rounds}`, rate, bound));
+  }
+  return { latencies, queriesPerSecond, boundQueriesPerSecond };
+}
+
 /** Serving: the unsharded in-process Scorer over all N entities, batch 64, one thread. */
 export async function serveCell(
   job: Extract<Job, { kind: 'serve' }>,
@@ -161,47 +225,25 @@ export async function serveCell(
   await scorer.loadModel(bytes);
   const loadSeconds = (performance.now() - t1) / 1000;
   const requests = (offset: number) => serveRequests(N, R, offset);
-  const gemm = await plainGemmSession(N, K);
-  const w = new ort.Tensor(
-    'float32',
-    Float32Array.from({ length: SERVE_BATCH * K }, mulberry32(3)),
-    [SERVE_BATCH, K],
-  );
-  const out = new ort.Tensor('float32', new Float32Array(SERVE_BATCH * N), [SERVE_BATCH, N]);
+  const gemm = await gemmOfWidth(N);
   for (let i = 0; i < 3; i++) {
     await scorer.scoreBatch(requests(i * SERVE_BATCH));
-    await gemm.run({ a: w }, { c: out });
+    await gemm.run();
   }
-  // interleaved rounds, best of each (a shared machine: a burst of someone else's work should not decide one side)
-  const latencies: number[] = [];
-  let queriesPerSecond = 0;
-  let gemmQueriesPerSecond = 0;
   let calls = 0;
-  const rounds = 4;
-  const perRoundMs = (job.seconds * 1000) / rounds;
-  for (let round = 0; round < rounds; round++) {
-    let start = performance.now();
-    let n = 0;
-    while (performance.now() - start < perRoundMs || n < 3) {
-      const t = performance.now();
-      await scorer.scoreBatch(requests(calls++ * SERVE_BATCH));
-      latencies.push(performance.now() - t);
-      n++;
-    }
-    const scorerRate = (n * SERVE_BATCH) / ((performance.now() - start) / 1000);
-    queriesPerSecond = Math.max(queriesPerSecond, scorerRate);
-    start = performance.now();
-    n = 0;
-    while (performance.now() - start < perRoundMs || n < 3) {
-      await gemm.run({ a: w }, { c: out });
-      n++;
-    }
-    const gemmRate = (n * SERVE_BATCH) / ((performance.now() - start) / 1000);
-    gemmQueriesPerSecond = Math.max(gemmQueriesPerSecond, gemmRate);
-    log(
-      `    serve N=${N} round ${round + 1}/${rounds}: scorer ${Math.round(scorerRate)} q/s, Gemm ${Math.round(gemmRate)} q/s`,
-    );
-  }
+  const {
+    latencies,
+    queriesPerSecond,
+    boundQueriesPerSecond: gemmQueriesPerSecond,
+  } = await interleavedRounds({
+    seconds: job.seconds,
+    inFlight: 1,
+    score: () => scorer.scoreBatch(requests(calls++ * SERVE_BATCH)),
+    bound: gemm.run,
+    boundScale: 1,
+    label: (round, rate, bound) =>
+      `    serve N=${N} round ${round}: scorer ${Math.round(rate)} q/s, Gemm ${Math.round(bound)} q/s`,
+  });
   await scorer.close();
   await gemm.release();
   return {
@@ -240,52 +282,20 @@ export async function shardedServeCell(
   const context = { filters: new FilterIndex() };
   const loadSeconds = (performance.now() - t1) / 1000;
   parts.length = 0; // the workers own their bytes now
-  const gemm = await plainGemmSession(Math.ceil(N / S), K);
-  const w = new ort.Tensor(
-    'float32',
-    Float32Array.from({ length: SERVE_BATCH * K }, mulberry32(3)),
-    [SERVE_BATCH, K],
-  );
-  const out = new ort.Tensor('float32', new Float32Array(SERVE_BATCH * Math.ceil(N / S)), [
-    SERVE_BATCH,
-    Math.ceil(N / S),
-  ]);
+  const gemm = await gemmOfWidth(Math.ceil(N / S));
   for (let i = 0; i < 3; i++)
     await scorer.scoreBatch(serveRequests(N, R, i * SERVE_BATCH), context);
-  const latencies: number[] = [];
-  let queriesPerSecond = 0;
-  let boundQueriesPerSecond = 0;
   let calls = 0;
-  const rounds = 4;
-  const perRoundMs = (job.seconds * 1000) / rounds;
-  for (let round = 0; round < rounds; round++) {
-    let start = performance.now();
-    let n = 0;
+  const { latencies, queriesPerSecond, boundQueriesPerSecond } = await interleavedRounds({
+    seconds: job.seconds,
     // two batches in flight: the front merges one while the shards score the next
-    const inFlight = async () => {
-      while (performance.now() - start < perRoundMs || n < 3) {
-        const t = performance.now();
-        const batch = serveRequests(N, R, calls++ * SERVE_BATCH);
-        n++;
-        await scorer.scoreBatch(batch, context);
-        latencies.push(performance.now() - t);
-      }
-    };
-    await Promise.all([inFlight(), inFlight()]);
-    const rate = (n * SERVE_BATCH) / ((performance.now() - start) / 1000);
-    queriesPerSecond = Math.max(queriesPerSecond, rate);
-    start = performance.now();
-    let g = 0;
-    while (performance.now() - start < perRoundMs / 2 || g < 3) {
-      await gemm.run({ a: w }, { c: out });
-      g++;
-    }
-    const bound = (S * g * SERVE_BATCH) / ((performance.now() - start) / 1000);
-    boundQueriesPerSecond = Math.max(boundQueriesPerSecond, bound);
-    log(
-      `    serve N=${N} ${S} shards round ${round + 1}/${rounds}: ${Math.round(rate)} q/s, ${S} x one-thread Gemm of N/${S} ${Math.round(bound)} q/s`,
-    );
-  }
+    inFlight: 2,
+    score: () => scorer.scoreBatch(serveRequests(N, R, calls++ * SERVE_BATCH), context),
+    bound: gemm.run,
+    boundScale: S,
+    label: (round, rate, bound) =>
+      `    serve N=${N} ${S} shards round ${round}: ${Math.round(rate)} q/s, ${S} x one-thread Gemm of N/${S} ${Math.round(bound)} q/s`,
+  });
   await scorer.close();
   await gemm.release();
   return {
