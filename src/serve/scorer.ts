@@ -134,8 +134,11 @@ export class Scorer {
   ): Promise<ServingModel> {
     const load = { intraOpThreads: this.intraOpThreads, vocabulary, ...options };
     if (this.shards <= 1) return ServingModel.load(bytes, load);
-    // one worker thread per shard, for the scorer's life: a new version loads next to the old one in each
-    this.workers ??= Array.from({ length: this.shards }, () => new ShardWorker());
+    // one worker thread per shard, for the scorer's life: a new version loads next to the old one in each; a
+    // thread that died (e.g. out of memory) is replaced here, so the next bundle serves again
+    this.workers = Array.from({ length: this.shards }, (_, i) =>
+      this.workers?.[i]?.alive ? this.workers[i] : new ShardWorker(),
+    );
     return loadShardedModel(bytes, { ...load, shards: this.shards, workers: this.workers });
   }
 

@@ -66,6 +66,11 @@ export class ShardWorker {
     );
   }
 
+  /** False once the thread exited, failed or was terminated (its shards answer every call with that error). */
+  get alive(): boolean {
+    return this.failure === undefined;
+  }
+
   /** Load a shard graph (the bytes are transferred: the caller's buffer is detached). */
   async load(bytes: Uint8Array, options: { intraOpThreads?: number } = {}): Promise<WorkerShard> {
     const own =

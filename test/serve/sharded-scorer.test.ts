@@ -26,7 +26,7 @@ import { FilterIndex } from '../../src/serve/filters.ts';
 import { ServingModel } from '../../src/serve/model.ts';
 import { Scorer, type ScoreRequest, type ScoreResult } from '../../src/serve/scorer.ts';
 import { LocalShard, ShardedScorer } from '../../src/serve/sharded-scorer.ts';
-import { WorkerShard } from '../../src/serve/shard-worker.ts';
+import { type ShardWorker, WorkerShard } from '../../src/serve/shard-worker.ts';
 import { randomScoringState } from './fixtures.ts';
 
 const N = 97;
@@ -169,7 +169,7 @@ test("a shard graph holds only its range's rows; bad shard maps and wrong-shard 
   assert.deepEqual([...(sliceSorted(Int32Array.of(1, 10, 15, 20, 30), 10, 20) ?? [])], [10, 15]);
 });
 
-test('a Scorer with shards: 2 cuts each loaded bundle into worker shards: same answers through its queue; a swap releases the old shards', async () => {
+test('a Scorer with shards: 2 cuts each loaded bundle into worker shards: same answers through its queue; a swap releases the old shards; a dead shard thread is replaced at the next bundle', async () => {
   const f = fixture();
   const map = evenShardMap(N, 2);
   const full = exportScoringModel(f.state, f.options);
@@ -190,6 +190,12 @@ test('a Scorer with shards: 2 cuts each loaded bundle into worker shards: same a
   const after = await scorer.score(f.requests[0]);
   assert.equal(after.modelVersion, 4);
   assert.ok(first.isReleased, 'the replaced version closed its shards');
+  // a shard thread dies: its version fails queries naming it, and the next bundle loads on a new thread
+  const workers = (scorer as unknown as { workers: ShardWorker[] }).workers;
+  await workers[1].terminate();
+  await assert.rejects(scorer.score(f.requests[0]), /shard worker was terminated/);
+  await scorer.loadModel(exportScoringModel({ ...f.state, version: 5 }, f.options));
+  assert.deepEqual((await scorer.score(f.requests[0])).entities, expected[0].entities);
   await scorer.close();
 });
 
