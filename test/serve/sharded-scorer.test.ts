@@ -1,6 +1,6 @@
 // Entity-sharded serving (issue 17, item 3): shard graphs of a bundle give answers identical to the unsharded scorer
 // (top-k lists and their order, scores, probabilities, raw / static / time-aware ranks, evidence), with the history
-// term and the filters cut by range, ties that span shards, a one-entity shard, in process, in worker threads and
+// term (recurrency, and the default model's rules term with mined rules) and the filters cut by range, ties that span shards, a one-entity shard, in process, in worker threads and
 // through a Scorer with shards: 2 (which cuts each bundle it loads).
 // Each shard graph holds only its range's rows; shard maps that do not cover [0, N) are refused naming the fault.
 import { test } from 'node:test';
@@ -22,6 +22,7 @@ import {
 } from '../../src/model/shard-map.ts';
 import { TermInputs } from '../../src/model/term-inputs.ts';
 import { encodeTermSpec, type TermSpec } from '../../src/model/terms.ts';
+import { bucketCount, FEATURE_INDEX, recurrencyRuleSpec } from '../../src/model/rule-spec.ts';
 import { FilterIndex } from '../../src/serve/filters.ts';
 import { ServingModel } from '../../src/serve/model.ts';
 import { Scorer, type ScoreRequest, type ScoreResult } from '../../src/serve/scorer.ts';
@@ -45,7 +46,23 @@ const spec: TermSpec = {
   relaxedWeight: 0.8,
 };
 
-function fixture() {
+/** The default model's term kind: rules over the strict and relaxed counts, with mined length-1 rules and recency. */
+function rulesSpec(): TermSpec {
+  const spec = recurrencyRuleSpec({ numRelations: R, decay: 0.8, alpha: 0.5, relaxedTopK: 12 });
+  spec.weights[FEATURE_INDEX.ruleSum] = 1.5;
+  spec.weights[FEATURE_INDEX.recency] = 0.7;
+  spec.weights[FEATURE_INDEX.logPair] = 0.2;
+  const buckets = bucketCount(spec);
+  for (let head = 0; head < 2 * R; head++)
+    spec.rules.push([
+      head,
+      (head + 3) % (2 * R),
+      Array.from({ length: buckets }, (_, i) => 0.2 + 0.05 * i),
+    ]);
+  return { kind: 'rules', spec };
+}
+
+function fixture(term: TermSpec = spec) {
   const state = randomScoringState({ seed: 21, N, R, K, step: STEP, version: 3 });
   // entities 40 and 80 are copies of 5 (ties across shards: the merge must keep the unsharded order)
   for (const copy of [40, 80]) state.z.set(state.z.subarray(5 * K, 6 * K), copy * K);
@@ -62,7 +79,7 @@ function fixture() {
     if (snapshot.step < STEP) terms.add(snapshot);
     filters.addSnapshot(snapshot); // the time-aware filter of STEP: the answers being ranked
   }
-  const options = { vocabularyHash: hash, terms: encodeTermSpec(spec) };
+  const options = { vocabularyHash: hash, terms: encodeTermSpec(term) };
   const requests: ScoreRequest[] = [];
   const modes = ['raw', 'static', 'timeAware'] as const;
   const ks = [1, 3, 10, N + 5];
@@ -137,6 +154,16 @@ test('sharded answers equal the unsharded scorer: 2 and 3 even shards, an uneven
   assert.equal(tie.scores[tie.entities.indexOf(5)], tie.scores[tie.entities.indexOf(80)]);
   for (const map of [evenShardMap(N, 2), evenShardMap(N, 3), { bounds: [0, 1, 41, N] }])
     assertSame(await sharded(f, map, 'local'), expected, `bounds ${map.bounds.join(',')}`);
+});
+
+test("the default model's rules term (mined rules, recency) sharded: the same answers and evidence", async () => {
+  const f = fixture(rulesSpec());
+  const expected = await unsharded(f);
+  assert.ok(
+    expected.some((r) => r.evidence?.flat().some((e) => e.kind === 'rule')),
+    'some evidence comes from a mined rule',
+  );
+  assertSame(await sharded(f, evenShardMap(N, 2), 'local'), expected, 'rules, 2 shards');
 });
 
 test('shards in worker threads give the same answers', async () => {
