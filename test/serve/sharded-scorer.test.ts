@@ -1,7 +1,8 @@
 // Entity-sharded serving (issue 17, item 3): shard graphs of a bundle give answers identical to the unsharded scorer
 // (top-k lists and their order, scores, probabilities, raw / static / time-aware ranks, evidence), with the history
-// term (recurrency, and the default model's rules term with mined rules) and the filters cut by range, ties that span shards, a one-entity shard, in process, in worker threads and
-// through a Scorer with shards: 2 (which cuts each bundle it loads).
+// term (recurrency, and the default model's rules term with mined rules) and the filters cut by range, ties that
+// span shards, a one-entity shard, in process, in worker threads and through a Scorer with shards: 2 (which cuts
+// each bundle it loads); a failing shard and a dead shard thread.
 // Each shard graph holds only its range's rows; shard maps that do not cover [0, N) are refused naming the fault.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
