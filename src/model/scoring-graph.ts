@@ -398,9 +398,10 @@ function readShard(props: Map<string, string>, numEntities: number): ScoringMode
 
 /**
  * The rows of Z a shard graph holds ([hi - lo, K], row-major, entity lo first), read back from its Z_T: the anchor
- * rows the shard supplies to every shard's z_anchor input. Throws a RangeError for a graph that is not a shard.
+ * rows the shard supplies to every shard's z_anchor input (`shared`: in a SharedArrayBuffer). Throws a RangeError
+ * for a graph that is not a shard.
  */
-export function readShardRows(bytes: Uint8Array): Float32Array {
+export function readShardRows(bytes: Uint8Array, shared = false): Float32Array {
   const model = onnx.ModelProto.decode(bytes);
   const zt = model.graph?.initializer?.find((t) => t.name === 'Z_T');
   if (!model.metadataProps?.some((p) => p.key === 'shardMap') || !zt?.rawData || !zt.dims)
@@ -409,7 +410,10 @@ export function readShardRows(bytes: Uint8Array): Float32Array {
     );
   const [K, n] = zt.dims.map(Number);
   const columns = littleEndianFloats(zt.rawData.subarray(0, K * n * 4));
-  const rows = new Float32Array(n * K);
+  // shared: in a SharedArrayBuffer, so the threads of one process read the rows without a message
+  const rows = shared
+    ? new Float32Array(new SharedArrayBuffer(4 * n * K))
+    : new Float32Array(n * K);
   for (let k = 0; k < K; k++) for (let e = 0; e < n; e++) rows[e * K + k] = columns[k * n + e];
   return rows;
 }

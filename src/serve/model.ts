@@ -156,7 +156,7 @@ export class ServingModel {
         session,
         metadata,
         vocabulary,
-        metadata.shard ? readShardRows(bytes) : undefined,
+        metadata.shard ? readShardRows(bytes, true) : undefined,
       );
     } catch (error) {
       await session.release();
@@ -265,19 +265,12 @@ export class ServingModel {
       throw new TkgError('rowsOf() is for shard graphs; an unsharded graph gathers its anchors', {
         reason: 'not_a_shard',
       });
-    const K = this.metadata.K;
-    const out = new Float32Array(entities.length * K);
-    for (let i = 0; i < entities.length; i++) {
-      const e = entities[i];
-      if (!(e >= shard.lo && e < shard.hi))
-        throw new InvalidInputError(
-          'anchor',
-          `entity ${e} is not in shard ${shard.index}'s range [${shard.lo}, ${shard.hi}); ask the shard that holds it`,
-          'wrong_shard',
-        );
-      out.set(rows.subarray((e - shard.lo) * K, (e - shard.lo + 1) * K), i * K);
-    }
-    return out;
+    return copyShardRows(rows, this.metadata.K, shard, entities);
+  }
+
+  /** A shard's rows of Z ([hi - lo, K], in a SharedArrayBuffer: other threads of the process may read them). */
+  get sharedRows(): Float32Array | undefined {
+    return this.rows;
   }
 
   /** The closed step its term is computed up to (step - 1), or undefined when it has no term. */
@@ -396,6 +389,27 @@ export class ServingModel {
     if (this.shards) await this.shards.close();
     else await this.session?.release();
   }
+}
+
+/** The rows of `entities` (each in the shard's range) from a shard's rows [hi - lo, K], as [length * K]. */
+export function copyShardRows(
+  rows: Float32Array,
+  K: number,
+  shard: ShardRange,
+  entities: ArrayLike<number>,
+): Float32Array {
+  const out = new Float32Array(entities.length * K);
+  for (let i = 0; i < entities.length; i++) {
+    const e = entities[i];
+    if (!(e >= shard.lo && e < shard.hi))
+      throw new InvalidInputError(
+        'anchor',
+        `entity ${e} is not in shard ${shard.index}'s range [${shard.lo}, ${shard.hi}); ask the shard that holds it`,
+        'wrong_shard',
+      );
+    out.set(rows.subarray((e - shard.lo) * K, (e - shard.lo + 1) * K), i * K);
+  }
+  return out;
 }
 
 /** Throws ModelRejectedError ('incompatible') unless `vocabulary` (when given) is the one the model was exported with. */

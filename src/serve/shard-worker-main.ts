@@ -29,7 +29,7 @@ port.on('message', async (message: ShardCall) => {
         });
         const shard = new LocalShard(model);
         shards.set(message.key, shard);
-        reply({ call: message.call, result: shard.metadata });
+        reply({ call: message.call, result: { metadata: shard.metadata, rows: shard.sharedRows } });
         break;
       }
       case 'unload': {
@@ -37,11 +37,6 @@ port.on('message', async (message: ShardCall) => {
         shards.delete(message.key);
         await shard?.close();
         reply({ call: message.call, result: undefined });
-        break;
-      }
-      case 'rowsOf': {
-        const rows = await loaded(message.key).rowsOf(message.entities);
-        reply({ call: message.call, result: rows }, [rows.buffer as ArrayBuffer]);
         break;
       }
       case 'score':

@@ -10,6 +10,7 @@ import { TkgError } from '../core/errors.ts';
 import type { FilteredCounts } from '../eval/rank.ts';
 import type { ScoringModelMetadata } from '../model/scoring-graph.ts';
 import { type ShardRange, shardRange } from '../model/shard-map.ts';
+import { copyShardRows } from './model.ts';
 import type {
   ScoringShard,
   ShardCountsRequest,
@@ -21,7 +22,6 @@ import type {
 export type ShardCall =
   | { call: number; method: 'load'; key: number; bytes: Uint8Array; intraOpThreads: number }
   | { call: number; method: 'unload'; key: number }
-  | { call: number; method: 'rowsOf'; key: number; entities: Int32Array }
   | { call: number; method: 'score'; key: number; request: ShardScoreRequest }
   | { call: number; method: 'counts'; key: number; request: ShardCountsRequest }
   | { call: number; method: 'release'; key: number; id: number };
@@ -78,11 +78,11 @@ export class ShardWorker {
         ? bytes
         : bytes.slice();
     const key = this.nextKey++;
-    const metadata = (await this.call(
+    const { metadata, rows } = (await this.call(
       { method: 'load', key, bytes: own, intraOpThreads: options.intraOpThreads ?? 1 },
       [own.buffer as ArrayBuffer],
-    )) as ScoringModelMetadata;
-    return new WorkerShard(this, key, metadata);
+    )) as { metadata: ScoringModelMetadata; rows: Float32Array };
+    return new WorkerShard(this, key, metadata, rows);
   }
 
   /** Stop the thread (every shard loaded in it stops answering). */
@@ -113,6 +113,8 @@ export class WorkerShard implements ScoringShard {
     private readonly worker: ShardWorker,
     private readonly key: number,
     readonly metadata: ScoringModelMetadata,
+    /** The shard's rows of Z in the worker's shared memory: exchange 1 reads them here, without a message. */
+    private readonly rows: Float32Array,
     private readonly ownsWorker = false,
   ) {
     const shard = metadata.shard;
@@ -131,15 +133,15 @@ export class WorkerShard implements ScoringShard {
     const worker = new ShardWorker();
     try {
       const shard = await worker.load(bytes, options);
-      return new WorkerShard(worker, shard.key, shard.metadata, true);
+      return new WorkerShard(worker, shard.key, shard.metadata, shard.rows, true);
     } catch (error) {
       await worker.terminate();
       throw error;
     }
   }
 
-  rowsOf(entities: Int32Array): Promise<Float32Array> {
-    return this.worker.call({ method: 'rowsOf', key: this.key, entities }) as Promise<Float32Array>;
+  async rowsOf(entities: Int32Array): Promise<Float32Array> {
+    return copyShardRows(this.rows, this.metadata.K, this.range, entities);
   }
 
   score(request: ShardScoreRequest): Promise<ShardScoreResult> {

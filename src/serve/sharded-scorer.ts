@@ -111,6 +111,11 @@ export class LocalShard implements ScoringShard {
     return this.model.metadata;
   }
 
+  /** The shard's rows of Z (shared memory: a worker hands them to its proxy once, at load). */
+  get sharedRows(): Float32Array | undefined {
+    return this.model.sharedRows;
+  }
+
   async rowsOf(entities: Int32Array): Promise<Float32Array> {
     return this.model.rowsOf(entities);
   }
