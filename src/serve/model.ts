@@ -1,6 +1,8 @@
 // One loaded bundle's scoring side: an onnxruntime-node session over the bundle's ONNX bytes, its metadata, vocabulary,
 // term spec and calibration (read from the file itself: the graph's metadata carries them, src/model/scoring-graph.ts).
-// Owns: session lifecycle (create, validate with a smoke query, release when drained) and the raw batch run.
+// Owns: session lifecycle (create, validate with a smoke query, release when drained) and the raw batch run; for a
+// shard graph also its rows of Z; for a bundle served sharded (no session of its own) the same lifecycle around its
+// ShardedScorer (src/serve/sharded-scorer.ts).
 // Must not import src/train or tfjs (a replica needs only ONNX bytes); knows nothing about Kafka.
 import * as ort from 'onnxruntime-node';
 import { InvalidInputError, TkgError } from '../core/errors.ts';
@@ -301,6 +303,11 @@ export class ServingModel {
         `model version ${this.version} was released; score with the current model`,
         { reason: 'released', retriable: true },
       );
+    const session = this.session;
+    if (!session)
+      throw new TkgError(`model version ${this.version} is sharded: score it with runSharded()`, {
+        reason: 'sharded',
+      });
     const B = batch.anchors.length;
     const M = batch.extraValue?.length ?? 0;
     const K = this.metadata.K;
@@ -332,13 +339,9 @@ export class ServingModel {
       ),
       k: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, Math.floor(batch.k)))), [1]),
     };
-    if (!this.session)
-      throw new TkgError(`model version ${this.version} is sharded: score it with runSharded()`, {
-        reason: 'sharded',
-      });
     this.inFlight++;
     try {
-      const out = await this.session.run(
+      const out = await session.run(
         feeds,
         withAllScores ? ['indices', 'scores', 'all_scores'] : ['indices', 'scores'],
       );

@@ -425,7 +425,9 @@ export async function loadShardedModel(
   let parts: Uint8Array[];
   try {
     metadata = readScoringModelMetadata(bytes);
-    parts = shardScoringModel(bytes, evenShardMap(metadata.numEntities, options.shards));
+    // a bundle with fewer entities than shards: one entity per shard (the map needs non-empty ranges)
+    const shards = Math.min(options.shards, metadata.numEntities);
+    parts = shardScoringModel(bytes, evenShardMap(metadata.numEntities, shards));
   } catch (error) {
     throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
   }

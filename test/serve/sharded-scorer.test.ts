@@ -260,3 +260,18 @@ test('a shard that fails a batch fails the batch with its error; every shard dro
   );
   await Promise.all(shards.map((s) => s.close()));
 });
+
+test('a bundle with fewer entities than shards is served with one entity per shard', async () => {
+  const tiny = randomScoringState({ seed: 4, N: 2, R: 1, K: 4 });
+  const options = { vocabularyHash: vocabularyHash(['a', 'b'], ['r']) };
+  const bytes = exportScoringModel(tiny, options);
+  const one = new Scorer();
+  const three = new Scorer({ shards: 3 });
+  await one.loadModel(bytes);
+  await three.loadModel(bytes);
+  const q: ScoreRequest = { direction: 'object', anchor: 1, relation: 0, k: 5, answer: 0 };
+  const [a, b] = [await one.score(q), await three.score(q)];
+  assert.deepEqual([...b.entities], [...a.entities]);
+  assert.deepEqual(b.ranks, a.ranks);
+  await Promise.all([one.close(), three.close()]);
+});
