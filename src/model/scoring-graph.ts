@@ -33,6 +33,7 @@ import {
   int64Tensor,
   node,
   onnx,
+  type OnnxModel,
   valueInfo,
 } from './onnx-builder.ts';
 
@@ -181,12 +182,24 @@ export function exportScoringShards(
  * replica that received one bundle serves it sharded. Throws a RangeError for a graph that is not an unsharded one.
  */
 export function shardScoringModel(bytes: Uint8Array, map: ShardMap): Uint8Array[] {
-  const metadata = readScoringModelMetadata(bytes);
+  return cutScoringModel(bytes, () => map).shards;
+}
+
+/**
+ * shardScoringModel with the map chosen from the graph's own metadata (e.g. its N), decoding the bytes once; also
+ * returns that metadata.
+ */
+export function cutScoringModel(
+  bytes: Uint8Array,
+  mapFor: (metadata: ScoringModelMetadata) => ShardMap,
+): { metadata: ScoringModelMetadata; shards: Uint8Array[] } {
+  const model = decodeModel(bytes);
+  const metadata = metadataOf(model);
   if (metadata.shard)
     throw new RangeError('the graph is already a shard; cut the unsharded graph of the bundle');
   const { numEntities: N, numRelations: R, K } = metadata;
+  const map = mapFor(metadata);
   assertShardMap(map, N);
-  const model = onnx.ModelProto.decode(bytes);
   const read = (name: string, length: number): Float32Array => {
     const tensor = model.graph?.initializer?.find((t) => t.name === name);
     if (!tensor?.rawData || tensor.rawData.length !== 4 * length)
@@ -215,7 +228,10 @@ export function shardScoringModel(bytes: Uint8Array, map: ShardMap): Uint8Array[
     terms: metadata.terms,
     calibration: metadata.calibration,
   };
-  return map.bounds.slice(1).map((_, index) => buildScoringModel(parts, options, { index, map }));
+  const shards = map.bounds
+    .slice(1)
+    .map((_, index) => buildScoringModel(parts, options, { index, map }));
+  return { metadata, shards };
 }
 
 function buildScoringModel(
@@ -352,15 +368,23 @@ function buildScoringModel(
 
 /** Read a scorer model's metadata; throws a RangeError naming the missing or malformed key. */
 export function readScoringModelMetadata(bytes: Uint8Array): ScoringModelMetadata {
-  let props: Map<string, string>;
+  return metadataOf(decodeModel(bytes));
+}
+
+/** The decoded ONNX model; throws a RangeError for bytes that are not one. */
+function decodeModel(bytes: Uint8Array): OnnxModel {
   try {
-    const model = onnx.ModelProto.decode(bytes);
-    props = new Map((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? '']));
+    return onnx.ModelProto.decode(bytes);
   } catch (error) {
     throw new RangeError(`not an ONNX model (${bytes.length} bytes): ${(error as Error).message}`, {
       cause: error,
     });
   }
+}
+
+/** A decoded scorer model's metadata; throws a RangeError naming the missing or malformed key. */
+function metadataOf(model: OnnxModel): ScoringModelMetadata {
+  const props = new Map((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? '']));
   const integer = (key: string, min: number): number => {
     const value = Number(props.get(key));
     if (!props.has(key) || !Number.isSafeInteger(value) || value < min) {

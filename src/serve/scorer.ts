@@ -450,7 +450,7 @@ export function addEvidence(
 }
 
 /** Membership in a sorted Int32Array. */
-function binaryContains(sorted: Int32Array, value: number): boolean {
+export function binaryContains(sorted: Int32Array, value: number): boolean {
   let lo = 0;
   let hi = sorted.length - 1;
   while (lo <= hi) {

@@ -24,11 +24,7 @@ import {
   probabilityOf,
   uncalibrated,
 } from '../model/calibration.ts';
-import {
-  type ScoringModelMetadata,
-  readScoringModelMetadata,
-  shardScoringModel,
-} from '../model/scoring-graph.ts';
+import { cutScoringModel, type ScoringModelMetadata } from '../model/scoring-graph.ts';
 import { evenShardMap, type ShardRange, shardOf, sliceSorted } from '../model/shard-map.ts';
 import type { TermInputs } from '../model/term-inputs.ts';
 import { decodeTermSpec, noTerm, type TermSpec } from '../model/terms.ts';
@@ -37,6 +33,7 @@ import { int64, type LoadModelOptions, ModelRejectedError, ServingModel } from '
 import type { ShardWorker } from './shard-worker.ts';
 import {
   addEvidence,
+  binaryContains,
   Scorer,
   type ScoreRequest,
   type ScoreResult,
@@ -230,10 +227,6 @@ export class ShardedScorer {
     this.calibration = first.calibration ? decodeCalibration(first.calibration) : uncalibrated;
   }
 
-  get numEntities(): number {
-    return this.metadata.numEntities;
-  }
-
   /** Score a batch (validated as the unsharded Scorer validates, answers identical to it). */
   async scoreBatch(
     requests: readonly ScoreRequest[],
@@ -374,7 +367,7 @@ export class ShardedScorer {
         const part = parts[s];
         for (let j = 0; j < part.k; j++) {
           const entity = part.entities[b * part.k + j];
-          if (skip && entity !== q.answer && sortedHas(skip, entity)) continue;
+          if (skip && entity !== q.answer && binaryContains(skip, entity)) continue;
           candidates.push({ entity, score: part.scores[b * part.k + j] });
         }
       }
@@ -406,11 +399,6 @@ export class ShardedScorer {
   }
 }
 
-function sortedHas(sorted: Int32Array, value: number): boolean {
-  const slice = sliceSorted(sorted, value, value + 1);
-  return slice !== undefined && slice.length > 0;
-}
-
 /**
  * Serve one unsharded bundle graph as `shards` even shards: cut it (src/model/scoring-graph.ts shardScoringModel),
  * load shard i into workers[i % workers.length] (or in this thread when no workers are given: for tests), and wrap
@@ -424,10 +412,10 @@ export async function loadShardedModel(
   let metadata: ScoringModelMetadata;
   let parts: Uint8Array[];
   try {
-    metadata = readScoringModelMetadata(bytes);
     // a bundle with fewer entities than shards: one entity per shard (the map needs non-empty ranges)
-    const shards = Math.min(options.shards, metadata.numEntities);
-    parts = shardScoringModel(bytes, evenShardMap(metadata.numEntities, shards));
+    ({ metadata, shards: parts } = cutScoringModel(bytes, ({ numEntities }) =>
+      evenShardMap(numEntities, Math.min(options.shards, numEntities)),
+    ));
   } catch (error) {
     throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
   }
