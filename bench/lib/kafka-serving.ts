@@ -16,6 +16,8 @@ export interface KafkaServing {
   /** Send queries (subject `e<anchor>`, relation `r<relation>`) in one produce call; resolves with each one's ms. */
   ask(queries: ReadonlyArray<{ anchor: number; relation: number }>, k: number): Promise<number[]>;
   close(): Promise<void>;
+  /** Seconds from the announcement to the replica serving it (read, possibly from pieces, loaded, cut). */
+  readySeconds: number;
 }
 
 export async function startKafkaServing(options: {
@@ -41,7 +43,7 @@ export async function startKafkaServing(options: {
   await ensureTopics(admin, {
     prefix,
     partitions: options.partitions ?? 1,
-    roles: ['queries', 'answers', 'models', 'forecasts', 'evaluations'],
+    roles: ['queries', 'answers', 'models', 'modelChunks', 'forecasts', 'evaluations'],
   });
   const codec = SchemaCodec.load();
   const replica = new ServeReplica({
@@ -57,6 +59,8 @@ export async function startKafkaServing(options: {
   const producer = createProducer(kafka);
   const consumer = kafka.consumer({ groupId: `${prefix}.client`, maxWaitTimeInMs: 1 });
   const waiting = new Map<string, () => void>();
+  let announcedAt = 0;
+  let readySeconds = 0;
   const close = async () => {
     await consumer.disconnect();
     await producer.disconnect();
@@ -74,6 +78,7 @@ export async function startKafkaServing(options: {
   try {
     await replica.start();
     await producer.connect();
+    announcedAt = performance.now();
     await announceBundle(producer, codec, topics.models, {
       name: 'nlsm',
       kind: 'nlsm',
@@ -95,11 +100,13 @@ export async function startKafkaServing(options: {
     await consumer.run({
       eachMessage: async ({ message }) => waiting.get(message.key?.toString() ?? '')?.(),
     });
-    const deadline = Date.now() + 120_000;
+    // a large bundle is read from its pieces on the chunk topic, then loaded (and cut into shards)
+    const deadline = Date.now() + 600_000;
     while (!replica.ready) {
-      if (Date.now() > deadline) throw new Error('scoring replica not ready within 120 s');
+      if (Date.now() > deadline) throw new Error('scoring replica not ready within 600 s');
       await new Promise((r) => setTimeout(r, 50));
     }
+    readySeconds = (performance.now() - announcedAt) / 1000;
   } catch (error) {
     await close();
     throw error;
@@ -126,5 +133,5 @@ export async function startKafkaServing(options: {
     for (const id of ids) waiting.delete(id);
     return done.map((t) => t - start);
   };
-  return { ask, close };
+  return { ask, close, readySeconds };
 }

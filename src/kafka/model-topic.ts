@@ -1,25 +1,44 @@
 // The `<prefix>.models` topic (compacted; key: model name): publishing bundles as ModelAnnouncement records and
 // following every announcement from the beginning (each follower in a throw-away group of its own, so every replica
-// sees every bundle). Owns: the Kafka side of bundles only — encoding with the codec, the consumer loop, handing
-// records over one at a time in topic order. What a bundle means and how it is loaded is src/model and src/serve.
+// sees every bundle). An ONNX file over the inline limit goes first in pieces to `<prefix>.models.chunks`
+// (model-chunks.ts) and the announcement carries its location. Owns: the Kafka side of bundles only — encoding with
+// the codec, the consumer loop, handing records over one at a time in topic order. What a bundle means and how it is loaded is src/model and src/serve.
 import { randomUUID } from 'node:crypto';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { bundleToAnnouncement, type ModelAnnouncement, type ModelBundle } from '../model/bundle.ts';
 import type { SchemaCodec, WireFormat } from '../schemas/codec.ts';
+import { chunkTopicOf, defaultInlineGraphBytes, publishModelChunks } from './model-chunks.ts';
 
-/** Publish a bundle (key: its name) on the models topic. */
+export interface AnnounceOptions {
+  /** ONNX files larger than this go in pieces to the chunk topic (default 16 MiB). */
+  inlineGraphBytes?: number;
+  /** Size of one piece (default 4 MiB). */
+  chunkBytes?: number;
+}
+
+/** Publish a bundle (key: its name) on the models topic; a large ONNX file goes to its chunk topic first. */
 export async function announceBundle(
   producer: Producer,
   codec: SchemaCodec,
   topic: string,
   bundle: ModelBundle,
   format: WireFormat = 'avro',
+  options: AnnounceOptions = {},
 ): Promise<void> {
   const announcement = bundleToAnnouncement(bundle);
+  const onnx = announcement.onnx;
+  const chunked =
+    onnx !== null && onnx.length > (options.inlineGraphBytes ?? defaultInlineGraphBytes);
   const value = {
     ...announcement,
-    onnx: announcement.onnx ? Buffer.from(announcement.onnx) : null,
+    onnx: onnx && !chunked ? Buffer.from(onnx) : null,
+    location: chunked
+      ? await publishModelChunks(producer, codec, chunkTopicOf(topic), bundle, onnx, {
+          format,
+          chunkBytes: options.chunkBytes,
+        })
+      : announcement.location,
   };
   await producer.send({
     topic,

@@ -29,6 +29,7 @@ export function schemaTopics(prefix: string): Array<[SchemaName, string]> {
     ['Forecast', topics.forecasts],
     ['StepMetrics', topics.evaluations],
     ['ModelAnnouncement', topics.models],
+    ['ModelChunk', topics.modelChunks],
   ];
 }
 

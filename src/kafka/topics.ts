@@ -18,6 +18,8 @@ export interface TopicNames {
   forecasts: string;
   evaluations: string;
   models: string;
+  /** Pieces of ONNX files too large for an inline announcement (src/kafka/model-chunks.ts). */
+  modelChunks: string;
 }
 
 export type TopicRole = keyof TopicNames;
@@ -33,19 +35,30 @@ export function topicNames(prefix = 'tkg'): TopicNames {
     forecasts: `${prefix}.forecasts`,
     evaluations: `${prefix}.evaluations`,
     models: `${prefix}.models`,
+    modelChunks: `${prefix}.models.chunks`,
   };
 }
 
 /** Large enough for an inline ONNX model of a big vocabulary (the local broker allows the same). */
 export const modelsMaxMessageBytes = 64 * 1024 * 1024;
 
-/** Topic-level configs per role. tkg.models is compacted (latest announcement per model name survives). */
+/**
+ * How long a superseded piece of a chunked ONNX file stays readable after the next version's piece with the same
+ * key was written: a replica still loading the older version (it reads the announcements in order) finds it.
+ */
+export const modelChunksCompactionLagMs = 3_600_000;
+
+/**
+ * Topic-level configs per role. tkg.models is compacted (latest announcement per model name survives);
+ * tkg.models.chunks too (key: name/index, so the newest file's pieces survive), after a lag.
+ */
 export function topicConfigs(role: TopicRole): { name: string; value: string }[] {
-  if (role === 'models') {
+  if (role === 'models' || role === 'modelChunks') {
+    const lag = role === 'models' ? 0 : modelChunksCompactionLagMs;
     return [
       { name: 'cleanup.policy', value: 'compact' },
       { name: 'max.message.bytes', value: String(modelsMaxMessageBytes) },
-      { name: 'min.compaction.lag.ms', value: '0' },
+      { name: 'min.compaction.lag.ms', value: String(lag) },
       { name: 'segment.ms', value: '3600000' },
     ];
   }
@@ -60,7 +73,7 @@ export function topicConfigs(role: TopicRole): { name: string; value: string }[]
  * versions must stay in order for every reader).
  */
 export function topicPartitions(role: TopicRole, partitions: number): number {
-  return role === 'models' ? 1 : partitions;
+  return role === 'models' || role === 'modelChunks' ? 1 : partitions;
 }
 
 export interface EnsureTopicsOptions {

@@ -24,6 +24,7 @@ export const schemaNames = [
   'Forecast',
   'StepMetrics',
   'ModelAnnouncement',
+  'ModelChunk',
 ] as const;
 export type SchemaName = (typeof schemaNames)[number];
 export type WireFormat = 'avro' | 'json' | 'confluent';

@@ -30,6 +30,11 @@ export interface BundleWatcherOptions {
   logger?: Logger;
   /** Called after every swap (e.g. StepCoordinator.onModel). */
   onModel?: (model: ServingModel, bundle: ModelBundle) => Promise<void> | void;
+  /**
+   * Reads an ONNX file from a location the watcher does not read itself (file paths and file:// URLs it does):
+   * the replica passes the chunk topic's reader for `kafka:` locations. Undefined = not a location it knows.
+   */
+  readLocation?: (location: string, bundle: ModelBundle) => Promise<Uint8Array> | undefined;
 }
 
 export class BundleWatcher {
@@ -71,7 +76,7 @@ export class BundleWatcher {
     }
     try {
       const bundle = bundleFromAnnouncement(announcement);
-      const model = await scorer.prepare(await graphBytes(bundle), {
+      const model = await scorer.prepare(await graphBytes(bundle, this.options.readLocation), {
         entities: bundle.entities,
         relations: bundle.relations,
       });
@@ -132,12 +137,24 @@ export class BundleWatcher {
   }
 }
 
-async function graphBytes(bundle: ModelBundle): Promise<Uint8Array> {
+async function graphBytes(
+  bundle: ModelBundle,
+  readLocation: BundleWatcherOptions['readLocation'],
+): Promise<Uint8Array> {
   if (bundle.onnx && bundle.onnx.length > 0) return bundle.onnx;
   if (bundle.location) {
-    if (/^[a-z]+:\/\//i.test(bundle.location) && !bundle.location.startsWith('file://')) {
+    const remote = readLocation?.(bundle.location, bundle);
+    if (remote) {
+      try {
+        return await remote;
+      } catch (error) {
+        throw new ModelRejectedError((error as Error).message, 'corrupt', error);
+      }
+    }
+    // A scheme (two letters or more: not a drive letter) other than file:// is nothing this watcher reads.
+    if (/^[a-z][a-z0-9+.-]+:/i.test(bundle.location) && !bundle.location.startsWith('file://')) {
       throw new ModelRejectedError(
-        `model location ${bundle.location}: only inline bytes, file paths and file:// URLs are supported`,
+        `model location ${bundle.location}: only inline bytes, file paths, file:// URLs and the chunk topic's kafka: locations are supported`,
         'incompatible',
       );
     }

@@ -8,6 +8,7 @@ import type { Kafka, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../core/types.ts';
 import { createProducer } from '../kafka/client.ts';
+import { isChunkLocation, readModelChunks } from '../kafka/model-chunks.ts';
 import { ModelTopicFollower } from '../kafka/model-topic.ts';
 import { QueryTopicConsumer } from '../kafka/query-topic.ts';
 import { SnapshotTopicFollower, snapshotsTopicName } from '../kafka/snapshot-topic.ts';
@@ -123,6 +124,10 @@ export class ServeReplica {
         await options.onModel?.(model);
         await this.coordinator.onModel(model);
       },
+      readLocation: (location, bundle) =>
+        isChunkLocation(location)
+          ? readModelChunks(kafka, codec, location, bundle, { logger })
+          : undefined,
     });
     this.models = new ModelTopicFollower({
       kafka,

@@ -84,6 +84,16 @@ export const sampleRecords: Record<SchemaName, Record<string, unknown>> = {
     terms: '{"kind":"none"}',
     calibration: '{"kind":"sigmoid"}',
   },
+  ModelChunk: {
+    name: 'nlsm',
+    version: 7,
+    index: 1,
+    count: 3,
+    offset: 4,
+    totalBytes: 10,
+    sha256: 'a'.repeat(64),
+    bytes: Buffer.from([8, 7, 18, 4]),
+  },
 };
 
 /** avsc decodes records as instances of generated classes; this turns them (deeply) into plain objects. */

@@ -2,7 +2,8 @@
 // a real topic and served; Python (confluent-kafka, fastavro, onnxruntime from PyPI) reads the announcement, computes
 // the term from the bundle's spec and the closed facts as the README documents, runs the graph, and reproduces every
 // served answer (top-k entities and scores within 1e-4). Covered: nlsm-h (the hybrid kind) and recurrency on YAGO,
-// nlsm-r (the default; the rules kind) on YAGO and on ICEWS14, where the fitted rules carry weight, and the rules kind
+// nlsm-r (the default; the rules kind) on YAGO and on ICEWS14, (recurrency with its ONNX file in pieces on the
+// chunk topic, as large bundles travel), where the fitted rules carry weight, and the rules kind
 // with its two-hop paths turned on (the live models mine none; the project's miner mines them over the same steps).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { promisify } from 'node:util';
 import type { Snapshot } from '../../src/core/types.ts';
 import { loadTkgDataset, tkgSnapshots, type TkgDataset } from '../../src/datasets/index.ts';
 import { createKafkaClient, createProducer } from '../../src/kafka/client.ts';
-import { announceBundle } from '../../src/kafka/model-topic.ts';
+import { announceBundle, type AnnounceOptions } from '../../src/kafka/model-topic.ts';
 import { ensureTopics, topicNames } from '../../src/kafka/topics.ts';
 import type { ModelBundle } from '../../src/model/bundle.ts';
 import { encodeCalibration } from '../../src/model/calibration.ts';
@@ -96,6 +97,7 @@ async function assertPythonReproduces(
   dataset: TkgDataset,
   steps: readonly Snapshot[],
   dir: string,
+  announce: AnnounceOptions = {},
 ): Promise<PythonAnswers> {
   const brokers = await testBrokers();
   const prefix = uniqueTopicPrefix('bundle-py');
@@ -121,7 +123,7 @@ async function assertPythonReproduces(
     await producer.connect();
     await replica.start();
     for (const snapshot of steps) await replica.onStepClosed(snapshot);
-    await announceBundle(producer, codec, topicNames(prefix).models, bundle);
+    await announceBundle(producer, codec, topicNames(prefix).models, bundle, 'avro', announce);
     const deadline = Date.now() + 60_000;
     while (replica.scorer.model?.version !== bundle.version) {
       assert.ok(Date.now() < deadline, 'the replica did not load the bundle');
@@ -273,12 +275,17 @@ test(
 );
 
 test(
-  'Python reproduces recurrency answers from the announced bundle alone',
+  'Python reproduces recurrency answers from the announced bundle alone, its ONNX file sent in pieces on the chunk topic',
   { timeout: 300_000 },
   () =>
     reproduceLive('recurrency', 'yago', 14, async ({ bundle, dataset, steps }, dir) => {
       assert.equal(bundle.terms.kind, 'recurrency');
-      await assertPythonReproduces(bundle, dataset, steps, dir);
+      const chunkBytes = 16 * 1024;
+      assert.ok(bundle.onnx!.length > 4 * chunkBytes, `${bundle.onnx!.length} bytes: few pieces`);
+      await assertPythonReproduces(bundle, dataset, steps, dir, {
+        inlineGraphBytes: 0,
+        chunkBytes,
+      });
     }),
 );
 

@@ -616,3 +616,92 @@ test(
     }
   },
 );
+
+test(
+  'a bundle over the inline limit travels in pieces on the chunk topic and serves; a piece that does not match is rejected while the old one serves',
+  { timeout: 120_000 },
+  async () => {
+    const h = await harness();
+    const metrics = createMetrics();
+    const server = replica(h, metrics);
+    const topics = topicNames(h.prefix);
+    const small = { inlineGraphBytes: 1024, chunkBytes: 700 };
+    try {
+      await server.start();
+      for (const s of closedSteps.slice(0, 13)) await server.onStepClosed(s); // v3's term needs 12
+      const one = bundle(1);
+      assert.ok(one.onnx!.length > 3 * small.chunkBytes, 'the graph makes several pieces');
+      await announceBundle(h.producer, codec, topics.models, one, 'avro', small);
+      await until(() => server.scorer.model?.version === 1, 'version 1 served from its pieces');
+      // what went over the wire: an announcement without inline bytes, naming its pieces' location
+      const announced = await readAll(h.kafka, topics.models, 1);
+      assert.equal(announced[0].onnx, null);
+      assert.match(
+        String(announced[0].location),
+        new RegExp(`^kafka:${topics.modelChunks}\\?partition=0&offset=0&chunks=\\d+`),
+      );
+      const pieces = Math.ceil(one.onnx!.length / small.chunkBytes);
+      assert.equal((await readAll(h.kafka, topics.modelChunks, pieces)).length, pieces);
+      const asked = randomUUID();
+      await h.send([{ replyId: asked, subject: 'e3', relation: 'knows', k: 5 }]);
+      await until(() => h.answers.has(asked), 'an answer from the chunked bundle');
+      checkScores(h.answers.get(asked)!, 3, 1, 0);
+
+      // version 2's pieces are written, but its announcement names another file's digest: rejected, 1 serves
+      const two = bundle(2);
+      const { publishModelChunks } = await import('../../src/kafka/model-chunks.ts');
+      const location = await publishModelChunks(
+        h.producer,
+        codec,
+        topics.modelChunks,
+        two,
+        two.onnx!,
+        small,
+      );
+      const tampered = location.replace(/sha256=[0-9a-f]+/, `sha256=${'0'.repeat(64)}`);
+      await announceBundle(h.producer, codec, topics.models, {
+        ...two,
+        onnx: null,
+        location: tampered,
+      });
+      let text = '';
+      await until(
+        () => (
+          void metrics.registry.metrics().then((t) => (text = t)),
+          /tkg_models_rejected_total\{reason="corrupt"\} 1/.test(text)
+        ),
+        'version 2 rejected',
+      );
+      assert.equal(server.scorer.model?.version, 1);
+      // version 3, chunked and whole, replaces it
+      await announceBundle(h.producer, codec, topics.models, bundle(3), 'avro', small);
+      await until(() => server.scorer.model?.version === 3, 'version 3 served from its pieces');
+    } finally {
+      await server.stop();
+      await h.close();
+    }
+  },
+);
+
+/** The first `count` records of a one-partition topic, decoded. */
+async function readAll(
+  kafka: Kafka,
+  topic: string,
+  count: number,
+): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  const consumer = kafka.consumer({ groupId: `${topic}.check.${randomUUID()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      out.push(codec.decodeValue<Record<string, unknown>>(message.value).value);
+    },
+  });
+  try {
+    await until(() => out.length >= count, `${count} records on ${topic}`);
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}

@@ -7,13 +7,16 @@ Prints {"version", "historyStep", "termEntries", "featureEntries", "answers": [[
 (featureEntries, for the `rules` kind: per feature name, how many term entries had it non-zero).
 
 Reads the newest ModelAnnouncement of that name (Avro single-object encoding: 0xC3 0x01, 8-byte fingerprint, body),
-takes the ONNX graph, vocabulary and term spec from it, computes the term (every kind: `none`, `recurrency`, `hybrid`
+takes the ONNX graph (inline, or for a large one its pieces on the chunk topic the announcement's kafka: location
+names), vocabulary and term spec from it, computes the term (every kind: `none`, `recurrency`, `hybrid`
 and `rules`) from the history as the README documents it, and runs the graph with onnxruntime.
 """
+import hashlib
 import io
 import json
 import math
 import sys
+import urllib.parse
 
 import numpy as np
 import onnxruntime as ort
@@ -40,6 +43,32 @@ def read_announcements(brokers, topic, schema):
             break
     consumer.close()
     return records
+
+
+def read_chunked(brokers, location, schema, name, version):
+    """The ONNX file of a bundle too large to be inline: its pieces on the chunk topic (README, 'The model file')."""
+    url = urllib.parse.urlparse(location)
+    query = dict(urllib.parse.parse_qsl(url.query))
+    topic, partition, first = url.path, int(query["partition"]), int(query["offset"])
+    count, size = int(query["chunks"]), int(query["bytes"])
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "reproduce-chunks", "enable.auto.commit": False})
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    consumer.assign([TopicPartition(topic, partition, max(first, low))])
+    data, seen = bytearray(size), set()
+    while len(seen) < count:
+        message = consumer.poll(10)
+        if message is None or message.error():
+            raise RuntimeError(f"chunk topic {topic}: {message.error() if message else 'no record'}")
+        value = message.value()
+        piece = schemaless_reader(io.BytesIO(value[10:]), schema)
+        if piece["name"] == name and piece["version"] == version:
+            data[piece["offset"] : piece["offset"] + len(piece["bytes"])] = piece["bytes"]
+            seen.add(piece["index"])
+        if message.offset() + 1 >= high and len(seen) < count:
+            raise RuntimeError(f"chunk topic {topic}: pieces missing up to the log end")
+    consumer.close()
+    assert hashlib.sha256(data).hexdigest() == query["sha256"], "the pieces' SHA-256 differs"
+    return bytes(data)
 
 
 class History:
@@ -266,7 +295,11 @@ def main():
         decay = terms["weights"]["decay"] if terms["kind"] == "hybrid" else terms.get("decay", 1.0)
         history = History(facts, decay)
     feature_entries = {name: 0 for name in RULE_FEATURES}
-    session = ort.InferenceSession(bundle["onnx"], providers=["CPUExecutionProvider"])
+    onnx = bundle["onnx"]
+    if onnx is None:
+        chunk_schema = parse_schema(json.load(open(f"{schemas}/ModelChunk.avsc")))
+        onnx = read_chunked(brokers, bundle["location"], chunk_schema, bundle["name"], bundle["version"])
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     answers = []
     term_entries = 0
     for query in spec_in["queries"]:
