@@ -122,7 +122,9 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const noKafka = args.includes('--no-kafka');
   const shards = Number(flag(args, 'shards', '2'));
   const skipped: Record<string, string> = {};
-  const cellsTotal = sizes.length * ((shards > 1 ? 2 : 1) + 2 * facts.length) + (serveOnly ? 0 : 1);
+  const cellsTotal =
+    sizes.length * ((shards > 1 ? 2 : 1) + (noKafka ? 0 : 1) + 2 * facts.length) +
+    (serveOnly ? 0 : 1);
   let cellsDone = 0;
   const cell = async (label: string, job: Job): Promise<Result> => {
     const started = performance.now();
@@ -292,7 +294,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     '|---|---|---|---|---|---|---|',
     ...sizes.map((N) => {
       const k = throughKafka[N] ?? {};
-      if (typeof k.error === 'string') return `| ${N.toLocaleString('en-US')} | ${k.error} | | | | | |`;
+      if (typeof k.error === 'string')
+        return `| ${N.toLocaleString('en-US')} | ${k.error} | | | | | |`;
       const one = (k.unsharded ?? {}) as Result;
       const many = (k.sharded ?? {}) as Result;
       return `| ${N.toLocaleString('en-US')} | ${fmt(one.queriesPerSecond)} | ${fmt(one.queryP50Ms, 1)} / ${fmt(one.queryP99Ms, 1)} | ${fmt(one.readySeconds, 1)} | ${fmt(many.queriesPerSecond)} | ${fmt(many.queryP50Ms, 1)} / ${fmt(many.queryP99Ms, 1)} | ${fmt(many.readySeconds, 1)} |`;
@@ -313,7 +316,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const seconds = (performance.now() - t0) / 1000;
   const loadAfter = loadavg();
   log(
-    `\n${[...tables, serveTable, relationsLine, ...skippedLines, ...failedLines].join('\n\n')}\n`,
+    `\n${[...tables, serveTable, ...(serveOnly ? [] : [relationsLine]), ...skippedLines, ...failedLines].join('\n\n')}\n`,
   );
   log(
     `scale bench: ${seconds.toFixed(0)} s on ${cpus().length} CPUs, load average before ${loadBefore.map((x) => x.toFixed(1)).join(' ')}, after ${loadAfter.map((x) => x.toFixed(1)).join(' ')} (a shared machine: ratios to the bounds are measured in the same cell)`,

@@ -59,8 +59,8 @@ export async function startKafkaServing(options: {
   const producer = createProducer(kafka);
   const consumer = kafka.consumer({ groupId: `${prefix}.client`, maxWaitTimeInMs: 1 });
   const waiting = new Map<string, () => void>();
-  let announcedAt = 0;
-  let readySeconds = 0;
+  let announcedAt: number;
+  let readySeconds: number;
   const close = async () => {
     await consumer.disconnect();
     await producer.disconnect();

@@ -9,7 +9,7 @@ import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 const { ConfigResourceTypes } = kafkajs;
 
 test(
-  'topics: ensureTopics creates every role once, models compacted with 64 MiB messages',
+  'topics: ensureTopics creates every role once, models and model chunks compacted with 64 MiB messages',
   { timeout: 120_000 },
   async () => {
     const prefix = uniqueTopicPrefix('topics');
@@ -21,11 +21,11 @@ test(
       assert.deepEqual(first.created.sort(), Object.values(names).sort());
       const second = await ensureTopics(admin, { prefix, partitions: 3 });
       assert.deepEqual(second.created, []);
-      assert.equal(second.existing.length, 9);
+      assert.equal(second.existing.length, Object.keys(names).length);
       assert.deepEqual(second.updated, []);
 
       const metadata = await admin.fetchTopicMetadata({
-        topics: [names.facts, names.models, names.queries],
+        topics: [names.facts, names.models, names.modelChunks, names.queries],
       });
       const partitions = Object.fromEntries(
         metadata.topics.map((t) => [t.name, t.partitions.length]),
@@ -33,6 +33,7 @@ test(
       assert.equal(partitions[names.facts], 3);
       assert.equal(partitions[names.queries], 3);
       assert.equal(partitions[names.models], 1);
+      assert.equal(partitions[names.modelChunks], 1);
 
       const configs = await admin.describeConfigs({
         resources: [
@@ -40,6 +41,11 @@ test(
             type: ConfigResourceTypes.TOPIC,
             name: names.models,
             configNames: ['cleanup.policy', 'max.message.bytes'],
+          },
+          {
+            type: ConfigResourceTypes.TOPIC,
+            name: names.modelChunks,
+            configNames: ['cleanup.policy', 'max.message.bytes', 'min.compaction.lag.ms'],
           },
           {
             type: ConfigResourceTypes.TOPIC,
@@ -57,6 +63,9 @@ test(
       );
       assert.equal(byTopic[names.models]['cleanup.policy'], 'compact');
       assert.equal(byTopic[names.models]['max.message.bytes'], String(64 * 1024 * 1024));
+      assert.equal(byTopic[names.modelChunks]['cleanup.policy'], 'compact');
+      assert.equal(byTopic[names.modelChunks]['max.message.bytes'], String(64 * 1024 * 1024));
+      assert.equal(byTopic[names.modelChunks]['min.compaction.lag.ms'], '3600000');
       assert.equal(byTopic[names.facts]['cleanup.policy'], 'delete');
       assert.equal(byTopic[names.facts]['retention.ms'], '-1');
     } finally {
