@@ -134,6 +134,12 @@ export function lagBucket(lagBounds: readonly number[], lag: number): number {
   return b;
 }
 
+/**
+ * relaxedTopK meaning every entity with a relaxed share: the recurrency-shaped ranker forms use it, so they are the
+ * recurrency model itself (which gives every entity its share), not a form truncated to the top shares.
+ */
+export const EVERY_RELAXED = 2 ** 31 - 1;
+
 /** A spec with no rules and the recurrency form's weights (strict + alpha * relaxed). */
 export function recurrencyRuleSpec(options: {
   numRelations: number;

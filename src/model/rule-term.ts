@@ -26,10 +26,14 @@ import {
 import { RuleEdgeIndex, type PairEdges, type PathVisitor, type RecentEdges } from './rule-edges.ts';
 import { evidenceOf, type RuleTables } from './rule-evidence.ts';
 
-/** Candidates of one query with their features [M * RF] (row m is entity entities[m]). */
+/**
+ * Candidates of one query with their features [M * RF] (row m is entity entities[m]), in float64: a term value is
+ * fround(sum_f w_f x_f) with one rounding, as the recurrency model's fround(strict + alpha * share), so the
+ * recurrency-shaped weights give its scores exactly.
+ */
 export interface RuleCandidates {
   entities: Int32Array; // [M]
-  features: Float32Array; // [M * RF]
+  features: Float64Array; // [M * RF]
 }
 
 const MAX_PATH_SUM = 20;
@@ -40,7 +44,7 @@ class CandidateScratch {
   stampOf = new Int32Array(1024);
   slotOf = new Int32Array(1024);
   entities = new Int32Array(256);
-  features = new Float32Array(256 * RF);
+  features = new Float64Array(256 * RF);
   growEntities(n: number): void {
     const size = Math.max(n, 2 * this.stampOf.length);
     const stampOf = new Int32Array(size);
@@ -53,7 +57,7 @@ class CandidateScratch {
   growRows(): void {
     const entities = new Int32Array(2 * this.entities.length);
     entities.set(this.entities);
-    const features = new Float32Array(2 * this.features.length);
+    const features = new Float64Array(2 * this.features.length);
     features.set(this.features);
     this.entities = entities;
     this.features = features;
@@ -168,9 +172,13 @@ export class RuleTermState implements TermState {
     this.decayPow = Float64Array.from({ length: 4096 }, (_, lag) => Math.pow(spec.decay, lag));
   }
 
-  /** Replaces the ranker's weights only (the rule tables, e.g. mined online, stay). */
-  setWeights(weights: readonly number[]): void {
-    this.spec = assertRuleTermSpec({ ...this.spec, weights: [...weights] });
+  /**
+   * Replaces the ranker's weights (the rule tables, e.g. mined online, stay) and, when given, how many entities of
+   * largest relaxed share are candidates of every query.
+   */
+  setWeights(weights: readonly number[], relaxedTopK = this.spec.relaxedTopK): void {
+    this.spec = assertRuleTermSpec({ ...this.spec, weights: [...weights], relaxedTopK });
+    this.edges.useSpec(this.spec);
     this.rowCache.clear();
   }
 
@@ -255,9 +263,15 @@ export class RuleTermState implements TermState {
   /**
    * Candidates and features of the query (code, anchor) at `step` (> lastStep; multi-step forecasts ask for later
    * steps): every neighbour of the anchor (any code: the exact fact's recurrence and the length-1 rules), the ends of
-   * two-hop paths with a path rule, and the code's top relaxed entities, each once.
+   * two-hop paths with a path rule, and the code's top relaxed entities (at most `relaxedLimit` of the spec's
+   * relaxedTopK: the ranker's fitting queries keep the candidate sets they were fitted with), each once.
    */
-  candidatesAt(step: number, code: number, anchor: number): RuleCandidates {
+  candidatesAt(
+    step: number,
+    code: number,
+    anchor: number,
+    relaxedLimit = Number.POSITIVE_INFINITY,
+  ): RuleCandidates {
     const spec = this.spec;
     const C = this.ruleCodes;
     const B = this.buckets;
@@ -311,7 +325,7 @@ export class RuleTermState implements TermState {
     const paths = this.pathRules.get(code);
     if (paths !== undefined && spec.pathWindow > 0) this.addPaths(step, anchor, paths, row);
     const top = this.edges.topRelaxed(code);
-    for (let i = 0; i < top.entities.length; i++) row(top.entities[i]);
+    for (let i = 0; i < Math.min(top.entities.length, relaxedLimit); i++) row(top.entities[i]);
     const rows = scratch.features;
     for (let m = 0; m < size; m++) {
       const share = top.shareOf.get(scratch.entities[m]) ?? 0;

@@ -25,10 +25,10 @@ import { RuleTermState } from '../../model/rule-term.ts';
 import { scaleScoringState } from '../hybrid/export.ts';
 import { RuleMiner } from '../rules/miner.ts';
 import { RankQueryBuilder, concatRankSets, type RankQuerySet } from '../rules/ranker.ts';
-import { fitRuleRanker } from '../rules/fit.ts';
+import { fitRuleRanker, relaxedTopKOfForm } from '../rules/fit.ts';
 import { decodeRankQuerySet, encodeRankQuerySet } from '../rules/query-codec.ts';
 import { AlternatingHeader, StepFiles } from './step-files.ts';
-import { initialRuleSpec } from '../rules/models.ts';
+import { FIT_RELAXED_TOP_K, initialRuleSpec } from '../rules/models.ts';
 import type { NlsmLiveModel } from './nlsm.ts';
 import {
   matchingState,
@@ -144,6 +144,7 @@ export class RuleLiveModel implements LiveModel {
       numRelations: this.header.stateRelations ?? this.numRelations,
       decay: this.header.decay!,
       alpha: this.header.alpha!,
+      relaxedTopK: relaxedTopKOfForm(this.header.form, FIT_RELAXED_TOP_K),
     });
     // weights of an older spec format (fewer features) read through the spec's upgrade
     if (this.header.weights !== null)
@@ -263,9 +264,9 @@ export class RuleLiveModel implements LiveModel {
       validation: concatRankSets(sets.slice(sets.length - selectionSteps)),
       recurrencyAlpha: this.header.alpha ?? 0,
     });
-    const weights = Array.from(theta.subarray(1), (x) => Math.fround(x));
+    const weights = Array.from(theta.subarray(1));
     const beta = this.base ? theta[0] : 0;
-    this.state!.setWeights(weights);
+    this.state!.setWeights(weights, relaxedTopKOfForm(report.chosen.form, FIT_RELAXED_TOP_K));
     this.header = {
       ...this.header,
       weights,
@@ -315,6 +316,7 @@ export class RuleLiveModel implements LiveModel {
             target.step,
             queryCode(direction, relations[b]),
             anchors[b],
+            FIT_RELAXED_TOP_K,
           ),
           excluded: trueAnswers(timeAware, direction, anchors[b], relations[b]),
         });

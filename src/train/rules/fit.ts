@@ -5,7 +5,7 @@
 // recurrency baseline's own score, ties broken by the base logit) in every filter mode; it is then refitted on fit +
 // selection queries. Never a target step: the caller passes only history queries.
 // Owns: the forms and that choice. Pure; no tfjs.
-import { FEATURE_INDEX, RF } from '../../model/rule-spec.ts';
+import { EVERY_RELAXED, FEATURE_INDEX, RF } from '../../model/rule-spec.ts';
 import { oneStandardErrorChoice } from '../hybrid/selection.ts';
 import {
   MODES,
@@ -74,6 +74,15 @@ export function pairedGain(a: Float64Array, b: Float64Array): number {
 }
 
 export type RuleForm = 'reference' | 'recurrency' | 'rules' | 'rules-ascent';
+
+/**
+ * The relaxedTopK a form scores with. The recurrency-shaped forms (and the initial form, before any fit) are the
+ * recurrency model, which gives every entity its share; the rule forms keep the top `fitted` shares their weights
+ * were fitted and selected with.
+ */
+export function relaxedTopKOfForm(form: string | null, fitted: number): number {
+  return form === 'rules' || form === 'rules-ascent' ? fitted : EVERY_RELAXED;
+}
 
 type ModeMrrs = Record<Mode, number> & { mean: number };
 

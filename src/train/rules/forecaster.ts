@@ -10,7 +10,7 @@ import { RF, queryCode, type RuleTermSpec } from '../../model/rule-spec.ts';
 import { RuleTermState } from '../../model/rule-term.ts';
 import { RuleMiner, type RuleMinerOptions } from './miner.ts';
 import { RankQueryBuilder, type RankQuerySet } from './ranker.ts';
-import { fitRuleRanker, type RuleFitReport } from './fit.ts';
+import { fitRuleRanker, relaxedTopKOfForm, type RuleFitReport } from './fit.ts';
 import { targetsDue, type FittingPhase, type FittingPlan } from '../fitting-plan.ts';
 import { TargetQueries } from '../target-queries.ts';
 
@@ -167,10 +167,12 @@ export class RuleForecaster implements TkgForecaster {
     let validation: RankQuerySet = this.builders.validation.build();
     if (fit.answer.length === 0) fit = validation;
     if (validation.answer.length === 0) validation = fit;
+    const fittedTopK = this.options.spec.relaxedTopK;
     if (fit.answer.length === 0) {
       this.options.log?.(
         'rules: no fitting queries were collected; scoring with the recurrency form',
       );
+      this.state.setWeights(this.state.currentSpec.weights, relaxedTopKOfForm(null, fittedTopK));
       return;
     }
     const { theta, report } = fitRuleRanker({
@@ -179,7 +181,10 @@ export class RuleForecaster implements TkgForecaster {
       recurrencyAlpha: this.options.recurrencyAlpha,
     });
     this.beta = this.base ? theta[0] : 0;
-    this.state.setWeights(Array.from(theta.subarray(1), (x) => Math.fround(x)));
+    this.state.setWeights(
+      Array.from(theta.subarray(1)),
+      relaxedTopKOfForm(report.chosen.form, fittedTopK),
+    );
     this.report = report;
     this.seconds.fit += (performance.now() - t0) / 1000;
     const text = (m: { raw: number; static: number; timeAware: number }) =>
@@ -231,7 +236,12 @@ export class RuleForecaster implements TkgForecaster {
           numEntities: N,
           row: rows?.subarray(b * N, (b + 1) * N),
           answer: answers[b],
-          candidates: this.state.candidatesAt(target.step, queryCode(direction, relation), anchor),
+          candidates: this.state.candidatesAt(
+            target.step,
+            queryCode(direction, relation),
+            anchor,
+            this.options.spec.relaxedTopK,
+          ),
           excluded: batch.excluded(b),
           staticExcluded: batch.staticExcluded(b),
         });

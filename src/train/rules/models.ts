@@ -21,6 +21,9 @@ export interface RuleModelOptions {
   maxQueriesPerPhase?: number;
 }
 
+/** The top relaxed shares of the ranker's fitting queries' candidates (and of the rule forms it fits). */
+export const FIT_RELAXED_TOP_K = 100;
+
 /** The initial spec of the rule model for a relation count, decay and alpha (rules and weights come later). */
 export function initialRuleSpec(options: {
   numRelations: number;
@@ -35,7 +38,7 @@ export function initialRuleSpec(options: {
       numRelations: options.numRelations,
       decay: options.decay,
       alpha: options.alpha,
-      relaxedTopK: options.relaxedTopK ?? 100,
+      relaxedTopK: options.relaxedTopK ?? FIT_RELAXED_TOP_K,
     }),
     pathWindow: options.pathWindow ?? 0,
     pathFanout: options.pathFanout ?? 16,

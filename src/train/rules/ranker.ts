@@ -70,7 +70,7 @@ export class RankQueryBuilder {
     numEntities: number;
     row?: Float32Array; // [N] base logits (hasBase)
     answer: number;
-    candidates: { entities: Int32Array; features: Float32Array };
+    candidates: { entities: Int32Array; features: ArrayLike<number> };
     excluded?: Int32Array;
     staticExcluded?: Int32Array;
   }): void {
@@ -85,7 +85,7 @@ export class RankQueryBuilder {
         if (e !== answer) flags.set(e, EXCLUDED_STATIC | EXCLUDED_TIME_AWARE);
     const position = new Map<number, number>();
     const start = this.base.length;
-    const push = (entity: number, features: Float32Array | null, at: number) => {
+    const push = (entity: number, features: ArrayLike<number> | null, at: number) => {
       position.set(entity, this.base.length);
       this.base.push(row ? row[entity] : 0);
       this.mask.push(flags.get(entity) ?? 0);
