@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { Snapshot } from '../../src/core/types.ts';
 import { loadTkgDataset, tkgSnapshots } from '../../src/datasets/index.ts';
 import {
+  EVERY_RELAXED,
   RF,
   decodeRuleTermSpec,
   encodeRuleTermSpec,
@@ -14,6 +15,7 @@ import {
   type RuleTermSpec,
 } from '../../src/model/rule-spec.ts';
 import { RuleTermState } from '../../src/model/rule-term.ts';
+import { RecurrencyForecaster, uniformRecurrencyParams } from '../../src/baselines/recurrency.ts';
 import { decodeTermSpec, encodeTermSpec, type TermSpec } from '../../src/model/terms.ts';
 import { createTermState } from '../../src/model/term-states.ts';
 import { RuleMiner } from '../../src/train/rules/miner.ts';
@@ -337,5 +339,43 @@ test('live adapter: the exported spec rebuilds the same term over the same close
     model.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the recurrency-shaped rule form with every relaxed share scores exactly as the recurrency model', async () => {
+  // ICEWS14's first 60 steps: relations with far more than 100 objects, shares tiny next to the strict counts
+  const history = icewsTrain.slice(0, 60);
+  const target = icewsTrain[60];
+  const R = icews.relationNames.length;
+  const N = icews.entityNames.length;
+  const params = { decay: 0.8, alpha: 1e-4 };
+  const recurrency = new RecurrencyForecaster(uniformRecurrencyParams(params, R), R);
+  const spec = (relaxedTopK: number) =>
+    recurrencyRuleSpec({ numRelations: R, ...params, relaxedTopK });
+  const every = new RuleTermState(spec(EVERY_RELAXED));
+  const top100 = new RuleTermState(spec(100));
+  for (const s of history) {
+    await recurrency.observe(s);
+    every.observe(s);
+    top100.observe(s);
+  }
+  const B = 200;
+  const anchors = Int32Array.from({ length: B }, (_, i) => target.triples[3 * i]);
+  const relations = Int32Array.from({ length: B }, (_, i) => target.triples[3 * i + 1]);
+  for (const direction of ['object', 'subject'] as const) {
+    const dense = await recurrency.score(target.step, direction, anchors, relations, N);
+    let truncatedDiffers = 0;
+    for (let b = 0; b < B; b++) {
+      const expected = dense.subarray(b * N, (b + 1) * N);
+      const rowOf = (state: RuleTermState) => {
+        const row = new Float32Array(N);
+        const terms = state.termsAt(target.step, direction, anchors[b], relations[b]);
+        terms.entities.forEach((e, i) => (row[e] = terms.values[i]));
+        return row;
+      };
+      assert.deepEqual(rowOf(every), expected, `${direction} query ${b}`);
+      if (rowOf(top100).some((v, e) => v !== expected[e])) truncatedDiffers++;
+    }
+    assert.ok(truncatedDiffers > 0, 'the top-100 form differs somewhere (the check can fail)');
   }
 });

@@ -1,9 +1,9 @@
 // Choosing the rule model's ranker (issue 15), one automatic procedure for every dataset and the live stream:
 // candidate forms are fitted on the fitting queries (the history's last steps before the selection steps) and scored
 // on the selection queries (the history's last steps); the form is the simplest one within one standard error of the
-// best mean of raw / static / time-aware MRR among the forms that are at least as good as the reference (the
-// recurrency baseline's own score, ties broken by the base logit) in every filter mode; it is then refitted on fit +
-// selection queries. Never a target step: the caller passes only history queries.
+// best mean of raw / static / time-aware MRR among the reference (the recurrency baseline itself: its score, ties
+// averaged, no base logit) and the forms that beat it by SIGNIFICANCE standard errors in every filter mode (breaking
+// its ties by the base logit is such a form, `recurrency`); it is then refitted on fit + selection queries. Never a target step: the caller passes only history queries.
 // Owns: the forms and that choice. Pure; no tfjs.
 import { EVERY_RELAXED, FEATURE_INDEX, RF } from '../../model/rule-spec.ts';
 import { oneStandardErrorChoice } from '../hybrid/selection.ts';
@@ -164,7 +164,8 @@ export function fitRuleRanker(input: {
     refit: (set: RankQuerySet) => Float64Array;
   };
   const candidates: Candidate[] = [];
-  const reference = recurrencyTheta(input.recurrencyAlpha, tieBeta);
+  // the reference is the recurrency model exactly (beta 0): with a base model, using it at all must earn its place
+  const reference = recurrencyTheta(input.recurrencyAlpha, 0);
   candidates.push({ form: 'reference', theta: reference, refit: () => reference });
   if (hasBase) {
     const beta = pickBeta(fit);
