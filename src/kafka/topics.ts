@@ -99,8 +99,8 @@ export interface EnsureTopicsResult {
  * Create every missing topic with its partitions and configs; idempotent and safe to race with other processes
  * (TOPIC_ALREADY_EXISTS is not an error). Returns once every partition of every wanted topic has a leader, whoever
  * created it (a process that lost the creation race would otherwise meet LEADER_NOT_AVAILABLE / NOT_LEADER on its
- * first request). Transient broker errors are retried with backoff and logged. An existing tkg.models without
- * compaction or with a small max.message.bytes gets its configs altered.
+ * first request). Transient broker errors are retried with backoff and logged. An existing tkg.models or
+ * tkg.models.chunks without compaction or with a small max.message.bytes gets its configs altered.
  */
 export async function ensureTopics(
   admin: Admin,
@@ -160,16 +160,15 @@ async function ensureTopicsOnce(
   );
   const updated: string[] = [];
   // (describeConfigs is kafkajs-only: the librdkafka adapter's admin lacks it, and then the check is skipped)
-  if (
-    roles.includes('models') &&
-    existingTopics.has(names.models) &&
-    typeof admin.describeConfigs === 'function'
-  ) {
+  for (const role of ['models', 'modelChunks'] as const) {
+    const name = names[role];
+    if (!roles.includes(role) || !existingTopics.has(name)) continue;
+    if (typeof admin.describeConfigs !== 'function') break;
     const described = await admin.describeConfigs({
       resources: [
         {
           type: ConfigResourceTypes.TOPIC,
-          name: names.models,
+          name,
           configNames: ['cleanup.policy', 'max.message.bytes'],
         },
       ],
@@ -184,15 +183,9 @@ async function ensureTopicsOnce(
     ) {
       await admin.alterConfigs({
         validateOnly: false,
-        resources: [
-          {
-            type: ConfigResourceTypes.TOPIC,
-            name: names.models,
-            configEntries: topicConfigs('models'),
-          },
-        ],
+        resources: [{ type: ConfigResourceTypes.TOPIC, name, configEntries: topicConfigs(role) }],
       });
-      updated.push(names.models);
+      updated.push(name);
     }
   }
   return {

@@ -73,3 +73,43 @@ test(
     }
   },
 );
+
+test(
+  'topics: an existing models or model chunks topic without compaction (e.g. auto-created) gets its configs fixed',
+  { timeout: 120_000 },
+  async () => {
+    const prefix = uniqueTopicPrefix('topics-fix');
+    const admin = createKafkaClient({ brokers: await testBrokers() }).admin();
+    await admin.connect();
+    try {
+      const names = topicNames(prefix);
+      await admin.createTopics({
+        topics: [names.models, names.modelChunks].map((topic) => ({
+          topic,
+          numPartitions: 1,
+          configEntries: [{ name: 'cleanup.policy', value: 'delete' }],
+        })),
+        waitForLeaders: true,
+      });
+      const result = await ensureTopics(admin, { prefix, roles: ['models', 'modelChunks'] });
+      assert.deepEqual(result.updated.sort(), [names.models, names.modelChunks].sort());
+      const configs = await admin.describeConfigs({
+        resources: [names.models, names.modelChunks].map((name) => ({
+          type: ConfigResourceTypes.TOPIC,
+          name,
+          configNames: ['cleanup.policy', 'max.message.bytes'],
+        })),
+        includeSynonyms: false,
+      });
+      for (const resource of configs.resources) {
+        const entries = Object.fromEntries(
+          resource.configEntries.map((e) => [e.configName, e.configValue]),
+        );
+        assert.equal(entries['cleanup.policy'], 'compact', resource.resourceName);
+        assert.equal(entries['max.message.bytes'], String(64 * 1024 * 1024));
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  },
+);

@@ -60,7 +60,7 @@ export function register(program: Command): void {
           await ensureTopics(admin, {
             prefix: config.topicPrefix,
             partitions: config.partitions,
-            roles: ['models'],
+            roles: ['models', 'modelChunks'],
           });
           return ensureSnapshotsTopic(admin, config.topicPrefix);
         },
