@@ -421,12 +421,24 @@ function readShard(props: Map<string, string>, numEntities: number): ScoringMode
 }
 
 /**
+ * A scoring graph's metadata and, for a shard graph, the rows of Z it holds, from one decode of its bytes (see
+ * shardRowsOf). Throws a RangeError naming what is malformed.
+ */
+export function readScoringGraph(
+  bytes: Uint8Array,
+  sharedRows = false,
+): { metadata: ScoringModelMetadata; rows: Float32Array | undefined } {
+  const model = decodeModel(bytes);
+  const metadata = metadataOf(model);
+  return { metadata, rows: metadata.shard ? shardRowsOf(model, sharedRows) : undefined };
+}
+
+/**
  * The rows of Z a shard graph holds ([hi - lo, K], row-major, entity lo first), read back from its Z_T: the anchor
  * rows the shard supplies to every shard's z_anchor input (`shared`: in a SharedArrayBuffer). Throws a RangeError
  * for a graph that is not a shard.
  */
-export function readShardRows(bytes: Uint8Array, shared = false): Float32Array {
-  const model = onnx.ModelProto.decode(bytes);
+function shardRowsOf(model: OnnxModel, shared: boolean): Float32Array {
   const zt = model.graph?.initializer?.find((t) => t.name === 'Z_T');
   if (!model.metadataProps?.some((p) => p.key === 'shardMap') || !zt?.rawData || !zt.dims)
     throw new RangeError(

@@ -11,8 +11,7 @@ import {
   SCORER_INPUTS,
   SCORER_OUTPUTS,
   SHARD_INPUTS,
-  readScoringModelMetadata,
-  readShardRows,
+  readScoringGraph,
   vocabularyHash,
 } from '../model/scoring-graph.ts';
 import { type ShardRange, shardRange } from '../model/shard-map.ts';
@@ -130,8 +129,10 @@ export class ServingModel {
   /** Load and validate ONNX bytes; throws ModelRejectedError (never a half-usable model). */
   static async load(bytes: Uint8Array, options: LoadModelOptions = {}): Promise<ServingModel> {
     let metadata: ScoringModelMetadata;
+    let shardRows: Float32Array | undefined;
     try {
-      metadata = readScoringModelMetadata(bytes);
+      // one decode: the metadata, and a shard graph's rows (in shared memory, for the shard threads)
+      ({ metadata, rows: shardRows } = readScoringGraph(bytes, true));
     } catch (error) {
       throw new ModelRejectedError(`model rejected: ${(error as Error).message}`, 'corrupt', error);
     }
@@ -154,12 +155,7 @@ export class ServingModel {
     }
     let model: ServingModel;
     try {
-      model = new ServingModel(
-        session,
-        metadata,
-        vocabulary,
-        metadata.shard ? readShardRows(bytes, true) : undefined,
-      );
+      model = new ServingModel(session, metadata, vocabulary, shardRows);
     } catch (error) {
       await session.release();
       throw new ModelRejectedError(
