@@ -295,6 +295,15 @@ export const configSchema = z.object({
     .describe(
       'TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)',
     ),
+  modelMessageBytes: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(60 * 1024 * 1024)
+    .default(16 * 1024 * 1024)
+    .describe(
+      "TKG_MODEL_MESSAGE_BYTES: an ONNX file up to this size goes inline in its announcement on <prefix>.models, a larger one in pieces of at most min(4 MiB, this) on <prefix>.models.chunks (set it below a managed cluster's message size limit)",
+    ),
   scorerShards: z.coerce
     .number()
     .int()

@@ -8,13 +8,26 @@ import type { Consumer, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { bundleToAnnouncement, type ModelAnnouncement, type ModelBundle } from '../model/bundle.ts';
 import type { SchemaCodec, WireFormat } from '../schemas/codec.ts';
-import { chunkTopicOf, defaultInlineGraphBytes, publishModelChunks } from './model-chunks.ts';
+import {
+  chunkTopicOf,
+  defaultChunkBytes,
+  defaultInlineGraphBytes,
+  publishModelChunks,
+} from './model-chunks.ts';
 
 export interface AnnounceOptions {
   /** ONNX files larger than this go in pieces to the chunk topic (default 16 MiB). */
   inlineGraphBytes?: number;
   /** Size of one piece (default 4 MiB). */
   chunkBytes?: number;
+}
+
+/** The announce options for the largest model record a deployment allows (TKG_MODEL_MESSAGE_BYTES). */
+export function announceOptionsFor(maxMessageBytes: number): AnnounceOptions {
+  return {
+    inlineGraphBytes: maxMessageBytes,
+    chunkBytes: Math.min(defaultChunkBytes, maxMessageBytes),
+  };
 }
 
 /** Publish a bundle (key: its name) on the models topic; a large ONNX file goes to its chunk topic first. */

@@ -16,7 +16,7 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
 import { MetricsServer } from '../../src/metrics/server.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { exportScoringModel, vocabularyHash } from '../../src/model/scoring-graph.ts';
-import { announceBundle } from '../../src/kafka/model-topic.ts';
+import { announceBundle, announceOptionsFor } from '../../src/kafka/model-topic.ts';
 import type { ModelBundle } from '../../src/model/bundle.ts';
 import { uncalibrated } from '../../src/model/calibration.ts';
 import { F } from '../../src/model/hybrid-features.ts';
@@ -625,12 +625,12 @@ test(
     const metrics = createMetrics();
     const server = replica(h, metrics);
     const topics = topicNames(h.prefix);
-    const small = { inlineGraphBytes: 1024, chunkBytes: 700 };
+    const small = announceOptionsFor(700); // inline up to 700 bytes, pieces of 700
     try {
       await server.start();
       for (const s of closedSteps.slice(0, 13)) await server.onStepClosed(s); // v3's term needs 12
       const one = bundle(1);
-      assert.ok(one.onnx!.length > 3 * small.chunkBytes, 'the graph makes several pieces');
+      assert.ok(one.onnx!.length > 3 * small.chunkBytes!, 'the graph makes several pieces');
       await announceBundle(h.producer, codec, topics.models, one, 'avro', small);
       await until(() => server.scorer.model?.version === 1, 'version 1 served from its pieces');
       // what went over the wire: an announcement without inline bytes, naming its pieces' location
@@ -640,7 +640,7 @@ test(
         String(announced[0].location),
         new RegExp(`^kafka:${topics.modelChunks}\\?partition=0&offset=0&chunks=\\d+`),
       );
-      const pieces = Math.ceil(one.onnx!.length / small.chunkBytes);
+      const pieces = Math.ceil(one.onnx!.length / small.chunkBytes!);
       assert.equal((await readAll(h.kafka, topics.modelChunks, pieces)).length, pieces);
       const asked = randomUUID();
       await h.send([{ replyId: asked, subject: 'e3', relation: 'knows', k: 5 }]);
