@@ -3,7 +3,8 @@
 // on the selection queries (the history's last steps); the form is the simplest one within one standard error of the
 // best mean of raw / static / time-aware MRR among the reference (the recurrency baseline itself: its score, ties
 // averaged, no base logit) and the forms that beat it by SIGNIFICANCE standard errors in every filter mode (breaking
-// its ties by the base logit is such a form, `recurrency`); it is then refitted on fit + selection queries. Never a target step: the caller passes only history queries.
+// its ties by the base logit is such a form, `recurrency`); it is then refitted on fit + selection queries. Never a
+// target step: the caller passes only history queries.
 // Owns: the forms and that choice. Pure; no tfjs.
 import { EVERY_RELAXED, FEATURE_INDEX, RF } from '../../model/rule-spec.ts';
 import { oneStandardErrorChoice } from '../hybrid/selection.ts';
