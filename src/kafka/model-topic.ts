@@ -2,7 +2,8 @@
 // following every announcement from the beginning (each follower in a throw-away group of its own, so every replica
 // sees every bundle). An ONNX file over the inline limit goes first in pieces to `<prefix>.models.chunks`
 // (model-chunks.ts) and the announcement carries its location. Owns: the Kafka side of bundles only — encoding with
-// the codec, the consumer loop, handing records over one at a time in topic order. What a bundle means and how it is loaded is src/model and src/serve.
+// the codec, the consumer loop, handing records over one at a time in topic order. What a bundle means and how it is
+// loaded is src/model and src/serve.
 import { randomUUID } from 'node:crypto';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
@@ -14,6 +15,7 @@ import {
   defaultInlineGraphBytes,
   publishModelChunks,
 } from './model-chunks.ts';
+import { modelsMaxMessageBytes } from './topics.ts';
 
 export interface AnnounceOptions {
   /** ONNX files larger than this go in pieces to the chunk topic (default 16 MiB). */
@@ -84,8 +86,8 @@ export class ModelTopicFollower {
     const { kafka, topic, codec } = this.options;
     this.consumer = kafka.consumer({
       groupId: `${topic}.follower.${randomUUID()}`,
-      maxBytesPerPartition: 64 * 1024 * 1024,
-      maxBytes: 128 * 1024 * 1024,
+      maxBytesPerPartition: modelsMaxMessageBytes,
+      maxBytes: 2 * modelsMaxMessageBytes,
       sessionTimeout: 30_000,
       maxWaitTimeInMs: 200,
     });
