@@ -3,6 +3,7 @@
 // Every key here is listed in README's configuration table.
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.ts';
+import { DEFAULT_MODEL_MESSAGE_BYTES } from '../core/limits.ts';
 
 export const configSchema = z.object({
   // Kafka
@@ -300,7 +301,7 @@ export const configSchema = z.object({
     .int()
     .min(64 * 1024)
     .max(60 * 1024 * 1024)
-    .default(16 * 1024 * 1024)
+    .default(DEFAULT_MODEL_MESSAGE_BYTES)
     .describe(
       "TKG_MODEL_MESSAGE_BYTES: an ONNX file up to this size goes inline in its announcement on <prefix>.models, a larger one in pieces of at most min(4 MiB, this) on <prefix>.models.chunks (set it below a managed cluster's message size limit)",
     ),

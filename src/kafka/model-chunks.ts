@@ -14,8 +14,6 @@ import type { Kafka, Producer } from './client.ts';
 import { withRetries } from './retry.ts';
 import { modelsMaxMessageBytes } from './topics.ts';
 
-/** Graphs up to this size go inline in the announcement; larger ones in pieces. */
-export const defaultInlineGraphBytes = 16 * 1024 * 1024;
 /** Size of one piece (far below the chunk topic's max.message.bytes, and below most brokers' default fetch sizes). */
 export const defaultChunkBytes = 4 * 1024 * 1024;
 
@@ -157,7 +155,8 @@ export interface ReadChunksOptions {
 
 /**
  * Read the ONNX file of bundle (name, version) from its chunk location. Throws a TkgError (reason `corrupt`) naming
- * what is wrong when a piece is missing or does not fit, or the file's SHA-256 differs.
+ * what is wrong when a piece is missing or does not fit, or the file's SHA-256 differs. A retriable broker error
+ * (a leader moving, a connection lost) starts the whole read again, with backoff, until the timeout.
  */
 export async function readModelChunks(
   kafka: Kafka,
@@ -167,6 +166,20 @@ export async function readModelChunks(
   options: ReadChunksOptions = {},
 ): Promise<Uint8Array> {
   const location = parseChunkLocation(locationText);
+  return withRetries(
+    `reading model ${bundle.name} v${bundle.version} from ${location.topic}`,
+    () => readOnce(kafka, codec, location, bundle, options),
+    { logger: options.logger, deadlineMs: options.timeoutMs ?? 600_000 },
+  );
+}
+
+async function readOnce(
+  kafka: Kafka,
+  codec: SchemaCodec,
+  location: ChunkLocation,
+  bundle: { name: string; version: number },
+  options: ReadChunksOptions,
+): Promise<Uint8Array> {
   const { topic, partition } = location;
   const what = `model ${bundle.name} v${bundle.version} (${location.chunks} pieces on ${topic})`;
   const fail = (message: string) => new TkgError(`${what}: ${message}`, { reason: 'corrupt' });

@@ -9,12 +9,9 @@ import type { Consumer, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { bundleToAnnouncement, type ModelAnnouncement, type ModelBundle } from '../model/bundle.ts';
 import type { SchemaCodec, WireFormat } from '../schemas/codec.ts';
-import {
-  chunkTopicOf,
-  defaultChunkBytes,
-  defaultInlineGraphBytes,
-  publishModelChunks,
-} from './model-chunks.ts';
+import { DEFAULT_MODEL_MESSAGE_BYTES } from '../core/limits.ts';
+import { chunkTopicOf, defaultChunkBytes, publishModelChunks } from './model-chunks.ts';
+import { withRetries } from './retry.ts';
 import { modelsMaxMessageBytes } from './topics.ts';
 
 export interface AnnounceOptions {
@@ -44,7 +41,7 @@ export async function announceBundle(
   const announcement = bundleToAnnouncement(bundle);
   const onnx = announcement.onnx;
   const chunked =
-    onnx !== null && onnx.length > (options.inlineGraphBytes ?? defaultInlineGraphBytes);
+    onnx !== null && onnx.length > (options.inlineGraphBytes ?? DEFAULT_MODEL_MESSAGE_BYTES);
   const value = {
     ...announcement,
     onnx: onnx && !chunked ? Buffer.from(onnx) : null,
@@ -60,6 +57,26 @@ export async function announceBundle(
     acks: -1,
     messages: [{ key: bundle.name, value: codec.encodeValue('ModelAnnouncement', value, format) }],
   });
+}
+
+/**
+ * What the trainer calls to publish each bundle: announceBundle (Avro) under the deployment's model record limit
+ * (TKG_MODEL_MESSAGE_BYTES), retried while the cluster answers with retriable errors.
+ */
+export function bundleAnnouncer(
+  producer: Producer,
+  codec: SchemaCodec,
+  topic: string,
+  maxMessageBytes: number,
+  logger?: Logger,
+): (bundle: ModelBundle) => Promise<void> {
+  const options = announceOptionsFor(maxMessageBytes);
+  return (bundle) =>
+    withRetries(
+      `announcing ${bundle.name} v${bundle.version}`,
+      () => announceBundle(producer, codec, topic, bundle, 'avro', options),
+      { logger },
+    );
 }
 
 export interface ModelTopicFollowerOptions {

@@ -23,7 +23,7 @@ import { createProducer } from '../kafka/client.ts';
 import { topicNames, type TopicNames } from '../kafka/topics.ts';
 import type { TkgMetrics } from '../metrics/metrics.ts';
 import { codecFromConfig } from '../kafka/schema-config.ts';
-import { announceBundle, announceOptionsFor } from '../kafka/model-topic.ts';
+import { bundleAnnouncer } from '../kafka/model-topic.ts';
 import { ServeReplica } from '../serve/replica.ts';
 import { LiveEvaluator, type StepMetricsRecord } from '../serve/live-eval.ts';
 import { Scorer } from '../serve/scorer.ts';
@@ -250,15 +250,13 @@ export class RunPipeline {
         dir: trainDir,
         metrics,
         seed: config.seed,
-        announce: (bundle) =>
-          announceBundle(
-            announcer,
-            codec,
-            this.topics.models,
-            bundle,
-            'avro',
-            announceOptionsFor(config.modelMessageBytes),
-          ),
+        announce: bundleAnnouncer(
+          announcer,
+          codec,
+          this.topics.models,
+          config.modelMessageBytes,
+          logger,
+        ),
       });
 
       await ingest.start();

@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { freePort, startPrometheus, type RunningPrometheus } from '../helpers/prometheus.ts';
 import { killQuietly, startTkg, type Running } from './helpers.ts';
+import { exitAfterTests } from '../helpers/exit-guard.ts';
+
+exitAfterTests('test/e2e/prometheus.test.ts');
 
 test(
   'tkg run scraped by Prometheus: tkg_eval_mrr, tkg_facts_ingested_total, tkg_query_duration_seconds_bucket',

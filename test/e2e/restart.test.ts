@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { killQuietly, startTkg, type Running } from './helpers.ts';
+import { exitAfterTests } from '../helpers/exit-guard.ts';
+
+exitAfterTests('test/e2e/restart.test.ts');
 
 interface RunJson {
   stopped: boolean;

@@ -24,6 +24,9 @@ import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { testPython } from '../helpers/python.ts';
 import { killQuietly, startTkg, type Running } from './helpers.ts';
+import { exitAfterTests } from '../helpers/exit-guard.ts';
+
+exitAfterTests('test/e2e/split-deployment.test.ts');
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

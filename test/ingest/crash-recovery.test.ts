@@ -20,6 +20,9 @@ import {
   tempStateDir,
   yagoTrain,
 } from './fixtures.ts';
+import { exitAfterTests } from '../helpers/exit-guard.ts';
+
+exitAfterTests('test/ingest/crash-recovery.test.ts');
 
 interface ChildResult {
   code: number | null;

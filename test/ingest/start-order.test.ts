@@ -30,6 +30,9 @@ import {
   tempStateDir,
   type NamedSnapshots,
 } from './fixtures.ts';
+import { exitAfterTests } from '../helpers/exit-guard.ts';
+
+exitAfterTests('test/ingest/start-order.test.ts');
 
 const codec = SchemaCodec.load();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

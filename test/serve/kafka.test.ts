@@ -27,6 +27,9 @@ import { ServeReplica } from '../../src/serve/replica.ts';
 import { bruteForceRow, randomScoringState, mulberry32 } from './fixtures.ts';
 import { testBrokers, uniqueTopicPrefix } from '../helpers/broker.ts';
 import { startTkg } from '../e2e/helpers.ts';
+import { exitAfterTests } from '../helpers/exit-guard.ts';
+
+exitAfterTests('test/serve/kafka.test.ts');
 
 const N = 50;
 const R = 3;

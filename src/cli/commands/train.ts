@@ -9,7 +9,7 @@ import { loadConfig } from '../../config/config.ts';
 import type { NamedVocabulary, Snapshot } from '../../core/types.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { createProducer } from '../../kafka/client.ts';
-import { announceBundle, announceOptionsFor } from '../../kafka/model-topic.ts';
+import { bundleAnnouncer } from '../../kafka/model-topic.ts';
 import { withRetries } from '../../kafka/retry.ts';
 import { SnapshotTopicFollower, ensureSnapshotsTopic } from '../../kafka/snapshot-topic.ts';
 import { ensureTopics, topicNames } from '../../kafka/topics.ts';
@@ -91,20 +91,7 @@ export function register(program: Command): void {
         metrics,
         setModelGauges: true,
         seed: config.seed,
-        announce: (bundle) =>
-          withRetries(
-            'announcing a bundle',
-            () =>
-              announceBundle(
-                producer,
-                codec,
-                topics.models,
-                bundle,
-                'avro',
-                announceOptionsFor(config.modelMessageBytes),
-              ),
-            { logger },
-          ),
+        announce: bundleAnnouncer(producer, codec, topics.models, config.modelMessageBytes, logger),
       });
       const report = (trained: TrainedStep | undefined) => {
         if (!trained) return;
