@@ -13,6 +13,7 @@ import { register as queryVerb } from './commands/query.ts';
 import { register as registryVerb } from './commands/registry.ts';
 import { register as runVerb } from './commands/run.ts';
 import { register as serveVerb } from './commands/serve.ts';
+import { register as shardVerb } from './commands/shard.ts';
 import { register as trainVerb } from './commands/train.ts';
 
 /** Every verb, in help order (src/cli/commands/<verb>.ts). */
@@ -26,6 +27,7 @@ const verbs = [
   registryVerb,
   runVerb,
   serveVerb,
+  shardVerb,
   trainVerb,
 ];
 

@@ -296,6 +296,45 @@ export const configSchema = z.object({
     .describe(
       'TKG_SCORER_THREADS: onnxruntime intra-op threads per scoring session (0 = onnxruntime default)',
     ),
+  shardServers: z
+    .string()
+    .optional()
+    .describe(
+      'TKG_SHARD_SERVERS: comma-separated URLs of shard replicas (tkg shard), URL i holding shard i of them all; tkg serve then holds no row of Z and scores through them; unset = the replica scores by itself',
+    ),
+  shardIndex: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe(
+      "TKG_SHARD_INDEX: the shard a tkg shard replica holds (0-based, below TKG_SHARD_COUNT; its place in the fronts' TKG_SHARD_SERVERS)",
+    ),
+  shardCount: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe(
+      'TKG_SHARD_COUNT: how many shards the tkg shard replicas split each bundle into (the number of TKG_SHARD_SERVERS URLs)',
+    ),
+  shardPort: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(9480)
+    .describe(
+      'TKG_SHARD_PORT: port a tkg shard replica answers the fronts on (0 = any free port; the URL is logged)',
+    ),
+  shardHost: z
+    .string()
+    .min(1)
+    .default('0.0.0.0')
+    .describe(
+      "TKG_SHARD_HOST: interface a tkg shard replica binds (its protocol is for the cluster's fronts only)",
+    ),
   modelMessageBytes: z.coerce
     .number()
     .int()
@@ -417,4 +456,27 @@ export function loadConfig(
     );
   }
   return parsed.data;
+}
+
+/** TKG_SHARD_SERVERS as URLs (empty when unset); a malformed entry throws naming it and the fix. */
+export function shardServerUrls(config: Pick<TkgConfig, 'shardServers'>): string[] {
+  const entries = (config.shardServers ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0);
+  return entries.map((entry) => {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw new ConfigError(
+        `TKG_SHARD_SERVERS: ${JSON.stringify(entry)} is not a URL; list each shard replica as http://host:port, comma-separated, in shard order`,
+      );
+    }
+    if (url.protocol !== 'http:')
+      throw new ConfigError(
+        `TKG_SHARD_SERVERS: ${entry} must be an http:// URL (what tkg shard logs as its URL)`,
+      );
+    return url.origin;
+  });
 }

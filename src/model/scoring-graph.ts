@@ -193,6 +193,31 @@ export function cutScoringModel(
   bytes: Uint8Array,
   mapFor: (metadata: ScoringModelMetadata) => ShardMap,
 ): { metadata: ScoringModelMetadata; shards: Uint8Array[] } {
+  const { metadata, parts, options, map } = graphToCut(bytes, mapFor);
+  const shards = map.bounds
+    .slice(1)
+    .map((_, index) => buildScoringModel(parts, options, { index, map }));
+  return { metadata, shards };
+}
+
+/**
+ * One shard graph of cutScoringModel's cut (what a shard replica holding one range of the bundle needs), without
+ * building the others. Throws a RangeError for an index outside the map.
+ */
+export function cutScoringShard(
+  bytes: Uint8Array,
+  mapFor: (metadata: ScoringModelMetadata) => ShardMap,
+  index: number,
+): { metadata: ScoringModelMetadata; shard: Uint8Array } {
+  const { metadata, parts, options, map } = graphToCut(bytes, mapFor);
+  shardRange(map, index); // throws naming the valid indices
+  return { metadata, shard: buildScoringModel(parts, options, { index, map }) };
+}
+
+function graphToCut(
+  bytes: Uint8Array,
+  mapFor: (metadata: ScoringModelMetadata) => ShardMap,
+): { metadata: ScoringModelMetadata; parts: GraphParts; options: ExportOptions; map: ShardMap } {
   const model = decodeModel(bytes);
   const metadata = metadataOf(model);
   if (metadata.shard)
@@ -228,10 +253,7 @@ export function cutScoringModel(
     terms: metadata.terms,
     calibration: metadata.calibration,
   };
-  const shards = map.bounds
-    .slice(1)
-    .map((_, index) => buildScoringModel(parts, options, { index, map }));
-  return { metadata, shards };
+  return { metadata, parts, options, map };
 }
 
 function buildScoringModel(

@@ -35,6 +35,11 @@ export interface BundleWatcherOptions {
    * the replica passes the chunk topic's reader for `kafka:` locations. Undefined = not a location it knows.
    */
   readLocation?: (location: string, bundle: ModelBundle) => Promise<Uint8Array> | undefined;
+  /**
+   * Prepares a bundle's ServingModel instead of reading its ONNX file and loading it in the scorer: a front whose
+   * shards run in shard replicas (src/serve/remote-shard.ts) builds it from what they hold. Checked as a load is.
+   */
+  load?: (bundle: ModelBundle) => Promise<ServingModel>;
 }
 
 export class BundleWatcher {
@@ -76,10 +81,12 @@ export class BundleWatcher {
     }
     try {
       const bundle = bundleFromAnnouncement(announcement);
-      const model = await scorer.prepare(await graphBytes(bundle, this.options.readLocation), {
-        entities: bundle.entities,
-        relations: bundle.relations,
-      });
+      const model = this.options.load
+        ? await this.options.load(bundle)
+        : await scorer.prepare(await graphBytes(bundle, this.options.readLocation), {
+            entities: bundle.entities,
+            relations: bundle.relations,
+          });
       const meta = model.metadata;
       const mismatch =
         meta.version !== bundle.version ||
@@ -137,7 +144,8 @@ export class BundleWatcher {
   }
 }
 
-async function graphBytes(
+/** A bundle's ONNX file: inline, from its location (readLocation first), or a ModelRejectedError saying why not. */
+export async function graphBytes(
   bundle: ModelBundle,
   readLocation: BundleWatcherOptions['readLocation'],
 ): Promise<Uint8Array> {

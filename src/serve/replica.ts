@@ -21,6 +21,7 @@ import type { ForecastRecord } from './forecasts.ts';
 import type { StepEvaluation, StepMetricsRecord } from './live-eval.ts';
 import type { ServingModel } from './model.ts';
 import { answerQuery } from './queries.ts';
+import { RemoteShardSet } from './remote-shard.ts';
 import { Scorer } from './scorer.ts';
 import { StepCoordinator } from './step-coordinator.ts';
 
@@ -35,6 +36,11 @@ export interface ServeReplicaOptions {
   scorerThreads?: number;
   /** Entity shards per served bundle (worker threads; src/serve/sharded-scorer.ts); default 1. */
   scorerShards?: number;
+  /**
+   * Shard replicas (`tkg shard`) that hold the bundles' shards, URL i holding shard i: this replica then reads no
+   * ONNX file and holds no row of Z; it waits until all of them hold an announced version and scores through them.
+   */
+  shardServers?: readonly string[];
   maxBatch?: number;
   maxWaitMs?: number;
   /** Publish forecasts and live evaluations when steps close (enable on ONE replica). */
@@ -113,6 +119,10 @@ export class ServeReplica {
             )
         : undefined,
     });
+    const remote =
+      options.shardServers && options.shardServers.length > 0
+        ? new RemoteShardSet(options.shardServers, { logger })
+        : undefined;
     this.bundles = new BundleWatcher({
       scorer: this.scorer,
       modelName: options.modelName,
@@ -128,6 +138,7 @@ export class ServeReplica {
         isChunkLocation(location)
           ? readModelChunks(kafka, codec, location, bundle, { logger })
           : undefined,
+      load: remote ? (bundle) => remote.modelFor(bundle) : undefined,
     });
     this.models = new ModelTopicFollower({
       kafka,

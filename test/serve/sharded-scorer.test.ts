@@ -29,7 +29,13 @@ import { ServingModel } from '../../src/serve/model.ts';
 import { Scorer, type ScoreRequest, type ScoreResult } from '../../src/serve/scorer.ts';
 import { LocalShard, ShardedScorer } from '../../src/serve/sharded-scorer.ts';
 import { type ShardWorker, WorkerShard } from '../../src/serve/shard-worker.ts';
+import { ShardServer } from '../../src/serve/shard-server.ts';
+import { RemoteShard, RemoteShardSet } from '../../src/serve/remote-shard.ts';
+import type { ModelBundle } from '../../src/model/bundle.ts';
+import { uncalibrated } from '../../src/model/calibration.ts';
 import { randomScoringState } from './fixtures.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const N = 97;
 const R = 4;
@@ -274,4 +280,119 @@ test('a bundle with fewer entities than shards is served with one entity per sha
   assert.deepEqual([...b.entities], [...a.entities]);
   assert.deepEqual(b.ranks, a.ranks);
   await Promise.all([one.close(), three.close()]);
+});
+
+/** A bundle of the fixture's state (names e0.., r0..: the fixture's vocabulary hash). */
+function bundleOf(
+  f: ReturnType<typeof fixture>,
+  version: number,
+  term: TermSpec = spec,
+): ModelBundle {
+  return {
+    name: 'nlsm',
+    kind: 'nlsm',
+    version,
+    step: STEP,
+    trainedStep: STEP - 1,
+    createdAt: new Date(0).toISOString(),
+    vocabularyHash: hash,
+    onnx: exportScoringModel({ ...f.state, version }, f.options),
+    location: null,
+    entities: Array.from({ length: N }, (_, i) => `e${i}`),
+    relations: Array.from({ length: R }, (_, i) => `r${i}`),
+    terms: term,
+    calibration: uncalibrated,
+    notes: {},
+  };
+}
+
+async function shardServers(count: number, keptScoresMs?: number) {
+  const servers = Array.from(
+    { length: count },
+    (_, index) => new ShardServer({ index, count, keptScoresMs }),
+  );
+  const urls = await Promise.all(servers.map(async (s) => (await s.listen(0, '127.0.0.1')).url));
+  return { servers, urls, close: () => Promise.all(servers.map((s) => s.close())) };
+}
+
+test('shard replicas over HTTP (2 and 3 of them) give the unsharded answers; the front holds no row of Z', async () => {
+  const f = fixture();
+  const expected = await unsharded(f);
+  for (const count of [2, 3]) {
+    const { servers, urls, close } = await shardServers(count);
+    try {
+      const bundle = bundleOf(f, 3);
+      const set = new RemoteShardSet(urls, { pollMs: 20 });
+      const loading = set.modelFor(bundle); // waits until every replica holds version 3
+      for (const server of servers) await server.load(bundle, bundle.onnx!);
+      const model = await loading;
+      assert.ok(model.shards, 'served by its shards');
+      assert.equal(model.sharedRows, undefined, 'the front holds no rows');
+      const held = servers.map((s) => s.list()[0].metadata.shard!.map.bounds);
+      assert.deepEqual(held[0], evenShardMap(N, count).bounds);
+      const scorer = new Scorer({ terms: f.terms, filters: f.filters, maxBatch: 16 });
+      scorer.swap(model);
+      assertSame(
+        await Promise.all(f.requests.map((q) => scorer.score(q))),
+        expected,
+        `${count} shard replicas`,
+      );
+      await scorer.close();
+    } finally {
+      await close();
+    }
+  }
+});
+
+test('shard replicas keep the newest two versions; a misordered or lagging set is refused naming the fix; kept scores of a batch whose counts never came are dropped', async () => {
+  const f = fixture();
+  const { servers, urls, close } = await shardServers(2, 300);
+  try {
+    for (const version of [3, 4, 5])
+      for (const server of servers)
+        await server.load(bundleOf(f, version), bundleOf(f, version).onnx!);
+    assert.deepEqual(
+      servers[0].list().map((h) => h.version),
+      [4, 5],
+      'version 3 retired',
+    );
+    const set = new RemoteShardSet(urls, { pollMs: 20, timeoutMs: 300 });
+    await assert.rejects(set.modelFor(bundleOf(f, 3)), /holds newer versions of nlsm than 3/);
+    await assert.rejects(set.modelFor(bundleOf(f, 6)), /did not hold it within 300 ms/);
+    await assert.rejects(
+      new RemoteShardSet([urls[1], urls[0]]).modelFor(bundleOf(f, 5)),
+      /holds shard 1 of 2, but it is listed as shard 0 of 2 in TKG_SHARD_SERVERS: start it with TKG_SHARD_INDEX=0/,
+    );
+    const model = await set.modelFor(bundleOf(f, 4));
+    const [shard] = (model.shards as unknown as { shards: RemoteShard[] }).shards;
+    const request = {
+      id: 0,
+      anchorRows: new Float32Array(K),
+      relations: Int32Array.of(0),
+      directions: Int32Array.of(0),
+      k: 2,
+      answers: Int32Array.of(1),
+    };
+    const scored = await shard.score(request);
+    assert.equal(scored.k, 2);
+    await sleep(700); // past keptScoresMs: the sweep dropped the batch's scores
+    await assert.rejects(
+      shard.counts({
+        id: 0,
+        rows: Int32Array.of(0),
+        answers: Int32Array.of(1),
+        answerScores: Float32Array.of(scored.answerScores[0]),
+        staticExcluded: [undefined],
+        timeAwareExcluded: [undefined],
+      }),
+      /kept no scores for batch 0/,
+    );
+    await servers[1].close();
+    await assert.rejects(
+      model.shards!.scoreBatch([f.requests[0]], { filters: f.filters, terms: f.terms }),
+      /shard replica http:\/\/127\.0\.0\.1:\d+ is unreachable/,
+    );
+  } finally {
+    await close();
+  }
 });

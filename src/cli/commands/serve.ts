@@ -3,9 +3,12 @@
 // machine and in any start order. It serves the bundles announced under --model-name (default: the --model kind,
 // what `tkg train --model` announces). With --publish-steps (ONE replica) it also publishes <prefix>.forecasts and
 // <prefix>.evaluations as steps close. /metrics, /healthz, /readyz on TKG_METRICS_PORT. Wiring only: the logic is in
-// src/serve (ServeReplica). Runs until SIGINT/SIGTERM. Exit codes: 0 ok, 1 failure, 2 usage.
+// src/serve (ServeReplica). With TKG_SHARD_SERVERS the replica is a front: the shard replicas (`tkg shard`) hold the
+// bundles' rows and score them, this process holds the filters and terms and merges. Runs until SIGINT/SIGTERM.
+// Exit codes: 0 ok, 1 failure, 2 usage.
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config.ts';
+import { loadConfig, shardServerUrls } from '../../config/config.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { withRetries } from '../../kafka/retry.ts';
 import { ensureSnapshotsTopic } from '../../kafka/snapshot-topic.ts';
 import { ensureTopics } from '../../kafka/topics.ts';
@@ -36,6 +39,11 @@ export function register(program: Command): void {
     .option('--no-metrics', 'do not start the metrics HTTP server')
     .action(async (flags: ServeFlags) => {
       const config = loadConfig();
+      const shardServers = shardServerUrls(config);
+      if (shardServers.length > 0 && config.scorerShards > 1)
+        throw new ConfigError(
+          'TKG_SCORER_SHARDS and TKG_SHARD_SERVERS: the shards are either worker threads of this replica or shard replicas, not both; unset one',
+        );
       const stage = await openStageProcess('serve', config, { metrics: flags.metrics });
       const { kafka, logger, metrics } = stage;
       const modelName = config.modelName ?? config.model;
@@ -60,6 +68,7 @@ export function register(program: Command): void {
         groupId: flags.group,
         scorerThreads: config.scorerThreads,
         scorerShards: config.scorerShards,
+        shardServers,
         maxBatch: config.scorerMaxBatch,
         maxWaitMs: config.scorerMaxWaitMs,
         publishSteps: flags.publishSteps ?? false,
