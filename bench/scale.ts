@@ -10,8 +10,9 @@
 // per N the serving rate at batch 64 (in-process onnxruntime Scorer over all N entities) and its p99 next to a plain
 // onnxruntime Gemm of the same shape, plus the bundle (ONNX) bytes; the same bundle as --shards shard graphs in worker
 // threads (src/serve/sharded-scorer.ts) next to --shards times a one-thread Gemm over N / shards entities (skipped with
-// --shards 1), and through Kafka (a ServeReplica on the broker, one session and then --shards shards, 4 batches of 64
-// in flight; skipped with --no-kafka; a bundle over the inline limit travels in pieces on tkg.models.chunks). One extra
+// --shards 1), and through Kafka (a ServeReplica on the broker, one session, then --shards shards in worker threads,
+// then as a front over --shards `tkg shard` processes; 4 batches of 64 in flight; skipped with --no-kafka; a bundle
+// over the inline limit travels in pieces on tkg.models.chunks). One extra
 // training cell at --wide-relations relations shows the cost in R.
 // Every cell runs in its own child process (its own peak RSS), one after the other. A training cell whose predicted
 // time (from the measured fact-epoch rate of the smaller F at the same N) exceeds --cell-budget seconds, or whose N
@@ -290,15 +291,18 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     }),
     '',
     `through Kafka (ServeReplica on the broker, ${loadConfig().partitions} query partitions, 4 batches of 64 queries in flight, top-10; query = produce call to answer)`,
-    `| N | 1 session: queries/s | p50 / p99 ms | load s | ${Math.max(2, shards)} shards: queries/s | p50 / p99 ms | load s |`,
-    '|---|---|---|---|---|---|---|',
+    `| N | 1 session: queries/s | p50 / p99 ms | load s | ${Math.max(2, shards)} shards: queries/s | p50 / p99 ms | load s | ${Math.max(2, shards)} shard processes: queries/s | p50 / p99 ms | load s |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...sizes.map((N) => {
       const k = throughKafka[N] ?? {};
       if (typeof k.error === 'string')
-        return `| ${N.toLocaleString('en-US')} | ${k.error} | | | | | |`;
-      const one = (k.unsharded ?? {}) as Result;
-      const many = (k.sharded ?? {}) as Result;
-      return `| ${N.toLocaleString('en-US')} | ${fmt(one.queriesPerSecond)} | ${fmt(one.queryP50Ms, 1)} / ${fmt(one.queryP99Ms, 1)} | ${fmt(one.readySeconds, 1)} | ${fmt(many.queriesPerSecond)} | ${fmt(many.queryP50Ms, 1)} / ${fmt(many.queryP99Ms, 1)} | ${fmt(many.readySeconds, 1)} |`;
+        return `| ${N.toLocaleString('en-US')} | ${k.error} | | | | | | | | |`;
+      const cellsOf = (r: Result) =>
+        `${fmt(r.queriesPerSecond)} | ${fmt(r.queryP50Ms, 1)} / ${fmt(r.queryP99Ms, 1)} | ${fmt(r.readySeconds, 1)}`;
+      const [one, many, apart] = [k.unsharded, k.sharded, k.shardReplicas].map(
+        (r) => (r ?? {}) as Result,
+      );
+      return `| ${N.toLocaleString('en-US')} | ${cellsOf(one)} | ${cellsOf(many)} | ${cellsOf(apart)} |`;
     }),
   ].join('\n');
   const relationsLine = `relations: train N=${sizes[0]} F=${facts[0]}: R=${R} ${fmt(t(sizes[0], facts[0])?.updateSecondsP50, 2)} s p50, R=${wideR} ${wide.error ? 'failed' : `${fmt(wide.updateSecondsP50, 2)} s p50`}`;

@@ -2,12 +2,15 @@
 // (optionally serving the bundle as entity shards), one announced bundle, and a client that sends queries to
 // tkg.queries and times each answer on tkg.answers. Used by `npm run bench -- serve` (one query at a time) and
 // `npm run bench -- scale` (batched, through Kafka). Owns: that harness only.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
 import { loadConfig } from '../../src/config/config.ts';
 import { resolveBrokerSource } from '../../src/kafka/brokers.ts';
 import { createKafkaClient, createProducer } from '../../src/kafka/client.ts';
 import { announceBundle } from '../../src/kafka/model-topic.ts';
 import { ensureTopics, topicNames } from '../../src/kafka/topics.ts';
+import { projectRoot } from '../../src/kafka/local-broker.ts';
 import { uncalibrated } from '../../src/model/calibration.ts';
 import { SchemaCodec } from '../../src/schemas/codec.ts';
 import { ServeReplica } from '../../src/serve/replica.ts';
@@ -27,6 +30,11 @@ export async function startKafkaServing(options: {
   hash: string;
   step: number;
   scorerShards?: number;
+  /**
+   * Serve through this many shard replicas (`tkg shard` processes on this machine, each holding N / shardReplicas
+   * rows) behind the replica as a front (TKG_SHARD_SERVERS); 0 = the replica scores by itself (default).
+   */
+  shardReplicas?: number;
   /** Partitions of the queries and answers topics (default 1). */
   partitions?: number;
   clientId: string;
@@ -46,6 +54,10 @@ export async function startKafkaServing(options: {
     roles: ['queries', 'answers', 'models', 'modelChunks', 'forecasts', 'evaluations'],
   });
   const codec = SchemaCodec.load();
+  const shardProcesses = await startShardReplicas(options.shardReplicas ?? 0, {
+    brokers: source.brokers,
+    prefix,
+  });
   const replica = new ServeReplica({
     kafka,
     codec,
@@ -54,6 +66,7 @@ export async function startKafkaServing(options: {
     followSnapshots: false,
     scorerThreads: config.scorerThreads,
     scorerShards: options.scorerShards ?? 1,
+    shardServers: shardProcesses.urls,
     maxWaitMs: config.scorerMaxWaitMs,
   });
   const producer = createProducer(kafka);
@@ -65,6 +78,7 @@ export async function startKafkaServing(options: {
     await consumer.disconnect();
     await producer.disconnect();
     await replica.stop();
+    await shardProcesses.stop();
     await admin
       .deleteTopics({
         topics: Object.values(topics).filter(
@@ -134,4 +148,52 @@ export async function startKafkaServing(options: {
     return done.map((t) => t - start);
   };
   return { ask, close, readySeconds };
+}
+
+/** `tkg shard` processes 0..count-1 of count on free local ports (model name nlsm); stop() ends them. */
+async function startShardReplicas(
+  count: number,
+  options: { brokers: string[]; prefix: string },
+): Promise<{ urls: string[]; stop: () => Promise<void> }> {
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    ports.push((server.address() as { port: number }).port);
+    await new Promise((resolve) => server.close(resolve));
+  }
+  const children = ports.map((port, index) =>
+    spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'shard', '--no-metrics'], {
+      cwd: projectRoot,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: {
+        ...process.env,
+        KAFKA_BROKERS: options.brokers.join(','),
+        TKG_TOPIC_PREFIX: options.prefix,
+        TKG_MODEL_NAME: 'nlsm',
+        TKG_SHARD_INDEX: String(index),
+        TKG_SHARD_COUNT: String(count),
+        TKG_SHARD_PORT: String(port),
+        TKG_SHARD_HOST: '127.0.0.1',
+        TKG_LOG_LEVEL: 'warn',
+      },
+    }),
+  );
+  for (const child of children) child.stderr?.on('data', (chunk) => process.stderr.write(chunk));
+  return {
+    urls: ports.map((port) => `http://127.0.0.1:${port}`),
+    stop: async () => {
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) return resolve();
+              child.once('exit', () => resolve());
+              child.kill('SIGTERM');
+              setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+            }),
+        ),
+      );
+    },
+  };
 }

@@ -331,16 +331,17 @@ export async function kafkaServeCell(
   const bytes = exportScoringModel(state, { vocabularyHash: hash });
   const entities = Array.from({ length: N }, (_, i) => `e${i}`);
   const relations = Array.from({ length: R }, (_, i) => `r${i}`);
-  const measure = async (shards: number) => {
+  const measure = async (shards: number, replicas = 0) => {
     const serving = await startKafkaServing({
       bytes,
       entities,
       relations,
       hash,
       step: 1,
-      scorerShards: shards,
+      scorerShards: replicas > 0 ? 1 : shards,
+      shardReplicas: replicas,
       partitions: loadConfig().partitions, // the product's default (TKG_PARTITIONS)
-      clientId: `bench-scale-kafka-${shards}`,
+      clientId: `bench-scale-kafka-${shards}${replicas > 0 ? 'p' : ''}`,
     });
     try {
       const batch = (offset: number) =>
@@ -361,13 +362,15 @@ export async function kafkaServeCell(
       const seconds = (performance.now() - start) / 1000;
       const result = {
         shards,
+        ...(replicas > 0 ? { shardReplicas: replicas } : {}),
         readySeconds: Number(serving.readySeconds.toFixed(1)),
         queriesPerSecond: Math.round(latencies.length / seconds),
         queryP50Ms: quantile(latencies, 0.5),
         queryP99Ms: quantile(latencies, 0.99),
         queries: latencies.length,
       };
-      log(`    serve N=${N} through Kafka, ${shards} shard(s): ${JSON.stringify(result)}`);
+      const where = replicas > 0 ? `${replicas} shard replica processes` : `${shards} shard(s)`;
+      log(`    serve N=${N} through Kafka, ${where}: ${JSON.stringify(result)}`);
       return result;
     } finally {
       await serving.close();
@@ -375,6 +378,7 @@ export async function kafkaServeCell(
   };
   const one = await measure(1);
   const sharded = await measure(job.shards);
+  const shardReplicas = await measure(job.shards, job.shards);
   return {
     batch: SERVE_BATCH,
     batchesInFlight: 4,
@@ -382,6 +386,7 @@ export async function kafkaServeCell(
     bundleBytes: bytes.length,
     unsharded: one,
     sharded,
+    shardReplicas,
     peakRssMiB: peakRssMiB(),
   };
 }

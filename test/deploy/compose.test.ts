@@ -18,6 +18,7 @@ interface ComposeService {
   environment?: Record<string, string | number | boolean>;
   volumes?: string[];
   ports?: string[];
+  expose?: Array<string | number>;
   depends_on?: Record<string, { condition: string }> | string[];
   deploy?: { replicas?: number };
   profiles?: string[];
@@ -31,6 +32,8 @@ interface Compose {
 const compose = readYaml<Compose>(join(deployDir, 'compose.yaml'));
 const services = compose.services;
 const TKG_STAGES = ['ingest', 'train', 'serve', 'serve-steps'];
+/** The "sharded" profile's services: two shard replicas and a front over them. */
+const SHARDED = ['shard-0', 'shard-1', 'serve-front'];
 /** Every user-facing topic (SPEC section 4), as the code names them; tkg.snapshots is created by tkg ingest. */
 const SPEC_TOPICS = Object.values(topicNames('tkg'));
 
@@ -187,10 +190,32 @@ test('compose: Prometheus mounts the config and every rule file it loads, and sc
       }
     }
   }
-  assert.deepEqual([...scraped].sort(), [...TKG_STAGES].sort());
+  assert.deepEqual([...scraped].sort(), [...TKG_STAGES, ...SHARDED].sort());
   // The serve replicas are discovered through DNS (static targets would see one replica only).
   const serveJob = prom.scrape_configs.find((job) => job.job_name === 'tkg-serve');
   assert.ok(serveJob?.dns_sd_configs, 'serve must use dns_sd_configs to find every replica');
+});
+
+test('compose: the sharded profile runs shard replicas 0 and 1 of 2 and a front listing them in index order', () => {
+  for (const name of SHARDED) {
+    assert.deepEqual(services[name].profiles, ['sharded'], `${name} is in the sharded profile`);
+    assert.equal(env(name).KAFKA_BROKERS, env('serve').KAFKA_BROKERS);
+  }
+  const urls = env('serve-front').TKG_SHARD_SERVERS.split(',');
+  assert.deepEqual(commandOf('serve-front'), ['serve']);
+  assert.equal(urls.length, 2);
+  urls.forEach((url, i) => {
+    const shard = `shard-${i}`;
+    const e = env(shard);
+    assert.deepEqual(commandOf(shard), ['shard']);
+    assert.equal(e.TKG_SHARD_INDEX, String(i));
+    assert.equal(e.TKG_SHARD_COUNT, String(urls.length));
+    assert.equal(url, `http://${shard}:${e.TKG_SHARD_PORT}`);
+    assert.ok(
+      (services[shard].expose ?? []).map(String).includes(e.TKG_SHARD_PORT),
+      `${shard} exposes its shard port`,
+    );
+  });
 });
 
 test('compose: Grafana provisions the Prometheus datasource and the dashboard', () => {
