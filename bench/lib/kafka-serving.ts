@@ -66,7 +66,7 @@ export async function startKafkaServing(options: {
     followSnapshots: false,
     scorerThreads: config.scorerThreads,
     scorerShards: options.scorerShards ?? 1,
-    shardServers: shardProcesses.urls,
+    shardServers: shardProcesses.urls.map((url) => [url]),
     maxWaitMs: config.scorerMaxWaitMs,
   });
   const producer = createProducer(kafka);

@@ -300,7 +300,7 @@ export const configSchema = z.object({
     .string()
     .optional()
     .describe(
-      'TKG_SHARD_SERVERS: comma-separated URLs of shard replicas (tkg shard), URL i holding shard i of them all; tkg serve then holds no row of Z and scores through them; unset = the replica scores by itself',
+      'TKG_SHARD_SERVERS: URLs of the shard replicas (tkg shard), comma-separated in shard order, the replicas of one shard separated by |; tkg serve then holds no row of Z and scores through them; unset = the replica scores by itself',
     ),
   shardIndex: z.coerce
     .number()
@@ -458,25 +458,31 @@ export function loadConfig(
   return parsed.data;
 }
 
-/** TKG_SHARD_SERVERS as URLs (empty when unset); a malformed entry throws naming it and the fix. */
-export function shardServerUrls(config: Pick<TkgConfig, 'shardServers'>): string[] {
+/**
+ * TKG_SHARD_SERVERS as, per shard index, the URLs of its replicas (empty when unset): entries are comma-separated
+ * in shard order, a shard's replicas separated by |. A malformed URL throws naming it and the fix.
+ */
+export function shardServerUrls(config: Pick<TkgConfig, 'shardServers'>): string[][] {
   const entries = (config.shardServers ?? '')
     .split(',')
     .map((entry) => entry.trim())
     .filter((entry) => entry.length > 0);
-  return entries.map((entry) => {
-    let url: URL;
-    try {
-      url = new URL(entry);
-    } catch {
-      throw new ConfigError(
-        `TKG_SHARD_SERVERS: ${JSON.stringify(entry)} is not a URL; list each shard replica as http://host:port, comma-separated, in shard order`,
-      );
-    }
-    if (url.protocol !== 'http:')
-      throw new ConfigError(
-        `TKG_SHARD_SERVERS: ${entry} must be an http:// URL (what tkg shard logs as its URL)`,
-      );
-    return url.origin;
-  });
+  return entries.map((entry) =>
+    entry.split('|').map((alternative) => {
+      const text = alternative.trim();
+      let url: URL;
+      try {
+        url = new URL(text);
+      } catch {
+        throw new ConfigError(
+          `TKG_SHARD_SERVERS: ${JSON.stringify(text)} is not a URL; list each shard's replicas as http://host:port (replicas of one shard separated by |), the shards comma-separated in index order`,
+        );
+      }
+      if (url.protocol !== 'http:')
+        throw new ConfigError(
+          `TKG_SHARD_SERVERS: ${text} must be an http:// URL (what tkg shard logs as its URL)`,
+        );
+      return url.origin;
+    }),
+  );
 }

@@ -200,10 +200,7 @@ export function cutScoringModel(
   return { metadata, shards };
 }
 
-/**
- * One shard graph of cutScoringModel's cut (what a shard replica holding one range of the bundle needs), without
- * building the others. Throws a RangeError for an index outside the map.
- */
+/** One shard graph of cutScoringModel's cut (a shard replica's range), without the others; RangeError off the map. */
 export function cutScoringShard(
   bytes: Uint8Array,
   mapFor: (metadata: ScoringModelMetadata) => ShardMap,

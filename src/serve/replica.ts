@@ -37,10 +37,11 @@ export interface ServeReplicaOptions {
   /** Entity shards per served bundle (worker threads; src/serve/sharded-scorer.ts); default 1. */
   scorerShards?: number;
   /**
-   * Shard replicas (`tkg shard`) that hold the bundles' shards, URL i holding shard i: this replica then reads no
-   * ONNX file and holds no row of Z; it waits until all of them hold an announced version and scores through them.
+   * Shard replicas (`tkg shard`) that hold the bundles' shards, entry i the URLs of shard i's replicas: this replica
+   * then reads no ONNX file and holds no row of Z; it waits until every shard holds an announced version and scores
+   * through them.
    */
-  shardServers?: readonly string[];
+  shardServers?: ReadonlyArray<readonly string[]>;
   maxBatch?: number;
   maxWaitMs?: number;
   /** Publish forecasts and live evaluations when steps close (enable on ONE replica). */

@@ -322,7 +322,10 @@ test('shard replicas over HTTP (2 and 3 of them) give the unsharded answers; the
     const { servers, urls, close } = await shardServers(count);
     try {
       const bundle = bundleOf(f, 3);
-      const set = new RemoteShardSet(urls, { pollMs: 20 });
+      const set = new RemoteShardSet(
+        urls.map((u) => [u]),
+        { pollMs: 20 },
+      );
       const loading = set.modelFor(bundle); // waits until every replica holds version 3
       for (const server of servers) await server.load(bundle, bundle.onnx!);
       const model = await loading;
@@ -356,11 +359,17 @@ test('shard replicas keep the newest two versions; a misordered or lagging set i
       [4, 5],
       'version 3 retired',
     );
-    const set = new RemoteShardSet(urls, { pollMs: 20, timeoutMs: 300 });
-    await assert.rejects(set.modelFor(bundleOf(f, 3)), /holds newer versions of nlsm than 3/);
+    const set = new RemoteShardSet(
+      urls.map((u) => [u]),
+      { pollMs: 20, timeoutMs: 300 },
+    );
+    await assert.rejects(
+      set.modelFor(bundleOf(f, 3)),
+      /every replica of shard 0 \(http:\/\/127\.0\.0\.1:\d+\) holds newer versions of nlsm than 3/,
+    );
     await assert.rejects(set.modelFor(bundleOf(f, 6)), /did not hold it within 300 ms/);
     await assert.rejects(
-      new RemoteShardSet([urls[1], urls[0]]).modelFor(bundleOf(f, 5)),
+      new RemoteShardSet([[urls[1]], [urls[0]]]).modelFor(bundleOf(f, 5)),
       /holds shard 1 of 2, but it is listed as shard 0 of 2 in TKG_SHARD_SERVERS: start it with TKG_SHARD_INDEX=0/,
     );
     const model = await set.modelFor(bundleOf(f, 4));
@@ -394,5 +403,39 @@ test('shard replicas keep the newest two versions; a misordered or lagging set i
     );
   } finally {
     await close();
+  }
+});
+
+test('two replicas of one shard: batches spread over both, one without the version or down is skipped, answers unchanged', async () => {
+  const f = fixture();
+  const expected = await unsharded(f);
+  const servers = [0, 1, 1].map((index) => new ShardServer({ index, count: 2 }));
+  const [u0, u1a, u1b] = await Promise.all(
+    servers.map(async (s) => (await s.listen(0, '127.0.0.1')).url),
+  );
+  const calls = [0, 0, 0];
+  servers.forEach((server, i) => {
+    const call = server.call.bind(server);
+    server.call = (rpc) => (calls[i]++, call(rpc));
+  });
+  try {
+    const bundle = bundleOf(f, 3);
+    await servers[0].load(bundle, bundle.onnx!);
+    await servers[2].load(bundle, bundle.onnx!); // shard 1's second replica only
+    const model = await new RemoteShardSet([[u0], [u1a, u1b]], { pollMs: 20 }).modelFor(bundle);
+    const scorer = new Scorer({ terms: f.terms, filters: f.filters, maxBatch: 16 });
+    scorer.swap(model);
+    const all = () => Promise.all(f.requests.map((q) => scorer.score(q)));
+    assertSame(await all(), expected, 'one replica of shard 1 lacks the version');
+    assert.ok(calls[1] > 0, 'the replica without the version was asked and skipped');
+    await servers[1].load(bundle, bundle.onnx!);
+    const before = [...calls];
+    assertSame(await all(), expected, 'both replicas of shard 1 hold it');
+    assert.ok(calls[1] > before[1] && calls[2] > before[2], `both replicas served: ${calls}`);
+    await servers[2].close();
+    assertSame(await all(), expected, 'one replica of shard 1 is down');
+    await scorer.close();
+  } finally {
+    await Promise.all(servers.map((s) => s.close()));
   }
 });

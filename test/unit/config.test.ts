@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig } from '../../src/config/config.ts';
+import { loadConfig, shardServerUrls } from '../../src/config/config.ts';
 
 test('config: spec defaults, environment overrides, flags override environment', () => {
   const defaults = loadConfig({}, {});
@@ -14,4 +14,21 @@ test('config: spec defaults, environment overrides, flags override environment',
 
 test('config: a bad value names the key, the variable and the value', () => {
   assert.throws(() => loadConfig({}, { TKG_K: 'many' }), /K \(TKG_K\).*"many"/);
+});
+
+test('config: TKG_SHARD_SERVERS lists shards in order, replicas of one shard separated by |; a bad URL names the fix', () => {
+  const config = (value: string) => loadConfig({}, { TKG_SHARD_SERVERS: value });
+  assert.deepEqual(shardServerUrls(loadConfig({}, {})), []);
+  assert.deepEqual(shardServerUrls(config('http://a:9480/, http://b1:9480|http://b2:9480')), [
+    ['http://a:9480'],
+    ['http://b1:9480', 'http://b2:9480'],
+  ]);
+  assert.throws(
+    () => shardServerUrls(config('a:9480,http://b:9480')),
+    /TKG_SHARD_SERVERS: a:9480 must be an http:\/\/ URL/,
+  );
+  assert.throws(
+    () => shardServerUrls(config('nope')),
+    /"nope" is not a URL; list each shard's replicas/,
+  );
 });
