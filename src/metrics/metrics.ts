@@ -123,6 +123,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    // shard replicas (tkg shard)
+    shardCalls: new Counter({
+      name: 'tkg_shard_calls_total',
+      help: 'Exchanges a shard replica ran for the fronts, by method (rowsOf, score, counts, release) and outcome',
+      labelNames: ['method', 'outcome'] as const,
+      registers,
+    }),
+    shardCallLatency: new Histogram({
+      name: 'tkg_shard_call_duration_seconds',
+      help: 'Time a shard replica took for one exchange, from request to response',
+      labelNames: ['method'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
     queriesPerSecond: new Gauge({
       name: 'tkg_queries_per_second',
       help: 'Queries answered per second over the last interval',

@@ -38,6 +38,7 @@ export class ShardReplica {
       index: options.index,
       count: options.count,
       intraOpThreads: options.intraOpThreads,
+      metrics,
       logger,
     });
     this.models = new ModelTopicFollower({
@@ -84,6 +85,8 @@ export class ShardReplica {
       );
       const held = await this.server.load(bundle, bytes);
       const m = held.metadata;
+      metrics?.modelVersion.set(m.version);
+      metrics?.modelStep.set(m.step);
       logger?.info(
         `holding shard ${index} of ${count} of ${bundle.name} v${bundle.version} (entities ${m.shard?.map.bounds[index]}..${m.shard?.map.bounds[index + 1]} of ${m.numEntities}, step ${m.step}) after ${Date.now() - started} ms`,
       );

@@ -5,11 +5,13 @@
 // tkg talks to tkg here), GET /shards lists what it holds as JSON. Scores a batch keeps for its counts are keyed by
 // the caller's client id and batch id, and dropped after keptScoresMs if the counts never come (a front that died).
 // Owns: cutting and loading its range, keeping and retiring versions, the HTTP endpoint. Must not import src/train,
-// tfjs or Kafka (src/serve/shard-replica.ts feeds it the bundles).
+// tfjs or Kafka (src/serve/shard-replica.ts feeds it the bundles). Counts its exchanges (tkg_shard_calls_total,
+// tkg_shard_call_duration_seconds).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { deserialize, serialize } from 'node:v8';
 import type { Logger } from 'pino';
+import type { TkgMetrics } from '../metrics/metrics.ts';
 import { TkgError } from '../core/errors.ts';
 import type { ModelBundle } from '../model/bundle.ts';
 import { cutScoringShard, type ScoringModelMetadata } from '../model/scoring-graph.ts';
@@ -51,6 +53,7 @@ export interface ShardServerOptions {
   keepVersions?: number;
   /** Scores kept for a batch's counts are dropped after this long (default 60 s). */
   keptScoresMs?: number;
+  metrics?: TkgMetrics;
   logger?: Logger;
 }
 
@@ -230,7 +233,20 @@ export class ShardServer {
         });
         return;
       }
-      const result = await this.call(rpc);
+      const started = performance.now();
+      const method = String(rpc.method);
+      let result: unknown;
+      try {
+        result = await this.call(rpc);
+      } catch (error) {
+        this.options.metrics?.shardCalls.inc({ method, outcome: 'error' });
+        throw error;
+      }
+      this.options.metrics?.shardCalls.inc({ method, outcome: 'ok' });
+      this.options.metrics?.shardCallLatency.observe(
+        { method },
+        (performance.now() - started) / 1000,
+      );
       res.writeHead(200, { 'content-type': 'application/x-v8-serialized' });
       res.end(serialize(result));
     } catch (error) {

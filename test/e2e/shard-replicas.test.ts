@@ -1,10 +1,10 @@
 // Entity sharding across processes (issue 17, item 3), as a cluster runs it: two `tkg shard` replicas (shard 0 and 1
 // of 2, separate processes) and one `tkg serve` front with TKG_SHARD_SERVERS, against the real broker. A bundle
 // announced in pieces on the chunk topic (so each shard replica reads the file from Kafka, not from a shared disk).
-// Asserts: each shard replica holds only its range; every answer through <prefix>.queries / <prefix>.answers (top-k,
-// scores, raw / static / time-aware ranks) equals the unsharded scorer's; a shard replica killed (SIGKILL) makes the
-// front answer with an error naming it (no crash, no lost query) until it is back, and the restarted replica serves
-// again from what the topic holds.
+// Asserts: each shard replica holds only its range and counts its exchanges on /metrics; every answer through
+// <prefix>.queries / <prefix>.answers (top-k, scores, raw / static / time-aware ranks) equals the unsharded scorer's;
+// a shard replica killed (SIGKILL) makes the front answer with an error naming it (no crash, no lost query) until it
+// is back, and the restarted replica serves again from what the topic holds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -230,6 +230,14 @@ test(
         }
       };
       await check('a');
+      // the shard replica counts its exchanges on /metrics
+      const [, metricsUrl] = await stages.shard0.waitForOutput(
+        /"url":"(http:[^"]+)","msg":"metrics server listening"/,
+      );
+      const scrape = await (await fetch(`${metricsUrl}/metrics`)).text();
+      const scored = /tkg_shard_calls_total\{method="score",outcome="ok"\} (\d+)/.exec(scrape);
+      assert.ok(scored && Number(scored[1]) > 0, 'score exchanges counted');
+      assert.match(scrape, /tkg_model_version 7/);
 
       // a shard replica dies: queries are answered with an error naming it, nothing crashes
       stages.shard1.child.kill('SIGKILL');
