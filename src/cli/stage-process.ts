@@ -1,18 +1,26 @@
 // What every long-running stage verb (`tkg serve`, `tkg train`, `tkg ingest`) sets up the same way: a pino logger on
-// stderr, the brokers (KAFKA_BROKERS or the local broker), a Kafka client, fresh metrics, the /metrics /healthz
-// /readyz server, and a wait for SIGINT / SIGTERM. Owns: that wiring only.
+// stderr, the brokers (KAFKA_BROKERS or the local broker), a Kafka client, its topics, fresh metrics, the /metrics
+// /healthz /readyz server, and a wait for SIGINT / SIGTERM. Owns: that wiring only.
 import { pino, type Logger } from 'pino';
 import type { TkgConfig } from '../config/config.ts';
 import { resolveBrokerSource, type ResolvedBrokers } from '../kafka/brokers.ts';
 import { createKafkaClient, type Kafka } from '../kafka/client.ts';
 import { createMetrics, type TkgMetrics } from '../metrics/metrics.ts';
 import { MetricsServer, type ReadinessPredicate } from '../metrics/server.ts';
+import { withRetries } from '../kafka/retry.ts';
+import { ensureSnapshotsTopic } from '../kafka/snapshot-topic.ts';
+import { ensureTopics, type TopicRole } from '../kafka/topics.ts';
 
 export interface StageProcess {
   logger: Logger;
   brokers: ResolvedBrokers;
   kafka: Kafka;
   metrics: TkgMetrics;
+  /**
+   * Create the stage's topics (every role, or `roles`) and, with `snapshots`, <prefix>.snapshots, retrying while the
+   * cluster answers with retriable errors; resolves with the snapshots topic's name when it was asked for.
+   */
+  createTopics(options?: { roles?: TopicRole[]; snapshots?: boolean }): Promise<string | undefined>;
   /** Start /metrics (unless disabled) with this readiness; logs its URL. */
   serveMetrics(readiness: ReadinessPredicate): Promise<void>;
   /** Resolves on SIGINT / SIGTERM, or when `stop()` is called. */
@@ -49,6 +57,22 @@ export async function openStageProcess(
     brokers,
     kafka,
     metrics,
+    async createTopics({ roles, snapshots } = {}) {
+      const admin = kafka.admin();
+      return withRetries(
+        'creating topics',
+        async () => {
+          await admin.connect();
+          await ensureTopics(admin, {
+            prefix: config.topicPrefix,
+            partitions: config.partitions,
+            roles,
+          });
+          return snapshots ? ensureSnapshotsTopic(admin, config.topicPrefix) : undefined;
+        },
+        { logger },
+      ).finally(() => admin.disconnect());
+    },
     async serveMetrics(readiness) {
       if (options.metrics === false) return;
       server = new MetricsServer({

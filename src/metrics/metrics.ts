@@ -3,6 +3,9 @@
 // deploy/ (alerts, Grafana) must use exactly these names; test/deploy/metric-names.test.ts checks it.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Buckets (seconds) of the request latency histograms: 0.5 ms to 1 s. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'tkg_process_' });
@@ -108,7 +111,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'tkg_query_duration_seconds',
       help: 'Query latency from receipt to answer',
       labelNames: ['path'] as const,
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      buckets: LATENCY_BUCKETS,
       registers,
     }),
     queries: new Counter({
@@ -134,7 +137,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'tkg_shard_call_duration_seconds',
       help: 'Time a shard replica took for one exchange, from request to response',
       labelNames: ['method'] as const,
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      buckets: LATENCY_BUCKETS,
       registers,
     }),
     queriesPerSecond: new Gauge({

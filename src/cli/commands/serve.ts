@@ -10,8 +10,6 @@ import type { Command } from 'commander';
 import { loadConfig, shardServerUrls } from '../../config/config.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { withRetries } from '../../kafka/retry.ts';
-import { ensureSnapshotsTopic } from '../../kafka/snapshot-topic.ts';
-import { ensureTopics } from '../../kafka/topics.ts';
 import { readinessFromChecks } from '../../metrics/server.ts';
 import { codecFromConfig } from '../../kafka/schema-config.ts';
 import { ServeReplica } from '../../serve/replica.ts';
@@ -47,16 +45,7 @@ export function register(program: Command): void {
       const stage = await openStageProcess('serve', config, { metrics: flags.metrics });
       const { kafka, logger, metrics } = stage;
       const modelName = config.modelName ?? config.model;
-      const admin = kafka.admin();
-      await withRetries(
-        'creating topics',
-        async () => {
-          await admin.connect();
-          await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
-          await ensureSnapshotsTopic(admin, config.topicPrefix);
-        },
-        { logger },
-      ).finally(() => admin.disconnect());
+      await stage.createTopics({ snapshots: true });
       // forecasts and evaluations in TKG_OUTPUT_FORMAT (confluent: registered in the schema registry)
       const { codec, outputFormat } = await codecFromConfig(config, { logger });
       const replica = new ServeReplica({

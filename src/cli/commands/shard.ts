@@ -7,7 +7,6 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { withRetries } from '../../kafka/retry.ts';
-import { ensureTopics } from '../../kafka/topics.ts';
 import { readinessFromChecks } from '../../metrics/server.ts';
 import { codecFromConfig } from '../../kafka/schema-config.ts';
 import { ShardReplica } from '../../serve/shard-replica.ts';
@@ -29,15 +28,7 @@ export function register(program: Command): void {
       const stage = await openStageProcess('shard', config, { metrics: flags.metrics });
       const { kafka, logger, metrics } = stage;
       const modelName = config.modelName ?? config.model;
-      const admin = kafka.admin();
-      await withRetries(
-        'creating topics',
-        async () => {
-          await admin.connect();
-          await ensureTopics(admin, { prefix: config.topicPrefix, partitions: config.partitions });
-        },
-        { logger },
-      ).finally(() => admin.disconnect());
+      await stage.createTopics();
       const { codec } = await codecFromConfig(config, { logger });
       const replica = new ShardReplica({
         kafka,

@@ -11,8 +11,8 @@ import { ConfigError } from '../../core/errors.ts';
 import { createProducer } from '../../kafka/client.ts';
 import { bundleAnnouncer } from '../../kafka/model-topic.ts';
 import { withRetries } from '../../kafka/retry.ts';
-import { SnapshotTopicFollower, ensureSnapshotsTopic } from '../../kafka/snapshot-topic.ts';
-import { ensureTopics, topicNames } from '../../kafka/topics.ts';
+import { SnapshotTopicFollower } from '../../kafka/snapshot-topic.ts';
+import { topicNames } from '../../kafka/topics.ts';
 import { readinessFromChecks } from '../../metrics/server.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
 import { createLiveModel, liveEpochsPerWindow } from '../../train/live/index.ts';
@@ -52,20 +52,10 @@ export function register(program: Command): void {
       const stage = await openStageProcess('train', config, { metrics: flags.metrics });
       const { kafka, logger, metrics } = stage;
       const topics = topicNames(config.topicPrefix);
-      const admin = kafka.admin();
-      const snapshotsTopic = await withRetries(
-        'creating topics',
-        async () => {
-          await admin.connect();
-          await ensureTopics(admin, {
-            prefix: config.topicPrefix,
-            partitions: config.partitions,
-            roles: ['models', 'modelChunks'],
-          });
-          return ensureSnapshotsTopic(admin, config.topicPrefix);
-        },
-        { logger },
-      ).finally(() => admin.disconnect());
+      const snapshotsTopic = (await stage.createTopics({
+        roles: ['models', 'modelChunks'],
+        snapshots: true,
+      })) as string;
 
       const codec = SchemaCodec.load();
       const producer = createProducer(kafka);
