@@ -1,6 +1,6 @@
-// What every long-running stage verb (`tkg serve`, `tkg train`, `tkg ingest`) sets up the same way: a pino logger on
-// stderr, the brokers (KAFKA_BROKERS or the local broker), a Kafka client, its topics, fresh metrics, the /metrics
-// /healthz /readyz server, and a wait for SIGINT / SIGTERM. Owns: that wiring only.
+// What every long-running stage verb (`tkg serve`, `tkg shard`, `tkg train`, `tkg ingest`) sets up the same way: a
+// pino logger on stderr, the brokers (KAFKA_BROKERS or the local broker), a Kafka client, its topics, fresh
+// metrics, the /metrics /healthz /readyz server, and a wait for SIGINT / SIGTERM. Owns: that wiring only.
 import { pino, type Logger } from 'pino';
 import type { TkgConfig } from '../config/config.ts';
 import { resolveBrokerSource, type ResolvedBrokers } from '../kafka/brokers.ts';

@@ -2,7 +2,9 @@
 // its filters, terms and live evaluation are built from (src/kafka/snapshot-topic.ts), queries (src/kafka/query-topic.ts
 // -> tkg.answers), and optionally the step-driven publishers (tkg.forecasts, tkg.evaluations). Every input comes
 // from Kafka, so a replica runs on any machine; every replica answers every filter mode, and two replicas on the same
-// bundle and closed steps give the same answer. Owns: wiring those parts to topics and to each other.
+// bundle and closed steps give the same answer. With shard replicas (shardServers) the replica is a front: it loads
+// no ONNX file and scores through them (src/serve/remote-shard.ts). Owns: wiring those parts to topics and to each
+// other.
 // Must not import src/train or tfjs.
 import type { Kafka, Producer } from '../kafka/client.ts';
 import type { Logger } from 'pino';
