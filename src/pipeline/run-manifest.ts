@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../core/durable.ts';
 import type { BrokerSource } from '../kafka/brokers.ts';
 import type { Admin } from '../kafka/client.ts';
 import { snapshotsTopicName } from '../kafka/snapshot-topic.ts';
+import { withRetries } from '../kafka/retry.ts';
 import { ensureTopics, topicNames } from '../kafka/topics.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,12 +33,17 @@ export interface RunManifest extends RunIdentity {
   createdAt: string;
 }
 
-/** Low and high offsets of every partition of a topic. */
+/**
+ * Low and high offsets of every partition of a topic. A topic created a moment ago can answer NOT_LEADER for a
+ * while (a loaded broker, many partitions): retriable errors are retried with backoff.
+ */
 export async function factOffsets(
   admin: Admin,
   topic: string,
 ): Promise<Map<number, { low: number; high: number }>> {
-  const offsets = await admin.fetchTopicOffsets(topic);
+  const offsets = await withRetries(`reading the offsets of ${topic}`, () =>
+    admin.fetchTopicOffsets(topic),
+  );
   return new Map(offsets.map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
 }
 

@@ -1,10 +1,13 @@
 // Retriable broker errors (src/kafka/retry.ts): which errors are retried, backoff until success, non-retriable errors
-// and the deadline end it. The errors are the kafkajs classes a broker answer or a connection failure produces.
+// and the deadline end it; the offsets read tkg run makes right after creating its topics. The errors are the kafkajs
+// classes a broker answer or a connection failure produces.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import kafkajs from 'kafkajs';
 import { TkgError } from '../../src/core/errors.ts';
 import { isRetriable, withRetries } from '../../src/kafka/retry.ts';
+import type { Admin } from '../../src/kafka/client.ts';
+import { factOffsets } from '../../src/pipeline/run-manifest.ts';
 
 const {
   KafkaJSProtocolError,
@@ -89,4 +92,17 @@ test('withRetries: retries with a log line until it succeeds; stops at once on a
     /LEADER_NOT_AVAILABLE/,
   );
   assert.ok(Date.now() - started < 2000);
+});
+
+test("tkg run's first read of a fresh facts topic retries NOT_LEADER (a topic created a moment ago)", async () => {
+  let calls = 0;
+  const admin = {
+    fetchTopicOffsets: async () => {
+      if (calls++ === 0) throw protocolError('NOT_LEADER_FOR_PARTITION', 6, true);
+      return [{ partition: 0, offset: '7', high: '7', low: '2' }];
+    },
+  } as unknown as Admin;
+  const offsets = await factOffsets(admin, 'x.facts');
+  assert.equal(calls, 2);
+  assert.deepEqual([...offsets], [[0, { low: 2, high: 7 }]]);
 });
