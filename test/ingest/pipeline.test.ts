@@ -143,13 +143,15 @@ test(
         snapshotDifference(expectedSnapshots(facts), persistedSnapshots(stateDir)),
         null,
       );
-      assert.equal(stats.messages, 2 * 161_540);
+      // The producer is at-least-once (kafkajs retries a timed-out batch, idempotence off): under load a batch can
+      // land twice, and those copies are duplicates too. Every fact is added exactly once either way.
+      assert.ok(stats.messages >= 2 * 161_540, `${stats.messages} messages`);
       assert.equal(stats.factsAdded, 161_540);
-      assert.equal(stats.factsDuplicate, 161_540);
+      assert.equal(stats.factsDuplicate, stats.messages - 161_540);
       assert.equal(stats.late, 0);
       // Counters reach Prometheus in per-batch deltas: they must still add up exactly.
-      assert.equal((await metrics.factsDuplicate.get()).values[0].value, 161_540);
-      assert.equal((await metrics.factsIngested.get()).values[0].value, 2 * 161_540);
+      assert.equal((await metrics.factsDuplicate.get()).values[0].value, stats.factsDuplicate);
+      assert.equal((await metrics.factsIngested.get()).values[0].value, stats.messages);
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
