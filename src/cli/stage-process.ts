@@ -18,9 +18,9 @@ export interface StageProcess {
   metrics: TkgMetrics;
   /**
    * Create the stage's topics (every role, or `roles`) and, with `snapshots`, <prefix>.snapshots, retrying while the
-   * cluster answers with retriable errors; resolves with the snapshots topic's name when it was asked for.
+   * cluster answers with retriable errors.
    */
-  createTopics(options?: { roles?: TopicRole[]; snapshots?: boolean }): Promise<string | undefined>;
+  createTopics(options?: { roles?: TopicRole[]; snapshots?: boolean }): Promise<void>;
   /** Start /metrics (unless disabled) with this readiness; logs its URL. */
   serveMetrics(readiness: ReadinessPredicate): Promise<void>;
   /** Resolves on SIGINT / SIGTERM, or when `stop()` is called. */
@@ -68,7 +68,7 @@ export async function openStageProcess(
             partitions: config.partitions,
             roles,
           });
-          return snapshots ? ensureSnapshotsTopic(admin, config.topicPrefix) : undefined;
+          if (snapshots) await ensureSnapshotsTopic(admin, config.topicPrefix);
         },
         { logger },
       ).finally(() => admin.disconnect());

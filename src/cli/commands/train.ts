@@ -11,7 +11,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { createProducer } from '../../kafka/client.ts';
 import { bundleAnnouncer } from '../../kafka/model-topic.ts';
 import { withRetries } from '../../kafka/retry.ts';
-import { SnapshotTopicFollower } from '../../kafka/snapshot-topic.ts';
+import { SnapshotTopicFollower, snapshotsTopicName } from '../../kafka/snapshot-topic.ts';
 import { topicNames } from '../../kafka/topics.ts';
 import { readinessFromChecks } from '../../metrics/server.ts';
 import { SchemaCodec } from '../../schemas/codec.ts';
@@ -52,10 +52,8 @@ export function register(program: Command): void {
       const stage = await openStageProcess('train', config, { metrics: flags.metrics });
       const { kafka, logger, metrics } = stage;
       const topics = topicNames(config.topicPrefix);
-      const snapshotsTopic = (await stage.createTopics({
-        roles: ['models', 'modelChunks'],
-        snapshots: true,
-      })) as string;
+      await stage.createTopics({ roles: ['models', 'modelChunks'], snapshots: true });
+      const snapshotsTopic = snapshotsTopicName(config.topicPrefix);
 
       const codec = SchemaCodec.load();
       const producer = createProducer(kafka);
