@@ -125,6 +125,7 @@ export async function trainCell(
   const wall: number[] = [];
   const cpu: number[] = [];
   const universe: number[] = [];
+  const phaseSeconds: Record<string, number> = {};
   const warmupSeconds: number[] = [];
   let windowFacts = 0;
   let last: UpdateReport | null = null;
@@ -159,6 +160,8 @@ export async function trainCell(
       wall.push(seconds);
       cpu.push(cpuSeconds(c0));
       universe.push(report.universe);
+      for (const [phase, seconds] of Object.entries(report.phases ?? {}))
+        phaseSeconds[phase] = (phaseSeconds[phase] ?? 0) + seconds;
     }
     const done = step + 1;
     const elapsed = (performance.now() - started) / 1000;
@@ -187,6 +190,8 @@ export async function trainCell(
     warmupSeconds,
     updateSeconds: wall,
     updateSecondsP50: quantile(wall, 0.5),
+    // seconds per phase of the fit, summed over the measured updates (the 'onnx' engine reports them)
+    phaseSeconds,
     updateSecondsP90: quantile(wall, 0.9),
     updateCpuSecondsP50: cpuP50,
     factEpochsPerCpuSecond: Math.round(factEpochs / cpu.reduce((a, b) => a + b, 0)),

@@ -254,6 +254,12 @@ export const configSchema = z.object({
     .describe(
       'TKG_TRAIN_CHECKPOINT_EVERY: window updates between automatic checkpoints (when a checkpoint directory is set)',
     ),
+  trainEngine: z
+    .enum(['onnx', 'tfjs'])
+    .default('onnx')
+    .describe(
+      "TKG_TRAIN_ENGINE: what computes a window update's gradient: 'onnx' = fused kernels run by onnxruntime (one thread; src/train/nlsm/onnx-kernels.ts), 'tfjs' = tfjs autodiff on TKG_TRAIN_BACKEND (the reference; several times slower)",
+    ),
   trainBackend: z
     .enum(['tensorflow', 'wasm', 'cpu'])
     .optional()

@@ -49,6 +49,8 @@ export interface NlsmOptions {
   /** Window updates between automatic checkpoints when checkpointDir is set. */
   checkpointEvery?: number;
   backend?: TrainBackend;
+  /** What computes a window update's gradient (default from config: 'onnx'). */
+  engine?: 'onnx' | 'tfjs';
   /** Called after a NaN loss restored the last good state (count so far, step). Metric: tkg_train_nan_restores_total. */
   onNanRestore?: (count: number, step: number) => void;
   /** Full per-update report (epochs, universe size, whether a NaN was restored). */
@@ -95,6 +97,7 @@ export function resolveTrainerSettings(
       trainInitScale: options.initScale,
       trainLogVarScale: options.logVarScale,
       trainEntityLrScale: options.entityLrScale,
+      trainEngine: options.engine,
     },
     env,
   );
@@ -120,6 +123,7 @@ export function resolveTrainerSettings(
     logVarScale: config.trainLogVarScale,
     entityLrScale: config.trainEntityLrScale,
     seed: config.seed,
+    engine: config.trainEngine,
   };
 }
 

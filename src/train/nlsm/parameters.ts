@@ -30,6 +30,8 @@ export interface TrainerSettings {
    */
   entityLrScale: number;
   seed: number;
+  /** What computes a window update's gradient: fused onnxruntime kernels (fused-fit.ts) or tfjs autodiff (window-fit.ts). */
+  engine: 'onnx' | 'tfjs';
 }
 
 /** Hooks for fault-injection tests only. */
@@ -63,6 +65,8 @@ export interface UpdateReport {
   nanRestored: boolean;
   universe: number; // nodes trained (touched by the window)
   relations: number; // relations trained (of the window's facts)
+  /** Seconds per phase of the fit (the 'onnx' engine: setup, draws, forward, objective, backward, adam). */
+  phases?: Record<string, number>;
 }
 
 export const GRU_NAMES = ['psiMeanGru', 'psiLogVarGru', 'thetaMeanGru', 'thetaLogVarGru'] as const;

@@ -21,6 +21,7 @@ import {
   type WindowSlot,
 } from './parameters.ts';
 import { fitWindow } from './window-fit.ts';
+import { fitWindowFused } from './fused-fit.ts';
 import { StepForecasts } from './forecast.ts';
 
 /** Update-gate bias at initialisation: u = sigmoid(4) = 0.98, so the untrained GRU nearly carries its state. */
@@ -224,7 +225,7 @@ export class WindowTrainer {
     }
     this.lastObserved = snapshot.step;
     this.clearCache();
-    const report = await fitWindow(this);
+    const report = await (this.settings.engine === 'tfjs' ? fitWindow(this) : fitWindowFused(this));
     this.updates++;
     return report;
   }

@@ -7,7 +7,7 @@
 // contents or shifts (trainer.ts), forecasts (forecast.ts) or checkpoints; must not import kafkajs, src/kafka,
 // src/window or src/serve.
 import * as tf from '@tensorflow/tfjs';
-import { buildNegativeProposal, sampleNegatives } from './math.ts';
+import type { NegativeProposal } from './math.ts';
 import {
   GRU_TENSOR_NAMES,
   gruStep,
@@ -25,10 +25,16 @@ import {
   type UpdateReport,
 } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
-
-const ADAM_BETA1 = 0.9;
-const ADAM_BETA2 = 0.999;
-const ADAM_EPSILON = 1e-8;
+import {
+  ADAM_BETA1,
+  ADAM_BETA2,
+  ADAM_EPSILON,
+  drawEpoch,
+  emptyReport,
+  gatherRows,
+  trainedParameters,
+  windowUniverse,
+} from './window-batch.ts';
 
 /** Working copy of one parameter on the fit's nodes: value and Adam moments as tf variables. */
 type WorkingCopies = Map<string, { value: tf.Variable; m: tf.Variable; v: tf.Variable }>;
@@ -38,63 +44,18 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
   const t0 = performance.now();
   const s = trainer.settings;
   const L = trainer.slots.length;
-  // the universe: nodes touched by the window, and the relations of its facts (ascending: every relation touched
-  // = the identity); only they get GRU work, and the likelihood's sum over all pairs is over their sub-graph
-  const local = new Int32Array(trainer.N).fill(-1);
-  const universe: number[] = [];
-  const relationLocal = new Int32Array(trainer.R).fill(-1);
-  let positives = 0;
-  for (const slot of trainer.slots) {
-    for (let i = 0; i < slot.triples.length; i += 3) {
-      for (const node of [slot.triples[i], slot.triples[i + 2]]) {
-        if (local[node] < 0) {
-          local[node] = universe.length;
-          universe.push(node);
-        }
-      }
-      relationLocal[slot.triples[i + 1]] = 0;
-    }
-    positives += slot.triples.length / 3;
-  }
-  const relations: number[] = [];
-  for (let r = 0; r < trainer.R; r++)
-    if (relationLocal[r] === 0) relationLocal[r] = relations.push(r) - 1;
-  const report: UpdateReport = {
-    step: trainer.lastObserved,
-    epochs: 0,
-    loss: NaN,
-    elbo: NaN,
-    seconds: 0,
-    nanRestored: false,
-    universe: universe.length,
-    relations: relations.length,
-  };
+  const { universe, relations, positives, proposals } = windowUniverse(trainer);
+  const report = emptyReport(trainer, universe.length, relations.length);
   if (positives === 0) {
     report.seconds = (performance.now() - t0) / 1000;
     return report;
   }
   const U = universe.length;
   const Rw = relations.length;
-  const proposals = trainer.slots.map((slot) => {
-    const localTriples = new Int32Array(slot.triples.length);
-    for (let i = 0; i < slot.triples.length; i += 3) {
-      localTriples[i] = local[slot.triples[i]];
-      localTriples[i + 1] = relationLocal[slot.triples[i + 1]];
-      localTriples[i + 2] = local[slot.triples[i + 2]];
-    }
-    return buildNegativeProposal(localTriples, U, Rw, s.uniformNegativeFraction);
-  });
-  // first window: start the logit offset at the observed density log(F / (U^2 R)) of the sub-graph (U nodes, R =
-  // Rw relations; all 4 entries of every theta shifted by offset / K move every logit by offset)
-  if (trainer.updates === 0) initialiseDensityOffset(trainer, positives / L, U, Rw);
 
   // working copies: the touched entity and relation rows (copied row by row: no tensor of all N rows), all fixed
   // weights
-  const names = [...trainer.params.keys()].filter((name) => {
-    if (s.model === 'nlsm') return true;
-    const slot = Number(name.split('@')[1]);
-    return slot < L;
-  });
+  const names = trainedParameters(trainer);
   const rowsOf = (p: Parameter): readonly number[] | null =>
     p.rows === 'entity' ? universe : p.rows === 'relation' ? relations : null;
   const variables: WorkingCopies = new Map();
@@ -190,27 +151,6 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
   return report;
 }
 
-/** Rows `rows` of a [*, width] array, in that order: [rows.length * width]. */
-function gatherRows(data: Float32Array, rows: readonly number[], width: number): Float32Array {
-  const out = new Float32Array(rows.length * width);
-  for (let i = 0; i < rows.length; i++)
-    out.set(data.subarray(rows[i] * width, (rows[i] + 1) * width), i * width);
-  return out;
-}
-
-function initialiseDensityOffset(
-  trainer: WindowTrainer,
-  factsPerStep: number,
-  U: number,
-  R: number,
-): void {
-  const offset = Math.log(Math.max(factsPerStep, 1) / (U * U * R)) / trainer.settings.K;
-  for (const [name, p] of trainer.params) {
-    if (name.split('@')[0] === 'thetaMean')
-      for (let i = 0; i < p.value.length; i++) p.value[i] += offset;
-  }
-}
-
 /** Means and log-variances per slot: the GRUs roll the initial state (NLSM) or the slots' own parameters (BAS). */
 function trajectory(
   trainer: WindowTrainer,
@@ -257,67 +197,29 @@ function trajectory(
 /** Noise and edges (positives + importance-weighted samples) for one epoch, from the seeded generator. */
 function sampleBatch(
   trainer: WindowTrainer,
-  proposals: ReturnType<typeof buildNegativeProposal>[],
+  proposals: NegativeProposal[],
   U: number,
   R: number,
 ): WindowBatch {
-  const s = trainer.settings;
-  const D = s.K * trainer.P;
+  const K = trainer.settings.K;
+  const D = K * trainer.P;
   const L = trainer.slots.length;
-  const psiNoise: tf.Tensor2D[] = [];
-  const thetaNoise: tf.Tensor2D[] = [];
-  for (let slot = 1; slot < L; slot++) {
-    psiNoise.push(tf.tensor2d(trainer.rng.fillNormal(new Float32Array(U * s.K)), [U, s.K]));
-    thetaNoise.push(tf.tensor2d(trainer.rng.fillNormal(new Float32Array(R * D)), [R, D]));
-  }
-  const parts: { triples: Int32Array; linear: Float32Array; soft: Float32Array; slot: number }[] =
-    [];
-  let total = 0;
-  proposals.forEach((proposal, slot) => {
-    const F = proposal.positives.length / 3;
-    const M = Math.max(Math.ceil(s.negativesPerPositive * F), F === 0 ? 0 : 1);
-    if (F > 0) {
-      parts.push({
-        triples: proposal.positives,
-        linear: new Float32Array(F).fill(1),
-        soft: new Float32Array(F),
-        slot,
-      });
-      total += F;
-    }
-    if (M > 0) {
-      const negatives = sampleNegatives(proposal, M, trainer.rng);
-      parts.push({
-        triples: negatives.triples,
-        linear: new Float32Array(M),
-        soft: negatives.weights,
-        slot,
-      });
-      total += M;
-    }
-  });
-  const subjects = new Int32Array(total);
-  const relations = new Int32Array(total);
-  const objects = new Int32Array(total);
-  const linear = new Float32Array(total);
-  const soft = new Float32Array(total);
-  let e = 0;
-  for (const part of parts) {
-    const n = part.linear.length;
-    for (let i = 0; i < n; i++, e++) {
-      subjects[e] = part.slot * U + part.triples[3 * i];
-      relations[e] = part.slot * R + part.triples[3 * i + 1];
-      objects[e] = part.slot * U + part.triples[3 * i + 2];
-    }
-    linear.set(part.linear, e - n);
-    soft.set(part.soft, e - n);
-  }
+  const psi = Array.from({ length: L }, () => new Float32Array(U * K));
+  const theta = Array.from({ length: L }, () => new Float32Array(R * D));
+  const edges = drawEpoch(
+    trainer,
+    proposals,
+    U,
+    R,
+    (t) => psi[t],
+    (t) => theta[t],
+  );
   return {
-    psiNoise,
-    thetaNoise,
-    edges: { subjects, relations, objects },
-    linearWeight: tf.tensor1d(linear),
-    softplusWeight: tf.tensor1d(soft),
+    psiNoise: psi.slice(1).map((noise) => tf.tensor2d(noise, [U, K])),
+    thetaNoise: theta.slice(1).map((noise) => tf.tensor2d(noise, [R, D])),
+    edges,
+    linearWeight: tf.tensor1d(edges.linear),
+    softplusWeight: tf.tensor1d(edges.soft),
   };
 }
 
