@@ -1,5 +1,5 @@
 // The training measurement of `npm run bench -- scale`, run in its own child process: window updates of main's NLSM
-// trainer (src/train/nlsm, tfjs, the backend it selects) on the synthetic stream, m = 5, a fixed number of Adam
+// trainer (src/train/nlsm, its default engine: TKG_TRAIN_ENGINE) on the synthetic stream, m = 5, a fixed number of Adam
 // steps per update, and in the same process the dense bound of that arithmetic: the same GRU matrix products by a
 // plain onnxruntime MatMul (one thread: what one core does at these shapes) plus the multiply-adds of the sampled
 // edges counted at that GEMM rate, without the gathers,
@@ -181,6 +181,7 @@ export async function trainCell(
   forecaster.dispose();
   return {
     backend: forecaster.backend,
+    engine: settings.engine,
     updates: wall.length,
     epochs: job.epochs,
     negativesPerPositive: settings.negativesPerPositive,

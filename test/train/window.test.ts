@@ -27,7 +27,7 @@ test('window shift: GRU weights kept, initial psi and theta (means, log-variance
   const before = trainer.windowInitialState();
   const weights = trainer.gruWeightsCopy();
   trainer.testHooks.shiftBlockRows = 7; // 30 entity rows in blocks of 7, 7, 7, 7, 2
-  trainer.shiftWindow();
+  await trainer.shiftWindow();
   const after = trainer.windowInitialState();
   assert.deepEqual(
     trainer.slots.map((s) => s.step),

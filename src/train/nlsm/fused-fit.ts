@@ -7,6 +7,7 @@
 // Owns: this engine's fit loop and buffers. Must not touch the window's contents or shifts (trainer.ts), the draws'
 // order (window-batch.ts) or forecasts; must not import kafkajs, src/kafka, src/window or src/serve.
 import type * as ort from 'onnxruntime-node';
+import { GRU_BLOCK_ROWS } from './graph.ts';
 import { floatView, int64View, trainingKernels } from './onnx-kernels.ts';
 import type { Parameter, UpdateReport } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
@@ -24,7 +25,7 @@ import {
 
 const LOG_2PI = Math.log(2 * Math.PI);
 const TRAJECTORIES = ['psiMean', 'psiLogVar', 'thetaMean', 'thetaLogVar'] as const;
-type TrajectoryName = (typeof TRAJECTORIES)[number];
+export type TrajectoryName = (typeof TRAJECTORIES)[number];
 const GRU_WEIGHTS = ['Uu', 'Ur', 'Un'] as const;
 /** The bias added to each gate's product (bn, the candidate's outer bias, is separate). */
 const GATE_BIASES = ['bu', 'br', 'bhn'] as const;
@@ -227,18 +228,58 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
 
 /** A GRU's gates concatenated: W = [Uu | Ur | Un] [H, 3H], b = [bu | br | bhn] (onnx-kernels.ts gruForwardSession). */
 function packGru(
-  working: Map<string, Working>,
-  gru: string,
+  part: (name: string) => Float32Array,
   H: number,
 ): { W: Float32Array; b: Float32Array } {
   const W = new Float32Array(H * 3 * H);
   const b = new Float32Array(3 * H);
-  GRU_WEIGHTS.forEach((part, gate) => {
-    const weights = working.get(`${gru}.${part}`)!.value;
+  GRU_WEIGHTS.forEach((name, gate) => {
+    const weights = part(name);
     for (let i = 0; i < H; i++) W.set(weights.subarray(i * H, (i + 1) * H), i * 3 * H + gate * H);
-    b.set(working.get(`${gru}.${GATE_BIASES[gate]}`)!.value, gate * H);
+    b.set(part(GATE_BIASES[gate]), gate * H);
   });
   return { W, b };
+}
+
+const workingGru =
+  (working: Map<string, Working>, gru: string) =>
+  (name: string): Float32Array =>
+    working.get(`${gru}.${name}`)!.value;
+
+/**
+ * One step of a trajectory's GRU for every row of `state` ([rows, width]: the window shift of all N rows), by the
+ * forward kernel on blocks of `blockRows` rows with the trainer's current weights. Returns a new array.
+ */
+export async function gruStepRowsFused(
+  trainer: WindowTrainer,
+  base: TrajectoryName,
+  state: Float32Array,
+  width: number,
+  blockRows = GRU_BLOCK_ROWS,
+): Promise<Float32Array> {
+  const frame = frameOf(trainer, base);
+  const session = await trainingKernels.gruForward(frame !== null);
+  const gru = `${base}Gru`;
+  const { W, b } = packGru((name) => trainer.params.get(`${gru}.${name}`)!.value, width);
+  const feeds: Record<string, ort.Tensor> = {
+    W: floatView(W, [width, 3 * width]),
+    b: floatView(b, [3 * width]),
+    bn: floatView(trainer.params.get(`${gru}.bn`)!.value, [width]),
+  };
+  if (frame) {
+    feeds.centre = floatView(Float32Array.of(frame.centre), []);
+    feeds.scale = floatView(Float32Array.of(frame.scale), []);
+  }
+  const rows = state.length / width;
+  const out = new Float32Array(state.length);
+  for (let from = 0; from < rows; from += blockRows) {
+    const count = Math.min(blockRows, rows - from);
+    const block = (a: Float32Array): ort.Tensor =>
+      floatView(a.subarray(from * width, (from + count) * width), [count, width]);
+    feeds.x = block(state);
+    await session.run(feeds, { y: block(out) });
+  }
+  return out;
 }
 
 function frameOf(
@@ -263,7 +304,7 @@ async function rollForward(
     const frame = frameOf(trainer, base);
     const session = await trainingKernels.gruForward(frame !== null);
     const gru = `${base}Gru`;
-    const { W, b } = packGru(working, gru, H);
+    const { W, b } = packGru(workingGru(working, gru), H);
     const feeds: Record<string, ort.Tensor> = {
       W: floatView(W, [H, 3 * H]),
       b: floatView(b, [3 * H]),
@@ -308,7 +349,7 @@ async function rollBackward(
     const weightGradient = await trainingKernels.gruWeightGradient();
     t.total.set(t.direct.subarray((L - 1) * size), (L - 1) * size);
     const feeds: Record<string, ort.Tensor> = {
-      W: floatView(packGru(working, gru, H).W, [H, 3 * H]),
+      W: floatView(packGru(workingGru(working, gru), H).W, [H, 3 * H]),
     };
     if (frame) feeds.scale = floatView(Float32Array.of(frame.scale), []);
     for (let slot = L - 1; slot >= 1; slot--) {

@@ -21,7 +21,7 @@ import {
   type WindowSlot,
 } from './parameters.ts';
 import { fitWindow } from './window-fit.ts';
-import { fitWindowFused } from './fused-fit.ts';
+import { fitWindowFused, gruStepRowsFused } from './fused-fit.ts';
 import { StepForecasts } from './forecast.ts';
 
 /** Update-gate bias at initialisation: u = sigmoid(4) = 0.98, so the untrained GRU nearly carries its state. */
@@ -220,7 +220,7 @@ export class WindowTrainer {
           step,
           triples: step === snapshot.step ? snapshot.triples : new Int32Array(0),
         });
-        while (this.slots.length > this.settings.windowSize) this.shiftWindow();
+        while (this.slots.length > this.settings.windowSize) await this.shiftWindow();
       }
     }
     this.lastObserved = snapshot.step;
@@ -249,9 +249,20 @@ export class WindowTrainer {
    * Drop the oldest step. NLSM: GRU weights kept; the window's initial psi and theta (means and
    * log-variances) become their one-step-evolved values G(initial). BAS: slots move down by one.
    */
-  shiftWindow(): void {
+  async shiftWindow(): Promise<void> {
     this.slots.shift();
-    if (this.settings.model === 'nlsm') {
+    if (this.settings.model === 'nlsm' && this.settings.engine === 'onnx') {
+      for (const base of ['psiMean', 'psiLogVar', 'thetaMean', 'thetaLogVar'] as const) {
+        const p = this.params.get(base)!;
+        p.value = await gruStepRowsFused(
+          this,
+          base,
+          p.value,
+          p.width,
+          this.testHooks.shiftBlockRows,
+        );
+      }
+    } else if (this.settings.model === 'nlsm') {
       const weights = gruTensors(this.params);
       const pairs: [string, GruName][] = [
         ['psiMean', 'psiMeanGru'],
