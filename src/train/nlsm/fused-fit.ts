@@ -1,14 +1,14 @@
 // One window update on the 'onnx' training engine: the same fit as window-fit.ts (the same sub-graph, draws,
 // ELBO, Adam, early stop, NaN recovery and write-back), with the gradient computed by fused kernels
-// (onnx-kernels.ts) over typed arrays instead of tfjs autodiff: per epoch one GRU step forward per GRU and slot, one
-// run of the whole window objective and its gradient, one GRU step backward per GRU and slot, and Adam in place on
-// the working copies of the touched rows. The trajectories live in [L, rows, width] arrays whose slot 0 (NLSM) or
-// every slot (BAS) IS the working copy of its parameter, so nothing is stacked or copied per epoch.
+// (onnx-kernels.ts) over typed arrays instead of tfjs autodiff: per epoch ONE onnxruntime run (an NLSM window: the
+// GRU rollout, the objective and the gradient back to the initial state and the GRU weights; BAS or a one-slot
+// window: the objective over its slots, which are the working copies themselves), then Adam in place on the working
+// copies of the touched rows. Also the window shift's GRU step over all rows (gruStepRowsFused).
 // Owns: this engine's fit loop and buffers. Must not touch the window's contents or shifts (trainer.ts), the draws'
 // order (window-batch.ts) or forecasts; must not import kafkajs, src/kafka, src/window or src/serve.
 import type * as ort from 'onnxruntime-node';
 import { GRU_BLOCK_ROWS } from './graph.ts';
-import { floatView, int64View, trainingKernels } from './onnx-kernels.ts';
+import { TRAJECTORIES, floatView, int64View, type TrajectoryName } from './onnx-kernels.ts';
 import type { Parameter, UpdateReport } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
 import {
@@ -24,12 +24,9 @@ import {
 } from './window-batch.ts';
 
 const LOG_2PI = Math.log(2 * Math.PI);
-const TRAJECTORIES = ['psiMean', 'psiLogVar', 'thetaMean', 'thetaLogVar'] as const;
-export type TrajectoryName = (typeof TRAJECTORIES)[number];
 const GRU_WEIGHTS = ['Uu', 'Ur', 'Un'] as const;
 /** The bias added to each gate's product (bn, the candidate's outer bias, is separate). */
 const GATE_BIASES = ['bu', 'br', 'bhn'] as const;
-const SAVED = ['h', 'u', 'r', 'q', 'n'] as const;
 
 /** A parameter's working copy: the touched rows (or all of a fixed one), Adam moments, gradient, step size. */
 interface Working {
@@ -42,17 +39,13 @@ interface Working {
   rate: number;
 }
 
-/** One trajectory's buffers: [L, rows, width] values and gradients, the GRU's saved activations [L - 1, ...]. */
+/** One trajectory's [L, rows, width] buffers: values (objective-only windows), noise, the objective's gradient. */
 interface Trajectory {
   rows: number;
   width: number;
   value: Float32Array;
-  noise: Float32Array; // samples' noise (means: unused)
-  direct: Float32Array; // the objective's gradient per slot
-  total: Float32Array; // the gradient through the GRUs (NLSM)
-  saved: Record<(typeof SAVED)[number], Float32Array>; // [L - 1, rows, width] each
-  gates: Float32Array; // [L - 1, rows, 3 width]: the gate pre-activations' gradients per step
-  candidate: Float32Array; // [L - 1, rows, width]: the candidate pre-activation's gradient per step
+  noise: Float32Array; // samples' noise (psi and theta means' buffers; slot 0 stays zero)
+  direct: Float32Array;
 }
 
 export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateReport> {
@@ -65,34 +58,21 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
     report.seconds = (performance.now() - t0) / 1000;
     return report;
   }
-  const nlsm = s.model === 'nlsm';
+  // NLSM windows of two slots or more run as one epoch graph; BAS and one-slot windows as the objective alone
+  const epochGraph = s.model === 'nlsm' && L >= 2;
   const U = universe.length;
   const Rw = relations.length;
   const K = s.K;
   const D = K * trainer.P;
   const slice = (a: Float32Array, slot: number, size: number): Float32Array =>
     a.subarray(slot * size, (slot + 1) * size);
-  const trajectory = (rows: number, width: number): Trajectory => {
-    const size = L * rows * width;
-    const savedSize = Math.max(L - 1, 0) * rows * width;
-    return {
-      rows,
-      width,
-      value: new Float32Array(size),
-      noise: new Float32Array(size),
-      direct: new Float32Array(size),
-      total: new Float32Array(size),
-      saved: {
-        h: new Float32Array(savedSize),
-        u: new Float32Array(savedSize),
-        r: new Float32Array(savedSize),
-        q: new Float32Array(savedSize),
-        n: new Float32Array(savedSize),
-      },
-      gates: new Float32Array(3 * savedSize),
-      candidate: new Float32Array(savedSize),
-    };
-  };
+  const trajectory = (rows: number, width: number): Trajectory => ({
+    rows,
+    width,
+    value: new Float32Array(epochGraph ? 0 : L * rows * width),
+    noise: new Float32Array(L * rows * width),
+    direct: new Float32Array(epochGraph ? 0 : L * rows * width),
+  });
   const traj: Record<TrajectoryName, Trajectory> = {
     psiMean: trajectory(U, K),
     psiLogVar: trajectory(U, K),
@@ -100,14 +80,14 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
     thetaLogVar: trajectory(Rw, D),
   };
 
-  // working copies; a trajectory parameter's value is its slot of the trajectory, its gradient that slot of the
-  // gradient (through the GRUs for NLSM's initial state, the objective's own for BAS's slots)
+  // working copies; in an objective-only window a trajectory parameter's value and gradient are its slot of the
+  // trajectory's buffers, so nothing is stacked per epoch
   const working = new Map<string, Working>();
   for (const name of trainedParameters(trainer)) {
     const p = trainer.params.get(name)!;
     const rows = p.rows === 'entity' ? universe : p.rows === 'relation' ? relations : null;
     const [base, slotText] = name.split('@');
-    const t = traj[base as TrajectoryName] as Trajectory | undefined;
+    const t = epochGraph ? undefined : (traj[base as TrajectoryName] as Trajectory | undefined);
     const size = rows ? rows.length * p.width : p.value.length;
     const slot = slotText === undefined ? 0 : Number(slotText);
     const value = t ? slice(t.value, slot, size) : new Float32Array(size);
@@ -119,18 +99,21 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
       value,
       m: rows ? gatherRows(p.m, rows, p.width) : p.m.slice(),
       v: rows ? gatherRows(p.v, rows, p.width) : p.v.slice(),
-      grad: t ? slice(nlsm ? t.total : t.direct, slot, size) : new Float32Array(size),
+      grad: t ? slice(t.direct, slot, size) : new Float32Array(size),
       rate: p.rows === 'entity' ? s.learningRate * s.entityLrScale : s.learningRate,
     });
   }
 
-  const objective = await trainingKernels.objective({ L, K, directed: s.directed });
+  const shape = { L, K, directed: s.directed };
+  const session = await (epochGraph
+    ? trainer.kernels.epoch(shape)
+    : trainer.kernels.objective(shape));
   const priors = priorInputs(trainer, L, U * K, Rw * D);
   const psiShape = [L, U, K];
   const thetaShape = [L, Rw, D];
   let previousElbo = NaN;
   let nan = false;
-  const phases = { setup: 0, draws: 0, forward: 0, objective: 0, backward: 0, adam: 0 };
+  const phases = { setup: 0, draws: 0, gradient: 0, adam: 0 };
   let clock = performance.now();
   const lap = (phase: keyof typeof phases): void => {
     const now = performance.now();
@@ -151,41 +134,57 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
     if (hook && hook.update === trainer.updates + 1 && hook.epoch === epoch)
       working.get(trainer.slotName('psiMean', 0))!.value.fill(NaN);
     lap('draws');
-    if (nlsm) await rollForward(trainer, traj, working, L);
-    lap('forward');
     const E = edges.linear.length;
-    const result = await objective.run(
-      {
-        psiMean: floatView(traj.psiMean.value, psiShape),
-        psiLogVar: floatView(traj.psiLogVar.value, psiShape),
-        psiNoise: floatView(traj.psiMean.noise, psiShape),
-        thetaMean: floatView(traj.thetaMean.value, thetaShape),
-        thetaLogVar: floatView(traj.thetaLogVar.value, thetaShape),
-        thetaNoise: floatView(traj.thetaMean.noise, thetaShape),
-        subjects: int64Of(edges.subjects),
-        relations: int64Of(edges.relations),
-        objects: int64Of(edges.objects),
-        linearWeight: floatView(edges.linear, [E]),
-        softplusWeight: floatView(edges.soft, [E]),
-        ...priors.feeds,
-      },
-      {
-        dPsiMean: floatView(traj.psiMean.direct, psiShape),
-        dPsiLogVar: floatView(traj.psiLogVar.direct, psiShape),
-        dThetaMean: floatView(traj.thetaMean.direct, thetaShape),
-        dThetaLogVar: floatView(traj.thetaLogVar.direct, thetaShape),
-        elboVariable: null,
-      },
-    );
-    lap('objective');
+    const feeds: Record<string, ort.Tensor> = {
+      psiNoise: floatView(traj.psiMean.noise, psiShape),
+      thetaNoise: floatView(traj.thetaMean.noise, thetaShape),
+      subjects: int64Of(edges.subjects),
+      relations: int64Of(edges.relations),
+      objects: int64Of(edges.objects),
+      linearWeight: floatView(edges.linear, [E]),
+      softplusWeight: floatView(edges.soft, [E]),
+      ...priors.feeds,
+    };
+    const fetches: Record<string, ort.Tensor | null> = { elboVariable: null };
+    const unpack: (() => void)[] = [];
+    for (const base of TRAJECTORIES) {
+      const t = traj[base];
+      if (!epochGraph) {
+        const dims = [L, t.rows, t.width];
+        feeds[base] = floatView(t.value, dims);
+        fetches[`d${base[0].toUpperCase()}${base.slice(1)}`] = floatView(t.direct, dims);
+        continue;
+      }
+      const H = t.width;
+      const gru = workingGru(working, `${base}Gru`);
+      const initial = working.get(base)!;
+      feeds[`${base}0`] = floatView(initial.value, [t.rows, H]);
+      fetches[`d${base}0`] = floatView(initial.grad, [t.rows, H]);
+      const { W, b } = packGru((part) => gru(part).value, H);
+      feeds[`${base}W`] = floatView(W, [H, 3 * H]);
+      feeds[`${base}b`] = floatView(b, [3 * H]);
+      feeds[`${base}bn`] = floatView(gru('bn').value, [H]);
+      fetches[`d${base}bn`] = floatView(gru('bn').grad, [H]);
+      const dW = new Float32Array(H * 3 * H);
+      const db = new Float32Array(3 * H);
+      fetches[`d${base}W`] = floatView(dW, [H, 3 * H]);
+      fetches[`d${base}b`] = floatView(db, [3 * H]);
+      unpack.push(() => unpackGru(dW, db, (part) => gru(part).grad, H));
+      const frame = trainer.logVarFrame(base);
+      if (frame) {
+        feeds[`${base}Centre`] = floatView(Float32Array.of(frame.centre), []);
+        feeds[`${base}Scale`] = floatView(Float32Array.of(frame.scale), []);
+      }
+    }
+    const result = await session.run(feeds, fetches);
+    for (const f of unpack) f();
+    lap('gradient');
     const elbo = (result.elboVariable.data as Float32Array)[0] + priors.constant;
     const loss = -elbo / positives;
     if (!Number.isFinite(loss)) {
       nan = true;
       break;
     }
-    if (nlsm) await rollBackward(trainer, traj, working, L);
-    lap('backward');
     trainer.adamStep++;
     adamStep(working.values(), trainer.adamStep, -1 / positives);
     lap('adam');
@@ -226,7 +225,7 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
   return report;
 }
 
-/** A GRU's gates concatenated: W = [Uu | Ur | Un] [H, 3H], b = [bu | br | bhn] (onnx-kernels.ts gruForwardSession). */
+/** A GRU's gates concatenated: W = [Uu | Ur | Un] [H, 3H], b = [bu | br | bhn] (gru-kernel.ts GruInputs). */
 function packGru(
   part: (name: string) => Float32Array,
   H: number,
@@ -241,14 +240,29 @@ function packGru(
   return { W, b };
 }
 
+/** The inverse of packGru, into the gradients of the gates' weights and biases. */
+function unpackGru(
+  dW: Float32Array,
+  db: Float32Array,
+  part: (name: string) => Float32Array,
+  H: number,
+): void {
+  GRU_WEIGHTS.forEach((name, gate) => {
+    const grad = part(name);
+    for (let i = 0; i < H; i++)
+      grad.set(dW.subarray(i * 3 * H + gate * H, i * 3 * H + (gate + 1) * H), i * H);
+    part(GATE_BIASES[gate]).set(db.subarray(gate * H, (gate + 1) * H));
+  });
+}
+
 const workingGru =
   (working: Map<string, Working>, gru: string) =>
-  (name: string): Float32Array =>
-    working.get(`${gru}.${name}`)!.value;
+  (name: string): Working =>
+    working.get(`${gru}.${name}`)!;
 
 /**
  * One step of a trajectory's GRU for every row of `state` ([rows, width]: the window shift of all N rows), by the
- * forward kernel on blocks of `blockRows` rows with the trainer's current weights. Returns a new array.
+ * step kernel on blocks of `blockRows` rows with the trainer's current weights. Returns a new array.
  */
 export async function gruStepRowsFused(
   trainer: WindowTrainer,
@@ -257,8 +271,8 @@ export async function gruStepRowsFused(
   width: number,
   blockRows = GRU_BLOCK_ROWS,
 ): Promise<Float32Array> {
-  const frame = frameOf(trainer, base);
-  const session = await trainingKernels.gruForward(frame !== null);
+  const frame = trainer.logVarFrame(base);
+  const session = await trainer.kernels.gruStep(frame !== null);
   const gru = `${base}Gru`;
   const { W, b } = packGru((name) => trainer.params.get(`${gru}.${name}`)!.value, width);
   const feeds: Record<string, ort.Tensor> = {
@@ -280,108 +294,6 @@ export async function gruStepRowsFused(
     await session.run(feeds, { y: block(out) });
   }
   return out;
-}
-
-function frameOf(
-  trainer: WindowTrainer,
-  base: TrajectoryName,
-): { centre: number; scale: number } | null {
-  return trainer.logVarFrame(base);
-}
-
-/** NLSM: slots 1..L-1 of every trajectory from slot 0 by its GRU, saving each step's activations. */
-async function rollForward(
-  trainer: WindowTrainer,
-  traj: Record<TrajectoryName, Trajectory>,
-  working: Map<string, Working>,
-  L: number,
-): Promise<void> {
-  for (const base of TRAJECTORIES) {
-    const t = traj[base];
-    const size = t.rows * t.width;
-    const dims = [t.rows, t.width];
-    const H = t.width;
-    const frame = frameOf(trainer, base);
-    const session = await trainingKernels.gruForward(frame !== null);
-    const gru = `${base}Gru`;
-    const { W, b } = packGru(workingGru(working, gru), H);
-    const feeds: Record<string, ort.Tensor> = {
-      W: floatView(W, [H, 3 * H]),
-      b: floatView(b, [3 * H]),
-      bn: floatView(working.get(`${gru}.bn`)!.value, [H]),
-    };
-    if (frame) {
-      feeds.centre = floatView(Float32Array.of(frame.centre), []);
-      feeds.scale = floatView(Float32Array.of(frame.scale), []);
-    }
-    for (let slot = 1; slot < L; slot++) {
-      const fetches: Record<string, ort.Tensor> = {
-        y: floatView(t.value.subarray(slot * size, (slot + 1) * size), dims),
-      };
-      for (const name of SAVED) {
-        if (name === 'h' && !frame) continue; // h = x, the previous slot
-        fetches[name] = floatView(t.saved[name].subarray((slot - 1) * size, slot * size), dims);
-      }
-      feeds.x = floatView(t.value.subarray((slot - 1) * size, slot * size), dims);
-      await session.run(feeds, fetches);
-    }
-  }
-}
-
-/**
- * NLSM: the gradient through the GRUs, last slot first: total[L - 1] = direct[L - 1], total[t - 1] = direct[t - 1]
- * + J_t^T total[t]; total[0] is the initial state's gradient; the GRU weights' gradients summed over the steps.
- */
-async function rollBackward(
-  trainer: WindowTrainer,
-  traj: Record<TrajectoryName, Trajectory>,
-  working: Map<string, Working>,
-  L: number,
-): Promise<void> {
-  for (const base of TRAJECTORIES) {
-    const t = traj[base];
-    const gru = `${base}Gru`;
-    const size = t.rows * t.width;
-    const dims = [t.rows, t.width];
-    const H = t.width;
-    const frame = frameOf(trainer, base);
-    const session = await trainingKernels.gruBackward(frame !== null);
-    const weightGradient = await trainingKernels.gruWeightGradient();
-    t.total.set(t.direct.subarray((L - 1) * size), (L - 1) * size);
-    const feeds: Record<string, ort.Tensor> = {
-      W: floatView(packGru(workingGru(working, gru), H).W, [H, 3 * H]),
-    };
-    if (frame) feeds.scale = floatView(Float32Array.of(frame.scale), []);
-    for (let slot = L - 1; slot >= 1; slot--) {
-      const previous = (a: Float32Array, width = H): ort.Tensor =>
-        floatView(a.subarray((slot - 1) * t.rows * width, slot * t.rows * width), [t.rows, width]);
-      feeds.dy = floatView(t.total.subarray(slot * size, (slot + 1) * size), dims);
-      feeds.direct = previous(t.direct);
-      for (const name of SAVED)
-        feeds[name] = previous(name === 'h' && !frame ? t.value : t.saved[name]);
-      await session.run(feeds, {
-        dx: previous(t.total),
-        dG: previous(t.gates, 3 * H),
-        dpn: previous(t.candidate),
-      });
-    }
-    // the weights' gradients of all L - 1 steps in one product over the stacked steps
-    const steps = (L - 1) * t.rows;
-    const sums = await weightGradient.run({
-      h: floatView((frame ? t.saved.h : t.value).subarray(0, steps * H), [steps, H]),
-      dG: floatView(t.gates, [steps, 3 * H]),
-      dpn: floatView(t.candidate, [steps, H]),
-    });
-    const dW = sums.dW.data as Float32Array;
-    const db = sums.db.data as Float32Array;
-    working.get(`${gru}.bn`)!.grad.set(sums.dbn.data as Float32Array);
-    GRU_WEIGHTS.forEach((part, gate) => {
-      const grad = working.get(`${gru}.${part}`)!.grad;
-      for (let i = 0; i < H; i++)
-        grad.set(dW.subarray(i * 3 * H + gate * H, i * 3 * H + (gate + 1) * H), i * H);
-      working.get(`${gru}.${GATE_BIASES[gate]}`)!.grad.set(db.subarray(gate * H, (gate + 1) * H));
-    });
-  }
 }
 
 /** Non-negative int32 ids as an int64 tensor: the low words of a little-endian BigInt64Array, no BigInt maths. */

@@ -22,6 +22,7 @@ import {
 } from './parameters.ts';
 import { fitWindow } from './window-fit.ts';
 import { fitWindowFused, gruStepRowsFused } from './fused-fit.ts';
+import { TrainingKernels } from './onnx-kernels.ts';
 import { StepForecasts } from './forecast.ts';
 
 /** Update-gate bias at initialisation: u = sigmoid(4) = 0.98, so the untrained GRU nearly carries its state. */
@@ -44,6 +45,8 @@ export class WindowTrainer {
   onNanRestore?: (count: number, step: number) => void;
   testHooks: TrainerTestHooks = {};
   private readonly forecasts = new StepForecasts(this);
+  /** The 'onnx' engine's sessions (built on first use, released by dispose). */
+  readonly kernels = new TrainingKernels();
 
   constructor(settings: TrainerSettings, numEntities: number, numRelations: number) {
     if (!Number.isInteger(numEntities) || numEntities < 1) {
@@ -337,5 +340,6 @@ export class WindowTrainer {
 
   dispose(): void {
     this.clearCache();
+    void this.kernels.release();
   }
 }

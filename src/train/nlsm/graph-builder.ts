@@ -1,0 +1,102 @@
+// The graph builder of the NLSM trainer's onnxruntime kernels (onnx-kernels.ts): ops with generated output names,
+// constants as initializers, and the session every kernel runs in (one thread, sequential: the engine's cost is
+// one core's). Owns: that plumbing. Knows no maths; must not import kafkajs, src/kafka, src/window or src/serve.
+import * as ort from 'onnxruntime-node';
+import {
+  DataType,
+  IR_VERSION,
+  floatTensor,
+  int64Tensor,
+  node,
+  onnx,
+  valueInfo,
+  type AttributeValue,
+} from '../../model/onnx-builder.ts';
+
+/** ScatterND with reduction='add' (the scatter of edge gradients) needs opset 16; 18 takes ReduceSum axes as input. */
+const KERNEL_OPSET = 18;
+
+export const F = DataType.FLOAT;
+export const I64 = DataType.INT64;
+
+/** A graph input or output: name, element type, dims (a string dim is symbolic). */
+export type ValueSpec = [string, number, Array<number | string>];
+
+/** A graph under construction: ops get generated output names; constants become initializers. */
+export class GraphBuilder {
+  readonly nodes: InstanceType<typeof onnx.NodeProto>[] = [];
+  readonly initializers: InstanceType<typeof onnx.TensorProto>[] = [];
+  private count = 0;
+
+  op(
+    type: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue> = {},
+    out?: string,
+  ): string {
+    const name = out ?? `${type.toLowerCase()}_${this.count++}`;
+    this.nodes.push(node(type, inputs, [name], attributes));
+    return name;
+  }
+
+  /** An op with several outputs (generated names). */
+  ops(
+    type: string,
+    inputs: string[],
+    outputs: number,
+    attributes: Record<string, AttributeValue> = {},
+  ): string[] {
+    const names = Array.from({ length: outputs }, () => `${type.toLowerCase()}_${this.count++}`);
+    this.nodes.push(node(type, inputs, names, attributes));
+    return names;
+  }
+
+  scalar(value: number): string {
+    const name = `const_${this.count++}`;
+    this.initializers.push(floatTensor(name, [], Float32Array.of(value)));
+    return name;
+  }
+
+  ints(values: number[]): string {
+    const name = `ints_${this.count++}`;
+    this.initializers.push(int64Tensor(name, [values.length], values));
+    return name;
+  }
+
+  add = (a: string, b: string, out?: string): string => this.op('Add', [a, b], {}, out);
+  sub = (a: string, b: string, out?: string): string => this.op('Sub', [a, b], {}, out);
+  mul = (a: string, b: string, out?: string): string => this.op('Mul', [a, b], {}, out);
+  /** Sum over `axes`; keepdims 0. */
+  sum = (x: string, axes: number[], out?: string): string =>
+    this.op('ReduceSum', [x, this.ints(axes)], { keepdims: 0 }, out);
+  /** Sum of all elements (a scalar). */
+  total = (x: string, out?: string): string => this.op('ReduceSum', [x], { keepdims: 0 }, out);
+  /** x @ w (transA / transB: Gemm flags; both operands 2-D). */
+  gemm = (x: string, w: string, transA = 0, transB = 0, out?: string): string =>
+    this.op('Gemm', [x, w], { transA, transB }, out);
+
+  async session(
+    name: string,
+    inputs: ValueSpec[],
+    outputs: ValueSpec[],
+  ): Promise<ort.InferenceSession> {
+    const graph = onnx.GraphProto.create({
+      name,
+      node: this.nodes,
+      initializer: this.initializers,
+      input: inputs.map(([n, type, dims]) => valueInfo(n, type, dims)),
+      output: outputs.map(([n, type, dims]) => valueInfo(n, type, dims)),
+    });
+    const model = onnx.ModelProto.create({
+      irVersion: IR_VERSION,
+      opsetImport: [{ domain: '', version: KERNEL_OPSET }],
+      graph,
+    });
+    return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+  }
+}
