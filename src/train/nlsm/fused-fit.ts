@@ -9,7 +9,7 @@
 import type * as ort from 'onnxruntime-node';
 import { GRU_BLOCK_ROWS } from './graph.ts';
 import { TRAJECTORIES, floatView, int64View, type TrajectoryName } from './onnx-kernels.ts';
-import type { Parameter, UpdateReport } from './parameters.ts';
+import type { Parameter, TrainerSettings, UpdateReport } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
 import {
   ADAM_BETA1,
@@ -108,7 +108,7 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
   const session = await (epochGraph
     ? trainer.kernels.epoch(shape)
     : trainer.kernels.objective(shape));
-  const priors = priorInputs(trainer, L, U * K, Rw * D);
+  const priors = priorInputs(s, L, U * K, Rw * D);
   const psiShape = [L, U, K];
   const thetaShape = [L, Rw, D];
   let previousElbo = NaN;
@@ -324,13 +324,12 @@ function adamStep(working: Iterable<Working>, step: number, scale: number): void
  * The prior terms' per-slot coefficients (onnx-kernels.ts objectiveSession) and the ELBO's constant part: slot 0
  * N(0, sigma^2), slots 1..L-1 a random walk with step variance s^2, an entropy per slot.
  */
-function priorInputs(
-  trainer: WindowTrainer,
+export function priorInputs(
+  s: Pick<TrainerSettings, 'sigmaPsi' | 'sPsi' | 'sigmaTheta' | 'sTheta'>,
   L: number,
   psiSize: number,
   thetaSize: number,
 ): { feeds: Record<string, ort.Tensor>; constant: number } {
-  const s = trainer.settings;
   const coefficients = (prior: number, walk: number): [Float32Array, Float32Array] => {
     const meanCoef = new Float32Array(L);
     const varCoef = new Float32Array(L);

@@ -69,6 +69,15 @@ export class GraphBuilder {
   /** Sum over `axes`; keepdims 0. */
   sum = (x: string, axes: number[], out?: string): string =>
     this.op('ReduceSum', [x, this.ints(axes)], { keepdims: 0 }, out);
+  /**
+   * sigmoid(x) to full relative precision, as exp(x - softplus(x)) (or exp(x - sp) with sp = softplus(x) given):
+   * onnxruntime's Sigmoid kernel is accurate in absolute terms only (sigmoid(-17) comes out 2.2x too large,
+   * sigmoid(-20) as 0), and the importance-weighted negatives' gradients w sigmoid(logit) live exactly there.
+   */
+  sigmoid(x: string, softplus?: string): string {
+    return this.op('Exp', [this.sub(x, softplus ?? this.op('Softplus', [x]))]);
+  }
+
   /** Sum of all elements (a scalar). */
   total = (x: string, out?: string): string => this.op('ReduceSum', [x], { keepdims: 0 }, out);
   /** x @ w (transA / transB: Gemm flags; both operands 2-D). */

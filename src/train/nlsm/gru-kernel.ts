@@ -40,8 +40,8 @@ export function emitGruForward(
   const h = frame ? g.op('Div', [g.sub(x, frame.centre), frame.scale]) : x;
   const gates = g.add(g.op('MatMul', [h, w.W]), w.b); // [M, 3H]
   const [pu, pr, q] = g.ops('Split', [gates], 3, { axis: 1, num_outputs: 3 });
-  const u = g.op('Sigmoid', [pu]);
-  const r = g.op('Sigmoid', [pr]);
+  const u = g.sigmoid(pu);
+  const r = g.sigmoid(pr);
   const n = g.op('Tanh', [g.add(w.bn, g.mul(r, q))]);
   const next = g.add(n, g.mul(u, g.sub(h, n)), frame ? undefined : out);
   const y = frame ? g.add(g.mul(next, frame.scale), frame.centre, out) : next;

@@ -41,7 +41,7 @@ export function emitObjective(
   const one = g.scalar(1);
   // samples: psi = m + exp(lv / 2) noise, z = sigmoid(psi); theta likewise
   const psiStd = g.op('Exp', [g.mul(psiLogVar, half)]);
-  const z = g.op('Sigmoid', [g.add(psiMean, g.mul(psiStd, 'psiNoise'))]);
+  const z = g.sigmoid(g.add(psiMean, g.mul(psiStd, 'psiNoise')));
   const thetaStd = g.op('Exp', [g.mul(thetaLogVar, half)]);
   const theta = g.add(thetaMean, g.mul(thetaStd, 'thetaNoise'));
   const zRows = g.op('Reshape', [z, g.ints([-1, K])]); // [L U, K]
@@ -64,12 +64,13 @@ export function emitObjective(
   const aczo = g.add(a, g.mul(c, zo));
   const perAttribute = g.add(g.mul(zs, aczo), g.mul(b, zo));
   const logits = g.add(g.op('Gather', [c0, 'relations'], { axis: 0 }), g.sum(perAttribute, [1]));
+  const softplus = g.op('Softplus', [logits]);
   const logLikelihood = g.sub(
     g.total(g.mul('linearWeight', logits)),
-    g.total(g.mul('softplusWeight', g.op('Softplus', [logits]))),
+    g.total(g.mul('softplusWeight', softplus)),
   );
   // d logLikelihood / d logit, scattered back to the rows of z and theta's coefficients
-  const dLogit = g.sub('linearWeight', g.mul('softplusWeight', g.op('Sigmoid', [logits]))); // [E]
+  const dLogit = g.sub('linearWeight', g.mul('softplusWeight', g.sigmoid(logits, softplus))); // [E]
   const dLogitCol = g.op('Unsqueeze', [dLogit, g.ints([1])]); // [E, 1]
   const column = (indices: string): string => g.op('Unsqueeze', [indices, g.ints([1])]); // [E, 1]
   const subjectAt = column('subjects');
