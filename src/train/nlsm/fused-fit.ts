@@ -17,6 +17,8 @@ import {
   ADAM_EPSILON,
   drawEpoch,
   emptyReport,
+  recordEpoch,
+  recordNanRestore,
   gatherRows,
   scatterRows,
   trainedParameters,
@@ -188,25 +190,11 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
     trainer.adamStep++;
     adamStep(working.values(), trainer.adamStep, -1 / positives);
     lap('adam');
-    report.epochs = epoch;
-    report.loss = loss;
-    report.elbo = elbo / positives;
-    if (
-      epoch >= s.minEpochsPerWindow &&
-      s.convergenceTolerance > 0 &&
-      Number.isFinite(previousElbo) &&
-      -loss - previousElbo < s.convergenceTolerance * Math.abs(loss)
-    ) {
-      break;
-    }
+    if (recordEpoch(trainer, report, epoch, loss, previousElbo)) break;
     previousElbo = -loss;
   }
   if (nan) {
-    // the last good state is still in the parameters (working copies are never written back)
-    trainer.nanRestores++;
-    report.nanRestored = true;
-    trainer.adamStep -= report.epochs;
-    trainer.onNanRestore?.(trainer.nanRestores, trainer.lastObserved);
+    recordNanRestore(trainer, report);
   } else {
     for (const w of working.values()) {
       for (const [from, into] of [

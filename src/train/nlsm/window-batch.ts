@@ -26,6 +26,37 @@ export function emptyReport(trainer: WindowTrainer, U: number, Rw: number): Upda
   };
 }
 
+/**
+ * After an epoch's Adam step: records the epoch in the report and says whether the fit has converged (the ELBO per
+ * fact rose by less than the tolerance's share of the loss, after the minimum number of epochs).
+ */
+export function recordEpoch(
+  trainer: WindowTrainer,
+  report: UpdateReport,
+  epoch: number,
+  loss: number,
+  previousElbo: number,
+): boolean {
+  const s = trainer.settings;
+  report.epochs = epoch;
+  report.loss = loss;
+  report.elbo = -loss;
+  return (
+    epoch >= s.minEpochsPerWindow &&
+    s.convergenceTolerance > 0 &&
+    Number.isFinite(previousElbo) &&
+    -loss - previousElbo < s.convergenceTolerance * Math.abs(loss)
+  );
+}
+
+/** A NaN loss: the last good state is still in the parameters (working copies are never written back). */
+export function recordNanRestore(trainer: WindowTrainer, report: UpdateReport): void {
+  trainer.nanRestores++;
+  report.nanRestored = true;
+  trainer.adamStep -= report.epochs;
+  trainer.onNanRestore?.(trainer.nanRestores, trainer.lastObserved);
+}
+
 /** The parameters an update trains: all of NLSM's; BAS's slots the window fills. */
 export function trainedParameters(trainer: WindowTrainer): string[] {
   const L = trainer.slots.length;

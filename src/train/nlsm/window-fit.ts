@@ -31,6 +31,8 @@ import {
   ADAM_EPSILON,
   drawEpoch,
   emptyReport,
+  recordEpoch,
+  recordNanRestore,
   gatherRows,
   trainedParameters,
   windowUniverse,
@@ -103,25 +105,11 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
     trainer.adamStep++;
     adamUpdate(trainer, variables, grads);
     for (const g of Object.values(grads)) g.dispose();
-    report.epochs = epoch;
-    report.loss = loss;
-    report.elbo = -loss;
-    if (
-      epoch >= s.minEpochsPerWindow &&
-      s.convergenceTolerance > 0 &&
-      Number.isFinite(previousElbo) &&
-      -loss - previousElbo < s.convergenceTolerance * Math.abs(loss)
-    ) {
-      break;
-    }
+    if (recordEpoch(trainer, report, epoch, loss, previousElbo)) break;
     previousElbo = -loss;
   }
   if (nan) {
-    // restore the last good state: the arrays still hold it (working copies are never written back)
-    trainer.nanRestores++;
-    report.nanRestored = true;
-    trainer.adamStep -= report.epochs;
-    trainer.onNanRestore?.(trainer.nanRestores, trainer.lastObserved);
+    recordNanRestore(trainer, report);
   } else {
     for (const [name, working] of variables) {
       const p = trainer.params.get(name)!;
