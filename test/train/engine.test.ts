@@ -5,9 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNlsmForecaster } from '../../src/train/nlsm/index.ts';
+import type { TrainerTestHooks } from '../../src/train/nlsm/parameters.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
-async function trainBoth(model: 'nlsm' | 'bas', directed: boolean, steps: number) {
+async function trainBoth(
+  model: 'nlsm' | 'bas',
+  directed: boolean,
+  steps: number,
+  testHooks: TrainerTestHooks = {},
+) {
   const snapshots = plantedSnapshots({ N: 60, R: 3, T: steps, subjects: 20, seed: 5 });
   const runs = [];
   for (const engine of ['tfjs', 'onnx'] as const) {
@@ -22,6 +28,7 @@ async function trainBoth(model: 'nlsm' | 'bas', directed: boolean, steps: number
       minEpochsPerWindow: 3,
       seed: 11,
       engine,
+      testHooks,
     });
     const elbos: number[] = [];
     for (const snapshot of snapshots) {
@@ -71,4 +78,10 @@ test('NLSM, directed: the onnx engine trains exactly like tfjs autodiff (ELBO an
 test('NLSM, undirected (P = 3) and BAS: the onnx engine matches tfjs autodiff', async () => {
   assertSameTraining(await trainBoth('nlsm', false, 3));
   assertSameTraining(await trainBoth('bas', true, 6));
+});
+
+test('the onnx engine runs a window of many edges in chunks (priors counted once) and trains the same', async () => {
+  // K = 8, 8 * 37 edge values per run: chunks of 37 edges, up to about 30 runs per epoch here
+  assertSameTraining(await trainBoth('nlsm', true, 6, { edgeValuesPerRun: 8 * 37 }));
+  assertSameTraining(await trainBoth('bas', true, 3, { edgeValuesPerRun: 8 * 37 }));
 });

@@ -118,6 +118,7 @@ test('objective kernel: ELBO and gradient equal tfjs autodiff at the logits of a
     linearWeight: floatView(linear, [E]),
     softplusWeight: floatView(soft, [E]),
     ...priors.feeds,
+    priorWeight: floatView(Float32Array.of(1), []),
   });
   const elbo = (out.elboVariable.data as Float32Array)[0] + priors.constant;
   assert.ok(

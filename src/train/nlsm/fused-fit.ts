@@ -16,6 +16,7 @@ import {
   ADAM_BETA2,
   ADAM_EPSILON,
   drawEpoch,
+  type EpochEdges,
   emptyReport,
   recordEpoch,
   recordNanRestore,
@@ -136,15 +137,9 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
     if (hook && hook.update === trainer.updates + 1 && hook.epoch === epoch)
       working.get(trainer.slotName('psiMean', 0))!.value.fill(NaN);
     lap('draws');
-    const E = edges.linear.length;
     const feeds: Record<string, ort.Tensor> = {
       psiNoise: floatView(traj.psiMean.noise, psiShape),
       thetaNoise: floatView(traj.thetaMean.noise, thetaShape),
-      subjects: int64Of(edges.subjects),
-      relations: int64Of(edges.relations),
-      objects: int64Of(edges.objects),
-      linearWeight: floatView(edges.linear, [E]),
-      softplusWeight: floatView(edges.soft, [E]),
       ...priors.feeds,
     };
     const fetches: Record<string, ort.Tensor | null> = { elboVariable: null };
@@ -178,10 +173,16 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
         feeds[`${base}Scale`] = floatView(Float32Array.of(frame.scale), []);
       }
     }
-    const result = await session.run(feeds, fetches);
+    const elboVariable = await runInChunks(
+      session,
+      feeds,
+      fetches,
+      edges,
+      Math.floor((trainer.testHooks.edgeValuesPerRun ?? EDGE_VALUES_PER_RUN) / s.K),
+    );
     for (const f of unpack) f();
     lap('gradient');
-    const elbo = (result.elboVariable.data as Float32Array)[0] + priors.constant;
+    const elbo = elboVariable + priors.constant;
     const loss = -elbo / positives;
     if (!Number.isFinite(loss)) {
       nan = true;
@@ -211,6 +212,53 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
   report.seconds = (performance.now() - t0) / 1000;
   report.phases = phases;
   return report;
+}
+
+/**
+ * The most edges one run takes: the objective's [E, K] intermediates then stay near 64 MiB each (about 20 of them
+ * are alive at once), so a window of 100,000 facts per step trains in bounded memory instead of ~10 GiB.
+ */
+export const EDGE_VALUES_PER_RUN = 2 ** 24;
+
+/**
+ * Runs the epoch (or objective) graph over the epoch's edges in chunks of at most `edgesPerRun` edges:
+ * the gradient is linear in the edges' terms, so the chunks' outputs add up to the whole window's (the priors and
+ * entropies, priorWeight, count in the first chunk only; the GRU rollout is recomputed per chunk). The first chunk
+ * writes into `fetches`' preallocated tensors, the others are added to them. Returns the summed elboVariable.
+ */
+async function runInChunks(
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+  fetches: Record<string, ort.Tensor | null>,
+  edges: EpochEdges,
+  edgesPerRun: number,
+): Promise<number> {
+  const E = edges.linear.length;
+  const chunks = Math.max(1, Math.ceil(E / Math.max(1, edgesPerRun)));
+  let elboVariable = 0;
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    const from = Math.floor((chunk * E) / chunks);
+    const to = Math.floor(((chunk + 1) * E) / chunks);
+    feeds.subjects = int64Of(edges.subjects.subarray(from, to));
+    feeds.relations = int64Of(edges.relations.subarray(from, to));
+    feeds.objects = int64Of(edges.objects.subarray(from, to));
+    feeds.linearWeight = floatView(edges.linear.subarray(from, to), [to - from]);
+    feeds.softplusWeight = floatView(edges.soft.subarray(from, to), [to - from]);
+    feeds.priorWeight = floatView(Float32Array.of(chunk === 0 ? 1 : 0), []);
+    const result = await session.run(
+      feeds,
+      chunk === 0 ? fetches : Object.fromEntries(Object.keys(fetches).map((name) => [name, null])),
+    );
+    elboVariable += (result.elboVariable.data as Float32Array)[0];
+    if (chunk === 0) continue;
+    for (const [name, into] of Object.entries(fetches)) {
+      if (!into) continue;
+      const total = into.data as Float32Array;
+      const part = result[name].data as Float32Array;
+      for (let i = 0; i < total.length; i++) total[i] += part[i];
+    }
+  }
+  return elboVariable;
 }
 
 /** A GRU's gates concatenated: W = [Uu | Ur | Un] [H, 3H], b = [bu | br | bhn] (gru-kernel.ts GruInputs). */

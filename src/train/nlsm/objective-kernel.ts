@@ -25,7 +25,8 @@ export interface TrajectoryInputs {
  * [L, U, K] and thetaNoise [L, Rw, K P] (slot 0's zeros: slot 0 uses the mean); edges subject / object (rows of the
  * stacked [L * U, K] z), relation (rows of the stacked theta) [E] int64; linear and softplus weights [E]; per-slot
  * coefficients [L, 1, 1] of the prior terms (meanCoef: 1 / sigma^2 at slot 0, else 0; varCoef: the sum of 1 / (2 v)
- * over the prior terms each slot's variance enters); the random walks' 1 / s^2 (scalars). Emits elboVariable (the
+ * over the prior terms each slot's variance enters); the random walks' 1 / s^2 and priorWeight, the weight of the
+ * prior and entropy terms (scalars; 1, or 0 in all but one chunk of a window's edges). Emits elboVariable (the
  * ELBO without its constant terms, named so) and returns the ELBO's gradient with respect to the trajectories.
  */
 export function emitObjective(
@@ -126,7 +127,12 @@ export function emitObjective(
       const pad = (before: number): string => g.ints([before, 0, 0, 1 - before, 0, 0]);
       dMean = g.add(dMean, g.sub(g.op('Pad', [pull, pad(0)]), g.op('Pad', [pull, pad(1)])));
     }
-    return { value, dMean, dLogVar };
+    // priorWeight (0 or 1): a window whose edges run in several chunks counts its priors in one of them
+    return {
+      value: g.mul(value, 'priorWeight'),
+      dMean: g.mul(dMean, 'priorWeight'),
+      dLogVar: g.mul(dLogVar, 'priorWeight'),
+    };
   };
   const psiPrior = priorAndGrads(psiMean, psiLogVar, 'psiMeanCoef', 'psiVarCoef', 'psiWalk');
   const thetaPrior = priorAndGrads(
@@ -173,5 +179,6 @@ export function objectiveInputs(shape: ObjectiveShape): ValueSpec[] {
     ['thetaVarCoef', F, slotCoef],
     ['psiWalk', F, []],
     ['thetaWalk', F, []],
+    ['priorWeight', F, []],
   ];
 }

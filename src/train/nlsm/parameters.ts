@@ -38,6 +38,8 @@ export interface TrainerSettings {
 export interface TrainerTestHooks {
   /** Before the given epoch (1-based) of the given window update (1-based), put a NaN into the working copy of psi. */
   corruptWorkingCopy?: { update: number; epoch: number };
+  /** The onnx engine's edge values (edges x K) per run (default fused-fit.ts EDGE_VALUES_PER_RUN). */
+  edgeValuesPerRun?: number;
   /** Rows per block of the window shift's GRU steps (default graph.ts GRU_BLOCK_ROWS). */
   shiftBlockRows?: number;
 }
