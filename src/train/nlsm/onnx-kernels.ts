@@ -143,43 +143,54 @@ function epochSession(shape: ObjectiveShape): Promise<ort.InferenceSession> {
   return g.session(`window_epoch_L${L}`, [...inputs, ...objectiveInputs(shape)], outputs);
 }
 
-/** A trainer's kernel sessions, built on first use (building is ~10-50 ms each). */
+/**
+ * A trainer's kernel sessions, built on first use (building is ~10-50 ms each). Of each kind it keeps the session
+ * of the last shape only: every session holds its own memory arena (up to ~1.3 GiB for a window's largest edge
+ * chunk), and once the window is full every update has the same shape (L = m), so the warm-up's smaller windows'
+ * sessions are released instead of kept.
+ */
 export class TrainingKernels {
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly sessions = new Map<
+    string,
+    { key: string; session: Promise<ort.InferenceSession> }
+  >();
 
   private cached(
+    kind: string,
     key: string,
     build: () => Promise<ort.InferenceSession>,
   ): Promise<ort.InferenceSession> {
-    let session = this.sessions.get(key);
-    if (!session) {
-      session = build();
-      this.sessions.set(key, session);
-    }
+    const held = this.sessions.get(kind);
+    if (held?.key === key) return held.session;
+    if (held) void held.session.then((session) => session.release());
+    const session = build();
+    this.sessions.set(kind, { key, session });
     return session;
   }
 
   /** One GRU step (the window shift); `framed`: a log-variance GRU in its frame. */
   gruStep(framed: boolean): Promise<ort.InferenceSession> {
-    return this.cached(`step/${framed}`, () => gruStepSession(framed));
+    return this.cached(`step/${framed}`, '', () => gruStepSession(framed));
   }
 
   /** One epoch of an NLSM window (L >= 2): forward, objective and backward in one run. */
   epoch(shape: ObjectiveShape): Promise<ort.InferenceSession> {
-    return this.cached(`epoch/${shape.L}/${shape.K}/${shape.directed}`, () => epochSession(shape));
+    return this.cached('epoch', `${shape.L}/${shape.K}/${shape.directed}`, () =>
+      epochSession(shape),
+    );
   }
 
   objective(shape: ObjectiveShape): Promise<ort.InferenceSession> {
-    return this.cached(`objective/${shape.L}/${shape.K}/${shape.directed}`, () =>
+    return this.cached('objective', `${shape.L}/${shape.K}/${shape.directed}`, () =>
       objectiveSession(shape),
     );
   }
 
   /** Releases every session built so far (the trainer's dispose). */
   async release(): Promise<void> {
-    const sessions = [...this.sessions.values()];
+    const held = [...this.sessions.values()];
     this.sessions.clear();
-    for (const session of sessions) await (await session).release();
+    for (const { session } of held) await (await session).release();
   }
 }
 
