@@ -8,7 +8,13 @@
 // order (window-batch.ts) or forecasts; must not import kafkajs, src/kafka, src/window or src/serve.
 import type * as ort from 'onnxruntime-node';
 import { GRU_BLOCK_ROWS } from './graph.ts';
-import { TRAJECTORIES, floatView, int64View, type TrajectoryName } from './onnx-kernels.ts';
+import {
+  OBJECTIVE_GRADIENTS,
+  TRAJECTORIES,
+  floatView,
+  int64View,
+  type TrajectoryName,
+} from './onnx-kernels.ts';
 import type { Parameter, TrainerSettings, UpdateReport } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
 import {
@@ -17,13 +23,12 @@ import {
   ADAM_EPSILON,
   drawEpoch,
   type EpochEdges,
-  emptyReport,
   recordEpoch,
   recordNanRestore,
   gatherRows,
   scatterRows,
   trainedParameters,
-  windowUniverse,
+  type WindowUniverse,
 } from './window-batch.ts';
 
 const LOG_2PI = Math.log(2 * Math.PI);
@@ -51,16 +56,15 @@ interface Trajectory {
   direct: Float32Array;
 }
 
-export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateReport> {
-  const t0 = performance.now();
+/** Train on the window (its sub-graph has positives); fills `report`, with seconds per phase. */
+export async function fitWindowFused(
+  trainer: WindowTrainer,
+  window: WindowUniverse,
+  report: UpdateReport,
+): Promise<void> {
   const s = trainer.settings;
   const L = trainer.slots.length;
-  const { universe, relations, positives, proposals } = windowUniverse(trainer);
-  const report = emptyReport(trainer, universe.length, relations.length);
-  if (positives === 0) {
-    report.seconds = (performance.now() - t0) / 1000;
-    return report;
-  }
+  const { universe, relations, positives, proposals } = window;
   // NLSM windows of two slots or more run as one epoch graph; BAS and one-slot windows as the objective alone
   const epochGraph = s.model === 'nlsm' && L >= 2;
   const U = universe.length;
@@ -149,7 +153,7 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
       if (!epochGraph) {
         const dims = [L, t.rows, t.width];
         feeds[base] = floatView(t.value, dims);
-        fetches[`d${base[0].toUpperCase()}${base.slice(1)}`] = floatView(t.direct, dims);
+        fetches[OBJECTIVE_GRADIENTS[base]] = floatView(t.direct, dims);
         continue;
       }
       const H = t.width;
@@ -209,9 +213,7 @@ export async function fitWindowFused(trainer: WindowTrainer): Promise<UpdateRepo
     }
   }
   trainer.clearCache();
-  report.seconds = (performance.now() - t0) / 1000;
   report.phases = phases;
-  return report;
 }
 
 /**

@@ -47,6 +47,14 @@ function trajectoryDims(shape: ObjectiveShape, name: TrajectoryName): Array<numb
 }
 
 /** The window objective over given trajectories [L, rows, width] (BAS's slots, or an NLSM window of one slot). */
+/** The objective session's gradient outputs, one per trajectory ([L, rows, width]). */
+export const OBJECTIVE_GRADIENTS: Record<TrajectoryName, string> = {
+  psiMean: 'dPsiMean',
+  psiLogVar: 'dPsiLogVar',
+  thetaMean: 'dThetaMean',
+  thetaLogVar: 'dThetaLogVar',
+};
+
 function objectiveSession(shape: ObjectiveShape): Promise<ort.InferenceSession> {
   const g = new GraphBuilder();
   const names = {
@@ -55,13 +63,7 @@ function objectiveSession(shape: ObjectiveShape): Promise<ort.InferenceSession> 
     thetaMean: 'thetaMean',
     thetaLogVar: 'thetaLogVar',
   };
-  const out = {
-    psiMean: 'dPsiMean',
-    psiLogVar: 'dPsiLogVar',
-    thetaMean: 'dThetaMean',
-    thetaLogVar: 'dThetaLogVar',
-  };
-  emitObjective(g, shape, names, out);
+  emitObjective(g, shape, names, OBJECTIVE_GRADIENTS);
   const stacked = (name: TrajectoryName): Array<number | string> => [
     shape.L,
     ...trajectoryDims(shape, name),
@@ -69,7 +71,10 @@ function objectiveSession(shape: ObjectiveShape): Promise<ort.InferenceSession> 
   return g.session(
     `window_objective_L${shape.L}`,
     [...TRAJECTORIES.map((t): ValueSpec => [t, F, stacked(t)]), ...objectiveInputs(shape)],
-    [['elboVariable', F, []], ...TRAJECTORIES.map((t): ValueSpec => [out[t], F, stacked(t)])],
+    [
+      ['elboVariable', F, []],
+      ...TRAJECTORIES.map((t): ValueSpec => [OBJECTIVE_GRADIENTS[t], F, stacked(t)]),
+    ],
   );
 }
 

@@ -67,7 +67,7 @@ export interface UpdateReport {
   nanRestored: boolean;
   universe: number; // nodes trained (touched by the window)
   relations: number; // relations trained (of the window's facts)
-  /** Seconds per phase of the fit (the 'onnx' engine: setup, draws, forward, objective, backward, adam). */
+  /** Seconds per phase of the fit (the 'onnx' engine: setup, draws, gradient, adam). */
   phases?: Record<string, number>;
 }
 

@@ -1,7 +1,8 @@
 // Windowed NLSM / BAS trainer (SPEC section 1, "Windowed training"). Owns: the model state (GRU weights, the
 // window's initial psi / theta variational parameters, BAS per-slot parameters, Adam moments, the seeded random
 // state), its initialisation and growth, the window of the last m snapshots and its shifts. The fit of one window
-// is window-fit.ts, forecasts forecast.ts, checkpoints checkpoint.ts, the types parameters.ts.
+// is fused-fit.ts (the onnx engine) or window-fit.ts (tfjs), forecasts forecast.ts, checkpoints checkpoint.ts, the
+// types parameters.ts.
 // Must not import kafkajs, src/kafka, src/window or src/serve: snapshots arrive through observe().
 import type { Direction, ScoringState, Snapshot } from '../../core/types.ts';
 import { ConfigError, InvalidInputError } from '../../core/errors.ts';
@@ -21,6 +22,7 @@ import {
   type WindowSlot,
 } from './parameters.ts';
 import { fitWindow } from './window-fit.ts';
+import { emptyReport, windowUniverse } from './window-batch.ts';
 import { fitWindowFused, gruStepRowsFused } from './fused-fit.ts';
 import { TrainingKernels } from './onnx-kernels.ts';
 import { StepForecasts } from './forecast.ts';
@@ -228,7 +230,14 @@ export class WindowTrainer {
     }
     this.lastObserved = snapshot.step;
     this.clearCache();
-    const report = await (this.settings.engine === 'tfjs' ? fitWindow(this) : fitWindowFused(this));
+    const started = performance.now();
+    const window = windowUniverse(this);
+    const report = emptyReport(this, window.universe.length, window.relations.length);
+    if (window.positives > 0) {
+      const fit = this.settings.engine === 'tfjs' ? fitWindow : fitWindowFused;
+      await fit(this, window, report);
+    }
+    report.seconds = (performance.now() - started) / 1000;
     this.updates++;
     return report;
   }

@@ -1,9 +1,10 @@
-// One window update of the NLSM / BAS trainer (SPEC section 1, "Windowed training"): the nodes and relations the
-// window touches (the sub-graph the ELBO sums over: its cost grows with the window's facts and the rows they touch,
-// not with N or R), working copies of their parameters, epochs of Adam on the ELBO (graph.ts windowElbo) with the
-// noise and the importance-weighted negatives of each epoch drawn from the trainer's seeded generator, early stop
-// on convergence, NaN recovery (the working copies are dropped, the last good state stays) and the write-back.
-// Owns: the fit loop and its draws, in this order (a resumed run repeats them exactly). Must not touch the window's
+// One window update of the NLSM / BAS trainer on the 'tfjs' engine (SPEC section 1, "Windowed training"), the
+// reference the 'onnx' engine (fused-fit.ts) is tested against: over the window's sub-graph (window-batch.ts: the
+// nodes and relations its facts touch, so the cost grows with the window's facts and the rows they touch, not with
+// N or R), working copies of their parameters as tf variables, epochs of Adam on the ELBO (graph.ts windowElbo,
+// tfjs autodiff) with each epoch's draws (window-batch.ts drawEpoch), early stop on convergence, NaN recovery (the
+// working copies are dropped, the last good state stays) and the write-back.
+// Owns: this engine's fit loop. Must not touch the window's
 // contents or shifts (trainer.ts), forecasts (forecast.ts) or checkpoints; must not import kafkajs, src/kafka,
 // src/window or src/serve.
 import * as tf from '@tensorflow/tfjs';
@@ -30,28 +31,25 @@ import {
   ADAM_BETA2,
   ADAM_EPSILON,
   drawEpoch,
-  emptyReport,
   recordEpoch,
   recordNanRestore,
   gatherRows,
   trainedParameters,
-  windowUniverse,
+  type WindowUniverse,
 } from './window-batch.ts';
 
 /** Working copy of one parameter on the fit's nodes: value and Adam moments as tf variables. */
 type WorkingCopies = Map<string, { value: tf.Variable; m: tf.Variable; v: tf.Variable }>;
 
-/** Train on the window: Adam on the ELBO, epochsPerWindow at most, stop early on convergence. */
-export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
-  const t0 = performance.now();
+/** Train on the window (its sub-graph has positives): Adam on the ELBO, at most epochsPerWindow epochs. */
+export async function fitWindow(
+  trainer: WindowTrainer,
+  window: WindowUniverse,
+  report: UpdateReport,
+): Promise<void> {
   const s = trainer.settings;
   const L = trainer.slots.length;
-  const { universe, relations, positives, proposals } = windowUniverse(trainer);
-  const report = emptyReport(trainer, universe.length, relations.length);
-  if (positives === 0) {
-    report.seconds = (performance.now() - t0) / 1000;
-    return report;
-  }
+  const { universe, relations, positives, proposals } = window;
   const U = universe.length;
   const Rw = relations.length;
 
@@ -135,8 +133,6 @@ export async function fitWindow(trainer: WindowTrainer): Promise<UpdateReport> {
     working.v.dispose();
   }
   trainer.clearCache();
-  report.seconds = (performance.now() - t0) / 1000;
-  return report;
 }
 
 /** Means and log-variances per slot: the GRUs roll the initial state (NLSM) or the slots' own parameters (BAS). */
