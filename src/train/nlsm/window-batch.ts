@@ -1,9 +1,10 @@
 // What one window update trains on, shared by both training engines (window-fit.ts on tfjs, fused-fit.ts on the
 // onnxruntime kernels): the sub-graph of the window (the nodes and relations its facts touch, local ids), the
 // negative proposals per slot, the first window's density offset, each epoch's draws from the trainer's seeded
-// generator (noise per slot >= 1, then the importance-weighted negatives) in one fixed order, and Adam's
-// constants. Plain typed arrays, no tensors. Must not touch the fit loop, parameters' working copies or Adam's
-// state; must not import kafkajs, src/kafka, src/window or src/serve.
+// generator (noise per slot >= 1, then the importance-weighted negatives) in one fixed order, the update's report
+// and epoch bookkeeping (convergence, NaN restore), and Adam's constants. Plain typed arrays, no tensors. Must not
+// touch the fit loop, parameters' working copies or Adam's moments; must not import kafkajs, src/kafka, src/window
+// or src/serve.
 import { buildNegativeProposal, sampleNegatives, type NegativeProposal } from './math.ts';
 import type { UpdateReport } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
