@@ -152,8 +152,8 @@ test('objective kernel: ELBO and gradient equal tfjs autodiff at the logits of a
 
 // The GRU weights' gradients of a window reach float32's subnormal range (below 1.2e-38), where the CPU's
 // arithmetic falls back to microcode: a [344, 256]^T [344, 768] MatMul took 243-294 ms with subnormal inputs
-// against 1.8-3.6 ms without (an ICEWS14 nlsm run of 20 days: 65 s -> 42 s, the same MRR). The sessions therefore flush
-// subnormals to zero (onnxruntime's session.set_denormal_as_zero); this fails if that option is dropped.
+// against 1.8-3.6 ms without (an ICEWS14 nlsm run of 20 days: 65 s -> 42 s, the same MRR). The sessions therefore
+// flush subnormals to zero (onnxruntime's session.set_denormal_as_zero); this fails if that option is dropped.
 test('kernel sessions flush subnormal floats to zero (their arithmetic is ~100x slower)', async () => {
   const g = new GraphBuilder();
   g.op('Mul', ['x', g.scalar(1)], {}, 'y');

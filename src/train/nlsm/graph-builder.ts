@@ -109,7 +109,8 @@ export class GraphBuilder {
       graphOptimizationLevel: 'all',
       // flush subnormal floats (below 1.2e-38) to zero: the GRU weights' gradients reach that range, where the CPU's
       // arithmetic falls back to microcode (a [344, 256]^T [344, 768] MatMul: 243-294 ms with subnormal inputs,
-      // 1.8-3.6 ms without); the trained values are bit-identical on YAGO (test/train/kernels.test.ts)
+      // 1.8-3.6 ms without); YAGO's bench trains bit-identical values with it (test/train/kernels.test.ts checks
+      // the flush itself)
       extra: { session: { set_denormal_as_zero: '1' } },
     });
   }
