@@ -162,3 +162,31 @@ test('kernel sessions flush subnormal floats to zero (their arithmetic is ~100x 
   const { y } = await session.run({ x: floatView(x, [3]) });
   assert.deepEqual(Array.from(y.data as Float32Array), [0, -0, Math.fround(1e-30)]);
 });
+
+// The kernels' sigmoid (GraphBuilder.sigmoid: 1 / (1 + exp(-x)), or exp(x - softplus) when softplus is at hand) must
+// keep full relative precision down to float32's normal range, where the GRU gates and the negatives' gradients
+// need it; onnxruntime's own Sigmoid gives sigmoid(-17) 2.2x too large and sigmoid(-20) as 0, which fails here.
+test('kernel sigmoid: within 4 float32 ulps of the exact value from -87 to 40, both forms', async () => {
+  const xs = [-87, -60, -40, -25, -20, -17, -5, -1, -1e-3, 0, 1e-3, 1, 5, 17, 40];
+  const g = new GraphBuilder();
+  g.op('Identity', [g.sigmoid('x')], {}, 'plain');
+  g.op('Identity', [g.sigmoid('x', g.op('Softplus', ['x']))], {}, 'fromSoftplus');
+  const dims = [xs.length];
+  const session = await g.session(
+    'sigmoid',
+    [['x', F, dims]],
+    [
+      ['plain', F, dims],
+      ['fromSoftplus', F, dims],
+    ],
+  );
+  const out = await session.run({ x: floatView(Float32Array.from(xs), dims) });
+  for (const name of ['plain', 'fromSoftplus']) {
+    const got = out[name].data as Float32Array;
+    xs.forEach((x, i) => {
+      const exact = 1 / (1 + Math.exp(-Math.fround(x)));
+      const relative = Math.abs(got[i] - exact) / exact;
+      assert.ok(relative <= 4 * 2 ** -24, `${name} sigmoid(${x}) = ${got[i]}, exact ${exact}`);
+    });
+  }
+});
