@@ -297,3 +297,47 @@ test('the fused edge-logit op has the same gradient as the composed tf ops', asy
     ]);
   }
 });
+
+// The epoch noise's normals (Xoshiro128.fillNormalZiggurat): a wrong layer table, a biased sign bit or a missing
+// tail would fail the Kolmogorov-Smirnov bound (the 1% critical value; the seed is fixed, so the test is
+// deterministic) or the tail counts; a checkpointed state must replay the same numbers.
+test('ziggurat normals: standard normal by Kolmogorov-Smirnov and tail counts, replayed from a saved state', () => {
+  const rng = new Xoshiro128(11);
+  const n = 400_000;
+  const draws = rng.fillNormalZiggurat(new Float32Array(n));
+  // normal CDF through erf (Abramowitz & Stegun 7.1.26, error < 1.5e-7)
+  const erf = (x: number): number => {
+    const t = 1 / (1 + 0.3275911 * Math.abs(x));
+    const poly =
+      ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) *
+      t;
+    const y = 1 - poly * Math.exp(-x * x);
+    return x >= 0 ? y : -y;
+  };
+  const sorted = Float64Array.from(draws).sort();
+  let ks = 0;
+  for (let i = 0; i < n; i++) {
+    const cdf = 0.5 * (1 + erf(sorted[i] / Math.SQRT2));
+    ks = Math.max(ks, Math.abs(cdf - i / n), Math.abs(cdf - (i + 1) / n));
+  }
+  assert.ok(ks < 1.63 / Math.sqrt(n), `Kolmogorov-Smirnov D = ${ks}`);
+  const beyond = (c: number): number => draws.reduce((k, z) => k + (Math.abs(z) > c ? 1 : 0), 0);
+  const expected = (c: number): number => n * (1 - erf(c / Math.SQRT2));
+  for (const c of [2, 3, 3.6541528853610088, 4]) {
+    const [got, want] = [beyond(c), expected(c)];
+    assert.ok(
+      Math.abs(got - want) < 4 * Math.sqrt(want) + 1,
+      `|z| > ${c}: ${got}, expected ${want}`,
+    );
+  }
+  const negatives = draws.reduce((k, z) => k + (z < 0 ? 1 : 0), 0);
+  assert.ok(
+    Math.abs(negatives - n / 2) < 4 * Math.sqrt(n / 4),
+    `${negatives} negative draws of ${n}`,
+  );
+  const saved = rng.getState();
+  const next = rng.fillNormalZiggurat(new Float32Array(1000));
+  const replay = new Xoshiro128(1);
+  replay.setState(saved);
+  assert.deepEqual(replay.fillNormalZiggurat(new Float32Array(1000)), next);
+});
