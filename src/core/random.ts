@@ -3,9 +3,8 @@
 // other stages.
 //
 // Which is used where, and why there are two:
-// - `Xoshiro128` (xoshiro128**, 128-bit state; normals by Box-Muller, or by the ziggurat for bulk draws) is the NLSM /
-//   BAS trainer's only randomness (src/train/nlsm: initial weights by Box-Muller, the noise of every epoch by the
-//   ziggurat, negative samples). Its full state, cached normal
+// - `Xoshiro128` (xoshiro128**, 128-bit state, Box-Muller normals) is the NLSM / BAS trainer's only randomness
+//   (src/train/nlsm: initial weights, the noise and negative samples of every epoch). Its full state, cached normal
 //   included, goes into trainer checkpoints (getState / setState), so a resumed run draws exactly the numbers an
 //   uninterrupted one would.
 // - `mulberry32` (32-bit state, a closure returning floats in [0, 1)) serves everything that needs cheap, stateless
@@ -127,80 +126,6 @@ export class Xoshiro128 {
     return out;
   }
 
-  /**
-   * Fills `out` with standard normals by the ziggurat method (Marsaglia & Tsang, 256 layers), about 2x cheaper here
-   * than Box-Muller's log, sqrt, cos and sin: one 32-bit word per normal in 98.5% of draws, its bits split so that
-   * layer, sign and position are independent (low 8 bits: the layer, bit 8: the sign, the top 23 bits: the position
-   * within the layer), the rest by the wedge and tail rejections. Different numbers from
-   * fillNormal for the same state, the same distribution; uses no cached normal (the Box-Muller spare is untouched).
-   */
-  fillNormalZiggurat(out: Float32Array): Float32Array {
-    const { x, f } = ZIGGURAT;
-    let s0 = this.s0;
-    let s1 = this.s1;
-    let s2 = this.s2;
-    let s3 = this.s3;
-    for (let i = 0; i < out.length; i++) {
-      // one step of nextUint32, written out
-      const word = Math.imul(rotl(Math.imul(s1, 5) >>> 0, 7), 9) >>> 0;
-      const t = (s1 << 9) >>> 0;
-      s2 = (s2 ^ s0) >>> 0;
-      s3 = (s3 ^ s1) >>> 0;
-      s1 = (s1 ^ s2) >>> 0;
-      s0 = (s0 ^ s3) >>> 0;
-      s2 = (s2 ^ t) >>> 0;
-      s3 = rotl(s3, 11);
-      const layer = word & 255;
-      const z = ((word >>> 9) / 8388608) * x[layer];
-      if (z < x[layer + 1]) {
-        out[i] = word & 256 ? -z : z;
-        continue;
-      }
-      this.s0 = s0;
-      this.s1 = s1;
-      this.s2 = s2;
-      this.s3 = s3;
-      out[i] = this.zigguratRest(word, z, x, f);
-      s0 = this.s0;
-      s1 = this.s1;
-      s2 = this.s2;
-      s3 = this.s3;
-    }
-    this.s0 = s0;
-    this.s1 = s1;
-    this.s2 = s2;
-    this.s3 = s3;
-    return out;
-  }
-
-  /** A ziggurat draw whose first point fell outside its layer's inner rectangle: wedge or tail, else redraw. */
-  private zigguratRest(word: number, z: number, x: Float64Array, f: Float64Array): number {
-    for (;;) {
-      const layer = word & 255;
-      const sign = word & 256 ? -1 : 1;
-      if (z < x[layer + 1]) return sign * z;
-      if (layer === 0) {
-        // the tail beyond r (Marsaglia 1964): r + a with a ~ Exp(r), accepted with probability exp(-a^2 / 2)
-        const r = x[1];
-        for (;;) {
-          const a = -Math.log(this.nextOpen()) / r;
-          const b = -Math.log(this.nextOpen());
-          if (b + b >= a * a) return sign * (r + a);
-        }
-      }
-      // the wedge between the layer's inner rectangle and the curve
-      if (f[layer] + this.nextOpen() * (f[layer + 1] - f[layer]) < Math.exp(-0.5 * z * z))
-        return sign * z;
-      word = this.nextUint32();
-      z = ((word >>> 9) / 8388608) * x[word & 255];
-    }
-  }
-
-  /** Uniform in (0, 1), never 0 (for logarithms). */
-  private nextOpen(): number {
-    return (this.nextUint32() + 0.5) / 4294967296;
-  }
-
   /** The full generator state (for checkpoints). */
   getState(): number[] {
     return [this.s0, this.s1, this.s2, this.s3, this.spareNormal];
@@ -213,23 +138,6 @@ export class Xoshiro128 {
     this.spareNormal = state[4] === null ? NaN : Number(state[4]);
   }
 }
-
-/**
- * The ziggurat's 256 layers of equal area v under the half-normal density f(x) = exp(-x^2 / 2) (unnormalised):
- * x[0] = v / f(r) (the base layer, whose part beyond r is the tail), x[1] = r, x[i + 1] = f^-1(f(x[i]) + v / x[i]),
- * x[256] = 0; f[i] = f(x[i]). r and v are Marsaglia & Tsang's (2000) constants for 256 layers.
- */
-const ZIGGURAT = ((): { x: Float64Array; f: Float64Array } => {
-  const r = 3.6541528853610088;
-  const v = 4.92867323399e-3;
-  const density = (t: number): number => Math.exp(-0.5 * t * t);
-  const x = new Float64Array(257);
-  x[0] = v / density(r);
-  x[1] = r;
-  for (let i = 1; i < 255; i++) x[i + 1] = Math.sqrt(-2 * Math.log(v / x[i] + density(x[i])));
-  x[256] = 0;
-  return { x, f: x.map(density) };
-})();
 
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;

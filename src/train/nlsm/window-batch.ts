@@ -163,8 +163,8 @@ export function drawEpoch(
   const s = trainer.settings;
   const L = trainer.slots.length;
   for (let slot = 1; slot < L; slot++) {
-    trainer.rng.fillNormalZiggurat(psiNoise(slot));
-    trainer.rng.fillNormalZiggurat(thetaNoise(slot));
+    trainer.rng.fillNormal(psiNoise(slot));
+    trainer.rng.fillNormal(thetaNoise(slot));
   }
   const parts: { triples: Int32Array; weights: Float32Array | null; slot: number }[] = [];
   let total = 0;
