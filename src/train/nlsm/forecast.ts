@@ -16,17 +16,19 @@ interface CachedStep {
   psiMean: Float32Array | null; // [N * K] (NLSM, for rolling further; a plain array, rolled in row blocks)
   thetaMean: tf.Tensor2D; // [R, K * P]
   coefficients: { c0: tf.Tensor1D; A: tf.Tensor2D; B: tf.Tensor2D; C: tf.Tensor2D };
-  /** The candidates' rows transposed, [K, count], built at the first score() of the step (see candidatesOf). */
-  candidates?: { count: number; transposed: tf.Tensor2D };
 }
 
 /** The trainer's forecasts, one cached state per step asked for (clear() whenever the parameters change). */
 export class StepForecasts {
   private readonly cache = new Map<number, CachedStep>();
+  /** The last scored step's candidates transposed, [K, count] (see candidatesOf); one step's only, to bound memory. */
+  private candidates: { step: number; count: number; transposed: tf.Tensor2D } | undefined;
 
   constructor(private readonly trainer: WindowTrainer) {}
 
   clear(): void {
+    this.candidates?.transposed.dispose();
+    this.candidates = undefined;
     for (const c of this.cache.values()) disposeCached(c);
     this.cache.clear();
   }
@@ -125,7 +127,7 @@ export class StepForecasts {
       }
       return r;
     });
-    const candidates = this.candidatesOf(state, numEntities);
+    const candidates = this.candidatesOf(step, state, numEntities);
     const scores = tf.tidy(() => {
       const { c0, A, B: Bm, C } = state.coefficients;
       const rel = tf.tensor1d(relationRows, 'int32');
@@ -147,23 +149,23 @@ export class StepForecasts {
   }
 
   /**
-   * The candidates' z rows of a step as [K, numEntities] (unknown ids take the z = 0.5 row), kept with the step: the
-   * wasm backend's matMul with transposeB ran ~9x slower than the same product with the transpose stored (a
-   * [512, 64] x [64, 7,129] batch: 499 ms against 57 ms, two other jobs on the machine).
+   * The candidates' z rows of a step as [K, numEntities] (unknown ids take the z = 0.5 row), kept until another
+   * step (or count) is scored: the wasm backend's matMul with transposeB ran ~9x slower than the same product with
+   * the transpose stored (a [512, 64] x [64, 7,129] batch: 499 ms against 57 ms, two other jobs on the machine).
    */
-  private candidatesOf(state: CachedStep, numEntities: number): tf.Tensor2D {
-    if (state.candidates?.count !== numEntities) {
-      state.candidates?.transposed.dispose();
-      const transposed = tf.tidy(() =>
-        tf.transpose(
-          numEntities <= this.trainer.N
-            ? tf.slice(state.z, [0, 0], [numEntities, -1])
-            : padRows(state.z, this.trainer.N, numEntities),
-        ),
-      ) as tf.Tensor2D;
-      state.candidates = { count: numEntities, transposed };
-    }
-    return state.candidates.transposed;
+  private candidatesOf(step: number, state: CachedStep, numEntities: number): tf.Tensor2D {
+    const held = this.candidates;
+    if (held?.step === step && held.count === numEntities) return held.transposed;
+    held?.transposed.dispose();
+    const transposed = tf.tidy(() =>
+      tf.transpose(
+        numEntities <= this.trainer.N
+          ? tf.slice(state.z, [0, 0], [numEntities, -1])
+          : padRows(state.z, this.trainer.N, numEntities),
+      ),
+    ) as tf.Tensor2D;
+    this.candidates = { step, count: numEntities, transposed };
+    return transposed;
   }
 
   /** Link probabilities sigmoid(logit) of (source, relation 0, target) pairs at `step`. */
@@ -231,7 +233,6 @@ function padRows(zWithUnknown: tf.Tensor2D, N: number, total: number): tf.Tensor
 
 function disposeCached(c: CachedStep): void {
   c.z.dispose();
-  c.candidates?.transposed.dispose();
   c.thetaMean.dispose();
   c.coefficients.c0.dispose();
   c.coefficients.A.dispose();
