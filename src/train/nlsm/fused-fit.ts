@@ -3,10 +3,12 @@
 // (onnx-kernels.ts) over typed arrays instead of tfjs autodiff: per epoch ONE onnxruntime run (an NLSM window: the
 // GRU rollout, the objective and the gradient back to the initial state and the GRU weights; BAS or a one-slot
 // window: the objective over its slots, which are the working copies themselves), then Adam in place on the working
-// copies of the touched rows. Also the window shift's GRU step over all rows (gruStepRowsFused).
+// copies of the touched rows; each epoch's draws come from draw-worker.ts (made on another thread, one epoch ahead).
+// Also the window shift's GRU step over all rows (gruStepRowsFused).
 // Owns: this engine's fit loop and buffers. Must not touch the window's contents or shifts (trainer.ts), the draws'
 // order (window-batch.ts) or forecasts; must not import kafkajs, src/kafka, src/window or src/serve.
 import type * as ort from 'onnxruntime-node';
+import { epochDraws } from './draw-worker.ts';
 import { GRU_BLOCK_ROWS } from './graph.ts';
 import {
   OBJECTIVE_GRADIENTS,
@@ -21,7 +23,6 @@ import {
   ADAM_BETA1,
   ADAM_BETA2,
   ADAM_EPSILON,
-  drawEpoch,
   type EpochEdges,
   recordEpoch,
   recordNanRestore,
@@ -47,12 +48,11 @@ interface Working {
   rate: number;
 }
 
-/** One trajectory's [L, rows, width] buffers: values (objective-only windows), noise, the objective's gradient. */
+/** One trajectory's [L, rows, width] buffers: values (objective-only windows) and the objective's gradient. */
 interface Trajectory {
   rows: number;
   width: number;
   value: Float32Array;
-  noise: Float32Array; // samples' noise (psi and theta means' buffers; slot 0 stays zero)
   direct: Float32Array;
 }
 
@@ -77,7 +77,6 @@ export async function fitWindowFused(
     rows,
     width,
     value: new Float32Array(epochGraph ? 0 : L * rows * width),
-    noise: new Float32Array(L * rows * width),
     direct: new Float32Array(epochGraph ? 0 : L * rows * width),
   });
   const traj: Record<TrajectoryName, Trajectory> = {
@@ -127,23 +126,32 @@ export async function fitWindowFused(
     phases[phase] += (now - clock) / 1000;
     clock = now;
   };
-  lap('setup');
-  for (let epoch = 1; epoch <= s.epochsPerWindow; epoch++) {
-    const edges = drawEpoch(
-      trainer,
+  // the epochs' draws, made on the draw worker one epoch ahead while this thread runs the kernels and Adam
+  const draws = epochDraws(
+    trainer.rng,
+    {
       proposals,
+      negativesPerPositive: s.negativesPerPositive,
+      L,
       U,
       Rw,
-      (slot) => slice(traj.psiMean.noise, slot, U * K),
-      (slot) => slice(traj.thetaMean.noise, slot, Rw * D),
-    );
+      K,
+      D,
+      epochs: s.epochsPerWindow,
+    },
+    s.drawThread ?? 'worker',
+  );
+  let epoch: number;
+  lap('setup');
+  for (epoch = 1; epoch <= s.epochsPerWindow; epoch++) {
+    const { psi, theta, edges } = await draws.take(epoch);
     const hook = trainer.testHooks.corruptWorkingCopy;
     if (hook && hook.update === trainer.updates + 1 && hook.epoch === epoch)
       working.get(trainer.slotName('psiMean', 0))!.value.fill(NaN);
     lap('draws');
     const feeds: Record<string, ort.Tensor> = {
-      psiNoise: floatView(traj.psiMean.noise, psiShape),
-      thetaNoise: floatView(traj.thetaMean.noise, thetaShape),
+      psiNoise: floatView(psi, psiShape),
+      thetaNoise: floatView(theta, thetaShape),
       ...priors.feeds,
     };
     const fetches: Record<string, ort.Tensor | null> = { elboVariable: null };
@@ -198,6 +206,8 @@ export async function fitWindowFused(
     if (recordEpoch(trainer, report, epoch, loss, previousElbo)) break;
     previousElbo = -loss;
   }
+  // the generator continues after the last epoch used (an epoch drawn ahead and not used is dropped)
+  draws.finish(Math.min(epoch, s.epochsPerWindow));
   if (nan) {
     recordNanRestore(trainer, report);
   } else {

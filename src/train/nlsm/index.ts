@@ -16,6 +16,7 @@ import { ensureBackend, type TrainBackend } from './backend.ts';
 import { WindowTrainer } from './trainer.ts';
 import type { TrainerSettings, TrainerTestHooks, UpdateReport } from './parameters.ts';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import type { DrawThread } from './draw-worker.ts';
 
 export type { TrainerSettings, UpdateReport } from './parameters.ts';
 export { WindowTrainer } from './trainer.ts';
@@ -51,6 +52,8 @@ export interface NlsmOptions {
   backend?: TrainBackend;
   /** What computes a window update's gradient (default from config: 'onnx'). */
   engine?: 'onnx' | 'tfjs';
+  /** Where the 'onnx' engine's epochs are drawn (draw-worker.ts; default 'worker'; the same numbers either way). */
+  drawThread?: DrawThread;
   /** Called after a NaN loss restored the last good state (count so far, step). Metric: tkg_train_nan_restores_total. */
   onNanRestore?: (count: number, step: number) => void;
   /** Full per-update report (epochs, universe size, whether a NaN was restored). */
@@ -124,6 +127,7 @@ export function resolveTrainerSettings(
     entityLrScale: config.trainEntityLrScale,
     seed: config.seed,
     engine: config.trainEngine,
+    drawThread: options.drawThread,
   };
 }
 

@@ -5,6 +5,7 @@
 // import kafkajs, src/kafka, src/window or src/serve.
 import * as tf from '@tensorflow/tfjs';
 import { GRU_TENSOR_NAMES, type GruWeights } from './graph.ts';
+import type { DrawThread } from './draw-worker.ts';
 
 export interface TrainerSettings {
   model: 'nlsm' | 'bas';
@@ -32,6 +33,8 @@ export interface TrainerSettings {
   seed: number;
   /** What computes a window update's gradient: fused onnxruntime kernels (fused-fit.ts) or tfjs autodiff (window-fit.ts). */
   engine: 'onnx' | 'tfjs';
+  /** Where the 'onnx' engine's epochs are drawn (draw-worker.ts; default 'worker', the same numbers either way). */
+  drawThread?: DrawThread;
 }
 
 /** Hooks for fault-injection tests only. */

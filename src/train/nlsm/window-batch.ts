@@ -6,6 +6,7 @@
 // touch the fit loop, parameters' working copies or Adam's moments; must not import kafkajs, src/kafka, src/window
 // or src/serve.
 import { buildNegativeProposal, sampleNegatives, type NegativeProposal } from './math.ts';
+import type { Xoshiro128 } from '../../core/random.ts';
 import type { UpdateReport } from './parameters.ts';
 import type { WindowTrainer } from './trainer.ts';
 
@@ -160,23 +161,44 @@ export function drawEpoch(
   psiNoise: (slot: number) => Float32Array,
   thetaNoise: (slot: number) => Float32Array,
 ): EpochEdges {
-  const s = trainer.settings;
-  const L = trainer.slots.length;
+  return drawEpochWith(
+    trainer.rng,
+    proposals,
+    trainer.settings.negativesPerPositive,
+    trainer.slots.length,
+    U,
+    Rw,
+    psiNoise,
+    thetaNoise,
+  );
+}
+
+/** drawEpoch from a given generator (draw-worker.ts runs it on another thread): the same draws in the same order. */
+export function drawEpochWith(
+  rng: Xoshiro128,
+  proposals: NegativeProposal[],
+  negativesPerPositive: number,
+  L: number,
+  U: number,
+  Rw: number,
+  psiNoise: (slot: number) => Float32Array,
+  thetaNoise: (slot: number) => Float32Array,
+): EpochEdges {
   for (let slot = 1; slot < L; slot++) {
-    trainer.rng.fillNormal(psiNoise(slot));
-    trainer.rng.fillNormal(thetaNoise(slot));
+    rng.fillNormal(psiNoise(slot));
+    rng.fillNormal(thetaNoise(slot));
   }
   const parts: { triples: Int32Array; weights: Float32Array | null; slot: number }[] = [];
   let total = 0;
   proposals.forEach((proposal, slot) => {
     const facts = proposal.positives.length / 3;
-    const M = Math.max(Math.ceil(s.negativesPerPositive * facts), facts === 0 ? 0 : 1);
+    const M = Math.max(Math.ceil(negativesPerPositive * facts), facts === 0 ? 0 : 1);
     if (facts > 0) {
       parts.push({ triples: proposal.positives, weights: null, slot });
       total += facts;
     }
     if (M > 0) {
-      const negatives = sampleNegatives(proposal, M, trainer.rng);
+      const negatives = sampleNegatives(proposal, M, rng);
       parts.push({ triples: negatives.triples, weights: negatives.weights, slot });
       total += M;
     }

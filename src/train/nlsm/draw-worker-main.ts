@@ -1,0 +1,58 @@
+// The body of the epoch-draw worker thread (started by draw-worker.ts through draw-worker-boot.mjs): holds one window
+// update's generator and proposals, and draws the epoch it is asked for (window-batch.ts drawEpochWith), sending the
+// noise, the edges and the generator's state after them. Owns: the worker side of the DrawCall / DrawReply messages.
+// Must not import tfjs, onnxruntime, kafkajs, src/kafka, src/window or src/serve.
+import { parentPort } from 'node:worker_threads';
+import { Xoshiro128 } from '../../core/random.ts';
+import type { DrawCall, DrawJob, DrawReply } from './draw-worker.ts';
+import { drawEpochWith } from './window-batch.ts';
+
+const port = parentPort;
+if (!port) throw new Error('draw-worker-main.ts runs only as a worker thread (draw-worker.ts)');
+
+let job: { spec: DrawJob; rng: Xoshiro128; drawn: number } | undefined;
+
+port.on('message', (message: DrawCall) => {
+  try {
+    if (message.method === 'start') {
+      const rng = new Xoshiro128(0);
+      rng.setState(message.job.rngState);
+      job = { spec: message.job, rng, drawn: 0 };
+    }
+    if (!job || job.spec.id !== message.id)
+      throw new Error(`draw request of update ${message.id}: no such update in progress`);
+    const { spec, rng } = job;
+    if (message.epoch !== job.drawn + 1)
+      throw new Error(`draw request of epoch ${message.epoch} after epoch ${job.drawn}`);
+    const { L, U, Rw, K, D } = spec;
+    const psi = new Float32Array(L * U * K);
+    const theta = new Float32Array(L * Rw * D);
+    const edges = drawEpochWith(
+      rng,
+      spec.proposals,
+      spec.negativesPerPositive,
+      L,
+      U,
+      Rw,
+      (slot) => psi.subarray(slot * U * K, (slot + 1) * U * K),
+      (slot) => theta.subarray(slot * Rw * D, (slot + 1) * Rw * D),
+    );
+    job.drawn = message.epoch;
+    const reply: DrawReply = {
+      id: message.id,
+      epoch: message.epoch,
+      draw: { psi, theta, edges, rngState: rng.getState() },
+    };
+    port.postMessage(reply, [
+      psi.buffer,
+      theta.buffer,
+      ...Object.values(edges).map((a: Int32Array | Float32Array) => a.buffer as ArrayBuffer),
+    ]);
+  } catch (error) {
+    port.postMessage({
+      id: message.id,
+      epoch: message.epoch,
+      error: (error as Error).message ?? String(error),
+    } satisfies DrawReply);
+  }
+});
