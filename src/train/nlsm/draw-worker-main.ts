@@ -1,11 +1,10 @@
 // The body of the epoch-draw worker thread (started by draw-worker.ts through draw-worker-boot.mjs): holds one window
-// update's generator and proposals, and draws the epoch it is asked for (window-batch.ts drawEpochWith), sending the
+// update's generator and proposals, and draws the epoch it is asked for (draw-worker.ts drawInto), sending the
 // noise, the edges and the generator's state after them. Owns: the worker side of the DrawCall / DrawReply messages.
 // Must not import tfjs, onnxruntime, kafkajs, src/kafka, src/window or src/serve.
 import { parentPort } from 'node:worker_threads';
 import { Xoshiro128 } from '../../core/random.ts';
-import type { DrawCall, DrawJob, DrawReply } from './draw-worker.ts';
-import { drawEpochWith } from './window-batch.ts';
+import { drawInto, type DrawCall, type DrawJob, type DrawReply } from './draw-worker.ts';
 
 const port = parentPort;
 if (!port) throw new Error('draw-worker-main.ts runs only as a worker thread (draw-worker.ts)');
@@ -24,19 +23,9 @@ port.on('message', (message: DrawCall) => {
     const { spec, rng } = job;
     if (message.epoch !== job.drawn + 1)
       throw new Error(`draw request of epoch ${message.epoch} after epoch ${job.drawn}`);
-    const { L, U, Rw, K, D } = spec;
-    const psi = new Float32Array(L * U * K);
-    const theta = new Float32Array(L * Rw * D);
-    const edges = drawEpochWith(
-      rng,
-      spec.proposals,
-      spec.negativesPerPositive,
-      L,
-      U,
-      Rw,
-      (slot) => psi.subarray(slot * U * K, (slot + 1) * U * K),
-      (slot) => theta.subarray(slot * Rw * D, (slot + 1) * Rw * D),
-    );
+    const psi = new Float32Array(spec.L * spec.U * spec.K);
+    const theta = new Float32Array(spec.L * spec.Rw * spec.D);
+    const edges = drawInto(rng, spec, psi, theta);
     job.drawn = message.epoch;
     const reply: DrawReply = {
       id: message.id,

@@ -25,18 +25,8 @@ export interface EpochDraw {
   rngState?: number[];
 }
 
-/** A window update's draws as the worker needs them. */
-export interface DrawJob {
-  id: number;
-  rngState: number[];
-  proposals: NegativeProposal[];
-  negativesPerPositive: number;
-  L: number;
-  U: number;
-  Rw: number;
-  K: number;
-  D: number;
-}
+/** A window update's draws as the worker needs them: the shape, the update's id and the generator's state. */
+export type DrawJob = Omit<DrawShape, 'epochs'> & { id: number; rngState: number[] };
 
 export type DrawCall =
   | { method: 'start'; id: number; epoch: 1; job: DrawJob }
@@ -65,26 +55,32 @@ export interface EpochDraws {
   finish(last: number): void;
 }
 
+/** One epoch's draws from `rng` into psi [L, U, K] and theta [L, Rw, K P] (slot 0 untouched); returns the edges. */
+export function drawInto(
+  rng: Xoshiro128,
+  shape: Omit<DrawShape, 'epochs'>,
+  psi: Float32Array,
+  theta: Float32Array,
+): EpochEdges {
+  const { L, U, Rw, K, D } = shape;
+  return drawEpochWith(
+    rng,
+    shape.proposals,
+    shape.negativesPerPositive,
+    L,
+    U,
+    Rw,
+    (slot) => psi.subarray(slot * U * K, (slot + 1) * U * K),
+    (slot) => theta.subarray(slot * Rw * D, (slot + 1) * Rw * D),
+  );
+}
+
 /** Draws made on the trainer's thread when taken, into one reused set of buffers. */
 function inPlace(rng: Xoshiro128, shape: DrawShape): EpochDraws {
-  const { L, U, Rw, K, D } = shape;
-  const psi = new Float32Array(L * U * K);
-  const theta = new Float32Array(L * Rw * D);
+  const psi = new Float32Array(shape.L * shape.U * shape.K);
+  const theta = new Float32Array(shape.L * shape.Rw * shape.D);
   return {
-    take: async () => ({
-      psi,
-      theta,
-      edges: drawEpochWith(
-        rng,
-        shape.proposals,
-        shape.negativesPerPositive,
-        L,
-        U,
-        Rw,
-        (slot) => psi.subarray(slot * U * K, (slot + 1) * U * K),
-        (slot) => theta.subarray(slot * Rw * D, (slot + 1) * Rw * D),
-      ),
-    }),
+    take: async () => ({ psi, theta, edges: drawInto(rng, shape, psi, theta) }),
     finish: () => undefined,
   };
 }
@@ -133,18 +129,8 @@ class DrawWorker {
 
   draws(rng: Xoshiro128, shape: DrawShape): EpochDraws {
     const id = this.nextId++;
-    const { proposals, negativesPerPositive, L, U, Rw, K, D, epochs } = shape;
-    const job: DrawJob = {
-      id,
-      rngState: rng.getState(),
-      proposals,
-      negativesPerPositive,
-      L,
-      U,
-      Rw,
-      K,
-      D,
-    };
+    const { epochs, ...rest } = shape;
+    const job: DrawJob = { ...rest, id, rngState: rng.getState() };
     const ahead = new Map<number, Promise<EpochDraw>>([
       [1, this.request({ method: 'start', id, epoch: 1, job })],
     ]);
