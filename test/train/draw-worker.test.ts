@@ -2,7 +2,7 @@
 // the kernels) against drawing them in place when taken: from the same seed and stream every window update must
 // produce the same ELBO, the same parameters and the same generator state, bit for bit. That includes updates the
 // convergence rule stops early (the worker has drawn an epoch that is never used, so the generator must continue
-// after the last epoch taken) and an update a NaN loss aborts.
+// after the last epoch taken), an update a NaN loss aborts, and two trainers drawing at the same time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNlsmForecaster } from '../../src/train/nlsm/index.ts';
@@ -10,7 +10,11 @@ import type { DrawThread } from '../../src/train/nlsm/draw-worker.ts';
 import type { TrainerTestHooks } from '../../src/train/nlsm/parameters.ts';
 import { plantedSnapshots } from './synthetic.ts';
 
-async function train(drawThread: DrawThread, testHooks: TrainerTestHooks = {}) {
+async function train(
+  drawThread: DrawThread,
+  testHooks: TrainerTestHooks = {},
+  convergenceTolerance = 0.02,
+) {
   const snapshots = plantedSnapshots({ N: 60, R: 3, T: 8, subjects: 20, seed: 5 });
   const f = await createNlsmForecaster({
     model: 'nlsm',
@@ -21,8 +25,8 @@ async function train(drawThread: DrawThread, testHooks: TrainerTestHooks = {}) {
     windowSize: 5,
     epochsPerWindow: 12,
     minEpochsPerWindow: 2,
-    // stops most updates after a few epochs
-    convergenceTolerance: 0.02,
+    // 0.02 stops most updates after a few epochs
+    convergenceTolerance,
     seed: 11,
     engine: 'onnx',
     drawThread,
@@ -71,4 +75,12 @@ test('epoch draws on the worker thread: an update a NaN loss aborts continues th
   const inPlace = await train('main', hooks);
   assert.equal(worker.nanRestores, 1);
   assertIdentical(worker, inPlace);
+});
+
+test('epoch draws on the worker thread: two trainers updating at once in one process draw their own epochs', async () => {
+  // every update runs all its epochs, so the two trainers' updates overlap for many epochs
+  const [a, b] = await Promise.all([train('worker', {}, 0), train('worker', {}, 0)]);
+  const inPlace = await train('main', {}, 0);
+  assertIdentical(a, inPlace);
+  assertIdentical(b, inPlace);
 });

@@ -30,7 +30,8 @@ export type DrawJob = Omit<DrawShape, 'epochs'> & { id: number; rngState: number
 
 export type DrawCall =
   | { method: 'start'; id: number; epoch: 1; job: DrawJob }
-  | { method: 'draw'; id: number; epoch: number };
+  | { method: 'draw'; id: number; epoch: number }
+  | { method: 'end'; id: number };
 
 export type DrawReply =
   { id: number; epoch: number; draw: EpochDraw } | { id: number; epoch: number; error: string };
@@ -118,7 +119,7 @@ class DrawWorker {
   }
 
   /** Sends `call`; the promise of its reply (a dropped epoch's reply is awaited by nobody). */
-  private request(call: DrawCall): Promise<EpochDraw> {
+  private request(call: Exclude<DrawCall, { method: 'end' }>): Promise<EpochDraw> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
@@ -156,6 +157,7 @@ class DrawWorker {
         if (state) rng.setState(state);
         for (const epoch of ahead.keys()) this.pending.delete(`${id}/${epoch}`);
         if (this.pending.size === 0) this.worker.unref();
+        if (!this.failure) this.worker.postMessage({ method: 'end', id } satisfies DrawCall);
       },
     };
   }
