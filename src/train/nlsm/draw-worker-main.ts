@@ -1,6 +1,7 @@
-// The body of the epoch-draw worker thread (started by draw-worker.ts through draw-worker-boot.mjs): holds one window
-// update's generator and proposals (per trainer drawing at the time), and draws the epoch it is asked for (draw-worker.ts drawInto), sending the
-// noise, the edges and the generator's state after them. Owns: the worker side of the DrawCall / DrawReply messages.
+// The body of the epoch-draw worker thread (started by draw-worker.ts through draw-worker-boot.mjs): holds the
+// generator and proposals of each window update in progress (one per trainer drawing at the time) and draws the
+// epoch it is asked for (draw-worker.ts drawInto), sending the noise, the edges and the generator's state after
+// them. Owns: the worker side of the DrawCall / DrawReply messages.
 // Must not import tfjs, onnxruntime, kafkajs, src/kafka, src/window or src/serve.
 import { parentPort } from 'node:worker_threads';
 import { Xoshiro128 } from '../../core/random.ts';

@@ -49,11 +49,11 @@ export interface DrawShape {
   epochs: number;
 }
 
-/** A window update's epochs' draws: take(1), take(2), ... in order, then finish(last epoch taken). */
+/** A window update's epochs' draws: take(1), take(2), ... in order, then finish(). */
 export interface EpochDraws {
   take(epoch: number): Promise<EpochDraw>;
-  /** The generator continues after epoch `last`'s draws (those of later epochs are dropped). */
-  finish(last: number): void;
+  /** The generator continues after the last epoch taken (an epoch drawn ahead and not taken is dropped). */
+  finish(): void;
 }
 
 /** One epoch's draws from `rng` into psi [L, U, K] and theta [L, Rw, K P] (slot 0 untouched); returns the edges. */
@@ -118,43 +118,41 @@ class DrawWorker {
     this.worker.on('exit', (code) => fail(new Error(`epoch draw worker exited with code ${code}`)));
   }
 
-  /** Sends `call`; the promise of its reply (a dropped epoch's reply is awaited by nobody). */
+  /**
+   * Sends `call`; the promise of its reply. An epoch drawn ahead may never be taken, so a rejection nobody awaits
+   * is not reported as unhandled (whoever awaits the promise still gets it).
+   */
   private request(call: Exclude<DrawCall, { method: 'end' }>): Promise<EpochDraw> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      if (this.pending.size === 0) this.worker.ref();
-      this.pending.set(`${call.id}/${call.epoch}`, { resolve, reject });
-      this.worker.postMessage(call);
-    });
+    const reply = this.failure
+      ? Promise.reject(this.failure)
+      : new Promise<EpochDraw>((resolve, reject) => {
+          if (this.pending.size === 0) this.worker.ref();
+          this.pending.set(`${call.id}/${call.epoch}`, { resolve, reject });
+          this.worker.postMessage(call);
+        });
+    reply.catch(() => undefined);
+    return reply;
   }
 
   draws(rng: Xoshiro128, shape: DrawShape): EpochDraws {
     const id = this.nextId++;
     const { epochs, ...rest } = shape;
     const job: DrawJob = { ...rest, id, rngState: rng.getState() };
-    const ahead = new Map<number, Promise<EpochDraw>>([
-      [1, this.request({ method: 'start', id, epoch: 1, job })],
-    ]);
-    const states = new Map<number, number[]>();
-    // a rejected draw nobody takes must not become an unhandled rejection
-    for (const p of ahead.values()) p.catch(() => undefined);
+    const ahead = new Map([[1, this.request({ method: 'start', id, epoch: 1, job })]]);
+    let lastState: number[] | undefined;
     return {
       take: async (epoch) => {
         const next = ahead.get(epoch);
         if (!next) throw new Error(`epoch ${epoch} taken out of order`);
         ahead.delete(epoch);
-        if (epoch < epochs) {
-          const after = this.request({ method: 'draw', id, epoch: epoch + 1 });
-          after.catch(() => undefined);
-          ahead.set(epoch + 1, after);
-        }
+        if (epoch < epochs)
+          ahead.set(epoch + 1, this.request({ method: 'draw', id, epoch: epoch + 1 }));
         const draw = await next;
-        states.set(epoch, draw.rngState!);
+        lastState = draw.rngState;
         return draw;
       },
-      finish: (last) => {
-        const state = states.get(last);
-        if (state) rng.setState(state);
+      finish: () => {
+        if (lastState) rng.setState(lastState);
         for (const epoch of ahead.keys()) this.pending.delete(`${id}/${epoch}`);
         if (this.pending.size === 0) this.worker.unref();
         if (!this.failure) this.worker.postMessage({ method: 'end', id } satisfies DrawCall);

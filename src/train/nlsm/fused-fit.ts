@@ -141,9 +141,8 @@ export async function fitWindowFused(
     },
     s.drawThread ?? 'worker',
   );
-  let epoch: number;
   lap('setup');
-  for (epoch = 1; epoch <= s.epochsPerWindow; epoch++) {
+  for (let epoch = 1; epoch <= s.epochsPerWindow; epoch++) {
     const { psi, theta, edges } = await draws.take(epoch);
     const hook = trainer.testHooks.corruptWorkingCopy;
     if (hook && hook.update === trainer.updates + 1 && hook.epoch === epoch)
@@ -207,7 +206,7 @@ export async function fitWindowFused(
     previousElbo = -loss;
   }
   // the generator continues after the last epoch used (an epoch drawn ahead and not used is dropped)
-  draws.finish(Math.min(epoch, s.epochsPerWindow));
+  draws.finish();
   if (nan) {
     recordNanRestore(trainer, report);
   } else {
